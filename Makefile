@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine with Python 3.11+ and make:
+#   make run   - create .venv, install, start gpuroute on its embedded defaults
+#   make test  - same venv, ruff + mypy + the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gpuroute up
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/replay.py
+
+clean:
+	rm -rf $(VENV) .gpuroute .pytest_cache .mypy_cache .ruff_cache
