@@ -1,0 +1,59 @@
+"""The subject registry: every NATS subject gpuroute uses, one line each.
+
+Event subjects (``noun.past-tense-verb``) come from the registered event types
+and are captured by the JetStream stream; the others are core NATS or
+request/reply subjects and are listed here by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.envelope import event_types
+
+STREAM = "GPUROUTE"
+DLQ_STREAM = "GPUROUTE_DLQ"
+
+HEARTBEAT = "svc.heartbeat"
+PING = "svc.ping"
+DLQ_PREFIX = "dlq."
+STORED_PREFIX = "stored."
+STORE_READ = "gpuroute.store.read"
+STORE_STATS = "gpuroute.store.stats"
+
+
+@dataclass(frozen=True)
+class Subject:
+    name: str
+    description: str
+    stored: bool
+
+
+_OTHER = (
+    Subject(HEARTBEAT, "Service heartbeat: name, version, pid, uptime. Core NATS.", False),
+    Subject(PING, "Asks every running service to publish its heartbeat now. Core NATS.", False),
+    Subject(
+        DLQ_PREFIX + ">",
+        "Dead letters: a message that failed validation, on dlq.<original subject>, "
+        "with the reason in the Gpuroute-Dead-Reason header. Kept in its own stream.",
+        False,
+    ),
+    Subject(
+        STORED_PREFIX + ">",
+        "Events after the store committed them, as {seq, event}, on stored.<type>. Core NATS.",
+        False,
+    ),
+    Subject(STORE_READ, "Request/reply: read stored events (StoreReadRequest).", False),
+    Subject(STORE_STATS, "Request/reply: event count, last position, file size.", False),
+)
+
+
+def registry() -> list[Subject]:
+    """Every subject, events first, each with a one-line description."""
+    events = [Subject(s, et.description, True) for s, et in event_types().items()]
+    return events + list(_OTHER)
+
+
+def stream_subjects() -> list[str]:
+    """The wildcard subjects of the event stream: one ``<noun>.>`` per event noun."""
+    return sorted({s.split(".", 1)[0] + ".>" for s in event_types()})

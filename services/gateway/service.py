@@ -1,0 +1,38 @@
+"""The gateway as a service: serves the aiohttp app and tracks heartbeats."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from nats.aio.msg import Msg
+
+from schemas.subjects import HEARTBEAT, PING
+from services.gateway.app import create_app
+from services.gateway.heartbeats import HeartbeatTracker
+from services.runtime.service import Service
+
+
+class GatewayService(Service):
+    name = "gateway"
+    description = "HTTP and WebSocket front door of gpuroute."
+
+    async def setup(self) -> None:
+        self.heartbeats = HeartbeatTracker(self.clock, stale_after_s=3 * self.config.heartbeat_s)
+
+        async def on_beat(msg: Msg) -> None:
+            self.heartbeats.record(msg.data)
+
+        self._beats = await self.bus.nc.subscribe(HEARTBEAT, cb=on_beat)
+        await self.bus.nc.publish(PING)  # services started earlier beat now, not in 5 s
+        self.app = create_app(self.bus, self.heartbeats)
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        http = self.config.http
+        site = web.TCPSite(self._runner, http.host, http.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1] if self._runner.addresses else http.port
+        self.url = f"http://{http.host}:{self.port}"
+        self.log.info("listening", extra={"fields": {"url": self.url}})
+
+    async def teardown(self) -> None:
+        await self._runner.cleanup()
+        await self._beats.unsubscribe()

@@ -1,0 +1,255 @@
+"""The one way services talk to NATS.
+
+:class:`Bus` owns a NATS connection and its JetStream context. Every event is
+published through :meth:`Bus.publish` (waits for the JetStream ack) or
+:meth:`Bus.publish_many` (pipelined: every publish in flight at once, then one
+wait), always with ``Nats-Msg-Id`` = event id. Because JetStream drops a
+duplicate id inside its window, a publish whose ack was lost (timeout, server
+restart) is simply sent again: retrying never stores an event twice.
+
+The connection reconnects forever; events JetStream acknowledged are on disk
+and survive a server restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from schemas import Event, encode_event, make_event, stream_subjects
+from schemas.subjects import DLQ_PREFIX, DLQ_STREAM, STREAM
+from services.runtime.clock import Clock, SystemClock
+from services.runtime.errors import BusError, ServiceCallError
+from services.runtime.ids import IdGenerator
+from services.runtime.logs import get_logger
+
+log = get_logger("bus")
+T = TypeVar("T")
+
+ERROR_CODE = "Nats-Service-Error-Code"
+ERROR_TEXT = "Nats-Service-Error"
+DEDUPE_WINDOW_S = 120.0
+
+
+class Bus:
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        source: str,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=publish_timeout)
+        self.source = source
+        self.clock = clock or SystemClock()
+        self.ids = ids or IdGenerator(self.clock)
+        self.publish_timeout = publish_timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        source: str,
+        clock: Clock | None = None,
+        ids: IdGenerator | None = None,
+        connect_deadline: float = 10.0,
+    ) -> Bus:
+        """Connect (retrying until ``connect_deadline`` seconds) and reconnect forever after."""
+
+        async def on_disconnect() -> None:
+            log.warning("nats disconnected", extra={"fields": {"service": source}})
+
+        async def on_reconnect() -> None:
+            log.info("nats reconnected", extra={"fields": {"service": source}})
+
+        async def on_error(e: Exception) -> None:
+            log.warning("nats error", extra={"fields": {"service": source, "error": str(e)}})
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + connect_deadline
+        while True:
+            try:
+                nc = await nats.connect(
+                    url,
+                    name=f"gpuroute-{source}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    connect_timeout=2,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                    error_cb=on_error,
+                )
+                return cls(nc, source=source, clock=clock, ids=ids)
+            except (TimeoutError, OSError, nats.errors.Error) as e:
+                if loop.time() >= deadline:
+                    raise BusError(
+                        f"cannot connect to NATS at {url}: {e or type(e).__name__}"
+                    ) from e
+                await asyncio.sleep(0.2)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def ensure_streams(self, replicas: int = 1, max_age_s: float = 7 * 24 * 3600) -> None:
+        """Create or update the event stream and the dead-letter stream (idempotent)."""
+        common: dict[str, Any] = dict(
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+            duplicate_window=DEDUPE_WINDOW_S,
+        )
+        await self._upsert_stream(
+            StreamConfig(name=STREAM, subjects=stream_subjects(), max_age=max_age_s, **common)
+        )
+        await self._upsert_stream(
+            StreamConfig(name=DLQ_STREAM, subjects=[DLQ_PREFIX + ">"], max_age=max_age_s, **common)
+        )
+
+    async def _upsert_stream(self, config: StreamConfig) -> None:
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # exists with another config (e.g. an older subject list): update in place
+            await self.js.update_stream(config)
+        except nats.errors.Error as e:
+            raise BusError(f"cannot create stream {config.name}: {e}") from e
+
+    # -- events ---------------------------------------------------------------
+
+    def event(
+        self,
+        data: msgspec.Struct,
+        *,
+        key: str,
+        causation: Event | None = None,
+        correlation_id: str | None = None,
+    ) -> Event:
+        """Build an envelope with a fresh id, this bus's clock and source.
+
+        With ``causation``, the new event continues that event's correlation.
+        """
+        eid = self.ids.new()
+        if causation is not None:
+            correlation_id = correlation_id or causation.correlation_id or causation.id
+        return make_event(
+            data,
+            id=eid,
+            key=key,
+            ts=self.clock.now(),
+            source=self.source,
+            correlation_id=correlation_id or eid,
+            causation_id=causation.id if causation is not None else None,
+        )
+
+    async def emit(
+        self, data: msgspec.Struct, *, key: str, causation: Event | None = None
+    ) -> Event:
+        """Build and publish one event; return it once JetStream acknowledged it."""
+        event = self.event(data, key=key, causation=causation)
+        await self.publish(event)
+        return event
+
+    async def publish(self, event: Event, *, attempts: int = 5) -> int:
+        """Publish and wait for the JetStream ack; returns the stream sequence.
+
+        Retries on timeout / no responders with the same message id, so a lost
+        ack never duplicates the event.
+        """
+        payload = encode_event(event)
+        headers = {"Nats-Msg-Id": event.id}
+        for attempt in range(attempts):
+            try:
+                ack = await self.js.publish(event.type, payload, headers=headers)
+                return int(ack.seq)
+            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError) as e:
+                if attempt == attempts - 1:
+                    raise BusError(f"publish {event.type} {event.id} not acknowledged: {e}") from e
+                await asyncio.sleep(0.1 * 2**attempt)
+            except nats.errors.Error as e:
+                raise BusError(f"publish {event.type} {event.id} refused: {e}") from e
+        raise AssertionError("unreachable")
+
+    async def publish_many(self, events: Iterable[Event]) -> int:
+        """Pipelined publish of a burst: all in flight at once, then wait for every ack.
+
+        Events whose ack failed are re-sent one by one with :meth:`publish`
+        (same ids, so nothing is stored twice). Returns how many were published.
+        """
+        pending: list[tuple[Event, asyncio.Future[Any]]] = []
+        for event in events:
+            future = await self.js.publish_async(
+                event.type, encode_event(event), headers={"Nats-Msg-Id": event.id}
+            )
+            pending.append((event, future))
+        await self.js.publish_async_completed()
+        for event, future in pending:
+            if future.cancelled() or future.exception() is not None:
+                await self.publish(event)
+        return len(pending)
+
+    async def publish_raw(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish bytes to a stream subject (dead letters); waits for the ack."""
+        try:
+            await self.js.publish(subject, payload, headers=headers)
+        except nats.errors.Error as e:
+            raise BusError(f"publish to {subject} failed: {e}") from e
+
+    # -- request/reply ---------------------------------------------------------
+
+    async def call(
+        self, subject: str, request: Any, response_type: type[T], timeout: float = 5.0
+    ) -> T:
+        """Send a request to a ``nats.micro`` endpoint and decode its typed reply.
+
+        Raises :class:`ServiceCallError` with the endpoint's error code (400 bad
+        input, 404, 500) or 503 when nobody answers, 504 on timeout.
+        """
+        raw = await self.call_raw(subject, msgspec.json.encode(request), timeout)
+        try:
+            return msgspec.json.decode(raw, type=response_type)
+        except msgspec.ValidationError as e:
+            raise ServiceCallError(subject, 502, f"malformed reply: {e}") from e
+
+    async def call_raw(self, subject: str, payload: bytes, timeout: float = 5.0) -> bytes:
+        try:
+            msg = await self.nc.request(subject, payload, timeout=timeout)
+        except nats.errors.NoRespondersError as e:
+            raise ServiceCallError(subject, 503, "no service is answering") from e
+        except nats.errors.TimeoutError as e:
+            raise ServiceCallError(subject, 504, f"no reply within {timeout:g}s") from e
+        except nats.errors.ConnectionClosedError as e:
+            raise ServiceCallError(subject, 503, "NATS connection closed") from e
+        headers = msg.headers or {}
+        if ERROR_CODE in headers:
+            try:
+                code = int(headers[ERROR_CODE])
+            except ValueError:
+                code = 500
+            raise ServiceCallError(subject, code, headers.get(ERROR_TEXT, "error"))
+        return bytes(msg.data)
+
+    async def close(self) -> None:
+        """Drain (finish in-flight work, flush publishes) and close."""
+        if self.nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), timeout=5)
+        except (TimeoutError, nats.errors.Error):
+            await self.nc.close()

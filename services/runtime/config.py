@@ -1,0 +1,78 @@
+"""Configuration: embedded defaults, an optional TOML file, then CLI flags.
+
+The file is strict: an unknown key or a wrong type is a :class:`ConfigError`
+naming the file and the path of the bad field. Later issues add sections as
+nested Structs with defaults, so an old file stays valid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from services.runtime.errors import ConfigError
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class NatsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    url: str | None = None
+    """A NATS server to use; None starts the embedded one."""
+    host: str = "127.0.0.1"
+    port: Port = 4222
+    """Port of the embedded server; 0 picks a free one."""
+    stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    stream_max_age_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600
+    """How long JetStream keeps events; the SQLite store keeps them forever."""
+
+
+class HttpConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: Port = 8000
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    data_dir: str = ".gpuroute"
+    log_level: str = "INFO"
+    heartbeat_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def events_db(self) -> Path:
+        return self.data_path / "events.db"
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Load defaults, then ``path`` (TOML) if given, then non-None ``overrides``.
+
+    Overrides use dotted names with ``__``: ``nats__port=0``, ``data_dir=...``.
+    """
+    config = Config()
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise ConfigError(str(p), f"cannot read: {e.strerror}") from e
+        try:
+            config = msgspec.toml.decode(raw, type=Config)
+        except msgspec.ValidationError as e:
+            raise ConfigError(str(p), str(e)) from e
+        except msgspec.DecodeError as e:
+            raise ConfigError(str(p), f"not valid TOML: {e}") from e
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        target: Any = config
+        *parents, leaf = name.split("__")
+        for part in parents:
+            target = getattr(target, part)
+        setattr(target, leaf, value)
+    return config

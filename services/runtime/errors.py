@@ -1,0 +1,46 @@
+"""Exceptions of the gpuroute runtime.
+
+    GpurouteError                 root: every error we raise on purpose
+    ├── ConfigError               a config or secrets file is unreadable or invalid
+    ├── NatsServerError           the embedded nats-server could not start
+    ├── BusError                  NATS is unreachable or refused a publish
+    ├── StoreError                the SQLite event log failed
+    └── ServiceCallError          a request/reply endpoint answered with an error
+        (``code`` is HTTP-like: 400 bad input, 404 not found, 503 unavailable)
+
+Foreign exceptions are translated where they enter our code
+(``raise StoreError(...) from e``); messages are one readable line.
+"""
+
+from __future__ import annotations
+
+
+class GpurouteError(Exception):
+    """Root of every error gpuroute raises on purpose."""
+
+
+class ConfigError(GpurouteError):
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class NatsServerError(GpurouteError):
+    pass
+
+
+class BusError(GpurouteError):
+    pass
+
+
+class StoreError(GpurouteError):
+    pass
+
+
+class ServiceCallError(GpurouteError):
+    def __init__(self, subject: str, code: int, description: str) -> None:
+        self.subject = subject
+        self.code = code
+        self.description = description
+        super().__init__(f"{subject}: {code} {description}")

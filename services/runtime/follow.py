@@ -1,0 +1,140 @@
+"""Follow stored events: history after a position, then live, with no gap and
+no duplicate at the seam.
+
+Used by ``gpuroute tail`` and the gateway's modder WebSocket. The live side
+subscribes to ``stored.<pattern>`` (the store rebroadcasts every committed
+event there with its position) *before* the history is read, so an event
+committed during the read arrives on both sides and is dropped from the live
+side by its position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import msgspec
+import nats.errors
+
+from schemas.subjects import STORE_READ, STORED_PREFIX
+from schemas.system import StoreReadRequest
+from services.runtime.bus import Bus
+from services.runtime.errors import GpurouteError
+
+PAGE = 1000
+MAX_BUFFERED = 100_000
+
+
+class FollowError(GpurouteError):
+    pass
+
+
+class _Stored(msgspec.Struct):
+    seq: int
+    event: msgspec.Raw
+
+
+class _Page(msgspec.Struct):
+    events: list[msgspec.Raw]
+    last_seq: int
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` is one token, a final ``>`` one or more."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def valid_pattern(pattern: str) -> bool:
+    tokens = pattern.split(".")
+    return (
+        all(tokens)
+        and all(t in ("*", ">") or not any(c in t for c in "*> \t") for t in tokens)
+        and ">" not in tokens[:-1]
+    )
+
+
+def literal_prefix(patterns: list[str]) -> str | None:
+    """A type prefix the store can filter on, covering every pattern (or None)."""
+    if len(patterns) != 1:
+        return None
+    literal: list[str] = []
+    for token in patterns[0].split("."):
+        if token in ("*", ">"):
+            return ".".join(literal) + "." if literal else None
+        literal.append(token)
+    return ".".join(literal)
+
+
+_seq_decoder = msgspec.json.Decoder(_Stored)
+_page_decoder = msgspec.json.Decoder(_Page)
+
+
+async def follow(bus: Bus, patterns: list[str], after: int | None = None) -> AsyncIterator[bytes]:
+    """Yield ``{"seq": N, "event": {...}}`` messages matching ``patterns``.
+
+    ``after=None``: live events only. ``after=N``: every stored event after
+    position N first, then live. Raises :class:`FollowError` if the store
+    cannot be read or the consumer falls more than ``MAX_BUFFERED`` behind.
+    """
+    bad = [p for p in patterns if not valid_pattern(p)]
+    if bad:
+        raise FollowError(f"invalid subject pattern: {bad[0]!r}")
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def on_live(msg: object) -> None:
+        if queue.qsize() >= MAX_BUFFERED:
+            queue.put_nowait(None)  # overflow marker
+        else:
+            queue.put_nowait(msg.data)  # type: ignore[attr-defined]
+
+    subs = [await bus.nc.subscribe(STORED_PREFIX + p, cb=on_live) for p in patterns]
+    try:
+        await bus.nc.flush()
+        last = -1
+        if after is not None:
+            last = after
+            async for item, seq in _history(bus, patterns, after):
+                yield item
+                last = seq
+        while True:
+            data = await queue.get()
+            if data is None:
+                raise FollowError("follower fell too far behind the live stream")
+            seq = _seq_decoder.decode(data).seq
+            if seq > last:
+                last = seq
+                yield data
+    finally:
+        for sub in subs:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+
+async def _history(bus: Bus, patterns: list[str], after: int) -> AsyncIterator[tuple[bytes, int]]:
+    prefix = literal_prefix(patterns)
+    while True:
+        req = StoreReadRequest(after=after, limit=PAGE, type=prefix)
+        try:
+            raw = await bus.call_raw(STORE_READ, msgspec.json.encode(req))
+        except GpurouteError as e:
+            raise FollowError(f"cannot read stored events: {e}") from e
+        page = _page_decoder.decode(raw)
+        for item in page.events:
+            stored = _seq_decoder.decode(item)
+            after = stored.seq
+            subject = msgspec.json.decode(stored.event, type=_TypeOnly).type
+            if any(subject_matches(p, subject) for p in patterns):
+                yield bytes(item), stored.seq
+        if len(page.events) < PAGE:
+            return
+
+
+class _TypeOnly(msgspec.Struct):
+    type: str

