@@ -72,7 +72,9 @@ class EmbeddedNats:
             )
         except OSError as e:
             raise NatsServerError(f"cannot run {binary}: {e.strerror}") from e
-        self._reader = threading.Thread(target=self._drain, name="nats-server-log", daemon=True)
+        self._reader = threading.Thread(
+            target=self._drain, args=(self._proc,), name="nats-server-log", daemon=True
+        )
         self._reader.start()
         if not self._ready.wait(timeout) or self._proc.poll() is not None:
             reason = self._failure_reason()
@@ -80,11 +82,11 @@ class EmbeddedNats:
             raise NatsServerError(reason)
         return self.url
 
-    def _drain(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        log = open(self.store_dir / "nats-server.log", "ab")
+    def _drain(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        log = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 - closed below
         try:
-            for raw in self._proc.stderr:
+            for raw in proc.stderr:
                 log.write(raw)
                 line = raw.decode("utf-8", "replace").rstrip()
                 self._lines.append(line)
@@ -96,6 +98,7 @@ class EmbeddedNats:
                     self._ready.set()
         finally:
             log.close()
+            proc.stderr.close()
             self._ready.set()  # wake start() if the server died before ready
 
     def _failure_reason(self) -> str:

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real nats-server per test (random port, its own store
+dir), a Bus, and the store service running in-process against them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from services.runtime.bus import Bus
+from services.runtime.config import Config, load_config
+from services.runtime.errors import NatsServerError
+from services.runtime.natsserver import EmbeddedNats, find_binary
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nats_binary() -> Path:
+    try:
+        return find_binary()
+    except NatsServerError as e:
+        pytest.exit(f"cannot run the tests: {e}", returncode=3)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats", port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path, nats_server: EmbeddedNats) -> Config:
+    return load_config(
+        data_dir=str(tmp_path / "data"),
+        nats__url=nats_server.url,
+        http__port=0,
+        heartbeat_s=0.2,
+    )
+
+
+@pytest.fixture
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
+    b = await Bus.connect(nats_server.url, source="test")
+    await b.ensure_streams()
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def store(config: Config) -> AsyncIterator[object]:
+    from services.store.service import StoreService
+
+    b = await Bus.connect(config.nats.url or "", source="store")
+    service = StoreService(b, config)
+    await service.start()
+    yield service
+    await service.stop()
+    await b.close()
