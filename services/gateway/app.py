@@ -97,32 +97,33 @@ async def hooks(request: web.Request) -> web.Response:
     req = StoreReadRequest(limit=q.limit, type=literal_prefix([pattern]), last=True)
     raw = await request.app[BUS].call_raw(STORE_READ, msgspec.json.encode(req))
     page = msgspec.json.decode(raw, type=_Page)
-    items = [i for i in page.events if subject_matches(pattern, i.event.type)]
-    return web.json_response(
-        {"ok": True, "topic": pattern, "events": [msgspec.to_builtins(i) for i in items]}
-    )
-
-
-class _Envelope(msgspec.Struct):
-    type: str
-    id: str
-    key: str
-    ts: float
-    source: str
-    correlation_id: str | None
-    causation_id: str | None
-    version: int
-    data: msgspec.Raw
+    items = [i for i in page.events if subject_matches(pattern, _type_of(i.event))]
+    body = msgspec.json.encode(_Hooks(topic=pattern, events=items))
+    return web.Response(body=body, content_type="application/json")
 
 
 class _Item(msgspec.Struct):
     seq: int
-    event: _Envelope
+    event: msgspec.Raw
 
 
 class _Page(msgspec.Struct):
     events: list[_Item]
     last_seq: int
+
+
+class _Hooks(msgspec.Struct, kw_only=True):
+    ok: bool = True
+    topic: str
+    events: list[_Item]
+
+
+class _TypeOnly(msgspec.Struct):
+    type: str
+
+
+def _type_of(event: msgspec.Raw) -> str:
+    return msgspec.json.decode(event, type=_TypeOnly).type
 
 
 async def hooks_ws(request: web.Request) -> web.WebSocketResponse:
