@@ -1,0 +1,223 @@
+"""Advisor thresholds and constants: one strict Struct, loaded from TOML.
+
+The Python defaults below are the embedded default (``ops/advisor.toml`` is a
+copy an operator edits; a test keeps the two equal). A TOML file may set any
+subset: every field it omits keeps its default. A typo or a bad value is an
+error naming the file and the field.
+
+Units: GB are 10^9 bytes of VRAM/RAM as the GPU vendors print them; minutes and
+seconds are wall-clock; prices are USD. "Reference GPU" means a GPU of relative
+speed 1.0 (about an RTX 4090); every speed constant is measured on it.
+
+VRAM demand (see ``services/advisor/vram.py``):
+
+    explicit hint            vram_gb from the job spec, used as is
+    image / video / speech / other
+                             base_gb(kind, or models_gb[model] when known)
+                             + per_megapixel_gb(kind) * megapixels * batch * frames
+    llm                      weights_gb + llm_overhead_gb, where weights_gb is
+                             models_gb[model] when known, else
+                             params_b * llm_bytes_per_param, params_b read from the
+                             model name ("llama-3-8b" -> 8) or llm_default_params_b
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from services.advisor.errors import ConfigError
+
+NonNeg = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Kind = Literal["image", "video", "llm", "speech", "other"]
+
+
+class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every config section: immutable, keyword-only, typos rejected."""
+
+
+class LocalGpuRule(_Strict, frozen=True):
+    """Rule 1: a local GPU takes the job when free VRAM >= demand * (1 + fraction) + gb."""
+
+    enabled: bool = True
+    headroom_gb: NonNeg = 1.0
+    headroom_fraction: Fraction = 0.10
+
+
+class RemoteRule(_Strict, frozen=True):
+    """Rule 2: the cheapest fitting provider, when ``features.enable_compute`` is on.
+
+    The remote queue is saturated (rule skipped) when its depth >= ``queue_saturated_at``.
+    A provider GPU fits when its VRAM >= demand + ``headroom_gb``.
+    """
+
+    enabled: bool = True
+    queue_saturated_at: Annotated[int, msgspec.Meta(ge=1)] = 8
+    headroom_gb: NonNeg = 0.5
+
+
+class CpuRule(_Strict, frozen=True):
+    """Rule 3: the CPU takes a job that is small enough on every count below.
+
+    ``max_megapixels`` bounds width*height*batch*frames/1e6 (image/video only);
+    ``ram_factor``: available RAM must be >= demand * ram_factor (skipped when
+    RAM is unknown).
+    """
+
+    enabled: bool = True
+    max_megapixels: NonNeg = 0.6
+    max_minutes: NonNeg = 10.0
+    ram_factor: NonNeg = 1.2
+    allowed_kinds: tuple[Kind, ...] = ("image", "speech", "llm", "other")
+
+
+class RulesConfig(_Strict, frozen=True):
+    """Rules run in this order; rule 4 (wait for the local GPU) always closes."""
+
+    local_gpu: LocalGpuRule = LocalGpuRule()
+    remote: RemoteRule = RemoteRule()
+    cpu: CpuRule = CpuRule()
+
+
+class KindVram(_Strict, frozen=True):
+    base_gb: NonNeg
+    per_megapixel_gb: NonNeg = 0.0
+
+
+def _models_gb() -> dict[str, float]:
+    # Weights + runtime in fp16 as commonly loaded by ComfyUI / diffusers / vLLM.
+    return {
+        "sd15": 2.5,
+        "sd21": 3.0,
+        "sdxl": 6.5,
+        "sd3-medium": 10.0,
+        "flux-schnell": 22.0,
+        "flux-dev": 22.0,
+        "svd": 9.0,
+        "whisper-large-v3": 4.0,
+        "whisper-small": 1.0,
+    }
+
+
+class VramConfig(_Strict, frozen=True):
+    image: KindVram = KindVram(base_gb=6.5, per_megapixel_gb=1.5)
+    video: KindVram = KindVram(base_gb=10.0, per_megapixel_gb=0.6)
+    speech: KindVram = KindVram(base_gb=4.0)
+    other: KindVram = KindVram(base_gb=4.0)
+    llm_bytes_per_param: Positive = 2.0
+    llm_default_params_b: Positive = 7.0
+    llm_overhead_gb: NonNeg = 1.5
+    models_gb: dict[str, NonNeg] = msgspec.field(default_factory=_models_gb)
+
+
+class CpuSlowdown(_Strict, frozen=True):
+    """How many times longer the CPU takes than the reference GPU, per kind."""
+
+    image: Positive = 40.0
+    video: Positive = 60.0
+    llm: Positive = 12.0
+    speech: Positive = 8.0
+    other: Positive = 10.0
+
+
+class SpeedConfig(_Strict, frozen=True):
+    """Run time on the reference GPU.
+
+    image/video: overhead_s + s_per_megapixel_step * megapixels * steps * batch * frames;
+    llm: overhead_s + llm_s_per_token_per_b * params_b * tokens;
+    speech: overhead_s + speech_realtime_factor * audio_seconds; other: other_minutes.
+    """
+
+    image_s_per_megapixel_step: NonNeg = 0.15
+    video_s_per_megapixel_step: NonNeg = 0.15
+    llm_s_per_token_per_b: NonNeg = 0.003
+    speech_realtime_factor: NonNeg = 0.05
+    other_minutes: NonNeg = 1.0
+    overhead_s: NonNeg = 5.0
+    local_relative_speed: Positive = 1.0
+    cpu_slowdown: CpuSlowdown = CpuSlowdown()
+
+
+class JobDefaults(_Strict, frozen=True):
+    """Values used when a job spec leaves a field out."""
+
+    width: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    height: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    steps: Annotated[int, msgspec.Meta(ge=1)] = 25
+    tokens: Annotated[int, msgspec.Meta(ge=1)] = 512
+    audio_seconds: Positive = 60.0
+
+
+class PricingConfig(_Strict, frozen=True):
+    """Local energy cost, result transfer size, rounding.
+
+    Local and CPU cost is energy only: watts * hours * usd_per_kwh / 1000.
+    Transfer: transfer_base_gb + transfer_gb_per_megapixel * megapixels * batch
+    * frames, priced at each provider's own transfer_usd_per_gb.
+    """
+
+    usd_per_kwh: NonNeg = 0.17
+    local_gpu_watts: NonNeg = 350.0
+    cpu_watts: NonNeg = 120.0
+    transfer_base_gb: NonNeg = 0.0
+    transfer_gb_per_megapixel: NonNeg = 0.002
+    round_digits: Annotated[int, msgspec.Meta(ge=0, le=8)] = 4
+
+
+class PriceOverride(_Strict, frozen=True):
+    """Replace or scale a registered provider's price at decision time.
+
+    Set exactly one of ``price_usd`` (with ``unit``) or ``multiplier``. ``gpu``
+    limits it to one GPU type of the provider; left out, it applies to all.
+    """
+
+    provider: Annotated[str, msgspec.Meta(min_length=1)]
+    gpu: str | None = None
+    price_usd: NonNeg | None = None
+    unit: Literal["hour", "second"] = "hour"
+    multiplier: Positive | None = None
+
+    def __post_init__(self) -> None:
+        if (self.price_usd is None) == (self.multiplier is None):
+            raise ValueError("set exactly one of `price_usd` or `multiplier`")
+
+
+class AdvisorConfig(_Strict, frozen=True):
+    rules: RulesConfig = RulesConfig()
+    vram: VramConfig = VramConfig()
+    speed: SpeedConfig = SpeedConfig()
+    defaults: JobDefaults = JobDefaults()
+    pricing: PricingConfig = PricingConfig()
+    price_overrides: tuple[PriceOverride, ...] = ()
+
+
+DEFAULT_CONFIG = AdvisorConfig()
+
+
+def parse_config(data: bytes | str, source: str = "<config>") -> AdvisorConfig:
+    """Decode TOML text into a config; errors name ``source`` and the field."""
+    try:
+        return msgspec.toml.decode(data, type=AdvisorConfig)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise ConfigError(source, str(e)) from e
+
+
+def load_config(path: Path | str | None = None) -> AdvisorConfig:
+    """Read a config file; ``None`` gives the embedded default."""
+    if path is None:
+        return DEFAULT_CONFIG
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(path, f"cannot read: {e.strerror or e}") from e
+    return parse_config(data, str(path))
+
+
+def config_digest(config: AdvisorConfig) -> str:
+    """A stable short hash of a config, recorded beside each decision."""
+    return hashlib.sha256(msgspec.json.encode(config)).hexdigest()[:16]

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.advisor.config import (
+    DEFAULT_CONFIG,
+    AdvisorConfig,
+    config_digest,
+    load_config,
+    parse_config,
+)
+from services.advisor.errors import ConfigError
+
+OPS_FILE = Path(__file__).resolve().parents[2] / "ops" / "advisor.toml"
+
+
+def test_embedded_default_is_the_python_default() -> None:
+    assert load_config(None) == AdvisorConfig()
+    assert DEFAULT_CONFIG.rules.remote.queue_saturated_at == 8
+
+
+def test_ops_sample_equals_the_embedded_default() -> None:
+    assert load_config(OPS_FILE) == DEFAULT_CONFIG
+
+
+def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text("[rules.cpu]\nmax_megapixels = 2.0\n")
+    config = load_config(path)
+    assert config.rules.cpu.max_megapixels == 2.0
+    assert config.rules.cpu.max_minutes == DEFAULT_CONFIG.rules.cpu.max_minutes
+    assert config.vram == DEFAULT_CONFIG.vram
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[rules.local_gpu]\nheadroom_gb = -1\n",
+            "Expected `float` >= 0.0 - at `$.rules.local_gpu.headroom_gb`",
+        ),
+        ("[rules.remote]\nqueue_saturated_at = 0\n", "at `$.rules.remote.queue_saturated_at`"),
+        ("[rules]\nlocal = true\n", "Object contains unknown field `local` - at `$.rules`"),
+        ('[rules.cpu]\nallowed_kinds = ["3d"]\n', "at `$.rules.cpu.allowed_kinds[0]`"),
+        (
+            '[[price_overrides]]\nprovider = "modal"\n',
+            "set exactly one of `price_usd` or `multiplier`",
+        ),
+        ("[pricing\n", "(at line 1, column"),
+    ],
+)
+def test_errors_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value).startswith(f"{path}: ")
+    assert message in str(exc.value)
+    assert exc.value.path == str(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_digest_is_stable_and_sensitive() -> None:
+    assert config_digest(AdvisorConfig()) == config_digest(DEFAULT_CONFIG)
+    changed = parse_config("[rules.remote]\nqueue_saturated_at = 3\n")
+    assert config_digest(changed) != config_digest(DEFAULT_CONFIG)

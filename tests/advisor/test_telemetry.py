@@ -1,0 +1,232 @@
+"""Telemetry against a fake ``pynvml`` (no GPU here) and the real no-NVML path."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+import msgspec
+import pynvml
+import pytest
+
+from services.advisor.telemetry import (
+    MIB,
+    GpuDevice,
+    NvmlTelemetry,
+    RecordedTelemetry,
+    TelemetrySample,
+    TelemetrySource,
+    empty_sample,
+)
+
+NOT_SUPPORTED = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+GPU_LOST = pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+LIB_MISSING = pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, Exception):
+        raise v
+    return v
+
+
+class FakeNvml:
+    """The slice of the ``pynvml`` API the sampler calls. A device field set to
+    an exception raises it, as NVML does for a field a card cannot report."""
+
+    NVMLError = pynvml.NVMLError
+    NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+
+    def __init__(
+        self,
+        devices: list[dict[str, Any]],
+        init: Exception | None = None,
+        count: Exception | None = None,
+    ) -> None:
+        self.devices = devices
+        self.init_error = init
+        self.count_error = count
+        self.init_calls = 0
+        self.shutdown_calls = 0
+
+    def nvmlInit(self) -> None:
+        self.init_calls += 1
+        _value(self.init_error)
+
+    def nvmlShutdown(self) -> None:
+        self.shutdown_calls += 1
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "550.54.15"
+
+    def nvmlDeviceGetCount(self) -> int:
+        _value(self.count_error)
+        return len(self.devices)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> dict[str, Any]:
+        return _value(self.devices[i].get("handle", self.devices[i]))  # type: ignore[no-any-return]
+
+    def nvmlDeviceGetName(self, h: dict[str, Any]) -> Any:
+        return _value(h["name"])
+
+    def nvmlDeviceGetUUID(self, h: dict[str, Any]) -> Any:
+        return _value(h["uuid"])
+
+    def nvmlDeviceGetMemoryInfo(self, h: dict[str, Any]) -> Any:
+        return _value(h["memory"])
+
+    def nvmlDeviceGetUtilizationRates(self, h: dict[str, Any]) -> Any:
+        return _value(h["util"])
+
+    def nvmlDeviceGetTemperature(self, h: dict[str, Any], sensor: int) -> Any:
+        assert sensor == pynvml.NVML_TEMPERATURE_GPU
+        return _value(h["temp"])
+
+    def nvmlDeviceGetPowerUsage(self, h: dict[str, Any]) -> Any:
+        return _value(h["power_mw"])
+
+
+def device(**overrides: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": "NVIDIA GeForce RTX 4090",
+        "uuid": "GPU-1234",
+        "memory": SimpleNamespace(total=24564 * MIB, used=1564 * MIB, free=23000 * MIB),
+        "util": SimpleNamespace(gpu=7, memory=2),
+        "temp": 44,
+        "power_mw": 35_250,
+    }
+    d.update(overrides)
+    return d
+
+
+class FakePsutil:
+    Error = OSError
+
+    def __init__(self, fail_ram: bool = False) -> None:
+        self.fail_ram = fail_ram
+
+    def cpu_percent(self, interval: float | None = None) -> float:
+        return 25.0
+
+    def cpu_count(self, logical: bool = True) -> int:
+        return 16
+
+    def virtual_memory(self) -> Any:
+        if self.fail_ram:
+            raise PermissionError("denied")
+        return SimpleNamespace(total=64 * 1024 * MIB, available=40 * 1024 * MIB)
+
+
+def test_reads_every_field() -> None:
+    nv = FakeNvml([device(), device(name=b"Tesla T4", uuid=b"GPU-5678")])
+    source: TelemetrySource = NvmlTelemetry(nvml=nv, psutil_mod=FakePsutil())
+    s = source.sample("s-1", 12.5)
+    assert (s.sample_id, s.ts, s.reason, s.driver_version) == ("s-1", 12.5, None, "550.54.15")
+    g = s.gpus[0]
+    assert (g.index, g.name, g.uuid) == (0, "NVIDIA GeForce RTX 4090", "GPU-1234")
+    assert (g.memory_total_mib, g.memory_used_mib, g.memory_free_mib) == (24564, 1564, 23000)
+    assert (g.utilization_gpu_pct, g.utilization_memory_pct) == (7, 2)
+    assert (g.temperature_c, g.power_draw_w, g.errors) == (44, 35.25, {})
+    assert g.free_gb == pytest.approx(23000 * MIB / 1e9)
+    assert s.gpus[1].name == "Tesla T4"  # bytes from older bindings are decoded
+    assert s.host.cpu_percent == 25.0
+    assert (s.host.ram_total_mib, s.host.ram_available_mib) == (65536, 40960)
+
+
+def test_unreadable_field_is_unknown_not_zero() -> None:
+    nv = FakeNvml([device(power_mw=NOT_SUPPORTED, temp=NOT_SUPPORTED, util=GPU_LOST)])
+    g = NvmlTelemetry(nvml=nv, psutil_mod=FakePsutil()).sample("s", 0.0).gpus[0]
+    assert g.power_draw_w is None
+    assert g.temperature_c is None
+    assert g.utilization_gpu_pct is None and g.utilization_memory_pct is None
+    assert g.memory_free_mib == 23000  # the other calls still succeed
+    assert g.errors == {
+        "power_draw": "Not Supported",
+        "temperature": "Not Supported",
+        "utilization": "GPU is lost",
+    }
+
+
+def test_device_without_handle_keeps_its_index() -> None:
+    nv = FakeNvml([device(handle=GPU_LOST), device()])
+    s = NvmlTelemetry(nvml=nv, psutil_mod=FakePsutil()).sample("s", 0.0)
+    assert s.gpus[0] == GpuDevice(index=0, errors={"handle": "GPU is lost"})
+    assert s.gpus[1].memory_free_mib == 23000
+
+
+def test_no_library_is_a_normal_state_and_init_is_retried() -> None:
+    nv = FakeNvml([device()], init=LIB_MISSING)
+    source = NvmlTelemetry(nvml=nv, psutil_mod=FakePsutil())
+    s = source.sample("s", 0.0)
+    assert s.gpus == ()
+    assert s.reason == "NVML unavailable: NVML Shared Library Not Found"
+    assert s.host.cpu_count == 16  # host stats do not depend on NVML
+    nv.init_error = None  # driver installed later
+    assert len(source.sample("s2", 1.0).gpus) == 1
+    source.close()
+    source.close()
+    assert (nv.init_calls, nv.shutdown_calls) == (2, 1)
+
+
+def test_no_gpu_and_count_failure_give_reasons() -> None:
+    assert NvmlTelemetry(nvml=FakeNvml([]), psutil_mod=FakePsutil()).sample("s", 0).reason == (
+        "NVML reports no GPU"
+    )
+    broken = FakeNvml([device()], count=pynvml.NVMLError(pynvml.NVML_ERROR_UNKNOWN))
+    s = NvmlTelemetry(nvml=broken, psutil_mod=FakePsutil()).sample("s", 0)
+    assert s.gpus == () and s.reason is not None and s.reason.startswith("NVML could not count")
+
+
+def test_psutil_failure_is_unknown() -> None:
+    s = NvmlTelemetry(nvml=FakeNvml([]), psutil_mod=FakePsutil(fail_ram=True)).sample("s", 0)
+    assert s.host.ram_total_mib is None and s.host.ram_available_mib is None
+    assert s.host.errors == {"ram": "denied"}
+    assert s.host.cpu_percent == 25.0
+
+
+def test_a_bug_is_not_swallowed() -> None:
+    nv = FakeNvml([device(temp=KeyError("bug"))])
+    with pytest.raises(KeyError):
+        NvmlTelemetry(nvml=nv, psutil_mod=FakePsutil()).sample("s", 0)
+
+
+def test_real_machine_without_nvml() -> None:
+    """This machine has no NVIDIA driver: the real pynvml reports that, nothing raises."""
+    source = NvmlTelemetry()
+    s = source.sample("real", 1.0)
+    source.close()
+    if s.gpus:
+        pytest.skip("an NVIDIA GPU is visible here")
+    assert s.reason is not None and s.reason.startswith("NVML")
+    assert s.host.ram_total_mib is not None and s.host.ram_total_mib > 0
+    assert s.host.cpu_count is not None and s.host.cpu_count >= 1
+
+
+def test_missing_pynvml_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` fail
+    s = NvmlTelemetry(psutil_mod=FakePsutil()).sample("s", 0)
+    assert s.gpus == ()
+    assert s.reason is not None and "'pynvml' not installed" in s.reason
+
+
+def test_recorded_replays_in_order_with_fresh_ids() -> None:
+    a = TelemetrySample(sample_id="rec-a", ts=1.0, gpus=(GpuDevice(index=0, memory_free_mib=1),))
+    b = empty_sample("rec-b", 2.0, "no GPU")
+    source: TelemetrySource = RecordedTelemetry([a, b])
+    got = [source.sample(f"n{i}", 10.0 + i) for i in range(3)]
+    assert [g.sample_id for g in got] == ["n0", "n1", "n2"]
+    assert [g.ts for g in got] == [10.0, 11.0, 12.0]
+    assert got[0].gpus == a.gpus and got[1].reason == "no GPU" and got[2].gpus == a.gpus
+    assert {g.source for g in got} == {"recorded"}
+    with pytest.raises(ValueError):
+        RecordedTelemetry([])
+
+
+def test_sample_round_trips_as_an_event_payload() -> None:
+    nv = FakeNvml([device(power_mw=NOT_SUPPORTED)])
+    s = NvmlTelemetry(nvml=nv, psutil_mod=FakePsutil()).sample("s", 3.0)
+    raw = msgspec.json.encode(s)
+    assert b'"type":"telemetry.sampled"' in raw
+    assert b'"power_draw_w":null' in raw
+    assert msgspec.json.decode(raw, type=TelemetrySample) == s
