@@ -1,0 +1,325 @@
+"""The HTTP layer every live adapter goes through: timeouts, retries, error translation.
+
+- Every request has a total timeout (``timeout_s``, per adapter, overridable per call).
+- Retries: on 429, 502, 503, 504, timeouts and broken connections, with exponential
+  backoff and jitter drawn from an injected ``random.Random``, sleeping through an
+  injected ``sleep`` (tests pass a recorder, so retries cost no wall time). A
+  ``Retry-After`` header (seconds or HTTP date, RFC 9110 §10.2.3) replaces the backoff,
+  capped at ``max_retry_after_s``.
+- Only calls the caller marks ``idempotent`` are retried on a status or a timeout; a
+  non-idempotent POST (a submit) is sent once, because a lost answer may hide a job
+  that did start. The one exception is a connection that was never opened: nothing was
+  sent, so trying again cannot duplicate anything. Providers may widen the status set
+  for a call whose rejection the provider documents as "not processed" (the HF
+  scale-from-zero 503).
+- Any other failure becomes an ``AdapterError`` subclass naming provider, call and
+  reason; provider text in a reason is truncated and has every known secret redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+import aiohttp
+import msgspec
+
+from .errors import (
+    AuthError,
+    MalformedResponseError,
+    NotFoundError,
+    ProviderConnectionError,
+    ProviderHTTPError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
+from .secrets import Secret
+
+Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
+
+RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
+_DETAIL_CHARS: Final = 300
+log = logging.getLogger("gpuroute.adapters.http")
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How often and how long to retry. ``max_attempts`` counts the first try."""
+
+    max_attempts: int = 4
+    base_delay_s: float = 0.5
+    max_delay_s: float = 20.0
+    max_retry_after_s: float = 60.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait after failed try number ``attempt`` (1-based): exponential,
+        half of it fixed and half drawn from ``rng`` (so clients spread out)."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
+        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent
+    or unreadable. A date in the past gives 0."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpOptions:
+    """What every live adapter's HTTP client shares; tests replace ``rng``/``sleep``."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    rng: random.Random | None = None  # None: a fresh unseeded generator per client
+    sleep: Sleep = asyncio.sleep
+    session: aiohttp.ClientSession | None = None  # None: each client owns one
+    redact: Sequence[Secret] = ()  # every secret known (the registry passes them all)
+
+
+class HttpReply(msgspec.Struct, frozen=True, kw_only=True):
+    status: int
+    body: bytes
+    content_type: str
+    retry_after: str | None = None
+
+
+class ProviderHttp:
+    """An aiohttp client bound to one provider's auth headers and retry policy."""
+
+    def __init__(
+        self,
+        provider: str,
+        *,
+        auth_headers: Mapping[str, Secret],
+        timeout_s: float,
+        retry: RetryPolicy,
+        rng: random.Random,
+        sleep: Sleep = asyncio.sleep,
+        session: aiohttp.ClientSession | None = None,
+        redact: Sequence[Secret] = (),
+    ) -> None:
+        self.provider = provider
+        self._auth = dict(auth_headers)
+        self._timeout_s = timeout_s
+        self._retry = retry
+        self._rng = rng
+        self._sleep = sleep
+        self._session = session
+        self._owns_session = session is None
+        self._secrets = [*self._auth.values(), *redact]
+
+    def __repr__(self) -> str:
+        return f"ProviderHttp(provider={self.provider!r}, headers={sorted(self._auth)})"
+
+    @classmethod
+    def build(
+        cls,
+        provider: str,
+        auth_headers: Mapping[str, Secret],
+        timeout_s: float,
+        options: HttpOptions,
+        redact: Sequence[Secret] = (),
+    ) -> ProviderHttp:
+        """A client from shared ``options``; ``redact`` adds secrets (beyond the header
+        values) to scrub from provider text, e.g. the bare token inside ``Bearer ...``."""
+        return cls(
+            provider,
+            auth_headers=auth_headers,
+            timeout_s=timeout_s,
+            retry=options.retry,
+            rng=options.rng if options.rng is not None else random.Random(),
+            sleep=options.sleep,
+            session=options.session,
+            redact=[*options.redact, *redact],
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret this client knows replaced by ``***``."""
+        for secret in self._secrets:
+            value = secret.reveal()
+            if value:
+                text = text.replace(value, "***")
+        return text
+
+    async def request(
+        self,
+        call: str,
+        method: str,
+        url: str,
+        *,
+        json_body: object = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool,
+        retry_statuses: frozenset[int] | None = None,
+        ok_statuses: frozenset[int] = frozenset({200, 201, 202}),
+        timeout_s: float | None = None,
+    ) -> HttpReply:
+        """Send one request (retrying as allowed); return the reply whose status is in
+        ``ok_statuses``, or raise the ``AdapterError`` that fits."""
+        retry_on = retry_statuses if retry_statuses is not None else (
+            RETRYABLE_STATUSES if idempotent else frozenset()
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= self._retry.max_attempts
+            try:
+                reply = await self._send(method, url, json_body, headers, timeout_s)
+            except aiohttp.ClientConnectorError as e:
+                if last or isinstance(e, aiohttp.ClientSSLError):
+                    raise ProviderConnectionError(
+                        self.provider, call, f"cannot connect to {e.host}:{e.port}"
+                    ) from e
+                delay = self._retry.backoff(attempt, self._rng)
+            except TimeoutError as e:
+                if last or not idempotent:
+                    total = timeout_s or self._timeout_s
+                    raise ProviderTimeoutError(
+                        self.provider, call, f"no answer within {total:g} s"
+                    ) from e
+                delay = self._retry.backoff(attempt, self._rng)
+            except aiohttp.ClientError as e:
+                if last or not idempotent:
+                    raise ProviderConnectionError(
+                        self.provider, call, f"connection failed ({type(e).__name__})"
+                    ) from e
+                delay = self._retry.backoff(attempt, self._rng)
+            else:
+                if reply.status in ok_statuses:
+                    return reply
+                if last or reply.status not in retry_on:
+                    raise self.error_for(call, reply)
+                delay = self._delay_for(reply, attempt)
+            log.debug(
+                "retrying %s %s after try %d in %.3f s", self.provider, call, attempt, delay
+            )
+            await self._sleep(delay)
+
+    def decode(self, call: str, reply: HttpReply, type_: type[T]) -> T:
+        """The reply's JSON body as ``type_``; ``MalformedResponseError`` if it is not."""
+        try:
+            return msgspec.json.decode(reply.body, type=type_)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise MalformedResponseError(
+                self.provider, call, self.redact(f"unexpected response body: {e}")
+            ) from None
+
+    def error_for(self, call: str, reply: HttpReply) -> ProviderHTTPError:
+        """The error for a reply whose status is not a success."""
+        reason = f"HTTP {reply.status}: {self.detail(reply)}"
+        status = reply.status
+        if status in (401, 403):
+            return AuthError(self.provider, call, reason, status=status)
+        if status == 404:
+            return NotFoundError(self.provider, call, reason, status=status)
+        if status == 429:
+            retry_after = parse_retry_after(reply.retry_after)
+            return RateLimitedError(
+                self.provider, call, reason, status=status, retry_after_s=retry_after
+            )
+        if status in (502, 503, 504):
+            return ProviderUnavailableError(self.provider, call, reason, status=status)
+        return ProviderHTTPError(self.provider, call, reason, status=status)
+
+    def detail(self, reply: HttpReply) -> str:
+        """A short, redacted description of an error body (RFC 7807 ``detail``,
+        ``error``, ``message``, ``title``, or the text itself)."""
+        text = reply.body.decode("utf-8", errors="replace").strip()
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = None
+        found = _error_text(data)
+        if found is not None:
+            text = found
+        if not text:
+            return "(empty body)"
+        text = self.redact(text)  # before truncating, so no partial secret survives
+        return text[:_DETAIL_CHARS] + "..." if len(text) > _DETAIL_CHARS else text
+
+    def _delay_for(self, reply: HttpReply, attempt: int) -> float:
+        retry_after = parse_retry_after(reply.retry_after)
+        if retry_after is not None:
+            return min(retry_after, self._retry.max_retry_after_s)
+        return self._retry.backoff(attempt, self._rng)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        json_body: object,
+        headers: Mapping[str, str] | None,
+        timeout_s: float | None,
+    ) -> HttpReply:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        all_headers = {"Accept": "application/json"}
+        all_headers.update({name: secret.reveal() for name, secret in self._auth.items()})
+        if headers:
+            all_headers.update(headers)
+        data = None
+        if json_body is not None:
+            data = msgspec.json.encode(json_body)
+            all_headers["Content-Type"] = "application/json"
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self._timeout_s)
+        async with self._session.request(
+            method, url, data=data, headers=all_headers, timeout=timeout, allow_redirects=False
+        ) as resp:
+            body = await resp.read()
+            return HttpReply(
+                status=resp.status,
+                body=body,
+                content_type=resp.content_type,
+                retry_after=resp.headers.get("Retry-After"),
+            )
+
+
+def _error_text(data: object) -> str | None:
+    if isinstance(data, str):
+        return data
+    if not isinstance(data, dict):
+        return None
+    for key in ("detail", "error", "message", "title"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, dict):
+            inner = _error_text(value)
+            if inner:
+                return inner
+    return None
+
+
+def segment(value: str) -> str:
+    """``value`` quoted as one URL path segment, so an id can never add a path."""
+    return urllib.parse.quote(value, safe="")
+
+
+def join_url(base: str, *parts: str) -> str:
+    """``base`` (trailing slash optional) followed by ``parts``, already quoted."""
+    return "/".join([base.rstrip("/"), *(part.strip("/") for part in parts if part)])

@@ -1,0 +1,161 @@
+"""Modal adapter: a deployed Modal web endpoint in the documented job-queue pattern.
+
+Modal has no public REST job API (its SDK talks gRPC), so this adapter calls a web
+app the operator deploys. It follows:
+- Modal guide "Job processing" (``Function.spawn()`` returns a ``FunctionCall`` whose
+  ``object_id`` is the call id; ``FunctionCall.from_id(id).get(timeout=0)`` returns
+  the result or raises ``TimeoutError`` while the call is still running) and the
+  example ``modal-examples/09_job_queues/doc_ocr_webapp.py`` (a FastAPI app on
+  ``@modal.asgi_app()``: ``POST /parse`` -> ``{"call_id": ...}``; ``GET
+  /result/{call_id}`` -> ``202`` while pending, else the result; a call that raised
+  comes back as FastAPI's ``500``);
+- Modal guide "Proxy Auth Tokens": with ``requires_proxy_auth=True`` every request
+  carries ``Modal-Key: <token id>`` and ``Modal-Secret: <token secret>`` (a missing
+  pair is answered ``401 modal-http: missing credentials for proxy authorization``).
+  ``modal.token_id`` / ``modal.token_secret`` hold that proxy auth token pair.
+
+The app must expose (paths configurable): ``POST {submit_path}`` with the job input as
+JSON body -> ``{"call_id": "fc-..."}`` (a bare JSON string is accepted too);
+``GET {result_path}/{call_id}`` -> 200 result / 202 pending / 500 failed;
+``POST {cancel_path}/{call_id}`` -> calls ``FunctionCall.cancel()``;
+``GET {health_path}`` -> 200.
+
+Retries: ``spawn`` is not idempotent (a second POST spawns a second call), so a submit
+is sent once; result and health GETs and cancel (cancelling twice is cancelling once)
+are retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from .contract import (
+    AdapterBase,
+    CancelResult,
+    HealthResult,
+    PollResult,
+    ProviderJob,
+    Status,
+    SubmitResult,
+    find_artifacts,
+)
+from .errors import InvalidJobError
+from .http import HttpOptions, HttpReply, ProviderHttp, join_url, segment
+from .secrets import Secret
+
+PROVIDER: Final = "modal"
+
+# Our words for what the result route's status code means; Modal has no job states.
+STATUS_MAP: Final[dict[int, tuple[Status, str]]] = {
+    200: ("done", "completed"),
+    202: ("running", "pending"),  # queued or running: the route does not say which
+    500: ("failed", "error"),
+}
+
+
+class ModalSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    base_url: str = ""  # e.g. https://<workspace>--<app>-<label>.modal.run
+    submit_path: str = "/submit"
+    result_path: str = "/result"
+    cancel_path: str = "/cancel"
+    health_path: str = "/health"
+    timeout_s: float = 30.0
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        return [] if self.base_url else ["modal.base_url"]
+
+
+class _Submitted(msgspec.Struct):
+    call_id: str
+
+
+class ModalAdapter(AdapterBase):
+    """Live adapter for one deployed Modal job-queue web app."""
+
+    def __init__(
+        self,
+        settings: ModalSettings,
+        *,
+        token_id: Secret,
+        token_secret: Secret,
+        options: HttpOptions | None = None,
+    ) -> None:
+        super().__init__(PROVIDER, dry_run=False)
+        self._settings = settings
+        self._http = ProviderHttp.build(
+            PROVIDER,
+            {"Modal-Key": token_id, "Modal-Secret": token_secret},
+            settings.timeout_s,
+            options or HttpOptions(),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _url(self, path: str, call_id: str = "") -> str:
+        return join_url(self._settings.base_url, path, segment(call_id) if call_id else "")
+
+    async def _submit(self, job: ProviderJob) -> SubmitResult:
+        if job.target is not None:
+            raise InvalidJobError(
+                PROVIDER, "submit", "a per-job target is not supported; set modal.base_url"
+            )
+        reply = await self._http.request(
+            "submit", "POST", self._url(self._settings.submit_path),
+            json_body=job.input, idempotent=False, ok_statuses=frozenset({200, 201, 202}),
+        )
+        found = self._http.decode("submit", reply, _Submitted | str)  # type: ignore[arg-type]
+        call_id = found.call_id if isinstance(found, _Submitted) else found
+        if not call_id:
+            return SubmitResult(
+                ok=False, provider=PROVIDER, dry_run=False, reason="empty call id",
+                job_id=job.job_id,
+            )
+        return SubmitResult(
+            ok=True, provider=PROVIDER, dry_run=False, id=call_id, status="queued",
+            raw_status="spawned", job_id=job.job_id,
+        )
+
+    async def _poll(self, remote_id: str) -> PollResult:
+        reply = await self._http.request(
+            "poll", "GET", self._url(self._settings.result_path, remote_id),
+            idempotent=True, ok_statuses=frozenset(STATUS_MAP),
+        )
+        status, raw = STATUS_MAP[reply.status]
+        output: Any = None
+        error = None
+        logs: list[str] = []
+        if status == "done":
+            output = self._result(reply, logs)
+        elif status == "failed":
+            error = self._http.detail(reply)
+        return PollResult(
+            provider=PROVIDER, id=remote_id, dry_run=False, status=status, raw_status=raw,
+            artifacts=find_artifacts(output), logs=logs, output=output, error=error,
+        )
+
+    async def _cancel(self, remote_id: str) -> CancelResult:
+        await self._http.request(
+            "cancel", "POST", self._url(self._settings.cancel_path, remote_id),
+            idempotent=True, ok_statuses=frozenset({200, 202, 204}),
+        )
+        return CancelResult(
+            ok=True, provider=PROVIDER, id=remote_id, dry_run=False,
+            raw_status="cancel requested",
+        )
+
+    async def _health(self) -> HealthResult:
+        await self._http.request(
+            "health", "GET", self._url(self._settings.health_path), idempotent=True,
+            ok_statuses=frozenset({200, 204}),
+        )
+        return HealthResult(ok=True, provider=PROVIDER, dry_run=False, state="ready")
+
+    def _result(self, reply: HttpReply, logs: list[str]) -> Any:
+        if reply.content_type == "application/json":
+            return self._http.decode("poll", reply, Any)
+        logs.append(f"received {len(reply.body)} bytes of {reply.content_type}")
+        return {"content_type": reply.content_type, "bytes": len(reply.body)}

@@ -1,0 +1,78 @@
+"""The dry-run adapter's exact answers, as the issue spells them, and their determinism."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+import pytest
+
+from services.adapters.contract import ProviderJob
+from services.adapters.dryrun import DryRunAdapter, input_seed, mock_id
+
+PROVIDERS = ["runpod", "huggingface", "replicate", "modal"]
+
+
+def _plain(result: object) -> object:
+    return msgspec.json.decode(msgspec.json.encode(result))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_missing_token_answers(provider: str) -> None:
+    adapter = DryRunAdapter(provider, "missing_token")
+    submitted = await adapter.submit(ProviderJob(input={"prompt": "x"}))
+    assert _plain(submitted) == {
+        "ok": False, "provider": provider, "dry_run": True, "reason": "missing token"
+    }
+    polled = await adapter.poll("anything")
+    assert (polled.status, polled.error, polled.dry_run) == ("unknown", "missing token", True)
+    cancelled = await adapter.cancel("anything")
+    assert (cancelled.ok, cancelled.reason) == (False, "missing token")
+    health = await adapter.health()
+    assert (health.ok, health.state, health.reason) == (False, "dry_run", "missing token")
+
+
+async def test_missing_setting_names_it() -> None:
+    adapter = DryRunAdapter("runpod", "missing_setting", missing_settings=["runpod.endpoint_id"])
+    submitted = await adapter.submit(ProviderJob(input={}))
+    assert (submitted.ok, submitted.reason) == (False, "missing setting: runpod.endpoint_id")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_dry_run_mode_answers(provider: str) -> None:
+    adapter = DryRunAdapter(provider, "dry_run_mode")
+    submitted = await adapter.submit(ProviderJob(input={"prompt": "x"}, seed=7, job_id="j1"))
+    assert _plain(submitted) == {
+        "ok": True, "provider": provider, "dry_run": True, "id": f"mock-{provider}-7",
+        "status": "queued", "job_id": "j1",
+    }
+    polled = await adapter.poll(f"mock-{provider}-7")
+    assert _plain(polled) == {
+        "provider": provider, "id": f"mock-{provider}-7", "status": "done", "dry_run": True,
+        "artifacts": [], "logs": ["Simulated completion"], "raw_status": "simulated",
+        "output": None, "error": None, "progress": None,
+    }
+
+
+async def test_flag_off_simulates_and_says_why() -> None:
+    adapter = DryRunAdapter("modal", "flag_off")
+    submitted = await adapter.submit(ProviderJob(input={}, seed=1))
+    assert (submitted.ok, submitted.id) == (True, "mock-modal-1")
+    assert submitted.reason is not None and "enable_public_gpu_adapters" in submitted.reason
+
+
+async def test_same_input_same_answer_whatever_the_key_order() -> None:
+    adapter = DryRunAdapter("replicate", "dry_run_mode")
+    first = await adapter.submit(ProviderJob(input={"a": 1, "b": [1, 2], "c": {"x": 1, "y": 2}}))
+    second = await adapter.submit(ProviderJob(input={"c": {"y": 2, "x": 1}, "b": [1, 2], "a": 1}))
+    assert msgspec.json.encode(first) == msgspec.json.encode(second)
+    assert first.id is not None and re.fullmatch(r"mock-replicate-\d+", first.id)
+    other = await adapter.submit(ProviderJob(input={"a": 2}))
+    assert other.id != first.id
+
+
+def test_the_derived_seed_is_stable_across_processes() -> None:
+    # SHA-256 based, not hash(): this number must never change between runs.
+    assert input_seed({"prompt": "a red fox"}) == input_seed({"prompt": "a red fox"})
+    assert mock_id("runpod", ProviderJob(input={}, seed=0)) == "mock-runpod-0"
+    assert input_seed({}) == int.from_bytes(bytes.fromhex("44136fa3"), "big")
