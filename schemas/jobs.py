@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -56,7 +56,7 @@ class JobAdvised(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     provider: str | None = None
     estimate_usd: float | None = None
-    inputs: dict[str, object] = {}
+    inputs: dict[str, Any] = {}
 
 
 class JobStarted(msgspec.Struct, frozen=True, kw_only=True):

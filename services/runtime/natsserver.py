@@ -50,7 +50,8 @@ class EmbeddedNats:
         self.port = port
         self.name = name
         self._proc: subprocess.Popen[bytes] | None = None
-        self._ready = threading.Event()
+        self._ready = threading.Event()  # set on "Server is ready" or when the log ends
+        self._is_ready = False
         self._lines: deque[str] = deque(maxlen=50)
         self._reader: threading.Thread | None = None
 
@@ -76,7 +77,8 @@ class EmbeddedNats:
             target=self._drain, args=(self._proc,), name="nats-server-log", daemon=True
         )
         self._reader.start()
-        if not self._ready.wait(timeout) or self._proc.poll() is not None:
+        self._ready.wait(timeout)
+        if not self._is_ready or self._proc.poll() is not None:
             reason = self._failure_reason()
             self.stop()
             raise NatsServerError(reason)
@@ -95,6 +97,7 @@ class EmbeddedNats:
                     self.port = int(m.group(2))
                 if "Server is ready" in line:
                     log.flush()
+                    self._is_ready = True
                     self._ready.set()
         finally:
             log.close()

@@ -1,0 +1,73 @@
+"""Schemas: one decoder validates any event and names the bad field."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+import schemas
+from schemas.jobs import JobSpec, JobSpecBody, JobSubmitted
+from services.runtime.clock import ManualClock
+from services.runtime.ids import IdGenerator
+
+
+def sample() -> schemas.Event:
+    return schemas.make_event(
+        JobSubmitted(spec=JobSpec(width=512, height=768)), id="e1", key="j1", ts=1.5, source="t"
+    )
+
+
+def test_round_trip_keeps_type_equal_to_subject():
+    event = sample()
+    raw = schemas.encode_event(event)
+    assert raw.startswith(b'{"type":"job.submitted"')
+    decoded = schemas.decode_event(raw)
+    assert decoded == event and decoded.type == "job.submitted"
+    assert schemas.subject_of(event.payload) == "job.submitted"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"type":"job.submitted","id":"1","key":"k","ts":1,"source":"s",'
+         b'"data":{"spec":{"width":"wide"}}}', "Expected `int | null`, got `str` - at `$.data.spec.width`"),
+        (b'{"type":"job.submitted","id":"1","key":"k","ts":1,"source":"s",'
+         b'"data":{"spec":{"width":0}}}', "Expected `int` >= 1 - at `$.data.spec.width`"),
+        (b'{"type":"job.submitted","id":"1","ts":1,"source":"s","data":{"spec":{}}}',
+         "Object missing required field `key`"),
+        (b'{"type":"job.nope","id":"1","key":"k","ts":1,"source":"s","data":{}}',
+         "Invalid value 'job.nope' - at `$.type`"),
+    ],
+)  # fmt: skip
+def test_decoder_names_the_bad_field(raw, message):
+    with pytest.raises(msgspec.ValidationError) as e:
+        schemas.decode_event(raw)
+    assert message in str(e.value)
+
+
+def test_messages_between_services_skip_newer_fields_but_bodies_do_not():
+    raw = schemas.encode_event(sample()).replace(b'"width":512', b'"width":512,"future":1')
+    assert schemas.decode_event(raw).payload.spec.width == 512
+    with pytest.raises(msgspec.ValidationError, match="unknown field `colour`"):
+        msgspec.json.decode(b'{"width": 5, "colour": "red"}', type=JobSpecBody)
+
+
+def test_every_event_type_has_a_json_schema_and_a_description():
+    schema = schemas.events_json_schema()
+    mapping = schema["discriminator"]["mapping"]
+    assert set(mapping) == set(schemas.event_types())
+    subjects = {s.name: s for s in schemas.registry()}
+    for name in schemas.event_types():
+        assert subjects[name].stored and subjects[name].description
+    assert not subjects["svc.heartbeat"].stored
+    assert schemas.stream_subjects() == sorted({n.split(".")[0] + ".>" for n in mapping})
+
+
+def test_ids_are_time_ordered_and_unique():
+    clock = ManualClock()
+    gen = IdGenerator(clock)
+    ids = [gen.new() for _ in range(5000)]  # many in one millisecond
+    clock.advance(0.001)
+    ids += [gen.new() for _ in range(10)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(i[14] == "7" for i in ids)  # UUID version 7
