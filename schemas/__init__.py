@@ -4,7 +4,7 @@ Importing this package registers every event type; decode any event with
 :func:`decode_event`.
 """
 
-from schemas import jobs, system
+from schemas import flags, jobs, system
 from schemas.envelope import (
     SCHEMA_VERSION,
     Event,
@@ -28,6 +28,7 @@ __all__ = [
     "event_type",
     "event_types",
     "events_json_schema",
+    "flags",
     "jobs",
     "make_event",
     "registry",
