@@ -83,7 +83,8 @@ def test_busy_port_is_one_line(tmp_path):
 def test_bad_config_file_names_the_field(tmp_path):
     bad = tmp_path / "gpuroute.toml"
     bad.write_text('data_dir = "x"\n[http]\nport = "eighty"\n')
-    with pytest.raises(ConfigError, match=r"gpuroute.toml: Expected `int`, got `str` - at `\$.http.port`"):
+    expected = r"gpuroute.toml: Expected `int`, got `str` - at `\$.http.port`"
+    with pytest.raises(ConfigError, match=expected):
         load_config(bad)
     bad.write_text("[nats]\nprot = 1\n")
     r = run("up", "--config", str(bad))

@@ -17,7 +17,9 @@ def test_sample_config_loads_and_matches_the_embedded_defaults():
     assert load_config(OPS / "gpuroute.sample.toml") == Config()
 
 
-@pytest.mark.parametrize("name", ["single.conf", "cluster-1.conf", "cluster-2.conf", "cluster-3.conf"])
+@pytest.mark.parametrize(
+    "name", ["single.conf", "cluster-1.conf", "cluster-2.conf", "cluster-3.conf"]
+)
 def test_nats_configs_are_valid_for_nats_server(name):
     r = subprocess.run([str(find_binary()), "-t", "-c", str(OPS / "nats" / name)],
                        capture_output=True, text=True)  # fmt: skip

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sqlite3
+import subprocess
 
+from schemas.jobs import JobFailed
 from services.runtime.projection import Projector
 from services.store.eventlog import iter_events
 from services.store.jobtable import JobTableProjection
-from schemas.jobs import JobFailed
 from tests.support import BIN, lifecycle, wait_for
 
 

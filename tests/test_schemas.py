@@ -30,7 +30,8 @@ def test_round_trip_keeps_type_equal_to_subject():
     ("raw", "message"),
     [
         (b'{"type":"job.submitted","id":"1","key":"k","ts":1,"source":"s",'
-         b'"data":{"spec":{"width":"wide"}}}', "Expected `int | null`, got `str` - at `$.data.spec.width`"),
+         b'"data":{"spec":{"width":"wide"}}}',
+         "Expected `int | null`, got `str` - at `$.data.spec.width`"),
         (b'{"type":"job.submitted","id":"1","key":"k","ts":1,"source":"s",'
          b'"data":{"spec":{"width":0}}}', "Expected `int` >= 1 - at `$.data.spec.width`"),
         (b'{"type":"job.submitted","id":"1","ts":1,"source":"s","data":{"spec":{}}}',

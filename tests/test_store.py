@@ -135,3 +135,22 @@ async def test_stats_report_count_position_and_size(bus, store, config):
     assert (s.count, s.last_seq, s.stream_seq) == (4, 4, 4)
     assert s.file_bytes > 0
     assert s.path == str(config.events_db)
+
+
+async def test_store_keeps_ingesting_after_the_server_restarts(bus, store, config, nats_server):
+    from services.runtime.natsserver import EmbeddedNats
+
+    first = lifecycle(bus, "job-before")
+    await bus.publish_many(first)
+    await wait_for(lambda: len(rows(config.events_db)) == 4)
+    port, store_dir = nats_server.port, nats_server.store_dir
+    nats_server.stop()
+    restarted = EmbeddedNats(store_dir, port=port)
+    restarted.start()
+    try:
+        later = lifecycle(bus, "job-after")
+        await bus.publish_many(later)  # re-sent until acked: the client may not know yet
+        await wait_for(lambda: len(rows(config.events_db)) == 8, timeout=20)
+        assert [r[1] for r in rows(config.events_db)] == [e.id for e in first + later]
+    finally:
+        restarted.stop()

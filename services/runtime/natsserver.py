@@ -86,7 +86,7 @@ class EmbeddedNats:
 
     def _drain(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
-        log = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 - closed below
+        log = open(self.store_dir / "nats-server.log", "ab")
         try:
             for raw in proc.stderr:
                 log.write(raw)
