@@ -4,7 +4,7 @@ Importing this package registers every event type; decode any event with
 :func:`decode_event`.
 """
 
-from schemas import flags, jobs, system
+from schemas import adapters, advisor, flags, jobs, system
 from schemas.envelope import (
     SCHEMA_VERSION,
     Event,
@@ -23,6 +23,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Event",
     "EventType",
+    "adapters",
+    "advisor",
     "decode_event",
     "encode_event",
     "event_type",

@@ -1,6 +1,6 @@
 """The compute advisor's pure core: where a job runs, why, and what it costs.
 
-    jobspec.py    JobSpec / JobSpecBody: the validated job request
+    jobspec.py    parsing a job spec and filling in its defaults
     telemetry.py  TelemetrySource, NvmlTelemetry (pynvml + psutil), RecordedTelemetry
     config.py     AdvisorConfig: thresholds and constants, from TOML or embedded defaults
     vram.py       derived attributes: pixels, VRAM demand, minutes per target

@@ -29,39 +29,35 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from schemas.advisor import (
+    CpuThresholds,
+    LocalGpuThresholds,
+    RemoteThresholds,
+    RuleThresholds,
+)
 from services.advisor.errors import ConfigError
 
 NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
-Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Kind = Literal["image", "video", "llm", "speech", "other"]
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of every config section: immutable, keyword-only, typos rejected."""
 
 
-class LocalGpuRule(_Strict, frozen=True):
+class LocalGpuRule(LocalGpuThresholds, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Rule 1: a local GPU takes the job when free VRAM >= demand * (1 + fraction) + gb."""
 
-    enabled: bool = True
-    headroom_gb: NonNeg = 1.0
-    headroom_fraction: Fraction = 0.10
 
-
-class RemoteRule(_Strict, frozen=True):
+class RemoteRule(RemoteThresholds, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Rule 2: the cheapest fitting provider, when ``features.enable_compute`` is on.
 
     The remote queue is saturated (rule skipped) when its depth >= ``queue_saturated_at``.
     A provider GPU fits when its VRAM >= demand + ``headroom_gb``.
     """
 
-    enabled: bool = True
-    queue_saturated_at: Annotated[int, msgspec.Meta(ge=1)] = 8
-    headroom_gb: NonNeg = 0.5
 
-
-class CpuRule(_Strict, frozen=True):
+class CpuRule(CpuThresholds, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Rule 3: the CPU takes a job that is small enough on every count below.
 
     ``max_megapixels`` bounds width*height*batch*frames/1e6 (image/video only);
@@ -69,15 +65,13 @@ class CpuRule(_Strict, frozen=True):
     RAM is unknown).
     """
 
-    enabled: bool = True
-    max_megapixels: NonNeg = 0.6
-    max_minutes: NonNeg = 10.0
-    ram_factor: NonNeg = 1.2
-    allowed_kinds: tuple[Kind, ...] = ("image", "speech", "llm", "other")
 
+class RulesConfig(RuleThresholds, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Rules run in this order; rule 4 (wait for the local GPU) always closes.
 
-class RulesConfig(_Strict, frozen=True):
-    """Rules run in this order; rule 4 (wait for the local GPU) always closes."""
+    The defaults are those of the lenient twins in ``schemas/advisor.py``
+    (``RuleThresholds``), which a decision's details report.
+    """
 
     local_gpu: LocalGpuRule = LocalGpuRule()
     remote: RemoteRule = RemoteRule()

@@ -1,9 +1,10 @@
 """Errors raised by the advisor core.
 
-    AdvisorError                    root: catch this to catch everything below
-    ├── ConfigError                 a config or seed file is unreadable or invalid
-    ├── ProviderNotFound            a cost preview or command named an unknown provider
-    └── CostRequestError            a cost request that cannot be priced (no job, no duration)
+    GpurouteError (services/runtime/errors.py)
+    └── AdvisorError                root: catch this to catch everything below
+        ├── ConfigError             a config or seed file is unreadable or invalid
+        ├── ProviderNotFound        a cost preview or command named an unknown provider
+        └── CostRequestError        a cost request that cannot be priced (no job, no duration)
 
 Validation of request bodies and event payloads is msgspec's job: its
 ``msgspec.ValidationError`` already names the bad field with a JSON path
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.runtime.errors import GpurouteError
 
-class AdvisorError(Exception):
+
+class AdvisorError(GpurouteError):
     """Root of every error the advisor core raises on purpose."""
 
 

@@ -1,10 +1,11 @@
-"""The job spec: what a client asks to run, validated field by field.
+"""The job spec as the advisor reads it: parsing and the filled-in shape.
 
-Two Structs with the same fields: :class:`JobSpec` travels inside events
-(lenient about unknown fields, so an older service skips newer ones) and
-:class:`JobSpecBody` is what an HTTP body or a request decodes into (an unknown
-field is an error). Every bad value fails with msgspec's message naming the
-path, e.g. ``Expected `int` >= 1 - at `$.width```; pass it on verbatim.
+The two Structs live in ``schemas/advisor.py``: :class:`AdvisorJobSpec`
+travels inside events and replies (lenient about unknown fields, so an older
+service skips newer ones) and :class:`AdvisorJobSpecBody` is what an HTTP body
+or a request decodes into (an unknown field is an error). Every bad value
+fails with msgspec's message naming the path, e.g. ``Expected `int` >= 1 - at
+`$.width```; pass it on verbatim.
 
 Units: pixels; frames; GB of VRAM (10^9 bytes); USD; seconds of audio.
 Fields a job kind does not use are ignored by it (``tokens`` for an image).
@@ -13,61 +14,25 @@ Fields a job kind does not use are ignored by it (``tokens`` for an image).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
 
 import msgspec
 
+from schemas.advisor import AdvisorJobSpec, AdvisorJobSpecBody
 from services.advisor.config import AdvisorConfig
 
-JobKind = Literal["image", "video", "llm", "speech", "other"]
-
-# A preferred target: "local", "cpu", "remote", or a provider id.
-TARGET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-TargetName = Annotated[str, msgspec.Meta(pattern=TARGET_PATTERN)]
-Side = Annotated[int, msgspec.Meta(ge=1, le=16384)]
+_body_decoder = msgspec.json.Decoder(AdvisorJobSpecBody)
 
 
-class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """A job as the advisor sees it.
-
-    ``width``/``height``/``steps``/``tokens``/``audio_seconds`` left out take the
-    config's ``[defaults]``. ``vram_gb`` is an explicit VRAM hint that replaces
-    the estimate. ``max_cost_usd`` caps a remote estimate. ``prefer`` names a
-    target honoured when feasible. ``debug`` asks for the details block.
-    """
-
-    kind: JobKind = "image"
-    width: Side | None = None
-    height: Side | None = None
-    batch: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
-    frames: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
-    steps: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
-    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=4096)] | None = None
-    max_cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    prefer: TargetName | None = None
-    debug: bool = False
-    tokens: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] | None = None
-    audio_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
-
-
-class JobSpecBody(JobSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A job spec as a client sends it: an unknown field is an error."""
-
-
-_body_decoder = msgspec.json.Decoder(JobSpecBody)
-
-
-def parse_job_spec(raw: bytes | str) -> JobSpec:
+def parse_job_spec(raw: bytes | str) -> AdvisorJobSpec:
     """Decode an HTTP/request body; raises ``msgspec.ValidationError`` naming the field."""
     return as_event_spec(_body_decoder.decode(raw))
 
 
-def as_event_spec(spec: JobSpec) -> JobSpec:
+def as_event_spec(spec: AdvisorJobSpec) -> AdvisorJobSpec:
     """The lenient form of a spec, for recording inside an event."""
-    if type(spec) is JobSpec:
+    if type(spec) is AdvisorJobSpec:
         return spec
-    return JobSpec(**msgspec.structs.asdict(spec))
+    return AdvisorJobSpec(**msgspec.structs.asdict(spec))
 
 
 class Shape(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,7 +59,7 @@ def params_from_model_name(model: str | None) -> float | None:
     return float(found[-1]) if found else None
 
 
-def shape(spec: JobSpec, config: AdvisorConfig) -> Shape:
+def shape(spec: AdvisorJobSpec, config: AdvisorConfig) -> Shape:
     """Fill the defaults in. Pixels count only for image and video jobs.
 
     ``megapixels_total`` is width * height * batch * frames / 1e6.

@@ -17,31 +17,33 @@ duration). The total is split as::
 Billed time is rounded up to the provider's ``billing_increment_s``. Local and
 CPU cost is energy: watts * hours * ``pricing.usd_per_kwh`` / 1000.
 A bare ``duration_minutes`` is taken as the run time on whichever target is
-priced (no speed scaling).
+priced (no speed scaling). The request and reply types (``CostRequest``,
+``CostPreview``, ``CostEstimate``, ``CostBreakdown``) live in ``schemas/advisor.py``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import msgspec
 
+from schemas.advisor import (
+    CostBreakdown,
+    CostEstimate,
+    CostPreview,
+    CostRequest,
+    GpuOffer,
+    JobDerived,
+    ProviderProfile,
+    RegistryStats,
+)
+from schemas.flags import ENABLE_COMPUTE
 from services.advisor.config import AdvisorConfig
 from services.advisor.errors import CostRequestError, ProviderNotFound
-from services.advisor.jobspec import TARGET_PATTERN, JobSpec
-from services.advisor.registry import (
-    GpuOffer,
-    PriceSnapshot,
-    ProviderProfile,
-    RegistryState,
-    RegistryStats,
-    stats,
-    with_price_overrides,
-)
-from services.advisor.vram import JobDerived, derive, remote_run_minutes
+from services.advisor.registry import RegistryState, stats, with_price_overrides
+from services.advisor.vram import derive, remote_run_minutes
 
-ENABLE_COMPUTE = "features.enable_compute"
 NO_BILLING_NOTE = (
     "Estimate only: no billing flows through gpuroute; a provider bills your own "
     "account directly, at its current prices."
@@ -81,68 +83,6 @@ class Work(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of_duration(cls, minutes: float) -> Work:
         return cls(minutes=minutes, scaled=False, local_minutes=minutes, cpu_minutes=minutes)
-
-
-class CostBreakdown(msgspec.Struct, frozen=True, kw_only=True):
-    minutes: float
-    billed_minutes: float
-    base_rate_usd_per_hour: float
-    rate_usd_per_hour: float
-    compute_usd: float
-    transfer_gb: float
-    transfer_usd: float
-    vram_surcharge_usd: float
-    cold_start_s: float
-    cold_start_usd: float
-
-
-class CostEstimate(msgspec.Struct, frozen=True, kw_only=True):
-    """One target's estimate. ``estimate`` is the rounded total in USD;
-    ``total_usd`` the unrounded one used for comparing."""
-
-    target: Literal["local", "cpu", "remote"]
-    estimate: float
-    total_usd: float
-    minutes_total: float
-    breakdown: CostBreakdown
-    provider_id: str | None = None
-    gpu: str | None = None
-    informational: bool = False
-    price_snapshot: PriceSnapshot | None = None
-    hints: list[str] = []
-    notes: list[str] = []
-    warnings: list[str] = []
-
-
-class CostRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``POST /api/compute/costs``.
-
-    ``queue``: ``remote`` (compare every provider), ``local``, ``cpu`` or a
-    provider id. Give a ``job`` or a bare ``duration_minutes`` (the run time).
-    """
-
-    queue: Annotated[str, msgspec.Meta(pattern=TARGET_PATTERN)] = "remote"
-    job: JobSpec | None = None
-    duration_minutes: Annotated[float, msgspec.Meta(gt=0, le=10_080)] | None = None
-    debug: bool = False
-
-
-class CostPreview(msgspec.Struct, frozen=True, kw_only=True):
-    """Answer to a cost request: the best estimate, then the comparison."""
-
-    queue: str
-    estimate: float | None
-    currency: str = "USD"
-    informational: bool = False
-    provider_id: str | None = None
-    gpu: str | None = None
-    breakdown: CostBreakdown | None = None
-    hints: list[str] = []
-    notes: list[str] = []
-    warnings: list[str] = []
-    comparison: list[CostEstimate] = []
-    registry: RegistryStats | None = None
-    job: JobDerived | None = None
 
 
 def _money(x: float) -> str:

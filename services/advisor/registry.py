@@ -5,8 +5,9 @@ payloads into a :class:`RegistryState`; no clock, no I/O, so rebuilding from the
 same log gives the same state, byte for byte. ``version`` counts the events that
 changed the state; a decision records it.
 
-Profiles travel in events as lenient Structs; HTTP bodies and the seed file
-decode through the strict ``*Body`` twins (an unknown field is an error).
+The profile and event types live in ``schemas/advisor.py``. Profiles travel
+in events as lenient Structs; HTTP bodies and the seed file decode through the
+strict ``*Body`` twins (an unknown field is an error).
 Validation is msgspec's: an unknown kind, a negative price or a missing id
 fails naming the field (``Expected `float` >= 0.0 - at `$.gpus[0].price_usd```).
 
@@ -19,110 +20,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal, get_args
 
 import msgspec
 
+from schemas.advisor import (
+    PROVIDER_KINDS,
+    GpuOffer,
+    ProviderProfile,
+    ProviderProfileBody,
+    ProviderRemoved,
+    ProviderUpserted,
+    RegistryStats,
+)
 from services.advisor.config import PriceOverride
 from services.advisor.errors import ConfigError
 
-ProviderKind = Literal[
-    "runpod_pod", "runpod_serverless", "hf_endpoint", "replicate", "modal", "local_gpu"
-]
-PROVIDER_KINDS: tuple[str, ...] = get_args(ProviderKind)
-PriceUnit = Literal["hour", "second"]
-# Targets the advisor names itself; a provider cannot take one of these ids.
-RESERVED_IDS = frozenset({"local", "cpu", "remote", "wait"})
-ProviderId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 SEED_FILE = "providers.toml"
-
-
-class GpuOffer(msgspec.Struct, frozen=True, kw_only=True):
-    """One GPU type a provider rents. ``relative_speed``: 1.0 = the reference GPU."""
-
-    gpu: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
-    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=4096)]
-    price_usd: Annotated[float, msgspec.Meta(ge=0)]
-    unit: PriceUnit = "hour"
-    relative_speed: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
-
-    @property
-    def hourly_usd(self) -> float:
-        return self.price_usd * 3600 if self.unit == "second" else self.price_usd
-
-
-class PriceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """When and where the prices were read. ``date`` is YYYY-MM-DD."""
-
-    date: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-    source: Annotated[str, msgspec.Meta(min_length=1)]
-    note: str = ""
-
-
-class HardwareProfile(msgspec.Struct, frozen=True, kw_only=True):
-    """How the provider runs a job.
-
-    ``throughput_factor`` scales every GPU's ``relative_speed`` (network, image
-    pull, runtime overhead); ``cold_start_s`` is added to each job and billed
-    when ``bills_cold_start``; billed time is rounded up to a multiple of
-    ``billing_increment_s`` (per-minute billing: 60; 0 = exact).
-    """
-
-    throughput_factor: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
-    cold_start_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    bills_cold_start: bool = True
-    billing_increment_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-
-
-class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True):
-    id: ProviderId
-    kind: ProviderKind
-    gpus: Annotated[tuple[GpuOffer, ...], msgspec.Meta(min_length=1)]
-    price_snapshot: PriceSnapshot
-    name: str = ""
-    auth_fields: tuple[str, ...] = ()
-    base_url: str = ""
-    region: str = ""
-    hardware: HardwareProfile = HardwareProfile()
-    transfer_usd_per_gb: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    enabled: bool = True
-    notes: str = ""
-
-    def __post_init__(self) -> None:
-        if self.id in RESERVED_IDS:
-            raise ValueError(f"`id` {self.id!r} is reserved for a target name; pick another id")
-
-
-class GpuOfferBody(GpuOffer, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class PriceSnapshotBody(PriceSnapshot, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class HardwareProfileBody(HardwareProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class ProviderProfileBody(ProviderProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A profile as a client or the seed file writes it: every level is strict."""
-
-    gpus: Annotated[tuple[GpuOfferBody, ...], msgspec.Meta(min_length=1)]
-    price_snapshot: PriceSnapshotBody
-    hardware: HardwareProfileBody = HardwareProfileBody()
-
-
-class ProviderUpserted(msgspec.Struct, frozen=True, kw_only=True, tag="provider.upserted"):
-    """Create or replace a provider. ``origin``: ``seed`` (first start) or ``api``."""
-
-    profile: ProviderProfile
-    origin: str = "api"
-
-
-class ProviderRemoved(msgspec.Struct, frozen=True, kw_only=True, tag="provider.removed"):
-    id: str
-    reason: str = ""
 
 
 RegistryEvent = ProviderUpserted | ProviderRemoved
@@ -134,13 +47,6 @@ class RegistryState(msgspec.Struct, frozen=True, kw_only=True):
     version: int = 0
     providers: dict[str, ProviderProfile] = {}
     seeded: bool = False
-
-
-class RegistryStats(msgspec.Struct, frozen=True, kw_only=True):
-    total: int
-    enabled: int
-    by_kind: dict[str, int]
-    version: int
 
 
 def apply(state: RegistryState, payload: RegistryEvent) -> RegistryState:

@@ -26,26 +26,22 @@ from typing import NamedTuple
 
 import msgspec
 
-from services.advisor.config import AdvisorConfig, config_digest
-from services.advisor.decision import (
-    AdviceRecord,
+from schemas.advisor import (
+    AdvisorJobSpec,
     Candidate,
     ContextSnapshot,
+    CostEstimate,
     Decision,
-    DecisionContext,
     DecisionDetails,
+    JobDerived,
     RuleName,
 )
-from services.advisor.jobspec import JobSpec, as_event_spec
-from services.advisor.pricing import (
-    ENABLE_COMPUTE,
-    CostEstimate,
-    Work,
-    compare_providers,
-    energy_estimate,
-    remote_enabled,
-)
-from services.advisor.vram import JobDerived, derive
+from schemas.flags import ENABLE_COMPUTE
+from services.advisor.config import AdvisorConfig, config_digest
+from services.advisor.decision import AdviceRecord, DecisionContext
+from services.advisor.jobspec import as_event_spec
+from services.advisor.pricing import Work, compare_providers, energy_estimate, remote_enabled
+from services.advisor.vram import derive
 
 
 class _Option(NamedTuple):
@@ -90,7 +86,7 @@ def _local(d: JobDerived, ctx: DecisionContext, config: AdvisorConfig, work: Wor
 
 
 def _remote(
-    spec: JobSpec,
+    spec: AdvisorJobSpec,
     d: JobDerived,
     ctx: DecisionContext,
     config: AdvisorConfig,
@@ -145,7 +141,7 @@ def _remote(
 
 
 def _cpu(
-    spec: JobSpec, d: JobDerived, ctx: DecisionContext, config: AdvisorConfig, work: Work
+    spec: AdvisorJobSpec, d: JobDerived, ctx: DecisionContext, config: AdvisorConfig, work: Work
 ) -> _Option:
     rule = config.rules.cpu
     ram = ctx.telemetry.host.ram_available_gb
@@ -181,7 +177,7 @@ def _cpu(
     return _Option(cand)
 
 
-def _summary(spec: JobSpec, d: JobDerived) -> str:
+def _summary(spec: AdvisorJobSpec, d: JobDerived) -> str:
     if spec.kind in ("image", "video"):
         frames = f" x {d.frames} frames" if spec.kind == "video" else ""
         what = f"{spec.kind} {d.width}x{d.height} ({d.pixels:,} px) x batch {d.batch}{frames}"
@@ -199,7 +195,7 @@ _LABEL: dict[RuleName, str] = {
 }
 
 
-def decide(spec: JobSpec, context: DecisionContext, config: AdvisorConfig) -> Decision:
+def decide(spec: AdvisorJobSpec, context: DecisionContext, config: AdvisorConfig) -> Decision:
     """Where ``spec`` should run given ``context``; pure and deterministic."""
     d = derive(spec, config)
     work = Work.of_job(d)
@@ -247,7 +243,7 @@ def decide(spec: JobSpec, context: DecisionContext, config: AdvisorConfig) -> De
 
 
 def _choose(
-    spec: JobSpec,
+    spec: AdvisorJobSpec,
     d: JobDerived,
     context: DecisionContext,
     options: tuple[_Option, _Option, _Option],
@@ -285,7 +281,7 @@ def _wait(d: JobDerived, work: Work, config: AdvisorConfig) -> Candidate:
 
 
 def _preferred(
-    spec: JobSpec,
+    spec: AdvisorJobSpec,
     d: JobDerived,
     ctx: DecisionContext,
     config: AdvisorConfig,
@@ -331,7 +327,7 @@ def snapshot(context: DecisionContext) -> ContextSnapshot:
 
 
 def advise(
-    job_id: str, spec: JobSpec, context: DecisionContext, config: AdvisorConfig
+    job_id: str, spec: AdvisorJobSpec, context: DecisionContext, config: AdvisorConfig
 ) -> AdviceRecord:
     """Decide and keep the inputs: the payload to publish as ``job.advised``."""
     return AdviceRecord(

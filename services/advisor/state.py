@@ -1,42 +1,44 @@
 """The advisor's own projection: what the next decision's context is built from.
 
-``apply(state, payload)`` folds the events the advisor follows: telemetry
-samples (the latest wins), provider events (into the registry), flag values and
-the remote queue depth. Pure, like every fold: rebuilding it from the log gives
-the same state. ``context(state)`` turns it into a ``DecisionContext``.
-
-Flag and queue-depth events belong to other services; their payloads reach this
-fold already reduced to :class:`FlagsSet` / :class:`RemoteQueueDepth` by the
-wiring, so this module does not depend on their schemas.
+``apply(state, payload)`` folds the payloads of the events the advisor follows
+(:data:`FOLLOWED`): telemetry samples (the latest wins), provider events (into
+the registry), flag changes and the remote queue depth. Pure, like every fold:
+folding the same events of the log up to a position gives the same state, which
+is how a what-if replay rebuilds the context of a recorded decision.
+``context(state)`` turns it into a ``DecisionContext``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 
+from schemas.advisor import (
+    GpuList,
+    ProviderRemoved,
+    ProviderUpserted,
+    QueueDepthChanged,
+    TelemetrySample,
+)
+from schemas.flags import DEFAULTS, FlagsChanged, apply_flags
 from services.advisor import registry
 from services.advisor.decision import DecisionContext
-from services.advisor.pricing import ENABLE_COMPUTE, remote_enabled
-from services.advisor.registry import ProviderRemoved, ProviderUpserted, RegistryState
-from services.advisor.telemetry import GpuDevice, TelemetrySample, empty_sample
+from services.advisor.pricing import remote_enabled
+from services.advisor.registry import RegistryState
+from services.advisor.telemetry import empty_sample
 
+FOLLOWED = ("flags.changed", "provider.>", "queue.depth.changed", "telemetry.sampled")
+"""Subject patterns of the events folded here (and nothing else)."""
 
-class FlagsSet(msgspec.Struct, frozen=True, kw_only=True):
-    """Flag values after a change; a flag left out keeps its value."""
+REMOTE_QUEUE = "remote"
 
-    flags: dict[str, bool]
-
-
-class RemoteQueueDepth(msgspec.Struct, frozen=True, kw_only=True):
-    depth: Annotated[int, msgspec.Meta(ge=0)]
-
-
-AdvisorEvent = TelemetrySample | ProviderUpserted | ProviderRemoved | FlagsSet | RemoteQueueDepth
+AdvisorEvent = (
+    TelemetrySample | ProviderUpserted | ProviderRemoved | FlagsChanged | QueueDepthChanged
+)
 
 
 class AdvisorState(msgspec.Struct, frozen=True, kw_only=True):
+    """``flags`` holds only flags set by events; :func:`all_flags` fills in defaults."""
+
     telemetry: TelemetrySample | None = None
     flags: dict[str, bool] = {}
     registry: RegistryState = RegistryState()
@@ -44,18 +46,26 @@ class AdvisorState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def apply(state: AdvisorState, payload: AdvisorEvent) -> AdvisorState:
-    """Fold one event the advisor follows."""
+    """Fold one event the advisor follows. A flag not in ``schemas.flags.DEFAULTS``
+    is ignored; a queue other than ``remote`` changes nothing."""
     match payload:
         case TelemetrySample():
             return msgspec.structs.replace(state, telemetry=payload)
         case ProviderUpserted() | ProviderRemoved():
             return msgspec.structs.replace(state, registry=registry.apply(state.registry, payload))
-        case FlagsSet(flags=flags):
-            merged = dict(sorted({**state.flags, **flags}.items()))
-            return msgspec.structs.replace(state, flags=merged)
-        case RemoteQueueDepth(depth=depth):
+        case FlagsChanged():
+            flags = dict(sorted(apply_flags(state.flags, payload).items()))
+            return msgspec.structs.replace(state, flags=flags)
+        case QueueDepthChanged(depth=depth, queue=queue):
+            if queue != REMOTE_QUEUE:
+                return state
             return msgspec.structs.replace(state, remote_queue_depth=depth)
     raise TypeError(f"not an advisor event: {type(payload).__name__}")
+
+
+def all_flags(state: AdvisorState) -> dict[str, bool]:
+    """Every known flag: the defaults, overridden by what events set."""
+    return dict(sorted({**DEFAULTS, **state.flags}.items()))
 
 
 def context(state: AdvisorState) -> DecisionContext:
@@ -69,20 +79,8 @@ def context(state: AdvisorState) -> DecisionContext:
     )
 
 
-class GpuList(msgspec.Struct, frozen=True, kw_only=True):
-    """Body of ``GET /api/gpu/list``; ``raw`` (the whole sample) only with debug."""
-
-    count: int
-    devices: list[GpuDevice]
-    reason: str | None
-    sample_id: str
-    ts: float
-    flags: dict[str, bool]
-    remote_enabled: bool
-    raw: TelemetrySample | None = None
-
-
 def gpu_list(state: AdvisorState, debug: bool = False) -> GpuList:
+    """Body of ``GET /api/gpu/list``: the latest sample, the flags, raw with debug."""
     sample = context(state).telemetry
     return GpuList(
         count=len(sample.gpus),
@@ -90,7 +88,7 @@ def gpu_list(state: AdvisorState, debug: bool = False) -> GpuList:
         reason=sample.reason,
         sample_id=sample.sample_id,
         ts=sample.ts,
-        flags=dict(sorted({ENABLE_COMPUTE: False, **state.flags}.items())),
+        flags=all_flags(state),
         remote_enabled=remote_enabled(state.flags),
         raw=sample if debug else None,
     )

@@ -6,10 +6,12 @@ fakes; :class:`RecordedTelemetry` replays recorded samples. Both implement
 :class:`TelemetrySource`. The sample id and timestamp are passed in, never read
 here, so a caller with an injected clock gets reproducible samples.
 
-No NVML library, no driver, no GPU: a normal state. The sample then has zero
-GPUs and ``reason`` says why. A field NVML cannot read for one GPU (e.g. power
-on a card without a sensor) is ``None`` (unknown), never 0, and the NVML error
-is kept in that device's ``errors``. Each NVML call is guarded on its own.
+The sample types live in ``schemas/advisor.py`` (a sample is the payload of
+``telemetry.sampled``). No NVML library, no driver, no GPU: a normal state.
+The sample then has zero GPUs and ``reason`` says why. A field NVML cannot
+read for one GPU (e.g. power on a card without a sensor) is ``None``
+(unknown), never 0, and the NVML error is kept in that device's ``errors``.
+Each NVML call is guarded on its own.
 
 Units: MiB (2^20 bytes) for memory as NVML reports it, percent, degrees
 Celsius, watts; ``ts`` is unix seconds.
@@ -25,59 +27,9 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-MIB = 1 << 20
+from schemas.advisor import MIB, GpuDevice, HostStats, TelemetrySample
+
 T = TypeVar("T")
-
-
-class GpuDevice(msgspec.Struct, frozen=True, kw_only=True):
-    index: int
-    name: str | None = None
-    uuid: str | None = None
-    memory_total_mib: int | None = None
-    memory_used_mib: int | None = None
-    memory_free_mib: int | None = None
-    utilization_gpu_pct: int | None = None
-    utilization_memory_pct: int | None = None
-    temperature_c: int | None = None
-    power_draw_w: float | None = None
-    errors: dict[str, str] = {}
-
-    @property
-    def free_gb(self) -> float | None:
-        """Free VRAM in GB (10^9 bytes), the unit VRAM demand is estimated in."""
-        return None if self.memory_free_mib is None else self.memory_free_mib * MIB / 1e9
-
-    @property
-    def total_gb(self) -> float | None:
-        return None if self.memory_total_mib is None else self.memory_total_mib * MIB / 1e9
-
-
-class HostStats(msgspec.Struct, frozen=True, kw_only=True):
-    cpu_percent: float | None = None
-    cpu_count: int | None = None
-    ram_total_mib: int | None = None
-    ram_available_mib: int | None = None
-    errors: dict[str, str] = {}
-
-    @property
-    def ram_available_gb(self) -> float | None:
-        return None if self.ram_available_mib is None else self.ram_available_mib * MIB / 1e9
-
-
-class TelemetrySample(msgspec.Struct, frozen=True, kw_only=True, tag="telemetry.sampled"):
-    """One telemetry reading; the payload of a ``telemetry.sampled`` event.
-
-    ``reason`` is set when GPUs could not be listed (no library, no driver, no
-    GPU); ``source`` says what produced it (``nvml``, ``recorded``, ``none``).
-    """
-
-    sample_id: str
-    ts: float
-    gpus: tuple[GpuDevice, ...] = ()
-    host: HostStats = HostStats()
-    driver_version: str | None = None
-    reason: str | None = None
-    source: str = "nvml"
 
 
 def empty_sample(sample_id: str, ts: float, reason: str) -> TelemetrySample:

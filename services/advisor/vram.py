@@ -13,51 +13,24 @@ the CPU multiplies by ``speed.cpu_slowdown.<kind>``, a provider GPU divides by
 
 from __future__ import annotations
 
-from typing import Literal
-
-import msgspec
-
+from schemas.advisor import (
+    AdvisorJobSpec,
+    GpuOffer,
+    JobDerived,
+    ProviderProfile,
+    VramSource,
+)
 from services.advisor.config import AdvisorConfig
-from services.advisor.jobspec import JobSpec, Shape, shape
-from services.advisor.registry import GpuOffer, ProviderProfile
-
-VramSource = Literal["hint", "model", "formula"]
-
-
-class JobDerived(msgspec.Struct, frozen=True, kw_only=True):
-    """What the rules use, with the spec's defaults filled in.
-
-    ``vram_formula`` spells the computation with its numbers. Minutes exclude
-    queueing; ``minutes_remote`` is per provider id, on the GPU the advisor
-    would rent there (cold start included), filled in by the rules.
-    """
-
-    kind: str
-    width: int
-    height: int
-    pixels: int
-    batch: int
-    frames: int
-    megapixels_total: float
-    steps: int
-    tokens: int
-    audio_seconds: float
-    params_b: float | None
-    vram_demand_gb: float
-    vram_source: VramSource
-    vram_formula: str
-    transfer_gb: float
-    minutes_reference_gpu: float
-    minutes_local_gpu: float
-    minutes_cpu: float
-    minutes_remote: dict[str, float] = {}
+from services.advisor.jobspec import Shape, shape
 
 
 def _r(x: float) -> float:
     return round(x, 4)
 
 
-def vram_demand(spec: JobSpec, s: Shape, config: AdvisorConfig) -> tuple[float, VramSource, str]:
+def vram_demand(
+    spec: AdvisorJobSpec, s: Shape, config: AdvisorConfig
+) -> tuple[float, VramSource, str]:
     """VRAM demand in GB, where it came from, and the formula with its numbers."""
     if spec.vram_gb is not None:
         return _r(spec.vram_gb), "hint", f"explicit hint {spec.vram_gb:g} GB"
@@ -94,7 +67,7 @@ def vram_demand(spec: JobSpec, s: Shape, config: AdvisorConfig) -> tuple[float, 
     )
 
 
-def reference_minutes(spec: JobSpec, s: Shape, config: AdvisorConfig) -> float:
+def reference_minutes(spec: AdvisorJobSpec, s: Shape, config: AdvisorConfig) -> float:
     """Run time on the reference GPU, in minutes (formulas in ``SpeedConfig``)."""
     sp = config.speed
     match spec.kind:
@@ -112,12 +85,12 @@ def reference_minutes(spec: JobSpec, s: Shape, config: AdvisorConfig) -> float:
     return _r((sp.overhead_s + seconds) / 60)
 
 
-def transfer_gb(spec: JobSpec, s: Shape, config: AdvisorConfig) -> float:
+def transfer_gb(spec: AdvisorJobSpec, s: Shape, config: AdvisorConfig) -> float:
     p = config.pricing
     return _r(p.transfer_base_gb + p.transfer_gb_per_megapixel * s.megapixels_total)
 
 
-def derive(spec: JobSpec, config: AdvisorConfig) -> JobDerived:
+def derive(spec: AdvisorJobSpec, config: AdvisorConfig) -> JobDerived:
     s = shape(spec, config)
     gb, source, formula = vram_demand(spec, s, config)
     ref = reference_minutes(spec, s, config)

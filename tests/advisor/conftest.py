@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.advisor import GpuDevice
 from services.advisor.config import DEFAULT_CONFIG, AdvisorConfig
 from services.advisor.decision import DecisionContext
 from services.advisor.registry import RegistryState, fold, load_seed, seed_payloads
-from services.advisor.telemetry import GpuDevice
 
 from .factories import MakeContext, sample
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from schemas.advisor import GpuDevice, HostStats, TelemetrySample
 from services.advisor.decision import DecisionContext
-from services.advisor.telemetry import GpuDevice, HostStats, TelemetrySample
 
 GIB = 1024  # MiB
 

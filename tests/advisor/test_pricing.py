@@ -3,27 +3,26 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from services.advisor.config import AdvisorConfig, parse_config
-from services.advisor.errors import CostRequestError, ProviderNotFound
-from services.advisor.jobspec import JobSpec
-from services.advisor.pricing import (
-    NO_BILLING_NOTE,
-    REMOTE_OFF_WARNING,
+from schemas.advisor import (
+    AdvisorJobSpec,
     CostRequest,
-    Work,
-    compare_providers,
-    preview_costs,
-    provider_estimate,
-)
-from services.advisor.registry import (
     GpuOffer,
     HardwareProfile,
     PriceSnapshot,
     ProviderProfile,
     ProviderUpserted,
-    RegistryState,
-    fold,
 )
+from services.advisor.config import AdvisorConfig, parse_config
+from services.advisor.errors import CostRequestError, ProviderNotFound
+from services.advisor.pricing import (
+    NO_BILLING_NOTE,
+    REMOTE_OFF_WARNING,
+    Work,
+    compare_providers,
+    preview_costs,
+    provider_estimate,
+)
+from services.advisor.registry import RegistryState, fold
 
 from .factories import ON
 
@@ -125,7 +124,7 @@ def test_remote_flag_on_is_not_informational(seeded: RegistryState, config: Advi
 
 
 def test_job_spec_preview(seeded: RegistryState, config: AdvisorConfig) -> None:
-    job = JobSpec(kind="llm", model="codellama-34b", debug=True)
+    job = AdvisorJobSpec(kind="llm", model="codellama-34b", debug=True)
     p = preview_costs(CostRequest(queue="remote", job=job, debug=True), seeded, ON, config)
     assert p.job is not None and p.job.vram_demand_gb == 69.5
     vram: dict[tuple[str | None, str | None], float] = {
@@ -134,7 +133,7 @@ def test_job_spec_preview(seeded: RegistryState, config: AdvisorConfig) -> None:
     assert all(vram[(e.provider_id, e.gpu)] >= 70 for e in p.comparison)
     assert len(p.comparison) == 5
     assert all(e.breakdown.vram_surcharge_usd > 0 for e in p.comparison)
-    too_big = JobSpec(kind="llm", model="llama-3-70b")  # 141.5 GB + 0.5 headroom > 141 GB
+    too_big = AdvisorJobSpec(kind="llm", model="llama-3-70b")  # 141.5 GB + 0.5 headroom > 141 GB
     assert preview_costs(CostRequest(job=too_big), seeded, ON, config).estimate is None
 
 

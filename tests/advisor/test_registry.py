@@ -6,15 +6,17 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from services.advisor.config import PriceOverride
-from services.advisor.errors import ConfigError
-from services.advisor.registry import (
+from schemas.advisor import (
     PROVIDER_KINDS,
     GpuOffer,
     PriceSnapshot,
     ProviderProfile,
     ProviderRemoved,
     ProviderUpserted,
+)
+from services.advisor.config import PriceOverride
+from services.advisor.errors import ConfigError
+from services.advisor.registry import (
     RegistryState,
     apply,
     fold,

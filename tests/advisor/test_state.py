@@ -3,15 +3,15 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from schemas.advisor import AdvisorJobSpec, ProviderRemoved, QueueDepthChanged
+from schemas.flags import DEFAULTS, FlagsChanged
 from services.advisor.config import AdvisorConfig
-from services.advisor.jobspec import JobSpec
-from services.advisor.registry import ProviderRemoved, load_seed, seed_payloads
+from services.advisor.registry import load_seed, seed_payloads
 from services.advisor.rules import decide
 from services.advisor.state import (
     AdvisorEvent,
     AdvisorState,
-    FlagsSet,
-    RemoteQueueDepth,
+    all_flags,
     apply,
     context,
     gpu_list,
@@ -32,8 +32,9 @@ def test_fold_builds_the_decision_context(config: AdvisorConfig) -> None:
         *seed_payloads(AdvisorState().registry, load_seed()),
         sample(sample_id="old"),
         sample(gpu(), sample_id="new"),
-        FlagsSet(flags={"features.enable_compute": True}),
-        RemoteQueueDepth(depth=4),
+        FlagsChanged(flags={"features.enable_compute": True}),
+        QueueDepthChanged(depth=4),
+        QueueDepthChanged(depth=50, queue="gpu-box"),
         ProviderRemoved(id="modal"),
     ]
     state = build(events)
@@ -43,25 +44,33 @@ def test_fold_builds_the_decision_context(config: AdvisorConfig) -> None:
     assert ctx.remote_queue_depth == 4
     assert "modal" not in ctx.registry.providers and ctx.registry.version == 7
     assert msgspec.json.encode(build(events)) == msgspec.json.encode(state)
-    assert decide(JobSpec(), ctx, config).target == "local"
+    assert decide(AdvisorJobSpec(), ctx, config).target == "local"
 
 
-def test_flags_merge() -> None:
-    state = build([FlagsSet(flags={"b": True}), FlagsSet(flags={"a": False, "b": False})])
-    assert state.flags == {"a": False, "b": False}
+def test_flags_merge_and_unknown_flags_are_ignored() -> None:
+    compute, adapters = "features.enable_compute", "features.enable_public_gpu_adapters"
+    state = build(
+        [
+            FlagsChanged(flags={compute: True, "features.typo": True}),
+            FlagsChanged(flags={adapters: True}),
+            FlagsChanged(flags={compute: False}),
+        ]
+    )
+    assert state.flags == {compute: False, adapters: True}
+    assert all_flags(AdvisorState()) == {compute: False, adapters: False}
 
 
 def test_context_before_any_telemetry(config: AdvisorConfig) -> None:
     ctx = context(AdvisorState())
     assert ctx.telemetry.gpus == () and ctx.telemetry.reason == "no telemetry sample received yet"
-    assert decide(JobSpec(width=512, height=512), ctx, config).target == "cpu"
+    assert decide(AdvisorJobSpec(width=512, height=512), ctx, config).target == "cpu"
 
 
 def test_gpu_list() -> None:
     state = build([sample(gpu(0), gpu(1))])
     listing = gpu_list(state)
     assert listing.count == 2 and listing.raw is None
-    assert listing.flags == {"features.enable_compute": False} and not listing.remote_enabled
+    assert listing.flags == DEFAULTS and not listing.remote_enabled
     debug = gpu_list(state, debug=True)
     assert debug.raw is not None and debug.raw.host.cpu_count == 16
     empty = gpu_list(build([sample()]))

@@ -10,12 +10,11 @@ import msgspec
 import pynvml
 import pytest
 
+from schemas import decode_event, encode_event, make_event
+from schemas.advisor import MIB, GpuDevice, TelemetrySample
 from services.advisor.telemetry import (
-    MIB,
-    GpuDevice,
     NvmlTelemetry,
     RecordedTelemetry,
-    TelemetrySample,
     TelemetrySource,
     empty_sample,
 )
@@ -226,7 +225,8 @@ def test_recorded_replays_in_order_with_fresh_ids() -> None:
 def test_sample_round_trips_as_an_event_payload() -> None:
     nv = FakeNvml([device(power_mw=NOT_SUPPORTED)])
     s = NvmlTelemetry(nvml=nv, psutil_mod=FakePsutil()).sample("s", 3.0)
-    raw = msgspec.json.encode(s)
-    assert b'"type":"telemetry.sampled"' in raw
+    raw = encode_event(make_event(s, id="s", key="host", ts=3.0, source="advisor"))
+    assert raw.startswith(b'{"type":"telemetry.sampled"')
     assert b'"power_draw_w":null' in raw
-    assert msgspec.json.decode(raw, type=TelemetrySample) == s
+    assert decode_event(raw).payload == s
+    assert msgspec.json.decode(msgspec.json.encode(s), type=TelemetrySample) == s

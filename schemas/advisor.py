@@ -1,0 +1,607 @@
+"""The compute advisor's messages: its events and its request/reply types.
+
+Events (stored, folded by the advisor into the context of each decision):
+
+    telemetry.sampled     TelemetrySample: GPUs (NVML) and host (psutil), one reading
+    provider.upserted     ProviderUpserted: a provider profile created or replaced
+    provider.removed      ProviderRemoved
+    queue.depth.changed   QueueDepthChanged: jobs waiting for remote compute
+
+``job.advised`` (schemas/jobs.py) carries the decision; its ``inputs`` hold an
+:class:`AdvisedInputs` (as plain JSON), which is what a what-if replay re-runs.
+
+Request/reply endpoints (``nats.micro``, service ``gpuroute-advisor``) are the
+``*_SUBJECT`` constants below, each with its request and reply type. Request
+types are strict (an unknown field is an error, like an HTTP body); replies and
+event payloads are lenient so an older reader skips newer fields.
+
+Units: MiB for NVML memory, GB (10^9 bytes) for VRAM demand and offers, USD,
+minutes of wall-clock unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+import msgspec
+
+from schemas.envelope import event_type
+from schemas.jobs import JobKind, Target
+
+MIB = 1 << 20
+
+# -- subjects ------------------------------------------------------------------
+
+ADVISE_SUBJECT = "gpuroute.advisor.advise"
+"""AdvisorJobSpecBody -> Decision: what would the advisor decide (no job is created)."""
+COSTS_SUBJECT = "gpuroute.advisor.costs"
+"""CostRequest -> CostPreview."""
+GPUS_SUBJECT = "gpuroute.advisor.gpus"
+"""GpuListRequest -> GpuList: the latest telemetry sample the advisor folded."""
+PROVIDERS_LIST_SUBJECT = "gpuroute.providers.list"
+"""ProvidersQuery -> ProviderList."""
+PROVIDERS_GET_SUBJECT = "gpuroute.providers.get"
+"""ProviderRef -> ProviderProfile (404 when unknown)."""
+PROVIDERS_PUT_SUBJECT = "gpuroute.providers.put"
+"""ProviderPut -> ProviderChanged; publishes provider.upserted (409 if create and it exists)."""
+PROVIDERS_DELETE_SUBJECT = "gpuroute.providers.delete"
+"""ProviderRef -> ProviderChanged; publishes provider.removed (404 when unknown)."""
+PROVIDERS_STATS_SUBJECT = "gpuroute.providers.stats"
+"""ProvidersQuery -> ProviderStats."""
+FLAGS_GET_SUBJECT = "gpuroute.flags.get"
+"""FlagsQuery -> FlagsView."""
+FLAGS_SET_SUBJECT = "gpuroute.flags.set"
+"""FlagsUpdate -> FlagsView; publishes flags.changed (400 naming an unknown flag)."""
+
+NonNeg = Annotated[float, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of request bodies: a typo is an error naming the field."""
+
+
+# -- telemetry -----------------------------------------------------------------
+
+
+class GpuDevice(msgspec.Struct, frozen=True, kw_only=True):
+    """One GPU as NVML reported it. ``None`` = NVML could not read that field
+    (the NVML error is in ``errors``), never 0."""
+
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    memory_total_mib: int | None = None
+    memory_used_mib: int | None = None
+    memory_free_mib: int | None = None
+    utilization_gpu_pct: int | None = None
+    utilization_memory_pct: int | None = None
+    temperature_c: int | None = None
+    power_draw_w: float | None = None
+    errors: dict[str, str] = {}
+
+    @property
+    def free_gb(self) -> float | None:
+        """Free VRAM in GB (10^9 bytes), the unit VRAM demand is estimated in."""
+        return None if self.memory_free_mib is None else self.memory_free_mib * MIB / 1e9
+
+    @property
+    def total_gb(self) -> float | None:
+        return None if self.memory_total_mib is None else self.memory_total_mib * MIB / 1e9
+
+
+class HostStats(msgspec.Struct, frozen=True, kw_only=True):
+    cpu_percent: float | None = None
+    cpu_count: int | None = None
+    ram_total_mib: int | None = None
+    ram_available_mib: int | None = None
+    errors: dict[str, str] = {}
+
+    @property
+    def ram_available_gb(self) -> float | None:
+        return None if self.ram_available_mib is None else self.ram_available_mib * MIB / 1e9
+
+
+class TelemetrySample(msgspec.Struct, frozen=True, kw_only=True):
+    """One telemetry reading: the payload of ``telemetry.sampled``.
+
+    ``sample_id`` equals the id of the event that carried it. ``reason`` is set
+    when GPUs could not be listed (no library, no driver, no GPU: a normal
+    state); ``source`` says what produced it (``nvml``, ``recorded``, ``none``).
+    """
+
+    sample_id: str
+    ts: float
+    gpus: tuple[GpuDevice, ...] = ()
+    host: HostStats = HostStats()
+    driver_version: str | None = None
+    reason: str | None = None
+    source: str = "nvml"
+
+
+# -- providers -----------------------------------------------------------------
+
+ProviderKind = Literal[
+    "runpod_pod", "runpod_serverless", "hf_endpoint", "replicate", "modal", "local_gpu"
+]
+PROVIDER_KINDS: tuple[str, ...] = get_args(ProviderKind)
+PriceUnit = Literal["hour", "second"]
+RESERVED_IDS = frozenset({"local", "cpu", "remote", "wait", "stats"})
+"""Target names (and the ``stats`` route): a provider cannot take one of these ids."""
+ProviderId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class GpuOffer(msgspec.Struct, frozen=True, kw_only=True):
+    """One GPU type a provider rents. ``relative_speed``: 1.0 = the reference GPU."""
+
+    gpu: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=4096)]
+    price_usd: NonNeg
+    unit: PriceUnit = "hour"
+    relative_speed: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
+
+    @property
+    def hourly_usd(self) -> float:
+        return self.price_usd * 3600 if self.unit == "second" else self.price_usd
+
+
+class PriceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """When and where the prices were read. ``date`` is YYYY-MM-DD."""
+
+    date: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    source: Annotated[str, msgspec.Meta(min_length=1)]
+    note: str = ""
+
+
+class HardwareProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """How the provider runs a job.
+
+    ``throughput_factor`` scales every GPU's ``relative_speed`` (network, image
+    pull, runtime overhead); ``cold_start_s`` is added to each job and billed
+    when ``bills_cold_start``; billed time is rounded up to a multiple of
+    ``billing_increment_s`` (per-minute billing: 60; 0 = exact).
+    """
+
+    throughput_factor: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
+    cold_start_s: NonNeg = 0.0
+    bills_cold_start: bool = True
+    billing_increment_s: NonNeg = 0.0
+
+
+class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a job can run remotely; prices per GPU with their snapshot's date and source."""
+
+    id: ProviderId
+    kind: ProviderKind
+    gpus: Annotated[tuple[GpuOffer, ...], msgspec.Meta(min_length=1)]
+    price_snapshot: PriceSnapshot
+    name: str = ""
+    auth_fields: tuple[str, ...] = ()
+    base_url: str = ""
+    region: str = ""
+    hardware: HardwareProfile = HardwareProfile()
+    transfer_usd_per_gb: NonNeg = 0.0
+    enabled: bool = True
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.id in RESERVED_IDS:
+            raise ValueError(f"`id` {self.id!r} is reserved; pick another id")
+
+
+class GpuOfferBody(GpuOffer, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class PriceSnapshotBody(PriceSnapshot, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class HardwareProfileBody(HardwareProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ProviderProfileBody(ProviderProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A profile as a client or the seed file writes it: every level is strict."""
+
+    gpus: Annotated[tuple[GpuOfferBody, ...], msgspec.Meta(min_length=1)]
+    price_snapshot: PriceSnapshotBody
+    hardware: HardwareProfileBody = HardwareProfileBody()
+
+
+class ProviderUpserted(msgspec.Struct, frozen=True, kw_only=True):
+    """Create or replace a provider. ``origin``: ``seed`` (first start) or ``api``."""
+
+    profile: ProviderProfile
+    origin: str = "api"
+
+
+class ProviderRemoved(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    reason: str = ""
+
+
+class RegistryStats(msgspec.Struct, frozen=True, kw_only=True):
+    total: int
+    enabled: int
+    by_kind: dict[str, int]
+    version: int
+
+
+class ProvidersQuery(_Request, frozen=True):
+    pass
+
+
+class ProviderRef(_Request, frozen=True):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class ProviderPut(_Request, frozen=True):
+    """Upsert a profile; with ``create`` it must not exist yet."""
+
+    profile: ProviderProfileBody
+    create: bool = False
+
+
+class ProviderList(msgspec.Struct, frozen=True, kw_only=True):
+    version: int
+    providers: list[ProviderProfile]
+
+
+class ProviderChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """Reply to a put or delete. ``applied``: the advisor folded the event back
+    from the store before replying (false: published, not yet stored)."""
+
+    id: str
+    event_id: str
+    version: int
+    applied: bool
+    profile: ProviderProfile | None = None
+
+
+class ProviderStats(msgspec.Struct, frozen=True, kw_only=True):
+    """``storage``: the event store holding the registry's events;
+    ``persisted``: the registry is rebuilt from stored events (the store answered)."""
+
+    total: int
+    enabled: int
+    by_kind: dict[str, int]
+    version: int
+    seeded: bool
+    storage: str | None
+    persisted: bool
+    position: int
+
+
+# -- remote queue --------------------------------------------------------------
+
+
+class QueueDepthChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """Jobs waiting in a queue; the advisor reads the ``remote`` queue."""
+
+    depth: Annotated[int, msgspec.Meta(ge=0)]
+    queue: str = "remote"
+
+
+# -- flags ---------------------------------------------------------------------
+
+
+class FlagsQuery(_Request, frozen=True):
+    pass
+
+
+class FlagsUpdate(_Request, frozen=True):
+    """``{"flags": {"features.enable_compute": true}}``; names from schemas.flags.DEFAULTS."""
+
+    flags: dict[str, bool]
+
+
+class FlagsView(msgspec.Struct, frozen=True, kw_only=True):
+    """Every known flag with its value (defaults filled in)."""
+
+    flags: dict[str, bool]
+    defaults: dict[str, bool]
+    descriptions: dict[str, str]
+    changed: list[str] = []
+    event_id: str | None = None
+    applied: bool = True
+
+
+# -- job spec, derived attributes, thresholds -----------------------------------
+
+TARGET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TargetName = Annotated[str, msgspec.Meta(pattern=TARGET_PATTERN)]
+Side = Annotated[int, msgspec.Meta(ge=1, le=16384)]
+
+
+class AdvisorJobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A job as the advisor reads it: schemas.jobs.JobSpec's fields, bounded,
+    plus ``tokens`` (llm) and ``audio_seconds`` (speech).
+
+    Left-out sizes take the advisor config's ``[defaults]``. ``vram_gb`` is an
+    explicit VRAM hint (GB) that replaces the estimate; ``max_cost_usd`` caps a
+    remote estimate; ``prefer`` (``local``, ``cpu``, ``remote`` or a provider
+    id) wins when feasible; ``debug`` asks for the details block.
+    """
+
+    kind: JobKind = "image"
+    width: Side | None = None
+    height: Side | None = None
+    batch: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
+    frames: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
+    steps: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=4096)] | None = None
+    max_cost_usd: NonNeg | None = None
+    prefer: TargetName | None = None
+    debug: bool = False
+    tokens: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] | None = None
+    audio_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
+
+
+class AdvisorJobSpecBody(AdvisorJobSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of ``POST /api/compute/advise`` and of an advise request: strict."""
+
+
+VramSource = Literal["hint", "model", "formula"]
+
+
+class JobDerived(msgspec.Struct, frozen=True, kw_only=True):
+    """What the rules use, with the spec's defaults filled in.
+
+    ``vram_formula`` spells the computation with its numbers. Minutes exclude
+    queueing; ``minutes_remote`` is per provider id, on the GPU the advisor
+    would rent there, cold start included.
+    """
+
+    kind: str
+    width: int
+    height: int
+    pixels: int
+    batch: int
+    frames: int
+    megapixels_total: float
+    steps: int
+    tokens: int
+    audio_seconds: float
+    params_b: float | None
+    vram_demand_gb: float
+    vram_source: VramSource
+    vram_formula: str
+    transfer_gb: float
+    minutes_reference_gpu: float
+    minutes_local_gpu: float
+    minutes_cpu: float
+    minutes_remote: dict[str, float] = {}
+
+
+class LocalGpuThresholds(msgspec.Struct, frozen=True, kw_only=True):
+    """Rule 1: a local GPU takes the job when free VRAM >= demand * (1 + fraction) + gb."""
+
+    enabled: bool = True
+    headroom_gb: NonNeg = 1.0
+    headroom_fraction: Fraction = 0.10
+
+
+class RemoteThresholds(msgspec.Struct, frozen=True, kw_only=True):
+    """Rule 2: the cheapest fitting provider, when ``features.enable_compute`` is on.
+
+    The remote queue is saturated (rule skipped) when its depth >= ``queue_saturated_at``.
+    A provider GPU fits when its VRAM >= demand + ``headroom_gb``.
+    """
+
+    enabled: bool = True
+    queue_saturated_at: Annotated[int, msgspec.Meta(ge=1)] = 8
+    headroom_gb: NonNeg = 0.5
+
+
+class CpuThresholds(msgspec.Struct, frozen=True, kw_only=True):
+    """Rule 3: the CPU takes a job that is small enough on every count below.
+
+    ``max_megapixels`` bounds width*height*batch*frames/1e6 (image/video only);
+    ``ram_factor``: available RAM must be >= demand * ram_factor (skipped when
+    RAM is unknown).
+    """
+
+    enabled: bool = True
+    max_megapixels: NonNeg = 0.6
+    max_minutes: NonNeg = 10.0
+    ram_factor: NonNeg = 1.2
+    allowed_kinds: tuple[JobKind, ...] = ("image", "speech", "llm", "other")
+
+
+class RuleThresholds(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``[rules]`` the advisor ran with (its config holds the strict twins)."""
+
+    local_gpu: LocalGpuThresholds = LocalGpuThresholds()
+    remote: RemoteThresholds = RemoteThresholds()
+    cpu: CpuThresholds = CpuThresholds()
+
+
+# -- the decision --------------------------------------------------------------
+
+RuleName = Literal[
+    "preferred_target", "local_gpu", "remote_cheapest", "cpu_small_job", "wait_for_local_gpu"
+]
+
+
+class ContextSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The part of the decision context a reader needs to understand a decision."""
+
+    telemetry_sample_id: str
+    telemetry_ts: float
+    telemetry_reason: str | None
+    gpus_free_gb: list[float | None]
+    ram_available_gb: float | None
+    flags: dict[str, bool]
+    registry_version: int
+    remote_queue_depth: int
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    """One option the rules weighed, feasible or not, and why."""
+
+    rule: RuleName
+    target: Target
+    feasible: bool
+    why: str
+    provider_id: str | None = None
+    gpu: str | None = None
+    minutes: float | None = None
+    estimate_usd: float | None = None
+
+
+class DecisionDetails(msgspec.Struct, frozen=True, kw_only=True):
+    thresholds: RuleThresholds
+    derived: JobDerived
+    context: ContextSnapshot
+    candidates: list[Candidate]
+    config_digest: str
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the job goes, the rule that fired, and why with the numbers used.
+
+    ``provider_id``/``gpu`` name the rented GPU when remote; ``gpu_index`` the
+    local GPU. ``estimated_minutes`` includes a remote cold start;
+    ``estimate_usd`` is the rounded cost (energy for local/CPU/wait).
+    ``details`` is set when the spec asked for ``debug``.
+    """
+
+    target: Target
+    rule: RuleName
+    reason: str
+    vram_demand_gb: float
+    remote_considered: bool
+    provider_id: str | None = None
+    gpu: str | None = None
+    gpu_index: int | None = None
+    estimated_minutes: float | None = None
+    estimate_usd: float | None = None
+    details: DecisionDetails | None = None
+
+    @property
+    def placement(self) -> tuple[str, str | None, str]:
+        """(target, provider, rule): two decisions differ when this differs."""
+        return (self.target, self.provider_id, self.rule)
+
+
+class AdvisedInputs(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``job.advised`` keeps in ``inputs``: everything to re-run the decision.
+
+    ``state_position`` is the store position the advisor's state had folded up
+    to; folding the followed events of the log up to it rebuilds the context,
+    and ``telemetry_sample_id``/``registry_version``/``flags``/
+    ``remote_queue_depth`` check that rebuild. ``decision`` is the full decision
+    (without details), for comparing.
+    """
+
+    spec: AdvisorJobSpec
+    telemetry_sample_id: str
+    flags: dict[str, bool]
+    registry_version: int
+    remote_queue_depth: int
+    state_position: int
+    config_digest: str
+    decision: Decision
+
+
+# -- cost preview --------------------------------------------------------------
+
+
+class CostRequest(_Request, frozen=True):
+    """Body of ``POST /api/compute/costs``.
+
+    ``queue``: ``remote`` (compare every provider), ``local``, ``cpu`` or a
+    provider id. Give a ``job`` or a bare ``duration_minutes`` (the run time).
+    """
+
+    queue: Annotated[str, msgspec.Meta(pattern=TARGET_PATTERN)] = "remote"
+    job: AdvisorJobSpecBody | None = None
+    duration_minutes: Annotated[float, msgspec.Meta(gt=0, le=10_080)] | None = None
+    debug: bool = False
+
+
+class CostBreakdown(msgspec.Struct, frozen=True, kw_only=True):
+    minutes: float
+    billed_minutes: float
+    base_rate_usd_per_hour: float
+    rate_usd_per_hour: float
+    compute_usd: float
+    transfer_gb: float
+    transfer_usd: float
+    vram_surcharge_usd: float
+    cold_start_s: float
+    cold_start_usd: float
+
+
+class CostEstimate(msgspec.Struct, frozen=True, kw_only=True):
+    """One target's estimate. ``estimate`` is the rounded total in USD;
+    ``total_usd`` the unrounded one used for comparing."""
+
+    target: Literal["local", "cpu", "remote"]
+    estimate: float
+    total_usd: float
+    minutes_total: float
+    breakdown: CostBreakdown
+    provider_id: str | None = None
+    gpu: str | None = None
+    informational: bool = False
+    price_snapshot: PriceSnapshot | None = None
+    hints: list[str] = []
+    notes: list[str] = []
+    warnings: list[str] = []
+
+
+class CostPreview(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer to a cost request: the best estimate, then the comparison
+    (cheapest first); ``registry`` and ``job`` only with ``debug``."""
+
+    queue: str
+    estimate: float | None
+    currency: str = "USD"
+    informational: bool = False
+    provider_id: str | None = None
+    gpu: str | None = None
+    breakdown: CostBreakdown | None = None
+    hints: list[str] = []
+    notes: list[str] = []
+    warnings: list[str] = []
+    comparison: list[CostEstimate] = []
+    registry: RegistryStats | None = None
+    job: JobDerived | None = None
+
+
+# -- GPU list ------------------------------------------------------------------
+
+
+class GpuListRequest(_Request, frozen=True):
+    debug: bool = False
+
+
+class GpuList(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``GET /api/gpu/list``; ``raw`` (the whole sample) only with debug."""
+
+    count: int
+    devices: list[GpuDevice]
+    reason: str | None
+    sample_id: str
+    ts: float
+    flags: dict[str, bool]
+    remote_enabled: bool
+    raw: TelemetrySample | None = None
+
+
+TelemetrySampledEvent = event_type(
+    "telemetry.sampled", TelemetrySample, "A reading of the local GPUs (NVML) and host (psutil)."
+)
+ProviderUpsertedEvent = event_type(
+    "provider.upserted", ProviderUpserted, "A provider profile was created or replaced."
+)
+ProviderRemovedEvent = event_type(
+    "provider.removed", ProviderRemoved, "A provider was removed from the registry."
+)
+QueueDepthChangedEvent = event_type(
+    "queue.depth.changed", QueueDepthChanged, "The number of jobs waiting in a queue changed."
+)
