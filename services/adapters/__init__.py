@@ -1,9 +1,19 @@
 """Provider adapters: RunPod, Hugging Face Inference Endpoints, Replicate, Modal.
 
 One job contract (``contract.py``), live HTTP clients per provider, a dry-run stand-in
-(``dryrun.py``), a seeded simulation (``sim.py``), secrets (``secrets.py``) and the
-registry that decides, per provider, live or dry-run and says why (``registry.py``).
+(``dryrun.py``), a seeded simulation (``sim.py``), secrets (``secrets.py``), the
+registry that decides, per provider, live or dry-run and says why (``registry.py``), and
+the service that serves them over NATS (``service.py``). The types that cross NATS and
+the ``[adapters]`` config section live in ``schemas/adapters.py``.
 """
+
+from schemas.adapters import (
+    AdaptersSettings,
+    ProviderDescription,
+    ProviderProfile,
+    RetryPolicy,
+    SimTranscript,
+)
 
 from .contract import (
     PROVIDERS,
@@ -17,10 +27,10 @@ from .contract import (
     SubmitResult,
 )
 from .errors import AdapterError
-from .http import HttpOptions, RetryPolicy
-from .registry import AdapterRegistry, AdaptersSettings, ProviderDescription, build_registry
+from .http import HttpOptions
+from .registry import AdapterRegistry, build_registry
 from .secrets import Secret, SecretStore, load_secrets
-from .sim import ProviderProfile, SimTranscript, encode_transcript, simulate
+from .sim import encode_transcript, simulate
 
 __all__ = [
     "PROVIDERS",

@@ -1,9 +1,10 @@
 """Structured JSON log lines for adapter calls.
 
 One line per ``submit``, ``poll``, ``cancel`` and ``health``, on the stdlib logger
-``gpuroute.adapters``: the message is a JSON object, and the same fields go in
-``extra`` (prefixed ``adapter_``) for handlers that format records themselves. The
-spine owns handlers (log file under the data directory, stderr); this module only logs.
+``gpuroute.adapters``: the message is the event name and the fields travel in
+``extra={"fields": ...}``, the runtime's convention, so ``services.runtime.logs`` writes
+them as keys of one JSON line. The spine owns handlers (``<data-dir>/gpuroute.log`` and
+stderr); this module only logs.
 
 Fields: ``event`` (``adapter.<call>``), ``provider``, ``dry_run``, ``latency_ms``,
 ``ok``, and when known ``remote_id``, ``job_id``, ``status``, ``error`` (an
@@ -37,14 +38,10 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
-_encoder = msgspec.json.Encoder()
-
-
 def log_call(record: CallRecord) -> None:
     """Emit ``record`` as one JSON line: INFO when ok, WARNING otherwise."""
     level = logging.INFO if record.ok else logging.WARNING
     if not logger.isEnabledFor(level):
         return
-    fields = msgspec.structs.asdict(record)
-    extra = {f"adapter_{name}": value for name, value in fields.items() if value is not None}
-    logger.log(level, _encoder.encode(record).decode(), extra=extra)
+    fields = {k: v for k, v in msgspec.structs.asdict(record).items() if v is not None}
+    logger.log(level, record.event, extra={"fields": fields})

@@ -10,9 +10,10 @@ documents is mapped in that provider's table; anything else becomes ``"unknown"`
 the provider's word is kept in ``raw_status`` (never guessed). ``"done"`` is success
 (the issue's dry-run answer reads ``status: "done"``).
 
-Results are frozen msgspec Structs: they encode to JSON as they are, for events and
-HTTP replies, and hold no secrets. A call that cannot produce a result raises an
-``AdapterError`` (see ``errors.py``).
+Results are frozen msgspec Structs defined in ``schemas/adapters.py`` (they cross NATS
+between the adapters service and the gateway): they encode to JSON as they are and hold
+no secrets. A call that cannot produce a result raises an ``AdapterError`` (see
+``errors.py``).
 """
 
 from __future__ import annotations
@@ -20,97 +21,44 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-import msgspec
+from schemas.adapters import (
+    PROVIDERS,
+    TERMINAL_STATUSES,
+    CancelResult,
+    HealthResult,
+    HealthState,
+    PollResult,
+    ProviderJob,
+    ProviderName,
+    Status,
+    SubmitResult,
+)
 
 from .calllog import CallRecord, log_call
 from .errors import AdapterError
 
-ProviderName = Literal["runpod", "replicate", "huggingface", "modal"]
-PROVIDERS: Final[tuple[ProviderName, ...]] = ("runpod", "huggingface", "replicate", "modal")
-
-Status = Literal[
-    "queued", "starting", "running", "done", "failed", "cancelled", "timed_out", "unknown"
+__all__ = [
+    "PROVIDERS",
+    "TERMINAL_STATUSES",
+    "AdapterBase",
+    "CancelResult",
+    "HealthResult",
+    "HealthState",
+    "PollResult",
+    "ProviderAdapter",
+    "ProviderJob",
+    "ProviderName",
+    "Status",
+    "SubmitResult",
+    "find_artifacts",
+    "map_status",
 ]
-TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"done", "failed", "cancelled", "timed_out"})
-
-# ready: can take work now; scaled_to_zero / starting: will take it after a cold start;
-# paused / down: will not take it; dry_run: no live provider behind this adapter.
-HealthState = Literal["ready", "scaled_to_zero", "starting", "paused", "down", "dry_run", "unknown"]
-
-
-class ProviderJob(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A job to hand to a provider.
-
-    ``input`` is the provider's model input, sent as the provider expects it (RunPod
-    ``{"input": ...}``, Replicate ``{"input": ...}``, the HF endpoint's JSON body, the
-    Modal submit route's JSON body). ``target`` overrides the configured model/endpoint
-    where the provider allows it (Replicate: ``owner/name`` or ``owner/name:version``;
-    RunPod: an endpoint id). ``seed`` names the dry-run id; without it the id is derived
-    from the input, so the same job always gets the same dry-run answer.
-    """
-
-    input: dict[str, Any]
-    job_id: str | None = None
-    target: str | None = None
-    seed: int | None = None
-
-
-class SubmitResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    ok: bool
-    provider: str
-    dry_run: bool
-    id: str | None = None
-    status: Status | None = None
-    raw_status: str | None = None
-    reason: str | None = None
-    job_id: str | None = None
-
-
-class PollResult(msgspec.Struct, frozen=True, kw_only=True):
-    provider: str
-    id: str
-    status: Status
-    dry_run: bool
-    artifacts: list[str]
-    logs: list[str]
-    raw_status: str | None = None
-    output: Any = None
-    error: str | None = None
-    progress: float | None = None  # 0.0 .. 1.0 where the provider reports it
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-class CancelResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """``ok``: the provider accepted the cancel; ``status`` says where the job now is
-    (a job that had already finished keeps its final status)."""
-
-    ok: bool
-    provider: str
-    id: str
-    dry_run: bool
-    status: Status | None = None
-    raw_status: str | None = None
-    reason: str | None = None
-
-
-class HealthResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    ok: bool
-    provider: str
-    dry_run: bool
-    state: HealthState
-    raw_state: str | None = None
-    queue_depth: int | None = None
-    workers: dict[str, int] = msgspec.field(default_factory=dict)
-    reason: str | None = None
 
 
 class ProviderAdapter(Protocol):
-    """What the service and the gateway call; every adapter here satisfies it."""
+    """What the adapters service calls; every adapter here satisfies it."""
 
     @property
     def provider(self) -> str: ...

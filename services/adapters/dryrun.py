@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
+
+from schemas.adapters import DryRunReason
 
 from .contract import (
     AdapterBase,
@@ -33,8 +35,6 @@ from .contract import (
     ProviderJob,
     SubmitResult,
 )
-
-DryRunReason = Literal["dry_run_mode", "flag_off", "missing_token", "missing_setting"]
 
 SIMULATED_LOG: Final = "Simulated completion"
 FLAG_OFF_REASON: Final = "live calls disabled: features.enable_public_gpu_adapters is false"

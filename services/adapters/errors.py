@@ -6,7 +6,8 @@ Each error carries ``provider`` (``runpod``, ``replicate``, ``huggingface``, ``m
 or ``""`` when no provider is involved), ``call`` (``submit``, ``poll``, ``cancel``,
 ``health``, ``load_secrets``, ...) and ``reason`` (what was wrong, in words), and its
 message reads ``"<provider> <call>: <reason>"``. No error ever holds a secret value:
-provider-supplied text is redacted before it is put in ``reason``.
+provider-supplied text is redacted before it is put in ``reason``. ``AdapterError`` is a
+``GpurouteError``, so the CLI prints one that escapes as one line, never a traceback.
 
     AdapterError
     ├── SecretsFileError          the secrets file is unreadable or malformed (path, key)
@@ -27,8 +28,10 @@ provider-supplied text is redacted before it is put in ``reason``.
 
 from __future__ import annotations
 
+from services.runtime.errors import GpurouteError
 
-class AdapterError(Exception):
+
+class AdapterError(GpurouteError):
     """Root of every adapter error; ``str(err)`` is a one-line readable message."""
 
     def __init__(self, provider: str, call: str, reason: str) -> None:
@@ -60,6 +63,7 @@ class SecretsFileError(AdapterError):
     def __init__(self, path: str, key: str, reason: str) -> None:
         self.path = path
         self.key = key
+        self.problem = reason
         where = f"{path}: key {key!r}" if key else path
         super().__init__("", "load_secrets", f"{where}: {reason}")
 

@@ -32,6 +32,8 @@ from typing import Final, TypeVar
 import aiohttp
 import msgspec
 
+from schemas.adapters import RetryPolicy
+
 from .errors import (
     AuthError,
     MalformedResponseError,
@@ -50,21 +52,6 @@ T = TypeVar("T")
 RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
 _DETAIL_CHARS: Final = 300
 log = logging.getLogger("gpuroute.adapters.http")
-
-
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How often and how long to retry. ``max_attempts`` counts the first try."""
-
-    max_attempts: int = 4
-    base_delay_s: float = 0.5
-    max_delay_s: float = 20.0
-    max_retry_after_s: float = 60.0
-
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait after failed try number ``attempt`` (1-based): exponential,
-        half of it fixed and half drawn from ``rng`` (so clients spread out)."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
-        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -36,6 +36,8 @@ from typing import Any, Final
 
 import msgspec
 
+from schemas.adapters import HuggingFaceSettings
+
 from .contract import (
     TERMINAL_STATUSES,
     AdapterBase,
@@ -76,23 +78,6 @@ HEALTH_MAP: Final[dict[str, HealthState]] = {
     "failed": "down",
     "updateFailed": "down",
 }
-
-
-class HuggingFaceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    namespace: str = ""
-    name: str = ""
-    endpoint_url: str = ""  # overrides the URL the management API reports
-    inference_path: str = ""
-    management_url: str = "https://api.endpoints.huggingface.cloud/v2"
-    scale_up_timeout_s: int = 0  # > 0: send X-Scale-Up-Timeout instead of meeting 503s
-    scale_up_max_attempts: int = 30
-    timeout_s: float = 30.0
-    inference_timeout_s: float = 300.0
-    max_jobs_kept: int = 1000
-    dry_run: bool = False
-
-    def missing(self) -> list[str]:
-        return [f"huggingface.{key}" for key in ("namespace", "name") if not getattr(self, key)]
 
 
 class _EndpointStatus(msgspec.Struct):

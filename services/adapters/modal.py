@@ -31,6 +31,8 @@ from typing import Any, Final
 
 import msgspec
 
+from schemas.adapters import ModalSettings
+
 from .contract import (
     AdapterBase,
     CancelResult,
@@ -53,19 +55,6 @@ STATUS_MAP: Final[dict[int, tuple[Status, str]]] = {
     202: ("running", "pending"),  # queued or running: the route does not say which
     500: ("failed", "error"),
 }
-
-
-class ModalSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    base_url: str = ""  # e.g. https://<workspace>--<app>-<label>.modal.run
-    submit_path: str = "/submit"
-    result_path: str = "/result"
-    cancel_path: str = "/cancel"
-    health_path: str = "/health"
-    timeout_s: float = 30.0
-    dry_run: bool = False
-
-    def missing(self) -> list[str]:
-        return [] if self.base_url else ["modal.base_url"]
 
 
 class _Submitted(msgspec.Struct):

@@ -18,46 +18,29 @@ from __future__ import annotations
 
 import dataclasses
 from types import TracebackType
-from typing import Final, Literal
+from typing import Final
 
-import msgspec
+from schemas.adapters import (
+    PROVIDERS,
+    AdaptersSettings,
+    DryRunReason,
+    ProviderDescription,
+)
 
-from .contract import PROVIDERS, ProviderAdapter
-from .dryrun import DryRunAdapter, DryRunReason
+from .contract import ProviderAdapter
+from .dryrun import DryRunAdapter
 from .errors import UnknownProviderError
-from .http import HttpOptions, RetryPolicy
-from .huggingface import HuggingFaceAdapter, HuggingFaceSettings
-from .modal import ModalAdapter, ModalSettings
-from .replicate import ReplicateAdapter, ReplicateSettings
-from .runpod import RunPodAdapter, RunPodSettings
+from .http import HttpOptions
+from .huggingface import HuggingFaceAdapter
+from .modal import ModalAdapter
+from .replicate import ReplicateAdapter
+from .runpod import RunPodAdapter
 from .secrets import REQUIRED_KEYS, Secret, SecretStore, env_names
 
 FLAG_NAME: Final = "features.enable_public_gpu_adapters"
 _NAMES: Final = {
     "runpod": "RunPod", "huggingface": "Hugging Face", "replicate": "Replicate", "modal": "Modal"
 }
-
-
-class AdaptersSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The ``[adapters]`` part of the config; every field has a working default."""
-
-    runpod: RunPodSettings = msgspec.field(default_factory=RunPodSettings)
-    huggingface: HuggingFaceSettings = msgspec.field(default_factory=HuggingFaceSettings)
-    replicate: ReplicateSettings = msgspec.field(default_factory=ReplicateSettings)
-    modal: ModalSettings = msgspec.field(default_factory=ModalSettings)
-    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
-
-
-class ProviderDescription(msgspec.Struct, frozen=True, kw_only=True):
-    provider: str
-    mode: Literal["live", "dry_run"]
-    reasons: list[DryRunReason]  # empty when live
-    required_secrets: list[str]
-    missing_secrets: list[str]
-    secret_sources: dict[str, str]  # dotted key -> "env:NAME" or "file:PATH"
-    env_vars: dict[str, list[str]]  # dotted key -> variables read, highest precedence first
-    missing_settings: list[str]
-    hint: str
 
 
 def describe_provider(
@@ -94,27 +77,34 @@ def describe_provider(
         secret_sources=sources,
         env_vars=env_vars,
         missing_settings=missing_settings,
-        hint=_hint(provider, reasons, missing_secrets, missing_settings),
+        hint=_hint(provider, reasons, missing_secrets, missing_settings, settings.secrets_file),
     )
 
 
 def _hint(
-    provider: str, reasons: list[DryRunReason], secrets: list[str], settings: list[str]
+    provider: str,
+    reasons: list[DryRunReason],
+    secrets: list[str],
+    settings: list[str],
+    secrets_file: str | None,
 ) -> str:
+    """One sentence a new user can act on. Settings are named as config keys under
+    ``[adapters]``; the flag is changed by a ``flags.changed`` event (``PUT /api/flags``)."""
     name = _NAMES[provider]
     if not reasons:
         return f"live: calls go to {name}"
     steps = []
     if "dry_run_mode" in reasons:
-        steps.append(f"set {provider}.dry_run = false")
+        steps.append(f"set adapters.{provider}.dry_run = false in the config")
+    where = secrets_file or "a secrets file (named by adapters.secrets_file in the config)"
     for dotted in secrets:
         _, key = dotted.split(".", 1)
         env = " or ".join(env_names(provider, key))
-        steps.append(f"put {dotted} in the secrets file (or set {env})")
+        steps.append(f"put {dotted} in {where} (or set {env})")
     for dotted in settings:
-        steps.append(f"set {dotted} in the config")
+        steps.append(f"set adapters.{dotted} in the config")
     if "flag_off" in reasons:
-        steps.append(f"set {FLAG_NAME} = true")
+        steps.append(f"turn on {FLAG_NAME} (PUT /api/flags)")
     return f"dry-run; to go live with {name}: " + "; ".join(steps)
 
 

@@ -27,6 +27,8 @@ from typing import Any, Final
 
 import msgspec
 
+from schemas.adapters import ReplicateSettings
+
 from .contract import (
     AdapterBase,
     CancelResult,
@@ -55,27 +57,6 @@ STATUS_MAP: Final[dict[str, Status]] = {
 
 _PROGRESS = re.compile(r"^\s*(?P<percentage>\d+)%\s*\|.+?\|\s*(?P<current>\d+)/(?P<total>\d+)")
 _MAX_LOG_LINES: Final = 200
-
-
-class ReplicateSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Exactly one of ``model`` (``owner/name``), ``version`` (a version id) or
-    ``deployment`` (``owner/name``) is the default target; a job's ``target`` may
-    override it with ``owner/name`` or ``owner/name:version``."""
-
-    model: str = ""
-    version: str = ""
-    deployment: str = ""
-    base_url: str = "https://api.replicate.com"
-    timeout_s: float = 30.0
-    dry_run: bool = False
-
-    def missing(self) -> list[str]:
-        chosen = [name for name in ("model", "version", "deployment") if getattr(self, name)]
-        if not chosen:
-            return ["replicate.model (or replicate.version or replicate.deployment)"]
-        if len(chosen) > 1:
-            return [f"only one of replicate.{', replicate.'.join(chosen)}"]
-        return []
 
 
 class _Prediction(msgspec.Struct):

@@ -29,6 +29,8 @@ from typing import Any, Final
 
 import msgspec
 
+from schemas.adapters import RunPodSettings
+
 from .contract import (
     AdapterBase,
     CancelResult,
@@ -56,17 +58,6 @@ STATUS_MAP: Final[dict[str, Status]] = {
     "CANCELLED": "cancelled",
     "TIMED_OUT": "timed_out",
 }
-
-
-class RunPodSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    endpoint_id: str = ""
-    base_url: str = "https://api.runpod.ai/v2"
-    timeout_s: float = 30.0
-    dry_run: bool = False
-
-    def missing(self) -> list[str]:
-        """Dotted names of settings that must be set before going live."""
-        return [] if self.endpoint_id else ["runpod.endpoint_id"]
 
 
 class _Job(msgspec.Struct):

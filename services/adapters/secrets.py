@@ -24,6 +24,7 @@ HTTP layer calls ``reveal()``, to build a request header.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -118,6 +119,16 @@ class SecretStore:
     def all_values(self) -> list[Secret]:
         """Every secret held, so the HTTP layer can redact them from provider text."""
         return [secret for secret, _ in self._values.values()]
+
+    def scrub(self, data: bytes) -> bytes:
+        """``data`` (UTF-8 or JSON bytes) with every held secret, raw or JSON-escaped,
+        replaced by ``***``: the last guard before bytes leave the adapters service."""
+        for secret, _ in self._values.values():
+            value = secret.reveal()
+            for form in {value.encode(), json.dumps(value)[1:-1].encode()}:
+                if form:
+                    data = data.replace(form, b"***")
+        return data
 
     def __repr__(self) -> str:
         held = sorted(f"{p}.{k}" for p, k in self._values)

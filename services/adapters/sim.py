@@ -19,39 +19,35 @@ containers start in seconds), not measurements; pass ``profile=`` to use your ow
 from __future__ import annotations
 
 import random
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 
-from .contract import PROVIDERS, ProviderJob
+from schemas.adapters import (
+    PROVIDERS,
+    ProviderJob,
+    ProviderProfile,
+    SimDecision,
+    SimEvent,
+    SimPhase,
+    SimTranscript,
+)
+
 from .errors import InvalidJobError, UnknownProviderError
 
+__all__ = [
+    "DEFAULT_UNITS",
+    "PROFILES",
+    "ProviderProfile",
+    "SimDecision",
+    "SimEvent",
+    "SimPhase",
+    "SimTranscript",
+    "encode_transcript",
+    "simulate",
+]
+
 DEFAULT_UNITS: Final = 20
-SimPhase = Literal["queued", "cold_start", "running", "progress", "done", "failed"]
-
-
-class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How a provider behaves, for the simulation. Times in seconds."""
-
-    queue_s: tuple[float, float]  # uniform range of the wait before a worker takes the job
-    cold_start_s: tuple[float, float]  # uniform range of a cold start
-    warm_probability: float  # chance that a warm worker is free (no cold start)
-    failure_rate: float  # chance that the job fails while running
-    units_per_s: float  # throughput on a warm worker
-
-    def problems(self) -> list[str]:
-        found = []
-        for name in ("queue_s", "cold_start_s"):
-            low, high = getattr(self, name)
-            if not 0 <= low <= high:
-                found.append(f"{name} must be 0 <= low <= high")
-        for name in ("warm_probability", "failure_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                found.append(f"{name} must lie in [0, 1]")
-        if self.units_per_s <= 0:
-            found.append("units_per_s must be positive")
-        return found
-
 
 PROFILES: Final[dict[str, ProviderProfile]] = {
     "runpod": ProviderProfile(
@@ -71,31 +67,6 @@ PROFILES: Final[dict[str, ProviderProfile]] = {
         failure_rate=0.02, units_per_s=11.0,
     ),
 }
-
-
-class SimEvent(msgspec.Struct, frozen=True, kw_only=True):
-    at_ms: int
-    phase: SimPhase
-    detail: str
-    progress_pct: int | None = None
-
-
-class SimDecision(msgspec.Struct, frozen=True, kw_only=True):
-    outcome: Literal["done", "failed"]
-    cold_start: bool
-    total_ms: int
-    reason: str
-
-
-class SimTranscript(msgspec.Struct, frozen=True, kw_only=True):
-    provider: str
-    seed: int
-    job_id: str | None
-    units: int
-    profile: ProviderProfile
-    events: list[SimEvent]
-    decision: SimDecision
-    dry_run: bool = True
 
 
 def encode_transcript(transcript: SimTranscript) -> bytes:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from schemas.adapters import AdaptersSettings
 from services.runtime.errors import ConfigError
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -33,12 +34,28 @@ class HttpConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: Port = 8000
 
 
+class AdvisorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """[advisor]: where the compute advisor reads its files and how often it samples."""
+
+    config: str | None = None
+    """Thresholds, constants and price overrides (format of ops/advisor.toml); None: embedded."""
+    seed_file: str | None = None
+    """Provider profiles published once on first start; None: the embedded providers.toml."""
+    telemetry_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    """Seconds between telemetry.sampled events; 0 turns sampling off."""
+    ready_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """How long start waits for the advisor to rebuild its state from the store."""
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ".gpuroute"
     log_level: str = "INFO"
     heartbeat_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    advisor: AdvisorSection = msgspec.field(default_factory=AdvisorSection)
+    adapters: AdaptersSettings = msgspec.field(default_factory=AdaptersSettings)
+    """[adapters]: secrets file and provider settings (schemas/adapters.py, docs/adapters.md)."""
 
     @property
     def data_path(self) -> Path:

@@ -27,6 +27,7 @@ from services.adapters.huggingface import HuggingFaceAdapter
 from services.adapters.modal import ModalAdapter
 from services.adapters.replicate import ReplicateAdapter
 from services.adapters.runpod import RunPodAdapter
+from services.runtime.logs import JsonFormatter
 from tests.adapters.adapter_fakes import MODAL_ID, MODAL_SECRET, TOKEN
 
 STATUSES = set(get_args(Status))
@@ -109,11 +110,13 @@ class AdapterContract:
         submitted = await driver.adapter.submit(JOB)
         assert submitted.id is not None
         await driver.adapter.poll(submitted.id)
+        formatter = JsonFormatter()  # what gpuroute.log and stderr get
         lines = [
-            json.loads(record.getMessage())
+            json.loads(formatter.format(record))
             for record in caplog.records
             if record.name == "gpuroute.adapters"
         ]
+        assert [line["msg"] for line in lines[:2]] == ["adapter.submit", "adapter.poll"]
         events = [line["event"] for line in lines]
         assert events[:2] == ["adapter.submit", "adapter.poll"]
         for line in lines[:2]:

@@ -42,9 +42,10 @@ def test_a_new_user_is_told_exactly_what_is_missing() -> None:
     assert runpod.env_vars == {"runpod.api_key": ["GPUROUTE_RUNPOD_API_KEY", "RUNPOD_API_KEY"]}
     assert runpod.missing_settings == ["runpod.endpoint_id"]
     assert runpod.hint == (
-        "dry-run; to go live with RunPod: put runpod.api_key in the secrets file "
-        "(or set GPUROUTE_RUNPOD_API_KEY or RUNPOD_API_KEY); set runpod.endpoint_id in "
-        "the config; set features.enable_public_gpu_adapters = true"
+        "dry-run; to go live with RunPod: put runpod.api_key in a secrets file (named by "
+        "adapters.secrets_file in the config) (or set GPUROUTE_RUNPOD_API_KEY or "
+        "RUNPOD_API_KEY); set adapters.runpod.endpoint_id in the config; turn on "
+        "features.enable_public_gpu_adapters (PUT /api/flags)"
     )
     modal = described["modal"]
     assert modal.missing_secrets == ["modal.token_id", "modal.token_secret"]
@@ -70,7 +71,9 @@ def test_with_everything_but_the_flag_nothing_is_live() -> None:
     for described in registry.describe():
         assert (described.mode, described.reasons) == ("dry_run", ["flag_off"])
         assert described.missing_secrets == [] and described.missing_settings == []
-        assert described.hint.endswith("set features.enable_public_gpu_adapters = true")
+        assert described.hint.endswith(
+            "turn on features.enable_public_gpu_adapters (PUT /api/flags)"
+        )
     assert registry.describe()[0].secret_sources == {"runpod.api_key": "env:RUNPOD_API_KEY"}
 
 
@@ -113,7 +116,7 @@ async def test_dry_run_setting_wins_even_without_tokens() -> None:
     described = {d.provider: d for d in registry.describe()}["replicate"]
     assert described.reasons[0] == "dry_run_mode"
     assert described.hint.startswith(
-        "dry-run; to go live with Replicate: set replicate.dry_run = false"
+        "dry-run; to go live with Replicate: set adapters.replicate.dry_run = false"
     )
 
 

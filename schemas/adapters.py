@@ -1,0 +1,490 @@
+"""Provider adapters: what the adapters service stores, answers and is configured with.
+
+Events (stored; key = the job id, else the provider's remote id, else the provider):
+
+    adapter.submitted        a job was handed to a provider, refused, or the call failed
+    adapter.status_changed   a poll or cancel saw a job's status differ from the last seen
+    adapter.health_checked   a provider's health was checked
+
+Request/reply (``nats.micro`` service ``gpuroute-adapters``, subjects ``gpuroute.adapters.*``
+below): each request Struct names its reply Struct. A failure is a service error whose code
+is HTTP-like (400 bad input, 404 unknown job, 429 rate limited, 502 provider error, 504
+provider timeout) and whose description is an :class:`AdapterFailure` as one line of JSON.
+Requests are lenient (an older service skips newer fields); the ``*Body`` types are the
+strict forms the gateway decodes HTTP bodies with.
+
+Config: :class:`AdaptersSettings` is the ``[adapters]`` section of the config file (strict:
+a typo is an error naming the file and the key). No type here ever holds a secret value.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from schemas.envelope import event_type
+
+ProviderName = Literal["runpod", "huggingface", "replicate", "modal"]
+PROVIDERS: Final[tuple[ProviderName, ...]] = ("runpod", "huggingface", "replicate", "modal")
+
+# "done" is success (the issue's dry-run answer reads status "done"); "unknown" is a
+# provider status we have no mapping for: the provider's word is kept in raw_status.
+Status = Literal[
+    "queued", "starting", "running", "done", "failed", "cancelled", "timed_out", "unknown"
+]
+TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"done", "failed", "cancelled", "timed_out"})
+
+# ready: can take work now; scaled_to_zero / starting: after a cold start;
+# paused / down: will not take it; dry_run: no live provider behind the adapter.
+HealthState = Literal["ready", "scaled_to_zero", "starting", "paused", "down", "dry_run", "unknown"]
+DryRunReason = Literal["dry_run_mode", "flag_off", "missing_token", "missing_setting"]
+
+SUBJECT_PREFIX: Final = "gpuroute.adapters."
+HEALTH: Final = "gpuroute.adapters.health"
+SUBMIT: Final = "gpuroute.adapters.submit"
+POLL: Final = "gpuroute.adapters.poll"
+CANCEL: Final = "gpuroute.adapters.cancel"
+PROVIDERS_SUBJECT: Final = "gpuroute.adapters.providers"
+SIMULATE: Final = "gpuroute.adapters.simulate"
+
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+# --- config: the [adapters] section -------------------------------------------------
+
+
+class _Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of the config tables: immutable, keyword-only, typos rejected."""
+
+
+class RetryPolicy(_Settings, frozen=True):
+    """How often and how long to retry. ``max_attempts`` counts the first try."""
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 4
+    base_delay_s: NonNegative = 0.5
+    max_delay_s: NonNegative = 20.0
+    max_retry_after_s: NonNegative = 60.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait after failed try number ``attempt`` (1-based): exponential,
+        half of it fixed and half drawn from ``rng`` (so clients spread out)."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
+        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
+class RunPodSettings(_Settings, frozen=True):
+    endpoint_id: str = ""
+    base_url: str = "https://api.runpod.ai/v2"
+    timeout_s: Seconds = 30.0
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        """Dotted names of settings that must be set before going live."""
+        return [] if self.endpoint_id else ["runpod.endpoint_id"]
+
+    def target(self) -> str | None:
+        return self.endpoint_id or None
+
+
+class HuggingFaceSettings(_Settings, frozen=True):
+    namespace: str = ""
+    name: str = ""
+    endpoint_url: str = ""  # overrides the URL the management API reports
+    inference_path: str = ""
+    management_url: str = "https://api.endpoints.huggingface.cloud/v2"
+    scale_up_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 0  # > 0: send X-Scale-Up-Timeout
+    scale_up_max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 30
+    timeout_s: Seconds = 30.0
+    inference_timeout_s: Seconds = 300.0
+    max_jobs_kept: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        return [f"huggingface.{key}" for key in ("namespace", "name") if not getattr(self, key)]
+
+    def target(self) -> str | None:
+        return f"{self.namespace}/{self.name}" if self.namespace and self.name else None
+
+
+class ReplicateSettings(_Settings, frozen=True):
+    """Exactly one of ``model`` (``owner/name``), ``version`` (a version id) or
+    ``deployment`` (``owner/name``) is the default target; a job's ``target`` may
+    override it with ``owner/name`` or ``owner/name:version``."""
+
+    model: str = ""
+    version: str = ""
+    deployment: str = ""
+    base_url: str = "https://api.replicate.com"
+    timeout_s: Seconds = 30.0
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        chosen = [name for name in ("model", "version", "deployment") if getattr(self, name)]
+        if not chosen:
+            return ["replicate.model (or replicate.version or replicate.deployment)"]
+        if len(chosen) > 1:
+            return [f"only one of replicate.{', replicate.'.join(chosen)}"]
+        return []
+
+    def target(self) -> str | None:
+        return self.deployment or self.model or self.version or None
+
+
+class ModalSettings(_Settings, frozen=True):
+    base_url: str = ""  # e.g. https://<workspace>--<app>-<label>.modal.run
+    submit_path: str = "/submit"
+    result_path: str = "/result"
+    cancel_path: str = "/cancel"
+    health_path: str = "/health"
+    timeout_s: Seconds = 30.0
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        return [] if self.base_url else ["modal.base_url"]
+
+    def target(self) -> str | None:
+        return self.base_url or None
+
+
+class AdaptersSettings(_Settings, frozen=True):
+    """The ``[adapters]`` config section; every field has a working default.
+
+    ``secrets_file``: path of the secrets TOML (relative to the working directory);
+    unset means secrets come from environment variables only.
+    """
+
+    secrets_file: str | None = None
+    runpod: RunPodSettings = msgspec.field(default_factory=RunPodSettings)
+    huggingface: HuggingFaceSettings = msgspec.field(default_factory=HuggingFaceSettings)
+    replicate: ReplicateSettings = msgspec.field(default_factory=ReplicateSettings)
+    modal: ModalSettings = msgspec.field(default_factory=ModalSettings)
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
+
+
+# --- the job contract: a job and the results of each call ---------------------------
+
+
+class ProviderJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job to hand to a provider.
+
+    ``input`` is the provider's model input, sent as the provider expects it (RunPod
+    ``{"input": ...}``, Replicate ``{"input": ...}``, the HF endpoint's JSON body, the
+    Modal submit route's JSON body). ``target`` overrides the configured model/endpoint
+    where the provider allows it (Replicate: ``owner/name`` or ``owner/name:version``).
+    ``seed`` names the dry-run id; without it the id is derived from the input, so the
+    same job always gets the same dry-run answer.
+    """
+
+    input: dict[str, Any]
+    job_id: str | None = None
+    target: str | None = None
+    seed: int | None = None
+
+
+class ProviderJobBody(ProviderJob, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A job as a client sends it over HTTP: an unknown field is an error."""
+
+
+class SubmitResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    ok: bool
+    provider: str
+    dry_run: bool
+    id: str | None = None
+    status: Status | None = None
+    raw_status: str | None = None
+    reason: str | None = None
+    job_id: str | None = None
+
+
+class PollResult(msgspec.Struct, frozen=True, kw_only=True):
+    provider: str
+    id: str
+    status: Status
+    dry_run: bool
+    artifacts: list[str]
+    logs: list[str]
+    raw_status: str | None = None
+    output: Any = None
+    error: str | None = None
+    progress: float | None = None  # 0.0 .. 1.0 where the provider reports it
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class CancelResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``ok``: the provider accepted the cancel; ``status`` says where the job now is
+    (a job that had already finished keeps its final status)."""
+
+    ok: bool
+    provider: str
+    id: str
+    dry_run: bool
+    status: Status | None = None
+    raw_status: str | None = None
+    reason: str | None = None
+
+
+class HealthResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``error`` (an adapter error class name) is set when the check itself failed."""
+
+    ok: bool
+    provider: str
+    dry_run: bool
+    state: HealthState
+    raw_state: str | None = None
+    queue_depth: int | None = None
+    workers: dict[str, int] = msgspec.field(default_factory=dict)
+    reason: str | None = None
+    error: str | None = None
+
+
+class ProviderDescription(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a provider is live, and if not, every reason and what to do about it."""
+
+    provider: str
+    mode: Literal["live", "dry_run"]
+    reasons: list[DryRunReason]  # empty when live
+    required_secrets: list[str]
+    missing_secrets: list[str]
+    secret_sources: dict[str, str]  # dotted key -> "env:NAME" or "file:PATH", never a value
+    env_vars: dict[str, list[str]]  # dotted key -> variables read, highest precedence first
+    missing_settings: list[str]
+    hint: str
+
+
+class AdapterFailure(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A failed adapter call, as the service error description (one line of JSON) and
+    as the gateway's error body. ``error`` reads ``"<provider> <call>: <reason>"``;
+    ``kind`` is the adapter error class; ``provider_status`` the provider's HTTP status."""
+
+    error: str
+    kind: str
+    provider: str
+    call: str
+    reason: str
+    provider_status: int | None = None
+    retry_after_s: float | None = None
+
+
+def encode_failure(failure: AdapterFailure) -> str:
+    """``failure`` as one line of ASCII JSON: the form a NATS header value can carry."""
+    return json.dumps(msgspec.to_builtins(failure), ensure_ascii=True, separators=(",", ":"))
+
+
+def decode_failure(description: str) -> AdapterFailure | None:
+    """The ``AdapterFailure`` in a service error description; None for any other error
+    (a 400 from request validation, a 503 when no service answers, ...)."""
+    if not description.startswith("{"):
+        return None
+    try:
+        return msgspec.json.decode(description, type=AdapterFailure)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+# --- sim mode ------------------------------------------------------------------------
+
+SimPhase = Literal["queued", "cold_start", "running", "progress", "done", "failed"]
+
+
+class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a provider behaves, for the simulation. Times in seconds."""
+
+    queue_s: tuple[float, float]  # uniform range of the wait before a worker takes the job
+    cold_start_s: tuple[float, float]  # uniform range of a cold start
+    warm_probability: float  # chance that a warm worker is free (no cold start)
+    failure_rate: float  # chance that the job fails while running
+    units_per_s: float  # throughput on a warm worker
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in ("queue_s", "cold_start_s"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                found.append(f"{name} must be 0 <= low <= high")
+        for name in ("warm_probability", "failure_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                found.append(f"{name} must lie in [0, 1]")
+        if self.units_per_s <= 0:
+            found.append("units_per_s must be positive")
+        return found
+
+
+class SimEvent(msgspec.Struct, frozen=True, kw_only=True):
+    at_ms: int
+    phase: SimPhase
+    detail: str
+    progress_pct: int | None = None
+
+
+class SimDecision(msgspec.Struct, frozen=True, kw_only=True):
+    outcome: Literal["done", "failed"]
+    cold_start: bool
+    total_ms: int
+    reason: str
+
+
+class SimTranscript(msgspec.Struct, frozen=True, kw_only=True):
+    provider: str
+    seed: int
+    job_id: str | None
+    units: int
+    profile: ProviderProfile
+    events: list[SimEvent]
+    decision: SimDecision
+    dry_run: bool = True
+
+
+# --- requests and replies on gpuroute.adapters.* --------------------------------------
+
+
+class HealthRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Check one provider, or every provider when ``provider`` is absent."""
+
+    provider: ProviderName | None = None
+
+
+class HealthBody(HealthRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider that is down or failed to answer is a result with ``ok: false``,
+    not an error: reporting it is what a health check is for."""
+
+    ok: bool = True
+    results: list[HealthResult]
+
+
+class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Replied with :class:`SubmitResult`."""
+
+    provider: ProviderName
+    job: ProviderJob
+
+
+class SubmitBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    provider: ProviderName
+    job: ProviderJobBody
+
+
+class PollRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Replied with :class:`PollResult`. ``job_id`` is recorded on the status event
+    when this service did not see the submit."""
+
+    provider: ProviderName
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    job_id: str | None = None
+
+
+class PollQuery(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The query string of the poll and cancel routes."""
+
+    provider: ProviderName
+    job_id: str | None = None
+
+
+class CancelRequest(PollRequest, frozen=True, kw_only=True):
+    """Replied with :class:`CancelResult`."""
+
+
+class ProvidersRequest(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class ProvidersResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """``flags_position``: store position of the last ``flags.changed`` event applied
+    (0: none yet). ``secrets_file_state``: ``not_set`` (env only), ``missing`` or
+    ``loaded``."""
+
+    ok: bool = True
+    flag: str
+    live_calls_enabled: bool
+    flags_position: int
+    secrets_file: str | None
+    secrets_file_state: Literal["not_set", "missing", "loaded"]
+    providers: list[ProviderDescription]
+
+
+class SimulateRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Replied with :class:`SimTranscript`; ``profile`` replaces the provider's default."""
+
+    provider: ProviderName
+    job: ProviderJob
+    seed: int
+    profile: ProviderProfile | None = None
+
+
+class SimulateBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    provider: ProviderName
+    job: ProviderJobBody
+    seed: int
+    profile: ProviderProfile | None = None
+
+
+# --- events --------------------------------------------------------------------------
+
+
+class AdapterSubmitted(msgspec.Struct, frozen=True, kw_only=True):
+    """``ok`` false with ``reason``: refused (dry-run without a token, paused endpoint);
+    with ``error`` too: the call failed (``error`` is the adapter error class)."""
+
+    provider: str
+    dry_run: bool
+    ok: bool
+    remote_id: str | None = None
+    job_id: str | None = None
+    status: str | None = None  # one of Status
+    raw_status: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+
+
+class AdapterStatusChanged(msgspec.Struct, frozen=True, kw_only=True):
+    """``previous`` is None when this service had not seen the job before."""
+
+    provider: str
+    dry_run: bool
+    remote_id: str
+    status: str  # one of Status
+    previous: str | None = None
+    job_id: str | None = None
+    raw_status: str | None = None
+    call: str = "poll"  # poll or cancel
+    artifacts: list[str] = []
+    error: str | None = None
+    progress: float | None = None
+
+
+class AdapterHealthChecked(msgspec.Struct, frozen=True, kw_only=True):
+    """``remote_id``: the provider-side resource checked (RunPod endpoint id, HF
+    ``namespace/name``, Replicate model/version/deployment, Modal app URL)."""
+
+    provider: str
+    dry_run: bool
+    ok: bool
+    state: str  # one of HealthState
+    remote_id: str | None = None
+    raw_state: str | None = None
+    queue_depth: int | None = None
+    reason: str | None = None
+    error: str | None = None
+    latency_ms: float | None = None
+
+
+AdapterSubmittedEvent = event_type(
+    "adapter.submitted", AdapterSubmitted, "A job was handed to a GPU provider (or refused)."
+)
+AdapterStatusChangedEvent = event_type(
+    "adapter.status_changed", AdapterStatusChanged, "A provider job's status changed."
+)
+AdapterHealthCheckedEvent = event_type(
+    "adapter.health_checked", AdapterHealthChecked, "A GPU provider's health was checked."
+)
