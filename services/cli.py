@@ -26,6 +26,7 @@ from services.runtime.logs import setup_logging
 # creates the streams; the gateway last: it serves what the others answer).
 SERVICES: dict[str, str] = {
     "store": "services.store.service:StoreService",
+    "adapters": "services.adapters.service:AdaptersService",
     "gateway": "services.gateway.service:GatewayService",
 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.adapters.errors import SecretsFileError
-from services.adapters.secrets import Secret, env_names, load_secrets
+from services.adapters.secrets import REQUIRED_KEYS, Secret, env_names, load_secrets
 from tests.adapters.adapter_fakes import TOKEN
 
 FULL = f"""
@@ -125,3 +125,12 @@ def test_store_repr_lists_keys_not_values(tmp_path: Path) -> None:
     store = load_secrets(_write(tmp_path, FULL), environ={})
     assert TOKEN not in repr(store)
     assert "runpod.api_key" in repr(store)
+
+
+def test_the_sample_file_loads_and_names_every_key() -> None:
+    sample = Path(__file__).resolve().parents[2] / "ops" / "secrets.sample.toml"
+    assert repr(load_secrets(sample, environ={})) == "SecretStore(held=[])"
+    text = sample.read_text()
+    for provider, keys in REQUIRED_KEYS.items():
+        assert f"[{provider}]" in text
+        assert all(f'{key} = ""' in text for key in keys)

@@ -1,0 +1,132 @@
+"""GPU provider routes: the adapters service over HTTP (``/api/providers/gpu/*``).
+
+    POST /api/providers/gpu/health           body {provider?}; every provider when absent
+    POST /api/providers/gpu/submit           body {provider, job: {input, job_id?, target?, seed?}}
+    GET  /api/providers/gpu/poll/{id}        ?provider=NAME[&job_id=ID]
+    POST /api/providers/gpu/cancel/{id}      ?provider=NAME[&job_id=ID]
+    GET  /api/providers/gpu/providers        live or dry-run per provider, and what is missing
+    POST /api/providers/gpu/simulate         body {provider, job, seed, profile?}
+
+``{id}`` is the provider's remote id as ``submit`` returned it; the provider goes in the
+query because remote ids of different providers may look alike. Bodies and queries are
+strict: an unknown or bad field is a 400 naming it. Replies are the adapters service's
+replies byte for byte (the simulate transcript included, so the same seed gives the same
+bytes). A failed provider call is ``{ok: false, error, kind, provider, call, reason,
+provider_status?, retry_after_s?}`` with the service's code (429 with ``Retry-After``,
+502, 504, 404); every other failure goes through the gateway's ``json_errors``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from schemas.adapters import (
+    CANCEL,
+    HEALTH,
+    POLL,
+    PROVIDERS_SUBJECT,
+    SIMULATE,
+    SUBMIT,
+    CancelRequest,
+    HealthBody,
+    PollQuery,
+    PollRequest,
+    ProvidersRequest,
+    SimulateBody,
+    SubmitBody,
+    decode_failure,
+)
+from services.gateway.errors import BadRequest
+from services.runtime.bus import Bus
+from services.runtime.errors import ServiceCallError
+
+PROVIDER_CALL_TIMEOUT_S = 150.0
+"""Longer than an adapter's own timeouts and retries, so the provider's answer (or its
+error) comes back rather than a gateway timeout."""
+LOCAL_CALL_TIMEOUT_S = 5.0
+PREFIX = "/api/providers/gpu"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(f"{PREFIX}/health", health)
+    app.router.add_post(f"{PREFIX}/submit", submit)
+    app.router.add_get(f"{PREFIX}/poll/{{id}}", poll)
+    app.router.add_post(f"{PREFIX}/cancel/{{id}}", cancel)
+    app.router.add_get(f"{PREFIX}/providers", providers)
+    app.router.add_post(f"{PREFIX}/simulate", simulate)
+
+
+async def health(request: web.Request) -> web.Response:
+    body = await _body(request, HealthBody)
+    return await _call(request, HEALTH, body, PROVIDER_CALL_TIMEOUT_S)
+
+
+async def submit(request: web.Request) -> web.Response:
+    body = await _body(request, SubmitBody)
+    return await _call(request, SUBMIT, body, PROVIDER_CALL_TIMEOUT_S)
+
+
+async def poll(request: web.Request) -> web.Response:
+    query = _query(request, PollQuery)
+    req = PollRequest(provider=query.provider, id=request.match_info["id"], job_id=query.job_id)
+    return await _call(request, POLL, req, PROVIDER_CALL_TIMEOUT_S)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    query = _query(request, PollQuery)
+    req = CancelRequest(provider=query.provider, id=request.match_info["id"], job_id=query.job_id)
+    return await _call(request, CANCEL, req, PROVIDER_CALL_TIMEOUT_S)
+
+
+async def providers(request: web.Request) -> web.Response:
+    return await _call(request, PROVIDERS_SUBJECT, ProvidersRequest(), LOCAL_CALL_TIMEOUT_S)
+
+
+async def simulate(request: web.Request) -> web.Response:
+    body = await _body(request, SimulateBody)
+    return await _call(request, SIMULATE, body, LOCAL_CALL_TIMEOUT_S)
+
+
+async def _body(request: web.Request, type_: type[Any]) -> Any:
+    """The JSON body as ``type_``; an empty body means every field's default."""
+    raw = await request.read()
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise BadRequest(f"invalid body: {e}") from e
+
+
+def _query(request: web.Request, type_: type[Any]) -> Any:
+    try:
+        return msgspec.convert(dict(request.query), type_, strict=False)
+    except msgspec.ValidationError as e:
+        raise BadRequest(f"invalid query: {e}") from e
+
+
+async def _call(
+    request: web.Request, subject: str, payload: msgspec.Struct, timeout: float
+) -> web.Response:
+    # app.py imports this module to register the routes, so its key is looked up here.
+    from services.gateway.app import BUS
+
+    bus: Bus = request.app[BUS]
+    try:
+        raw = await bus.call_raw(subject, msgspec.json.encode(payload), timeout=timeout)
+    except ServiceCallError as e:
+        failure = decode_failure(e.description)
+        if failure is None:
+            raise  # json_errors maps it like any other service error
+        headers = {}
+        if e.code == 429 and failure.retry_after_s is not None:
+            headers["Retry-After"] = str(math.ceil(failure.retry_after_s))
+        body = b'{"ok":false,' + msgspec.json.encode(failure)[1:]
+        return web.Response(
+            body=body, status=e.code, headers=headers, content_type="application/json"
+        )
+    return web.Response(body=raw, content_type="application/json")
