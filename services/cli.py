@@ -27,11 +27,13 @@ from services.runtime.logs import setup_logging
 SERVICES: dict[str, str] = {
     "store": "services.store.service:StoreService",
     "adapters": "services.adapters.service:AdaptersService",
+    "advisor": "services.advisor.service:AdvisorService",
     "gateway": "services.gateway.service:GatewayService",
 }
 
 PROJECTIONS: dict[str, str] = {
     "jobs": "services.store.jobtable:JobTableProjection",
+    "providers": "services.advisor.projection:ProviderRegistryProjection",
 }
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -91,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--db", required=True, type=Path, help="path of an events.db")
     replay.add_argument("--until-seq", type=int, help="stop after this position")
     replay.add_argument("--projection", default="jobs", choices=sorted(PROJECTIONS))
+    replay.add_argument(
+        "--what-if",
+        type=Path,
+        metavar="FILE",
+        help="instead: re-run every recorded advisor decision with the thresholds and "
+        "prices of FILE (format of ops/advisor.toml) and print what changes",
+    )
 
     schema = sub.add_parser("schema", help="print the JSON Schema of every event type")
     schema.add_argument(
@@ -134,6 +143,11 @@ def _replay(args: argparse.Namespace) -> None:
     from services.runtime.projection import Projector, canonical
     from services.store.eventlog import iter_events
 
+    if args.what_if is not None:
+        from services.advisor.replay import what_if_text
+
+        sys.stdout.write(what_if_text(iter_events(args.db, args.until_seq), args.what_if))
+        return
     projection = _load(PROJECTIONS[args.projection])()
     projector = Projector(projection)
     projector.fold_raw(iter_events(args.db, args.until_seq, projection.type_prefix))

@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 from schemas import event_types
 from schemas.subjects import STORE_READ, STORE_STATS
 from schemas.system import StoreReadRequest, StoreStats
-from services.gateway import providers_gpu
+from services.gateway import compute, providers_gpu
 from services.gateway.errors import BadRequest, json_errors
 from services.gateway.heartbeats import HeartbeatTracker
 from services.runtime.bus import Bus
@@ -204,6 +204,7 @@ def create_app(bus: Bus, heartbeats: HeartbeatTracker) -> web.Application:
     app.router.add_get("/api/events", events)
     app.router.add_get("/api/modder/hooks", hooks)
     app.router.add_get("/api/modder/hooks/ws", hooks_ws)
+    compute.add_routes(app)
     providers_gpu.add_routes(app)
     return app
 

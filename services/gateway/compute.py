@@ -1,0 +1,151 @@
+"""Gateway routes of the compute advisor: GPUs, providers, advice, costs, flags.
+
+Every route validates its query or body with the strict request types of
+``schemas/advisor.py`` (a bad body is a 400 whose message is msgspec's, with
+the JSON path of the bad field), then asks the advisor over NATS
+request/reply and relays its JSON reply as ``{"ok": true, ...}``. Errors the
+advisor answers (400, 404 unknown provider, 409, 503 still loading) keep their
+code through ``errors.json_errors``. Bodies are read as JSON whatever their
+Content-Type, so ``curl -d '{...}'`` works; an empty body means defaults.
+
+Routes:
+  GET    /api/gpu/list?debug=1          devices, flags, the raw sample with debug
+  POST   /api/compute/advise            AdvisorJobSpecBody -> Decision (no job is created)
+  POST   /api/compute/costs             CostRequest -> CostPreview
+  GET    /api/providers                 every registered provider
+  POST   /api/providers                 create (409 if the id exists)
+  GET    /api/providers/stats           totals, by kind, storage, persisted
+  GET    /api/providers/{id}            one profile (404 if unknown)
+  PUT    /api/providers/{id}            create or replace (body ``id`` optional)
+  DELETE /api/providers/{id}            remove (404 if unknown)
+  GET    /api/flags                     every flag with its value and default
+  PUT    /api/flags                     {"flags": {"features.enable_compute": true}}
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from schemas import advisor as api
+from services.gateway.errors import BadRequest
+from services.runtime.bus import Bus
+from services.runtime.errors import GpurouteError
+
+T = TypeVar("T")
+
+QUERY_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 10.0
+"""Commands wait for their event to come back from the store before replying."""
+
+
+def ok_body(raw: bytes) -> bytes:
+    """``{"ok":true, ...}`` from a JSON object reply."""
+    inner = raw.strip()
+    if not inner.startswith(b"{"):
+        raise GpurouteError("the advisor answered something that is not a JSON object")
+    rest = inner[1:].lstrip()
+    return b'{"ok":true' + (b"}" if rest == b"}" else b"," + rest)
+
+
+def decode_body(raw: bytes, type_: type[T]) -> T:
+    """A request body as ``type_``; empty means every default. Raises
+    ``msgspec.ValidationError``/``DecodeError`` (400 via the error middleware)."""
+    if not raw.strip():
+        return msgspec.json.decode(b"{}", type=type_)
+    return msgspec.json.decode(raw, type=type_)
+
+
+class ComputeRoutes:
+    def __init__(self, bus: Bus, parse_query: Any) -> None:
+        self.bus = bus
+        self.parse_query = parse_query
+
+    async def _relay(
+        self,
+        subject: str,
+        request: msgspec.Struct | bytes,
+        *,
+        status: int = 200,
+        timeout: float = QUERY_TIMEOUT_S,
+    ) -> web.Response:
+        payload = request if isinstance(request, bytes) else msgspec.json.encode(request)
+        raw = await self.bus.call_raw(subject, payload, timeout=timeout)
+        return web.Response(body=ok_body(raw), status=status, content_type="application/json")
+
+    async def gpu_list(self, request: web.Request) -> web.Response:
+        query = self.parse_query(request, api.GpuListRequest)
+        return await self._relay(api.GPUS_SUBJECT, query)
+
+    async def advise(self, request: web.Request) -> web.Response:
+        spec = decode_body(await request.read(), api.AdvisorJobSpecBody)
+        return await self._relay(api.ADVISE_SUBJECT, spec)
+
+    async def costs(self, request: web.Request) -> web.Response:
+        body = decode_body(await request.read(), api.CostRequest)
+        return await self._relay(api.COSTS_SUBJECT, body)
+
+    async def list_providers(self, request: web.Request) -> web.Response:
+        return await self._relay(api.PROVIDERS_LIST_SUBJECT, api.ProvidersQuery())
+
+    async def provider_stats(self, request: web.Request) -> web.Response:
+        return await self._relay(api.PROVIDERS_STATS_SUBJECT, api.ProvidersQuery())
+
+    async def create_provider(self, request: web.Request) -> web.Response:
+        profile = decode_body(await request.read(), api.ProviderProfileBody)
+        put = api.ProviderPut(profile=profile, create=True)
+        return await self._relay(
+            api.PROVIDERS_PUT_SUBJECT, put, status=201, timeout=COMMAND_TIMEOUT_S
+        )
+
+    async def get_provider(self, request: web.Request) -> web.Response:
+        ref = api.ProviderRef(id=request.match_info["id"])
+        return await self._relay(api.PROVIDERS_GET_SUBJECT, ref)
+
+    async def put_provider(self, request: web.Request) -> web.Response:
+        path_id = request.match_info["id"]
+        raw = await request.read()
+        doc = msgspec.json.decode(raw) if raw.strip() else {}
+        if isinstance(doc, dict):
+            doc.setdefault("id", path_id)
+        profile = msgspec.convert(doc, api.ProviderProfileBody)
+        if profile.id != path_id:
+            raise BadRequest(
+                f"invalid body: `id` {profile.id!r} differs from the path's {path_id!r} - at `$.id`"
+            )
+        put = api.ProviderPut(profile=profile)
+        return await self._relay(api.PROVIDERS_PUT_SUBJECT, put, timeout=COMMAND_TIMEOUT_S)
+
+    async def delete_provider(self, request: web.Request) -> web.Response:
+        ref = api.ProviderRef(id=request.match_info["id"])
+        return await self._relay(api.PROVIDERS_DELETE_SUBJECT, ref, timeout=COMMAND_TIMEOUT_S)
+
+    async def get_flags(self, request: web.Request) -> web.Response:
+        return await self._relay(api.FLAGS_GET_SUBJECT, api.FlagsQuery())
+
+    async def put_flags(self, request: web.Request) -> web.Response:
+        update = decode_body(await request.read(), api.FlagsUpdate)
+        return await self._relay(api.FLAGS_SET_SUBJECT, update, timeout=COMMAND_TIMEOUT_S)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the advisor's routes on ``app`` (built by ``app.create_app``,
+    whose bus they use)."""
+    # app.py imports this module to call add_routes: import its names here, not at the top
+    from services.gateway.app import BUS, parse_query
+
+    routes = ComputeRoutes(app[BUS], parse_query)
+    r = app.router
+    r.add_get("/api/gpu/list", routes.gpu_list)
+    r.add_post("/api/compute/advise", routes.advise)
+    r.add_post("/api/compute/costs", routes.costs)
+    r.add_get("/api/providers", routes.list_providers)
+    r.add_post("/api/providers", routes.create_provider)
+    r.add_get("/api/providers/stats", routes.provider_stats)  # before {id}: "stats" is reserved
+    r.add_get("/api/providers/{id}", routes.get_provider)
+    r.add_put("/api/providers/{id}", routes.put_provider)
+    r.add_delete("/api/providers/{id}", routes.delete_provider)
+    r.add_get("/api/flags", routes.get_flags)
+    r.add_put("/api/flags", routes.put_flags)

@@ -1,0 +1,140 @@
+"""The advisor service against a real nats-server and store: job.submitted ->
+job.advised with its inputs, redelivery, seeding, restarts."""
+
+from __future__ import annotations
+
+import msgspec
+import nats.js.errors
+import pytest
+
+from schemas import Event, make_event
+from schemas.advisor import AdvisedInputs, QueueDepthChanged
+from schemas.flags import DEFAULTS, FlagsChanged
+from schemas.jobs import JobAdvised, JobSpec, JobSubmitted
+from schemas.subjects import STORE_STATS, STREAM
+from schemas.system import StoreStats
+from services.advisor.config import DEFAULT_CONFIG, config_digest
+from services.advisor.service import CONSUMER, advised_id, seed_id
+from services.runtime.bus import Bus
+from tests.advisor.service_support import (
+    NO_GPU,
+    ONE_GPU,
+    advised,
+    running_advisor,
+    stored_events,
+)
+from tests.support import wait_for
+
+pytestmark = pytest.mark.usefixtures("store")
+
+
+def submit(bus: Bus, job_id: str, **spec: object) -> Event:
+    return bus.event(JobSubmitted(spec=JobSpec(**spec)), key=job_id)  # type: ignore[arg-type]
+
+
+async def test_job_submitted_is_advised_with_the_inputs_it_used(bus, config):
+    async with running_advisor(config, ONE_GPU):
+        job = submit(bus, "job-1", width=1024, height=1024)
+        await bus.publish(job)
+        event = (await advised(config.events_db, ["job-1"]))["job-1"]
+    assert event.id == advised_id(job.id) and event.causation_id == job.id
+    assert event.correlation_id == job.id and event.source == "advisor"
+    data = event.payload
+    assert isinstance(data, JobAdvised)
+    assert (data.target, data.rule, data.provider) == ("local", "local_gpu", None)
+    assert "GPU 0 (NVIDIA GeForce RTX 4090) has 21.47 GB free" in data.reason
+    inputs = msgspec.convert(data.inputs, AdvisedInputs)
+    [(_, sample)] = stored_events(config.events_db, "telemetry.sampled")
+    assert inputs.telemetry_sample_id == sample.id == sample.payload.sample_id
+    assert inputs.flags == DEFAULTS
+    assert (inputs.registry_version, inputs.remote_queue_depth) == (6, 0)
+    assert inputs.config_digest == config_digest(DEFAULT_CONFIG)
+    assert inputs.spec.width == 1024 and inputs.decision.target == "local"
+    assert inputs.decision.details is None
+    seqs = {e.id: seq for seq, e in stored_events(config.events_db)}
+    assert 0 < inputs.state_position < seqs[event.id]
+
+
+async def test_flags_and_queue_depth_reach_decisions_as_events(bus, config):
+    big = {"width": 1024, "height": 1024, "batch": 2}
+    async with running_advisor(config, NO_GPU) as advisor:
+        await bus.publish(submit(bus, "off", **big))
+        await advised(config.events_db, ["off"])
+        await bus.emit(FlagsChanged(flags={"features.enable_compute": True}), key="flags")
+        await wait_for(lambda: advisor.state.flags.get("features.enable_compute"))
+        await bus.publish(submit(bus, "on", **big))
+        await advised(config.events_db, ["on"])
+        await bus.emit(QueueDepthChanged(depth=9), key="remote")
+        await wait_for(lambda: advisor.state.remote_queue_depth == 9)
+        await bus.publish(submit(bus, "full", **big))
+        got = await advised(config.events_db, ["off", "on", "full"])
+    off, on, full = (got[k].payload for k in ("off", "on", "full"))
+    assert off.target == "wait" and "features.enable_compute is off" in off.reason
+    assert on.target == "remote" and on.provider and on.estimate_usd > 0
+    assert full.target == "wait" and "queue saturated: depth 9 >= 8" in full.reason
+    assert msgspec.convert(full.inputs, AdvisedInputs).remote_queue_depth == 9
+
+
+async def test_a_redelivered_job_is_advised_once(bus, config):
+    async with running_advisor(config):
+        job = submit(bus, "job-r", width=512, height=512)
+        await bus.publish(job)
+        await advised(config.events_db, ["job-r"])
+    # a fresh consumer delivers every job.submitted again, as a lost ack would
+    await bus.js.delete_consumer(STREAM, CONSUMER)
+    async with running_advisor(config):
+
+        async def redelivered_and_acked() -> bool:
+            try:
+                info = await bus.js.consumer_info(STREAM, CONSUMER)
+            except nats.js.errors.NotFoundError:
+                return False  # not subscribed yet
+            return info.delivered.stream_seq > 0 and info.num_ack_pending == 0
+
+        await wait_for(redelivered_and_acked)
+
+        async def store_caught_up() -> bool:  # a duplicate that got in would be stored by now
+            last = (await bus.js.stream_info(STREAM)).state.last_seq
+            stats = await bus.call(STORE_STATS, {}, StoreStats)
+            return bool(stats.stream_seq == last)
+
+        await wait_for(store_caught_up)
+    answers = [e for _, e in stored_events(config.events_db, "job.advised")]
+    assert [e.id for e in answers] == [advised_id(job.id)]
+
+
+async def test_a_spec_the_advisor_cannot_accept_is_rejected_with_the_field(bus, config):
+    async with running_advisor(config):
+        await bus.publish(submit(bus, "huge", width=100_000, height=64))
+        data = (await advised(config.events_db, ["huge"]))["huge"].payload
+    assert (data.target, data.rule) == ("rejected", "invalid_spec")
+    assert "Expected `int` <= 16384 - at `$.width`" in data.reason
+
+
+async def test_seeding_happens_once_with_deterministic_ids(bus, config):
+    async with running_advisor(config) as advisor:
+        assert advisor.state.registry.seeded and len(advisor.state.registry.providers) == 6
+    async with running_advisor(config) as again:
+        assert again.state.registry.version == 6
+    upserts = [e for _, e in stored_events(config.events_db, "provider.upserted")]
+    assert sorted(e.id for e in upserts) == sorted(
+        seed_id(p) for p in again.state.registry.providers
+    )
+
+
+async def test_tokens_and_audio_survive_the_submitted_event(bus, config):
+    raw_spec = {"kind": "llm", "model": "llama-3-8b", "tokens": 4000}
+    async with running_advisor(config):
+        event = make_event(
+            JobSubmitted(spec=JobSpec(kind="llm", model="llama-3-8b")),
+            id="sub-1",
+            key="llm-1",
+            ts=1.0,
+            source="test",
+        )
+        body = msgspec.json.encode(event).replace(
+            b'"model":"llama-3-8b"', msgspec.json.encode(raw_spec)[1:-1]
+        )
+        await bus.js.publish("job.submitted", body, headers={"Nats-Msg-Id": "sub-1"})
+        data = (await advised(config.events_db, ["llm-1"]))["llm-1"].payload
+    assert msgspec.convert(data.inputs, AdvisedInputs).spec.tokens == 4000
