@@ -2,8 +2,8 @@
 
 :class:`Bus` owns a NATS connection and its JetStream context. Every event is
 published through :meth:`Bus.publish` (waits for the JetStream ack) or
-:meth:`Bus.publish_many` (pipelined: every publish in flight at once, then one
-wait), always with ``Nats-Msg-Id`` = event id. Because JetStream drops a
+:meth:`Bus.publish_many` (pipelined: thousands in flight, acks matched as
+they come), always with ``Nats-Msg-Id`` = event id. Because JetStream drops a
 duplicate id inside its window, a publish whose ack was lost (timeout, server
 restart) is simply sent again: retrying never stores an event twice.
 
@@ -14,6 +14,7 @@ and survive a server restart.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
@@ -38,6 +40,56 @@ T = TypeVar("T")
 ERROR_CODE = "Nats-Service-Error-Code"
 ERROR_TEXT = "Nats-Service-Error"
 DEDUPE_WINDOW_S = 120.0
+PUBLISH_WINDOW = 4096
+"""Most publishes one :meth:`Bus.publish_many` keeps in flight; past it, it
+waits until half of them are acknowledged."""
+
+_PENDING, _ACKED, _FAILED = 0, 1, 2
+
+
+class _PubAck(msgspec.Struct):
+    """The part of a JetStream publish ack we read (``seq``; ``error`` if refused)."""
+
+    seq: int = 0
+    error: dict[str, Any] | None = None
+
+
+_ack_decoder = msgspec.json.Decoder(_PubAck)
+
+
+class _Burst:
+    """Ack bookkeeping of one :meth:`Bus.publish_many` call."""
+
+    __slots__ = ("_waiter", "_wake_at", "outstanding", "status")
+
+    def __init__(self) -> None:
+        self.status = bytearray()  # per event: _PENDING, _ACKED, _FAILED
+        self.outstanding = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._wake_at = 0
+
+    def resolve(self, i: int, ok: bool) -> None:
+        self.status[i] = _ACKED if ok else _FAILED
+        self.outstanding -= 1
+        waiter = self._waiter
+        if waiter is not None and self.outstanding <= self._wake_at and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, at_most: int, timeout: float) -> bool:
+        """Wait until at most ``at_most`` acks are outstanding; False when no
+        ack at all came for ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        while self.outstanding > at_most:
+            before = self.outstanding
+            self._waiter, self._wake_at = loop.create_future(), at_most
+            try:
+                await asyncio.wait_for(self._waiter, timeout)
+            except TimeoutError:
+                if self.outstanding == before:
+                    return False
+            finally:
+                self._waiter = None
+        return True
 
 
 class Bus:
@@ -56,6 +108,9 @@ class Bus:
         self.clock = clock or SystemClock()
         self.ids = ids or IdGenerator(self.clock)
         self.publish_timeout = publish_timeout
+        self._ack_prefix: str | None = None
+        self._ack_tokens = itertools.count()
+        self._acks_waiting: dict[str, tuple[_Burst, int]] = {}
 
     @classmethod
     async def connect(
@@ -185,22 +240,86 @@ class Bus:
         raise AssertionError("unreachable")
 
     async def publish_many(self, events: Iterable[Event]) -> int:
-        """Pipelined publish of a burst: all in flight at once, then wait for every ack.
+        """Pipelined publish of a burst: up to ``PUBLISH_WINDOW`` in flight, then
+        wait for every ack.
 
-        Events whose ack failed are re-sent one by one with :meth:`publish`
-        (same ids, so nothing is stored twice). Returns how many were published.
+        A JetStream publish is a request whose reply is the ack. Here every
+        event goes out as a plain publish whose reply subject is this bus's ack
+        inbox plus a token, and one subscription on that inbox matches the acks
+        to a per-burst record (no future, semaphore, or JSON-to-dataclass ack per
+        message, as nats-py's ``publish_async`` has: about three times less CPU
+        per event). Events whose ack is an error, does not come while the burst
+        makes no progress for ``publish_timeout`` (a reconnect loses in-flight
+        acks), or that could not be sent are re-sent one by one with
+        :meth:`publish` (same ids, so nothing is stored twice; a refusal raises
+        :class:`BusError` as it does there). Returns how many were published.
         """
-        pending: list[tuple[Event, asyncio.Future[Any]]] = []
-        for event in events:
-            future = await self.js.publish_async(
-                event.type, encode_event(event), headers={"Nats-Msg-Id": event.id}
-            )
-            pending.append((event, future))
-        await self.js.publish_async_completed()
-        for event, future in pending:
-            if future.cancelled() or future.exception() is not None:
-                await self.publish(event)
-        return len(pending)
+        prefix = await self._ack_inbox()
+        waiting, tokens, publish = self._acks_waiting, self._ack_tokens, self.nc.publish
+        burst = _Burst()
+        status = burst.status
+        sent: list[tuple[Event, str]] = []
+        unsent: list[Event] = []
+        it = iter(events)
+        try:
+            for event in it:
+                if burst.outstanding >= PUBLISH_WINDOW:
+                    if not await burst.wait(PUBLISH_WINDOW // 2, self.publish_timeout):
+                        unsent.append(event)  # acks are overdue: stop, re-send below
+                        unsent.extend(it)
+                        break
+                token = str(next(tokens))
+                status.append(_PENDING)
+                waiting[token] = (burst, len(sent))
+                try:
+                    await publish(
+                        event.type,
+                        encode_event(event),
+                        reply=prefix + token,
+                        headers={"Nats-Msg-Id": event.id},
+                    )
+                except nats.errors.Error:  # closed, or down with its buffer full
+                    del waiting[token]
+                    status.pop()
+                    unsent.append(event)
+                    unsent.extend(it)
+                    break
+                sent.append((event, token))
+                burst.outstanding += 1
+            if burst.outstanding and not unsent:
+                await burst.wait(0, self.publish_timeout)
+        finally:
+            for i, (_, token) in enumerate(sent):
+                if status[i] == _PENDING:
+                    waiting.pop(token, None)  # a late ack is then ignored
+        retry = [event for i, (event, _) in enumerate(sent) if status[i] != _ACKED]
+        for event in retry + unsent:
+            await self.publish(event)
+        return len(sent) + len(unsent)
+
+    async def _ack_inbox(self) -> str:
+        """The ack inbox prefix of :meth:`publish_many` (subscribed on first use;
+        nats-py re-subscribes it after a reconnect)."""
+        if self._ack_prefix is None:
+            prefix = self.nc.new_inbox() + "."
+            start, waiting = len(prefix), self._acks_waiting
+
+            async def on_ack(msg: Msg) -> None:
+                entry = waiting.pop(msg.subject[start:], None)
+                if entry is None:
+                    return  # not ours any more: given up on, and re-sent
+                burst, i = entry
+                ok = False
+                if not (msg.headers and msg.headers.get("Status")):  # 503: no stream
+                    try:
+                        ok = _ack_decoder.decode(msg.data).error is None
+                    except msgspec.DecodeError:
+                        ok = False
+                burst.resolve(i, ok)
+
+            await self.nc.subscribe(prefix + "*", cb=on_ack)
+            self._ack_prefix = prefix
+        return self._ack_prefix
 
     async def publish_raw(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None

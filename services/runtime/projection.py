@@ -7,12 +7,20 @@ of a canonical encoding: JSON with sorted keys, no whitespace).
 
 For speed a fold may update ``state`` in place and return it; it must never
 read anything but ``state`` and ``event``.
+
+Bulk folds and snapshots run with the cyclic garbage collector paused: they
+allocate millions of short-lived, acyclic objects (freed by reference
+counting) while the state grows, and each full collection would walk the whole
+state again; on a 1M-event replay that was a quarter of the time. Nothing a
+fold builds is cyclic, so nothing is left for the collector to find.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
@@ -36,6 +44,19 @@ class Projection(Protocol[S]):
         ...
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC for a bulk fold (restored even if the fold raises)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class Projector(Generic[S]):
     """A projection's state plus its checkpoint (the last position folded)."""
 
@@ -56,14 +77,16 @@ class Projector(Generic[S]):
         """Fold (seq, type, body) rows from the event log."""
         apply, decode, position = self.projection.apply, decode_event, self.position
         state = self.state
-        for seq, _, body in rows:
-            if seq > position:
-                state = apply(state, decode(body))
-                position = seq
+        with gc_paused():
+            for seq, _, body in rows:
+                if seq > position:
+                    state = apply(state, decode(body))
+                    position = seq
         self.state, self.position = state, position
 
     def snapshot(self) -> Any:
-        return self.projection.to_builtins(self.state)
+        with gc_paused():
+            return self.projection.to_builtins(self.state)
 
     def hash(self) -> str:
         return state_hash(self.snapshot())
