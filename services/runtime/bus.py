@@ -14,6 +14,7 @@ and survive a server restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -371,4 +372,6 @@ class Bus:
         try:
             await asyncio.wait_for(self.nc.drain(), timeout=5)
         except (TimeoutError, nats.errors.Error):
-            await self.nc.close()
+            # cannot drain (e.g. the server is gone): close without waiting
+            with contextlib.suppress(OSError, nats.errors.Error):
+                await self.nc.close()
