@@ -136,35 +136,92 @@ def provider_estimate(
     fitting = [g for g in profile.gpus if need is None or g.vram_gb >= need]
     if not fitting:
         return None
-    costed = [(_cost(profile, g, work), g.vram_gb, g.gpu, g) for g in fitting]
-    (breakdown, total), _, _, offer = min(costed, key=lambda c: (c[0][1], c[1], c[2]))
+    base = min(g.hourly_usd for g in profile.gpus)
+    offer = _cheapest(profile, fitting, work, base)
+    breakdown, total = _cost(profile, offer, work, base)
     return _remote_estimate(profile, offer, work, breakdown, total, config, enabled)
 
 
-def _cost(profile: ProviderProfile, offer: GpuOffer, work: Work) -> tuple[CostBreakdown, float]:
+def _cheapest(
+    profile: ProviderProfile, fitting: list[GpuOffer], work: Work, base: float
+) -> GpuOffer:
+    """The offer with the lowest total (ties: less VRAM, then the name).
+
+    The arithmetic of :func:`_amounts`, inlined and without rounding what only
+    the breakdown shows: this runs for every offer of every provider on every
+    decision. A test keeps the two equal.
+    """
+    hw = profile.hardware
+    cold_s = hw.cold_start_s if hw.bills_cold_start else 0.0
+    increment = hw.billing_increment_s
+    transfer = work.transfer_gb * profile.transfer_usd_per_gb
+    speed, minutes, scaled = hw.throughput_factor, work.minutes, work.scaled
+    best, best_key = fitting[0], None
+    for g in fitting:
+        run_min = round(minutes / (g.relative_speed * speed), 4) if scaled else minutes
+        seconds = run_min * 60 + cold_s
+        billed_s = _billed_seconds(seconds, increment) if increment > 0 else seconds
+        hours = (billed_s - cold_s) / 3600
+        rate = g.price_usd * 3600 if g.unit == "second" else g.price_usd
+        key = (
+            base * hours + (rate - base) * hours + rate * cold_s / 3600 + transfer,
+            g.vram_gb,
+            g.gpu,
+        )
+        if best_key is None or key < best_key:
+            best, best_key = g, key
+    return best
+
+
+class _Amounts(NamedTuple):
+    run_min: float
+    billed_s: float
+    rate: float
+    compute: float
+    surcharge: float
+    cold: float
+    transfer: float
+
+    @property
+    def total(self) -> float:
+        return self.compute + self.surcharge + self.cold + self.transfer
+
+
+def _amounts(profile: ProviderProfile, offer: GpuOffer, work: Work, base: float) -> _Amounts:
+    """USD amounts of ``work`` on ``offer``; ``base``: the provider's cheapest $/h."""
     hw = profile.hardware
     run_min = remote_run_minutes(work.minutes, profile, offer) if work.scaled else work.minutes
     cold_s = hw.cold_start_s if hw.bills_cold_start else 0.0
     billed_s = _billed_seconds(run_min * 60 + cold_s, hw.billing_increment_s)
     run_billed_h = (billed_s - cold_s) / 3600
-    base = min(g.hourly_usd for g in profile.gpus)
     rate = offer.hourly_usd
-    compute = base * run_billed_h
-    surcharge = (rate - base) * run_billed_h
-    cold = rate * cold_s / 3600
-    transfer = work.transfer_gb * profile.transfer_usd_per_gb
+    return _Amounts(
+        run_min=run_min,
+        billed_s=billed_s,
+        rate=rate,
+        compute=base * run_billed_h,
+        surcharge=(rate - base) * run_billed_h,
+        cold=rate * cold_s / 3600,
+        transfer=work.transfer_gb * profile.transfer_usd_per_gb,
+    )
+
+
+def _cost(
+    profile: ProviderProfile, offer: GpuOffer, work: Work, base: float
+) -> tuple[CostBreakdown, float]:
+    a = _amounts(profile, offer, work, base)
     return CostBreakdown(
-        minutes=round(run_min, 4),
-        billed_minutes=round(billed_s / 60, 4),
+        minutes=round(a.run_min, 4),
+        billed_minutes=round(a.billed_s / 60, 4),
         base_rate_usd_per_hour=round(base, 6),
-        rate_usd_per_hour=round(rate, 6),
-        compute_usd=round(compute, 6),
+        rate_usd_per_hour=round(a.rate, 6),
+        compute_usd=round(a.compute, 6),
         transfer_gb=work.transfer_gb,
-        transfer_usd=round(transfer, 6),
-        vram_surcharge_usd=round(surcharge, 6),
-        cold_start_s=hw.cold_start_s,
-        cold_start_usd=round(cold, 6),
-    ), compute + surcharge + cold + transfer
+        transfer_usd=round(a.transfer, 6),
+        vram_surcharge_usd=round(a.surcharge, 6),
+        cold_start_s=profile.hardware.cold_start_s,
+        cold_start_usd=round(a.cold, 6),
+    ), a.total
 
 
 def _remote_estimate(

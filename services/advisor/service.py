@@ -60,6 +60,7 @@ BATCH = 256
 MAX_ACK_PENDING = 4096
 COMMAND_WAIT_S = 5.0
 READY_WAIT_S = 5.0
+REPLY_CACHE_SIZE = 4096
 
 
 def advised_id(submitted_id: str) -> str:
@@ -97,6 +98,7 @@ class _Submitted(msgspec.Struct):
 _stored_decoder = msgspec.json.Decoder(_Stored)
 _submitted_decoder = msgspec.json.Decoder(_Submitted)
 _spec_decoder = msgspec.json.Decoder(api.AdvisorJobSpec)
+_encoder = msgspec.json.Encoder()
 
 
 class AdvisorService(Service):
@@ -123,6 +125,8 @@ class AdvisorService(Service):
         self._inbox: list[Msg] = []
         self._inbox_event = asyncio.Event()
         self._jobs: JetStreamContext.PushSubscription | None = None
+        self._replies: dict[api.AdvisorJobSpec, bytes] = {}
+        """Encoded advise replies for the current state (cleared by every fold)."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class AdvisorService(Service):
 
     def _fold(self, raw: bytes) -> None:
         item = _stored_decoder.decode(raw)
+        self._replies.clear()
         try:
             event = decode_event(item.event)
             self.state = apply(self.state, event.payload)
@@ -411,9 +416,17 @@ class AdvisorService(Service):
 
     # -- endpoints -------------------------------------------------------------------
 
-    async def advise(self, spec: api.AdvisorJobSpecBody) -> api.Decision:
+    async def advise(self, spec: api.AdvisorJobSpecBody) -> bytes:
+        """The encoded Decision. A decision is a pure function of the spec and the
+        state, so replies are kept per spec until the next fold changes the state."""
         await self._wait_ready()
-        return decide(spec, context(self.state), self.rules)
+        reply = self._replies.get(spec)
+        if reply is None:
+            if len(self._replies) >= REPLY_CACHE_SIZE:
+                self._replies.clear()
+            reply = _encoder.encode(decide(spec, context(self.state), self.rules))
+            self._replies[spec] = reply
+        return reply
 
     async def costs(self, request: api.CostRequest) -> api.CostPreview:
         await self._wait_ready()

@@ -185,3 +185,20 @@ def test_tie_break_is_by_provider_id(config: AdvisorConfig) -> None:
     )
     found, _ = compare_providers(Work.of_duration(1), reg, config, True)
     assert [e.provider_id for e in found] == ["alpha", "zeta"]
+
+
+@pytest.mark.parametrize("minutes", [0.01, 0.37, 2.0, 59.9, 600.0])
+@pytest.mark.parametrize("scaled", [True, False])
+def test_the_inlined_ranking_matches_the_breakdown_arithmetic(
+    seeded: RegistryState, minutes: float, scaled: bool
+) -> None:
+    from services.advisor.pricing import _amounts, _cheapest
+
+    work = Work(minutes=minutes, scaled=scaled, local_minutes=1, cpu_minutes=1, transfer_gb=0.3)
+    for profile in seeded.providers.values():
+        base = min(g.hourly_usd for g in profile.gpus)
+        fitting = list(profile.gpus)
+        slow = min(
+            fitting, key=lambda g: (_amounts(profile, g, work, base).total, g.vram_gb, g.gpu)
+        )
+        assert _cheapest(profile, fitting, work, base) == slow
