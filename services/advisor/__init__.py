@@ -1,4 +1,12 @@
-"""The compute advisor's pure core: where a job runs, why, and what it costs.
+"""The compute advisor: where a job runs, why, and what it costs.
+
+The service (its messages are in ``schemas/advisor.py``; docs/advisor.md):
+
+    service.py    AdvisorService: state from the store, endpoints, job.submitted -> job.advised
+    replay.py     ``gpuroute replay --what-if``: rebuild recorded decisions from the log
+    projection.py the provider registry as a replayable projection
+
+The pure core:
 
     jobspec.py    parsing a job spec and filling in its defaults
     telemetry.py  TelemetrySource, NvmlTelemetry (pynvml + psutil), RecordedTelemetry
@@ -6,12 +14,12 @@
     vram.py       derived attributes: pixels, VRAM demand, minutes per target
     registry.py   provider profiles and their fold (provider.upserted / provider.removed)
     pricing.py    cost estimates, provider comparison, the cost preview
-    decision.py   DecisionContext, Decision, AdviceRecord (the job.advised payload)
+    decision.py   DecisionContext, AdviceRecord (a decision with its full inputs)
     rules.py      decide(spec, context, config): the pure decision
     state.py      the advisor's projection, turned into a DecisionContext
     whatif.py     re-run recorded decisions under another config
     errors.py     AdvisorError and its subclasses
 
-Nothing here touches NATS, HTTP, a clock or the disk except telemetry (through
-its injectable modules) and the explicit TOML loaders.
+Nothing in the core touches NATS, HTTP, a clock or the disk except telemetry
+(through its injectable modules) and the explicit TOML loaders.
 """
