@@ -147,20 +147,6 @@ class AdvisorService(Service):
                 extra={"fields": {"waited_s": self.settings.ready_timeout_s}},
             )
 
-    async def stop(self) -> None:
-        """Stop as every service does, after making sure every task has ended.
-
-        A cancellation that races a reply can be swallowed (``asyncio.wait_for``
-        on Python 3.11, and nats-py's own flush), leaving a task waiting forever
-        where the base class awaits it once: cancel again until they are gone.
-        """
-        while self._tasks:
-            pending = list(self._tasks)
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=0.5)
-        await super().stop()
-
     async def teardown(self) -> None:
         if self._jobs is not None:
             with contextlib.suppress(nats.errors.Error):

@@ -83,12 +83,17 @@ class Service:
             )
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Cancel every background task, wait until each has ended, tear down.
+
+        A cancellation that races a reply can be swallowed (``asyncio.wait_for``
+        on Python 3.11, nats-py's flush), leaving a task running: cancel again
+        until every task is gone rather than awaiting each once.
+        """
+        while self._tasks:
+            pending = list(self._tasks)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
         with contextlib.suppress(nats.errors.Error, AttributeError):
             await self._ping.unsubscribe()
         await self.teardown()
