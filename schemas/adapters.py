@@ -26,6 +26,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from schemas.envelope import event_type
+from schemas.subjects import command
 
 ProviderName = Literal["runpod", "huggingface", "replicate", "modal"]
 PROVIDERS: Final[tuple[ProviderName, ...]] = ("runpod", "huggingface", "replicate", "modal")
@@ -43,12 +44,30 @@ HealthState = Literal["ready", "scaled_to_zero", "starting", "paused", "down", "
 DryRunReason = Literal["dry_run_mode", "flag_off", "missing_token", "missing_setting"]
 
 SUBJECT_PREFIX: Final = "gpuroute.adapters."
-HEALTH: Final = "gpuroute.adapters.health"
-SUBMIT: Final = "gpuroute.adapters.submit"
-POLL: Final = "gpuroute.adapters.poll"
-CANCEL: Final = "gpuroute.adapters.cancel"
-PROVIDERS_SUBJECT: Final = "gpuroute.adapters.providers"
-SIMULATE: Final = "gpuroute.adapters.simulate"
+HEALTH: Final = command(
+    "gpuroute.adapters.health",
+    "health of every provider, or one (publishes adapter.health_checked).",
+)
+SUBMIT: Final = command(
+    "gpuroute.adapters.submit",
+    "submit a job to a provider (publishes adapter.submitted).",
+)
+POLL: Final = command(
+    "gpuroute.adapters.poll",
+    "status, artifacts and logs of a remote job (publishes adapter.status_changed on a change).",
+)
+CANCEL: Final = command(
+    "gpuroute.adapters.cancel",
+    "cancel a remote job.",
+)
+PROVIDERS_SUBJECT: Final = command(
+    "gpuroute.adapters.providers",
+    "every adapter: live or dry-run and why, secrets and settings missing to go live.",
+)
+SIMULATE: Final = command(
+    "gpuroute.adapters.simulate",
+    "a seeded, deterministic transcript of a job at a provider.",
+)
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]

@@ -27,31 +27,52 @@ import msgspec
 
 from schemas.envelope import event_type
 from schemas.jobs import JobKind, Target
+from schemas.subjects import command
 
 MIB = 1 << 20
 
 # -- subjects ------------------------------------------------------------------
 
-ADVISE_SUBJECT = "gpuroute.advisor.advise"
-"""AdvisorJobSpecBody -> Decision: what would the advisor decide (no job is created)."""
-COSTS_SUBJECT = "gpuroute.advisor.costs"
-"""CostRequest -> CostPreview."""
-GPUS_SUBJECT = "gpuroute.advisor.gpus"
-"""GpuListRequest -> GpuList: the latest telemetry sample the advisor folded."""
-PROVIDERS_LIST_SUBJECT = "gpuroute.providers.list"
-"""ProvidersQuery -> ProviderList."""
-PROVIDERS_GET_SUBJECT = "gpuroute.providers.get"
-"""ProviderRef -> ProviderProfile (404 when unknown)."""
-PROVIDERS_PUT_SUBJECT = "gpuroute.providers.put"
-"""ProviderPut -> ProviderChanged; publishes provider.upserted (409 if create and it exists)."""
-PROVIDERS_DELETE_SUBJECT = "gpuroute.providers.delete"
-"""ProviderRef -> ProviderChanged; publishes provider.removed (404 when unknown)."""
-PROVIDERS_STATS_SUBJECT = "gpuroute.providers.stats"
-"""ProvidersQuery -> ProviderStats."""
-FLAGS_GET_SUBJECT = "gpuroute.flags.get"
-"""FlagsQuery -> FlagsView."""
-FLAGS_SET_SUBJECT = "gpuroute.flags.set"
-"""FlagsUpdate -> FlagsView; publishes flags.changed (400 naming an unknown flag)."""
+ADVISE_SUBJECT = command(
+    "gpuroute.advisor.advise",
+    "AdvisorJobSpecBody -> Decision: what would the advisor decide (no job is created).",
+)
+COSTS_SUBJECT = command(
+    "gpuroute.advisor.costs",
+    "CostRequest -> CostPreview.",
+)
+GPUS_SUBJECT = command(
+    "gpuroute.advisor.gpus",
+    "GpuListRequest -> GpuList: the latest telemetry sample the advisor folded.",
+)
+PROVIDERS_LIST_SUBJECT = command(
+    "gpuroute.providers.list",
+    "ProvidersQuery -> ProviderList.",
+)
+PROVIDERS_GET_SUBJECT = command(
+    "gpuroute.providers.get",
+    "ProviderRef -> ProviderProfile (404 when unknown).",
+)
+PROVIDERS_PUT_SUBJECT = command(
+    "gpuroute.providers.put",
+    "ProviderPut -> ProviderChanged; publishes provider.upserted (409 if create and it exists).",
+)
+PROVIDERS_DELETE_SUBJECT = command(
+    "gpuroute.providers.delete",
+    "ProviderRef -> ProviderChanged; publishes provider.removed (404 when unknown).",
+)
+PROVIDERS_STATS_SUBJECT = command(
+    "gpuroute.providers.stats",
+    "ProvidersQuery -> ProviderStats.",
+)
+FLAGS_GET_SUBJECT = command(
+    "gpuroute.flags.get",
+    "FlagsQuery -> FlagsView.",
+)
+FLAGS_SET_SUBJECT = command(
+    "gpuroute.flags.set",
+    "FlagsUpdate -> FlagsView; publishes flags.changed (400 naming an unknown flag).",
+)
 
 NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]

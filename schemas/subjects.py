@@ -11,6 +11,23 @@ from dataclasses import dataclass
 
 from schemas.envelope import event_types
 
+
+@dataclass(frozen=True)
+class Subject:
+    name: str
+    description: str
+    stored: bool
+
+
+_COMMANDS: list[Subject] = []
+
+
+def command(name: str, description: str) -> str:
+    """Register a request/reply subject (a ``nats.micro`` endpoint); returns ``name``."""
+    _COMMANDS.append(Subject(name, "Request/reply: " + description, False))
+    return name
+
+
 STREAM = "GPUROUTE"
 DLQ_STREAM = "GPUROUTE_DLQ"
 
@@ -18,15 +35,8 @@ HEARTBEAT = "svc.heartbeat"
 PING = "svc.ping"
 DLQ_PREFIX = "dlq."
 STORED_PREFIX = "stored."
-STORE_READ = "gpuroute.store.read"
-STORE_STATS = "gpuroute.store.stats"
-
-
-@dataclass(frozen=True)
-class Subject:
-    name: str
-    description: str
-    stored: bool
+STORE_READ = command("gpuroute.store.read", "read stored events (StoreReadRequest).")
+STORE_STATS = command("gpuroute.store.stats", "event count, last position, file size.")
 
 
 _OTHER = (
@@ -43,15 +53,13 @@ _OTHER = (
         "Events after the store committed them, as {seq, event}, on stored.<type>. Core NATS.",
         False,
     ),
-    Subject(STORE_READ, "Request/reply: read stored events (StoreReadRequest).", False),
-    Subject(STORE_STATS, "Request/reply: event count, last position, file size.", False),
 )
 
 
 def registry() -> list[Subject]:
     """Every subject, events first, each with a one-line description."""
     events = [Subject(s, et.description, True) for s, et in event_types().items()]
-    return events + list(_OTHER)
+    return events + list(_OTHER) + sorted(_COMMANDS, key=lambda c: c.name)
 
 
 def stream_subjects() -> list[str]:

@@ -61,6 +61,8 @@ def test_every_event_type_has_a_json_schema_and_a_description():
     for name in schemas.event_types():
         assert subjects[name].stored and subjects[name].description
     assert not subjects["svc.heartbeat"].stored
+    for endpoint in ("gpuroute.store.read", "gpuroute.advisor.advise", "gpuroute.adapters.submit"):
+        assert subjects[endpoint].description.startswith("Request/reply: ")
     assert schemas.stream_subjects() == sorted({n.split(".")[0] + ".>" for n in mapping})
 
 
