@@ -29,6 +29,7 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/advise.py
 
 clean:
 	rm -rf $(VENV) .gpuroute .pytest_cache .mypy_cache .ruff_cache
