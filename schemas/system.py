@@ -25,7 +25,8 @@ class StoreReadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     ``type``: type prefix (``job.`` matches every job event; ``job.submitted``
     only that type). ``key``: exact aggregate key. ``last``: return the newest
     ``limit`` matching events (still in ascending order) instead of the oldest
-    after ``after``.
+    after ``after``. ``types``: more type prefixes; an event matching any of
+    ``type`` and ``types`` is returned.
     """
 
     after: Annotated[int, msgspec.Meta(ge=0)] = 0
@@ -33,6 +34,7 @@ class StoreReadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     type: str | None = None
     key: str | None = None
     last: bool = False
+    types: list[str] | None = None
 
 
 class StoreStats(msgspec.Struct, frozen=True, kw_only=True):

@@ -74,3 +74,11 @@ def test_ids_are_time_ordered_and_unique():
     ids += [gen.new() for _ in range(10)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(i[14] == "7" for i in ids)  # UUID version 7
+
+
+def test_follow_reads_only_the_type_prefixes_its_patterns_name():
+    from services.runtime.follow import literal_prefixes, subject_matches
+
+    assert literal_prefixes(["job.started", "flags.>"]) == ["job.started", "flags."]
+    assert literal_prefixes(["job.*", "*.failed"]) is None
+    assert subject_matches("*.failed", "job.failed") and not subject_matches("job.*", "job")

@@ -76,6 +76,10 @@ async def test_read_endpoint_filters_and_pages(bus, store):
     ]  # fmt: skip
     page = await read(limit=3, last=True)
     assert [i["seq"] for i in page["events"]] == [18, 19, 20]
+    page = await read(types=["job.started", "job.succ"], key="job-1")
+    assert [i["event"]["type"] for i in page["events"]] == ["job.started", "job.succeeded"]
+    page = await read(type="job.advised", types=["job.started"], limit=4)
+    assert [i["seq"] for i in page["events"]] == [2, 3, 6, 7]
 
 
 async def _count(bus, n: int) -> bool:  # type: ignore[no-untyped-def]

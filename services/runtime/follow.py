@@ -60,6 +60,13 @@ def valid_pattern(pattern: str) -> bool:
     )
 
 
+def literal_prefixes(patterns: list[str]) -> list[str] | None:
+    """Type prefixes the store can filter on, one per pattern; None when a
+    pattern starts with a wildcard (then every event must be read)."""
+    prefixes = [literal_prefix([p]) for p in patterns]
+    return None if any(p is None for p in prefixes) else [p for p in prefixes if p]
+
+
 def literal_prefix(patterns: list[str]) -> str | None:
     """A type prefix the store can filter on, covering every pattern (or None)."""
     if len(patterns) != 1:
@@ -118,9 +125,9 @@ async def follow(bus: Bus, patterns: list[str], after: int | None = None) -> Asy
 
 
 async def _history(bus: Bus, patterns: list[str], after: int) -> AsyncIterator[tuple[bytes, int]]:
-    prefix = literal_prefix(patterns)
+    prefixes = literal_prefixes(patterns)
     while True:
-        req = StoreReadRequest(after=after, limit=PAGE, type=prefix)
+        req = StoreReadRequest(after=after, limit=PAGE, types=prefixes)
         try:
             raw = await bus.call_raw(STORE_READ, msgspec.json.encode(req))
         except GpurouteError as e:

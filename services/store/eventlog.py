@@ -153,18 +153,19 @@ class EventLog:
         self,
         after: int = 0,
         limit: int = 100,
-        type_prefix: str | None = None,
+        type_prefixes: Sequence[str] = (),
         key: str | None = None,
         last: bool = False,
     ) -> list[tuple[int, bytes]]:
-        """Events after position ``after`` (ascending), filtered by type prefix
-        and key; with ``last``, the newest ``limit`` of them (still ascending)."""
+        """Events after position ``after`` (ascending) whose type starts with
+        any of ``type_prefixes`` (all when empty) and with ``key``; with
+        ``last``, the newest ``limit`` of them (still ascending)."""
         where: list[str] = ["seq > ?"]
         args: list[object] = [after]
-        if type_prefix:
-            lo, hi = type_range(type_prefix)
-            where.append("type >= ? AND type < ?")
-            args += [lo, hi]
+        if type_prefixes:
+            ranges = [type_range(p) for p in dict.fromkeys(type_prefixes)]
+            where.append("(" + " OR ".join(["(type >= ? AND type < ?)"] * len(ranges)) + ")")
+            args += [bound for r in ranges for bound in r]
         if key is not None:
             where.append("key = ?")
             args.append(key)

@@ -171,7 +171,8 @@ class StoreService(Service):
             await publish(STORED_PREFIX + type_, stored_message(seq, body))
 
     async def read(self, req: StoreReadRequest) -> bytes:
-        rows = await self.eventlog.read(req.after, req.limit, req.type, req.key, req.last)
+        prefixes = [p for p in (req.type, *(req.types or ())) if p]
+        rows = await self.eventlog.read(req.after, req.limit, prefixes, req.key, req.last)
         items = b",".join(stored_message(seq, body) for seq, body in rows)
         return b'{"events":[%s],"last_seq":%d}' % (items, self.eventlog.last_seq)
 
