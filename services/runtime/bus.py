@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -112,6 +112,7 @@ class Bus:
         self._ack_prefix: str | None = None
         self._ack_tokens = itertools.count()
         self._acks_waiting: dict[str, tuple[_Burst, int]] = {}
+        self._mark_closing: Callable[[], None] = lambda: None
 
     @classmethod
     async def connect(
@@ -125,8 +126,11 @@ class Bus:
     ) -> Bus:
         """Connect (retrying until ``connect_deadline`` seconds) and reconnect forever after."""
 
+        closing = False  # set by close(): a disconnect we asked for is not news
+
         async def on_disconnect() -> None:
-            log.warning("nats disconnected", extra={"fields": {"service": source}})
+            if not closing:
+                log.warning("nats disconnected", extra={"fields": {"service": source}})
 
         async def on_reconnect() -> None:
             log.info("nats reconnected", extra={"fields": {"service": source}})
@@ -148,7 +152,14 @@ class Bus:
                     reconnected_cb=on_reconnect,
                     error_cb=on_error,
                 )
-                return cls(nc, source=source, clock=clock, ids=ids)
+                bus = cls(nc, source=source, clock=clock, ids=ids)
+
+                def mark_closing() -> None:
+                    nonlocal closing
+                    closing = True
+
+                bus._mark_closing = mark_closing
+                return bus
             except (TimeoutError, OSError, nats.errors.Error) as e:
                 if loop.time() >= deadline:
                     raise BusError(
@@ -369,6 +380,7 @@ class Bus:
         """Drain (finish in-flight work, flush publishes) and close."""
         if self.nc.is_closed:
             return
+        self._mark_closing()
         try:
             await asyncio.wait_for(self.nc.drain(), timeout=5)
         except (TimeoutError, nats.errors.Error):
