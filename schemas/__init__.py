@@ -4,7 +4,7 @@ Importing this package registers every event type; decode any event with
 :func:`decode_event`.
 """
 
-from schemas import adapters, advisor, flags, jobs, system
+from schemas import adapter_settings, adapters, advisor, flags, jobs, providers, system, telemetry
 from schemas.envelope import (
     SCHEMA_VERSION,
     Event,
@@ -23,6 +23,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Event",
     "EventType",
+    "adapter_settings",
     "adapters",
     "advisor",
     "decode_event",
@@ -33,8 +34,10 @@ __all__ = [
     "flags",
     "jobs",
     "make_event",
+    "providers",
     "registry",
     "stream_subjects",
     "subject_of",
     "system",
+    "telemetry",
 ]

@@ -1,35 +1,36 @@
-"""The compute advisor's messages: its events and its request/reply types.
+"""The compute advisor's messages: its decision, cost preview, flags and queue depth.
 
 Events (stored, folded by the advisor into the context of each decision):
 
-    telemetry.sampled     TelemetrySample: GPUs (NVML) and host (psutil), one reading
-    provider.upserted     ProviderUpserted: a provider profile created or replaced
-    provider.removed      ProviderRemoved
     queue.depth.changed   QueueDepthChanged: jobs waiting for remote compute
 
-``job.advised`` (schemas/jobs.py) carries the decision; its ``inputs`` hold an
-:class:`AdvisedInputs` (as plain JSON), which is what a what-if replay re-runs.
+The advisor also folds ``telemetry.sampled`` (schemas/telemetry.py),
+``provider.upserted`` and ``provider.removed`` (schemas/providers.py) and
+``flags.changed`` (schemas/flags.py). ``job.advised`` (schemas/jobs.py) carries
+the decision; its ``inputs`` hold an :class:`AdvisedInputs` (as plain JSON),
+which is what a what-if replay re-runs.
 
 Request/reply endpoints (``nats.micro``, service ``gpuroute-advisor``) are the
-``*_SUBJECT`` constants below, each with its request and reply type. Request
-types are strict (an unknown field is an error, like an HTTP body); replies and
-event payloads are lenient so an older reader skips newer fields.
+``*_SUBJECT`` constants below, each with its request and reply type (the
+provider registry's are in schemas/providers.py). Request types are strict (an
+unknown field is an error, like an HTTP body); replies and event payloads are
+lenient so an older reader skips newer fields.
 
-Units: MiB for NVML memory, GB (10^9 bytes) for VRAM demand and offers, USD,
-minutes of wall-clock unless a name says otherwise.
+Units: GB (10^9 bytes) for VRAM demand and offers, USD, minutes of wall-clock
+unless a name says otherwise.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 import msgspec
 
 from schemas.envelope import event_type
 from schemas.jobs import JobKind, Target
+from schemas.providers import PriceSnapshot, RegistryStats
 from schemas.subjects import command
-
-MIB = 1 << 20
+from schemas.telemetry import GpuDevice, TelemetrySample
 
 # -- subjects ------------------------------------------------------------------
 
@@ -44,26 +45,6 @@ COSTS_SUBJECT = command(
 GPUS_SUBJECT = command(
     "gpuroute.advisor.gpus",
     "GpuListRequest -> GpuList: the latest telemetry sample the advisor folded.",
-)
-PROVIDERS_LIST_SUBJECT = command(
-    "gpuroute.providers.list",
-    "ProvidersQuery -> ProviderList.",
-)
-PROVIDERS_GET_SUBJECT = command(
-    "gpuroute.providers.get",
-    "ProviderRef -> ProviderProfile (404 when unknown).",
-)
-PROVIDERS_PUT_SUBJECT = command(
-    "gpuroute.providers.put",
-    "ProviderPut -> ProviderChanged; publishes provider.upserted (409 if create and it exists).",
-)
-PROVIDERS_DELETE_SUBJECT = command(
-    "gpuroute.providers.delete",
-    "ProviderRef -> ProviderChanged; publishes provider.removed (404 when unknown).",
-)
-PROVIDERS_STATS_SUBJECT = command(
-    "gpuroute.providers.stats",
-    "ProvidersQuery -> ProviderStats.",
 )
 FLAGS_GET_SUBJECT = command(
     "gpuroute.flags.get",
@@ -81,218 +62,6 @@ Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of request bodies: a typo is an error naming the field."""
-
-
-# -- telemetry -----------------------------------------------------------------
-
-
-class GpuDevice(msgspec.Struct, frozen=True, kw_only=True):
-    """One GPU as NVML reported it. ``None`` = NVML could not read that field
-    (the NVML error is in ``errors``), never 0."""
-
-    index: int
-    name: str | None = None
-    uuid: str | None = None
-    memory_total_mib: int | None = None
-    memory_used_mib: int | None = None
-    memory_free_mib: int | None = None
-    utilization_gpu_pct: int | None = None
-    utilization_memory_pct: int | None = None
-    temperature_c: int | None = None
-    power_draw_w: float | None = None
-    errors: dict[str, str] = {}
-
-    @property
-    def free_gb(self) -> float | None:
-        """Free VRAM in GB (10^9 bytes), the unit VRAM demand is estimated in."""
-        return None if self.memory_free_mib is None else self.memory_free_mib * MIB / 1e9
-
-    @property
-    def total_gb(self) -> float | None:
-        return None if self.memory_total_mib is None else self.memory_total_mib * MIB / 1e9
-
-
-class HostStats(msgspec.Struct, frozen=True, kw_only=True):
-    cpu_percent: float | None = None
-    cpu_count: int | None = None
-    ram_total_mib: int | None = None
-    ram_available_mib: int | None = None
-    errors: dict[str, str] = {}
-
-    @property
-    def ram_available_gb(self) -> float | None:
-        return None if self.ram_available_mib is None else self.ram_available_mib * MIB / 1e9
-
-
-class TelemetrySample(msgspec.Struct, frozen=True, kw_only=True):
-    """One telemetry reading: the payload of ``telemetry.sampled``.
-
-    ``sample_id`` equals the id of the event that carried it. ``reason`` is set
-    when GPUs could not be listed (no library, no driver, no GPU: a normal
-    state); ``source`` says what produced it (``nvml``, ``recorded``, ``none``).
-    """
-
-    sample_id: str
-    ts: float
-    gpus: tuple[GpuDevice, ...] = ()
-    host: HostStats = HostStats()
-    driver_version: str | None = None
-    reason: str | None = None
-    source: str = "nvml"
-
-
-# -- providers -----------------------------------------------------------------
-
-ProviderKind = Literal[
-    "runpod_pod", "runpod_serverless", "hf_endpoint", "replicate", "modal", "local_gpu"
-]
-PROVIDER_KINDS: tuple[str, ...] = get_args(ProviderKind)
-PriceUnit = Literal["hour", "second"]
-RESERVED_IDS = frozenset({"local", "cpu", "remote", "wait", "stats"})
-"""Target names (and the ``stats`` route): a provider cannot take one of these ids."""
-ProviderId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-
-
-class GpuOffer(msgspec.Struct, frozen=True, kw_only=True):
-    """One GPU type a provider rents. ``relative_speed``: 1.0 = the reference GPU."""
-
-    gpu: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
-    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=4096)]
-    price_usd: NonNeg
-    unit: PriceUnit = "hour"
-    relative_speed: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
-
-    @property
-    def hourly_usd(self) -> float:
-        return self.price_usd * 3600 if self.unit == "second" else self.price_usd
-
-
-class PriceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """When and where the prices were read. ``date`` is YYYY-MM-DD."""
-
-    date: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-    source: Annotated[str, msgspec.Meta(min_length=1)]
-    note: str = ""
-
-
-class HardwareProfile(msgspec.Struct, frozen=True, kw_only=True):
-    """How the provider runs a job.
-
-    ``throughput_factor`` scales every GPU's ``relative_speed`` (network, image
-    pull, runtime overhead); ``cold_start_s`` is added to each job and billed
-    when ``bills_cold_start``; billed time is rounded up to a multiple of
-    ``billing_increment_s`` (per-minute billing: 60; 0 = exact).
-    """
-
-    throughput_factor: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
-    cold_start_s: NonNeg = 0.0
-    bills_cold_start: bool = True
-    billing_increment_s: NonNeg = 0.0
-
-
-class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a job can run remotely; prices per GPU with their snapshot's date and source."""
-
-    id: ProviderId
-    kind: ProviderKind
-    gpus: Annotated[tuple[GpuOffer, ...], msgspec.Meta(min_length=1)]
-    price_snapshot: PriceSnapshot
-    name: str = ""
-    auth_fields: tuple[str, ...] = ()
-    base_url: str = ""
-    region: str = ""
-    hardware: HardwareProfile = HardwareProfile()
-    transfer_usd_per_gb: NonNeg = 0.0
-    enabled: bool = True
-    notes: str = ""
-
-    def __post_init__(self) -> None:
-        if self.id in RESERVED_IDS:
-            raise ValueError(f"`id` {self.id!r} is reserved; pick another id")
-
-
-class GpuOfferBody(GpuOffer, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class PriceSnapshotBody(PriceSnapshot, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class HardwareProfileBody(HardwareProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class ProviderProfileBody(ProviderProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A profile as a client or the seed file writes it: every level is strict."""
-
-    gpus: Annotated[tuple[GpuOfferBody, ...], msgspec.Meta(min_length=1)]
-    price_snapshot: PriceSnapshotBody
-    hardware: HardwareProfileBody = HardwareProfileBody()
-
-
-class ProviderUpserted(msgspec.Struct, frozen=True, kw_only=True):
-    """Create or replace a provider. ``origin``: ``seed`` (first start) or ``api``."""
-
-    profile: ProviderProfile
-    origin: str = "api"
-
-
-class ProviderRemoved(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    reason: str = ""
-
-
-class RegistryStats(msgspec.Struct, frozen=True, kw_only=True):
-    total: int
-    enabled: int
-    by_kind: dict[str, int]
-    version: int
-
-
-class ProvidersQuery(_Request, frozen=True):
-    pass
-
-
-class ProviderRef(_Request, frozen=True):
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-
-
-class ProviderPut(_Request, frozen=True):
-    """Upsert a profile; with ``create`` it must not exist yet."""
-
-    profile: ProviderProfileBody
-    create: bool = False
-
-
-class ProviderList(msgspec.Struct, frozen=True, kw_only=True):
-    version: int
-    providers: list[ProviderProfile]
-
-
-class ProviderChanged(msgspec.Struct, frozen=True, kw_only=True):
-    """Reply to a put or delete. ``applied``: the advisor folded the event back
-    from the store before replying (false: published, not yet stored)."""
-
-    id: str
-    event_id: str
-    version: int
-    applied: bool
-    profile: ProviderProfile | None = None
-
-
-class ProviderStats(msgspec.Struct, frozen=True, kw_only=True):
-    """``storage``: the event store holding the registry's events;
-    ``persisted``: the registry is rebuilt from stored events (the store answered)."""
-
-    total: int
-    enabled: int
-    by_kind: dict[str, int]
-    version: int
-    seeded: bool
-    storage: str | None
-    persisted: bool
-    position: int
 
 
 # -- remote queue --------------------------------------------------------------
@@ -614,15 +383,6 @@ class GpuList(msgspec.Struct, frozen=True, kw_only=True):
     raw: TelemetrySample | None = None
 
 
-TelemetrySampledEvent = event_type(
-    "telemetry.sampled", TelemetrySample, "A reading of the local GPUs (NVML) and host (psutil)."
-)
-ProviderUpsertedEvent = event_type(
-    "provider.upserted", ProviderUpserted, "A provider profile was created or replaced."
-)
-ProviderRemovedEvent = event_type(
-    "provider.removed", ProviderRemoved, "A provider was removed from the registry."
-)
 QueueDepthChangedEvent = event_type(
     "queue.depth.changed", QueueDepthChanged, "The number of jobs waiting in a queue changed."
 )

@@ -11,13 +11,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from schemas.adapters import (
-    SUBMIT,
+from schemas.adapter_settings import (
     AdaptersSettings,
     ModalSettings,
     ReplicateSettings,
     RunPodSettings,
 )
+from schemas.adapters import SUBMIT
 from schemas.flags import ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged
 from services.runtime.bus import Bus
 from services.runtime.errors import ServiceCallError

@@ -13,9 +13,10 @@ import msgspec
 import pytest
 
 from schemas import make_event
-from schemas.advisor import AdvisedInputs, ProviderUpserted, QueueDepthChanged
+from schemas.advisor import AdvisedInputs, QueueDepthChanged
 from schemas.flags import FlagsChanged
 from schemas.jobs import JobSpec, JobSubmitted
+from schemas.providers import ProviderUpserted
 from services.advisor.registry import parse_profile
 from tests.advisor.service_support import (
     NO_GPU,

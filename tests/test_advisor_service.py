@@ -14,7 +14,8 @@ from schemas.jobs import JobAdvised, JobSpec, JobSubmitted
 from schemas.subjects import STORE_STATS, STREAM
 from schemas.system import StoreStats
 from services.advisor.config import DEFAULT_CONFIG, config_digest
-from services.advisor.service import CONSUMER, advised_id, seed_id
+from services.advisor.jobs import CONSUMER, advised_id
+from services.advisor.service import seed_id
 from services.runtime.bus import Bus
 from tests.advisor.service_support import (
     NO_GPU,

@@ -3,17 +3,13 @@
 One job contract (``contract.py``), live HTTP clients per provider, a dry-run stand-in
 (``dryrun.py``), a seeded simulation (``sim.py``), secrets (``secrets.py``), the
 registry that decides, per provider, live or dry-run and says why (``registry.py``), and
-the service that serves them over NATS (``service.py``). The types that cross NATS and
-the ``[adapters]`` config section live in ``schemas/adapters.py``.
+the service that serves them over NATS (``service.py``). The types that cross NATS
+live in ``schemas/adapters.py``, the ``[adapters]`` config section in
+``schemas/adapter_settings.py``.
 """
 
-from schemas.adapters import (
-    AdaptersSettings,
-    ProviderDescription,
-    ProviderProfile,
-    RetryPolicy,
-    SimTranscript,
-)
+from schemas.adapter_settings import AdaptersSettings, RetryPolicy
+from schemas.adapters import ProviderDescription, ProviderProfile, SimTranscript
 
 from .contract import (
     PROVIDERS,

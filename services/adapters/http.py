@@ -32,7 +32,7 @@ from typing import Final, TypeVar
 import aiohttp
 import msgspec
 
-from schemas.adapters import RetryPolicy
+from schemas.adapter_settings import RetryPolicy
 
 from .errors import (
     AuthError,

@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.adapters import HuggingFaceSettings
+from schemas.adapter_settings import HuggingFaceSettings
 
 from .contract import (
     TERMINAL_STATUSES,

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.adapters import ModalSettings
+from schemas.adapter_settings import ModalSettings
 
 from .contract import (
     AdapterBase,

@@ -20,12 +20,8 @@ import dataclasses
 from types import TracebackType
 from typing import Final
 
-from schemas.adapters import (
-    PROVIDERS,
-    AdaptersSettings,
-    DryRunReason,
-    ProviderDescription,
-)
+from schemas.adapter_settings import AdaptersSettings
+from schemas.adapters import PROVIDERS, DryRunReason, ProviderDescription
 
 from .contract import ProviderAdapter
 from .dryrun import DryRunAdapter

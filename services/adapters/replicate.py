@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.adapters import ReplicateSettings
+from schemas.adapter_settings import ReplicateSettings
 
 from .contract import (
     AdapterBase,

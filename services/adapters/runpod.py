@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.adapters import RunPodSettings
+from schemas.adapter_settings import RunPodSettings
 
 from .contract import (
     AdapterBase,

@@ -1,8 +1,11 @@
 """The compute advisor: where a job runs, why, and what it costs.
 
-The service (its messages are in ``schemas/advisor.py``; docs/advisor.md):
+The service (its messages are in ``schemas/advisor.py``, ``schemas/providers.py`` and
+``schemas/telemetry.py``; docs/advisor.md):
 
-    service.py    AdvisorService: state from the store, endpoints, job.submitted -> job.advised
+    service.py    AdvisorService: its lifecycle, state from the store, seeding, telemetry
+    endpoints.py  the request/reply handlers (mixed into AdvisorService)
+    jobs.py       JobConsumer: job.submitted -> job.advised
     replay.py     ``gpuroute replay --what-if``: rebuild recorded decisions from the log
     projection.py the provider registry as a replayable projection
 

@@ -18,7 +18,8 @@ from typing import Annotated
 
 import msgspec
 
-from schemas.advisor import AdvisorJobSpec, Decision, TelemetrySample
+from schemas.advisor import AdvisorJobSpec, Decision
+from schemas.telemetry import TelemetrySample
 from services.advisor.registry import RegistryState
 
 

@@ -28,17 +28,9 @@ from typing import Literal, NamedTuple
 
 import msgspec
 
-from schemas.advisor import (
-    CostBreakdown,
-    CostEstimate,
-    CostPreview,
-    CostRequest,
-    GpuOffer,
-    JobDerived,
-    ProviderProfile,
-    RegistryStats,
-)
+from schemas.advisor import CostBreakdown, CostEstimate, CostPreview, CostRequest, JobDerived
 from schemas.flags import ENABLE_COMPUTE
+from schemas.providers import GpuOffer, ProviderProfile, RegistryStats
 from services.advisor.config import AdvisorConfig
 from services.advisor.errors import CostRequestError, ProviderNotFound
 from services.advisor.registry import RegistryState, stats, with_price_overrides

@@ -5,7 +5,7 @@ payloads into a :class:`RegistryState`; no clock, no I/O, so rebuilding from the
 same log gives the same state, byte for byte. ``version`` counts the events that
 changed the state; a decision records it.
 
-The profile and event types live in ``schemas/advisor.py``. Profiles travel
+The profile and event types live in ``schemas/providers.py``. Profiles travel
 in events as lenient Structs; HTTP bodies and the seed file decode through the
 strict ``*Body`` twins (an unknown field is an error).
 Validation is msgspec's: an unknown kind, a negative price or a missing id
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from schemas.advisor import (
+from schemas.providers import (
     PROVIDER_KINDS,
     GpuOffer,
     ProviderProfile,

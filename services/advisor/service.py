@@ -7,65 +7,43 @@ Only once that history is folded does it answer, seed the registry (first
 start only: deterministic event ids, so replicas starting together and
 restarts publish nothing twice) and take ``job.submitted`` events.
 
-``job.submitted`` arrives through a durable JetStream push consumer with a
-deliver group, so N replicas share the work. For each job the advisor
-publishes ``job.advised`` (event id derived from the submitted id, so a
-redelivered job is dropped by JetStream and by the store) with the decision
-and its inputs, and acks only after JetStream stored it.
-
-Commands (provider put/delete, flags set) validate, publish their event and
-wait until the event came back folded from the store, so the reply and any
-later read see the change. Telemetry is sampled in a worker thread every
-``[advisor] telemetry_interval_s`` and published as ``telemetry.sampled``.
-Endpoints, subjects and types: ``schemas/advisor.py``.
+The request/reply handlers are in ``endpoints.py`` (mixed into the service);
+commands among them publish through :meth:`AdvisorService._publish_and_wait`,
+which waits until the event came back folded from the store. ``jobs.py``
+consumes ``job.submitted`` and publishes ``job.advised`` with what
+:meth:`AdvisorService._decide` returns: the decision and its inputs. Telemetry
+is sampled in a worker thread every ``[advisor] telemetry_interval_s`` and
+published as ``telemetry.sampled``. Subjects and types: ``schemas/advisor.py``,
+``schemas/providers.py``, ``schemas/telemetry.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import msgspec
-import nats.errors
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from schemas import Event, decode_event, make_event
-from schemas import advisor as api
-from schemas.flags import DEFAULTS, DESCRIPTIONS, FlagsChanged
+from schemas.advisor import AdvisedInputs, AdvisorJobSpec
 from schemas.jobs import JobAdvised
-from schemas.subjects import STORE_READ, STORE_STATS, STREAM
-from schemas.system import StoreReadRequest, StoreStats
+from schemas.subjects import STORE_READ
+from schemas.system import StoreReadRequest
 from services.advisor.config import config_digest, load_config
-from services.advisor.errors import CostRequestError, ProviderNotFound
-from services.advisor.pricing import preview_costs
-from services.advisor.registry import load_seed, seed_payloads, stats
+from services.advisor.endpoints import AdvisorEndpoints
+from services.advisor.jobs import JobConsumer
+from services.advisor.registry import load_seed, seed_payloads
 from services.advisor.rules import decide
-from services.advisor.state import FOLLOWED, AdvisorState, all_flags, apply, context, gpu_list
+from services.advisor.state import FOLLOWED, AdvisorState, all_flags, apply, context
 from services.advisor.telemetry import NvmlTelemetry, TelemetrySource
 from services.runtime.bus import Bus
 from services.runtime.config import Config
-from services.runtime.endpoints import EndpointError, endpoint
+from services.runtime.endpoints import endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.follow import FollowError, follow, literal_prefix
 from services.runtime.service import Service
 
-CONSUMER = "advisor"
-"""Durable name and deliver group of the job.submitted consumer."""
-BATCH = 256
-MAX_ACK_PENDING = 4096
 COMMAND_WAIT_S = 5.0
-READY_WAIT_S = 5.0
-REPLY_CACHE_SIZE = 4096
-
-
-def advised_id(submitted_id: str) -> str:
-    """The id of the ``job.advised`` answering a ``job.submitted``: same input, same id."""
-    return f"{submitted_id}:advised"
 
 
 def seed_id(provider_id: str) -> str:
@@ -81,27 +59,10 @@ class _Page(msgspec.Struct):
     events: list[_Stored]
 
 
-class _SubmittedData(msgspec.Struct):
-    spec: msgspec.Raw
-
-
-class _Submitted(msgspec.Struct):
-    """A job.submitted envelope, its spec kept raw: it is decoded as the advisor's
-    spec (fields schemas.jobs.JobSpec does not know, like ``tokens``, survive)."""
-
-    id: str
-    key: str
-    data: _SubmittedData
-    correlation_id: str | None = None
-
-
 _stored_decoder = msgspec.json.Decoder(_Stored)
-_submitted_decoder = msgspec.json.Decoder(_Submitted)
-_spec_decoder = msgspec.json.Decoder(api.AdvisorJobSpec)
-_encoder = msgspec.json.Encoder()
 
 
-class AdvisorService(Service):
+class AdvisorService(AdvisorEndpoints, Service):
     name = "advisor"
     description = "Decides where each job runs; provider registry, cost preview, flags."
 
@@ -122,10 +83,8 @@ class AdvisorService(Service):
         """Set once the history is folded and the registry seeded: endpoints answer."""
         self._history_done = False
         self._applied: dict[str, asyncio.Future[None]] = {}
-        self._inbox: list[Msg] = []
-        self._inbox_event = asyncio.Event()
-        self._jobs: JetStreamContext.PushSubscription | None = None
-        self._replies: dict[api.AdvisorJobSpec, bytes] = {}
+        self.jobs = JobConsumer(bus, self._decide, source=self.name, log=self.log)
+        self._replies: dict[AdvisorJobSpec, bytes] = {}
         """Encoded advise replies for the current state (cleared by every fold)."""
 
     # -- lifecycle -------------------------------------------------------------
@@ -148,27 +107,11 @@ class AdvisorService(Service):
             )
 
     async def teardown(self) -> None:
-        if self._jobs is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._jobs.unsubscribe()
+        await self.jobs.stop()
         for future in self._applied.values():
             future.cancel()
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.close)
-
-    def _endpoints(self) -> list[tuple[str, str, type[Any], Callable[[Any], Awaitable[Any]]]]:
-        return [
-            ("advise", api.ADVISE_SUBJECT, api.AdvisorJobSpecBody, self.advise),
-            ("costs", api.COSTS_SUBJECT, api.CostRequest, self.costs),
-            ("gpus", api.GPUS_SUBJECT, api.GpuListRequest, self.gpus),
-            ("providers-list", api.PROVIDERS_LIST_SUBJECT, api.ProvidersQuery, self.providers),
-            ("providers-get", api.PROVIDERS_GET_SUBJECT, api.ProviderRef, self.provider),
-            ("providers-put", api.PROVIDERS_PUT_SUBJECT, api.ProviderPut, self.put_provider),
-            ("providers-delete", api.PROVIDERS_DELETE_SUBJECT, api.ProviderRef, self.remove),
-            ("providers-stats", api.PROVIDERS_STATS_SUBJECT, api.ProvidersQuery, self.stats),
-            ("flags-get", api.FLAGS_GET_SUBJECT, api.FlagsQuery, self.flags),
-            ("flags-set", api.FLAGS_SET_SUBJECT, api.FlagsUpdate, self.set_flags),
-        ]
 
     # -- state: history from the store, then live --------------------------------
 
@@ -232,17 +175,7 @@ class AdvisorService(Service):
     async def _go_live(self) -> None:
         await self._seed()
         self.ready.set()
-        await self._consume()
-
-    async def _wait_ready(self) -> None:
-        if self.ready.is_set():
-            return
-        try:
-            await asyncio.wait_for(self.ready.wait(), READY_WAIT_S)
-        except TimeoutError:
-            raise EndpointError(
-                503, "the advisor is still rebuilding its state (is the store running?)"
-            ) from None
+        await self.jobs.run()
 
     async def _publish_and_wait(self, data: msgspec.Struct, key: str) -> tuple[str, bool]:
         """Publish one event; wait until it is folded back. Returns (event id, applied)."""
@@ -304,84 +237,13 @@ class AdvisorService(Service):
                 self.log.warning("telemetry not published", extra={"fields": {"error": str(e)}})
             await asyncio.sleep(self.settings.telemetry_interval_s)
 
-    # -- job.submitted -> job.advised ----------------------------------------------
+    # -- job.submitted -> job.advised: the decision with its inputs ----------------
 
-    async def _consume(self) -> None:
-        config = ConsumerConfig(
-            durable_name=CONSUMER,
-            deliver_group=CONSUMER,
-            filter_subject="job.submitted",
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30,
-            max_ack_pending=MAX_ACK_PENDING,
-        )
-        self._jobs = await self.bus.js.subscribe(
-            "job.submitted",
-            queue=CONSUMER,
-            durable=CONSUMER,
-            stream=STREAM,
-            config=config,
-            cb=self._on_job,
-            manual_ack=True,
-        )
-        while True:
-            await self._inbox_event.wait()
-            self._inbox_event.clear()
-            while self._inbox:
-                batch, self._inbox = self._inbox[:BATCH], self._inbox[BATCH:]
-                await self._advise_batch(batch)
-
-    async def _on_job(self, msg: Msg) -> None:
-        self._inbox.append(msg)
-        self._inbox_event.set()
-
-    async def _advise_batch(self, msgs: list[Msg]) -> None:
-        """Decide each job with the same state; publish every job.advised, then ack."""
-        events: list[Event] = []
-        done: list[Msg] = []
-        for msg in msgs:
-            try:
-                events.append(self._advised(_submitted_decoder.decode(msg.data)))
-                done.append(msg)
-            except (msgspec.ValidationError, msgspec.DecodeError) as e:
-                # not a job.submitted envelope at all: the store dead-letters it
-                self.log.warning("malformed job.submitted", extra={"fields": {"error": str(e)}})
-                await msg.term()
-        try:
-            await self.bus.publish_many(events)
-        except GpurouteError as e:
-            self.log.error("job.advised not published", extra={"fields": {"error": str(e)}})
-            for msg in done:
-                await msg.nak(delay=1)
-            return
-        for msg in done:
-            await msg.ack()
-
-    def _advised(self, submitted: _Submitted) -> Event:
-        """The job.advised event for one job: a decision with its inputs, or a
-        rejection (target ``rejected``) naming the field the advisor cannot accept."""
-        try:
-            spec = _spec_decoder.decode(submitted.data.spec)
-        except msgspec.ValidationError as e:
-            data = JobAdvised(target="rejected", rule="invalid_spec", reason=f"job spec: {e}")
-        else:
-            data = self._decide(spec)
-        return make_event(
-            data,
-            id=advised_id(submitted.id),
-            key=submitted.key,
-            ts=self.clock.now(),
-            source=self.name,
-            correlation_id=submitted.correlation_id or submitted.id,
-            causation_id=submitted.id,
-        )
-
-    def _decide(self, spec: api.AdvisorJobSpec) -> JobAdvised:
+    def _decide(self, spec: AdvisorJobSpec) -> JobAdvised:
         state = self.state
         ctx = context(state)
         decision = msgspec.structs.replace(decide(spec, ctx, self.rules), details=None)
-        inputs = api.AdvisedInputs(
+        inputs = AdvisedInputs(
             spec=spec,
             telemetry_sample_id=ctx.telemetry.sample_id,
             flags=all_flags(state),
@@ -398,115 +260,4 @@ class AdvisorService(Service):
             provider=decision.provider_id,
             estimate_usd=decision.estimate_usd,
             inputs=msgspec.to_builtins(inputs),
-        )
-
-    # -- endpoints -------------------------------------------------------------------
-
-    async def advise(self, spec: api.AdvisorJobSpecBody) -> bytes:
-        """The encoded Decision. A decision is a pure function of the spec and the
-        state, so replies are kept per spec until the next fold changes the state."""
-        await self._wait_ready()
-        reply = self._replies.get(spec)
-        if reply is None:
-            if len(self._replies) >= REPLY_CACHE_SIZE:
-                self._replies.clear()
-            reply = _encoder.encode(decide(spec, context(self.state), self.rules))
-            self._replies[spec] = reply
-        return reply
-
-    async def costs(self, request: api.CostRequest) -> api.CostPreview:
-        await self._wait_ready()
-        try:
-            return preview_costs(request, self.state.registry, self.state.flags, self.rules)
-        except ProviderNotFound as e:
-            raise EndpointError(404, str(e)) from e
-        except CostRequestError as e:
-            raise EndpointError(400, str(e)) from e
-
-    async def gpus(self, request: api.GpuListRequest) -> api.GpuList:
-        await self._wait_ready()
-        return gpu_list(self.state, request.debug)
-
-    async def providers(self, _: api.ProvidersQuery) -> api.ProviderList:
-        await self._wait_ready()
-        reg = self.state.registry
-        return api.ProviderList(version=reg.version, providers=list(reg.providers.values()))
-
-    async def provider(self, ref: api.ProviderRef) -> api.ProviderProfile:
-        await self._wait_ready()
-        profile: api.ProviderProfile | None = self.state.registry.providers.get(ref.id)
-        if profile is None:
-            raise EndpointError(404, str(ProviderNotFound(ref.id)))
-        return profile
-
-    async def put_provider(self, put: api.ProviderPut) -> api.ProviderChanged:
-        await self._wait_ready()
-        profile = msgspec.convert(msgspec.to_builtins(put.profile), api.ProviderProfile)
-        if put.create and profile.id in self.state.registry.providers:
-            raise EndpointError(409, f"provider {profile.id!r} exists; PUT it to replace it")
-        eid, applied = await self._publish_and_wait(
-            api.ProviderUpserted(profile=profile, origin="api"), key=profile.id
-        )
-        return api.ProviderChanged(
-            id=profile.id,
-            event_id=eid,
-            version=self.state.registry.version,
-            applied=applied,
-            profile=profile,
-        )
-
-    async def remove(self, ref: api.ProviderRef) -> api.ProviderChanged:
-        await self._wait_ready()
-        if ref.id not in self.state.registry.providers:
-            raise EndpointError(404, str(ProviderNotFound(ref.id)))
-        eid, applied = await self._publish_and_wait(api.ProviderRemoved(id=ref.id), key=ref.id)
-        return api.ProviderChanged(
-            id=ref.id, event_id=eid, version=self.state.registry.version, applied=applied
-        )
-
-    async def stats(self, _: api.ProvidersQuery) -> api.ProviderStats:
-        await self._wait_ready()
-        try:
-            store = await self.bus.call(STORE_STATS, {}, StoreStats, timeout=2.0)
-            storage: str | None = store.path
-        except GpurouteError:
-            storage = None
-        reg = self.state.registry
-        s = stats(reg)
-        return api.ProviderStats(
-            total=s.total,
-            enabled=s.enabled,
-            by_kind=s.by_kind,
-            version=s.version,
-            seeded=reg.seeded,
-            storage=storage,
-            persisted=storage is not None,
-            position=self.position,
-        )
-
-    async def flags(self, _: api.FlagsQuery) -> api.FlagsView:
-        await self._wait_ready()
-        return self._flags_view()
-
-    async def set_flags(self, update: api.FlagsUpdate) -> api.FlagsView:
-        await self._wait_ready()
-        unknown = sorted(set(update.flags) - set(DEFAULTS))
-        if unknown:
-            known = ", ".join(sorted(DEFAULTS))
-            raise EndpointError(400, f"unknown flag `{unknown[0]}` (known: {known}) - at `$.flags`")
-        if not update.flags:
-            raise EndpointError(400, "no flag to change - at `$.flags`")
-        eid, applied = await self._publish_and_wait(FlagsChanged(flags=update.flags), key="flags")
-        return self._flags_view(changed=sorted(update.flags), event_id=eid, applied=applied)
-
-    def _flags_view(
-        self, changed: list[str] | None = None, event_id: str | None = None, applied: bool = True
-    ) -> api.FlagsView:
-        return api.FlagsView(
-            flags=all_flags(self.state),
-            defaults=dict(sorted(DEFAULTS.items())),
-            descriptions=dict(sorted(DESCRIPTIONS.items())),
-            changed=changed or [],
-            event_id=event_id,
-            applied=applied,
         )

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.advisor import (
-    GpuList,
-    ProviderRemoved,
-    ProviderUpserted,
-    QueueDepthChanged,
-    TelemetrySample,
-)
+from schemas.advisor import GpuList, QueueDepthChanged
 from schemas.flags import DEFAULTS, FlagsChanged, apply_flags
+from schemas.providers import ProviderRemoved, ProviderUpserted
+from schemas.telemetry import TelemetrySample
 from services.advisor import registry
 from services.advisor.decision import DecisionContext
 from services.advisor.pricing import remote_enabled

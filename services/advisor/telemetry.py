@@ -6,7 +6,7 @@ fakes; :class:`RecordedTelemetry` replays recorded samples. Both implement
 :class:`TelemetrySource`. The sample id and timestamp are passed in, never read
 here, so a caller with an injected clock gets reproducible samples.
 
-The sample types live in ``schemas/advisor.py`` (a sample is the payload of
+The sample types live in ``schemas/telemetry.py`` (a sample is the payload of
 ``telemetry.sampled``). No NVML library, no driver, no GPU: a normal state.
 The sample then has zero GPUs and ``reason`` says why. A field NVML cannot
 read for one GPU (e.g. power on a card without a sensor) is ``None``
@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from schemas.advisor import MIB, GpuDevice, HostStats, TelemetrySample
+from schemas.telemetry import MIB, GpuDevice, HostStats, TelemetrySample
 
 T = TypeVar("T")
 

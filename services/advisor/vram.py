@@ -13,13 +13,8 @@ the CPU multiplies by ``speed.cpu_slowdown.<kind>``, a provider GPU divides by
 
 from __future__ import annotations
 
-from schemas.advisor import (
-    AdvisorJobSpec,
-    GpuOffer,
-    JobDerived,
-    ProviderProfile,
-    VramSource,
-)
+from schemas.advisor import AdvisorJobSpec, JobDerived, VramSource
+from schemas.providers import GpuOffer, ProviderProfile
 from services.advisor.config import AdvisorConfig
 from services.advisor.jobspec import Shape, shape
 

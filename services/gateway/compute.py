@@ -1,12 +1,13 @@
 """Gateway routes of the compute advisor: GPUs, providers, advice, costs, flags.
 
 Every route validates its query or body with the strict request types of
-``schemas/advisor.py`` (a bad body is a 400 whose message is msgspec's, with
-the JSON path of the bad field), then asks the advisor over NATS
-request/reply and relays its JSON reply as ``{"ok": true, ...}``. Errors the
-advisor answers (400, 404 unknown provider, 409, 503 still loading) keep their
-code through ``errors.json_errors``. Bodies are read as JSON whatever their
-Content-Type, so ``curl -d '{...}'`` works; an empty body means defaults.
+``schemas/advisor.py`` and ``schemas/providers.py`` (a bad body is a 400 whose
+message is msgspec's, with the JSON path of the bad field), then asks the
+advisor over NATS request/reply and relays its JSON reply as
+``{"ok": true, ...}``. Errors the advisor answers (400, 404 unknown provider,
+409, 503 still loading) keep their code through ``errors.json_errors``. Bodies
+are read as JSON whatever their Content-Type, so ``curl -d '{...}'`` works; an
+empty body means defaults.
 
 Routes:
   GET    /api/gpu/list?debug=1          devices, flags, the raw sample with debug
@@ -29,7 +30,29 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from schemas import advisor as api
+from schemas.advisor import (
+    ADVISE_SUBJECT,
+    COSTS_SUBJECT,
+    FLAGS_GET_SUBJECT,
+    FLAGS_SET_SUBJECT,
+    GPUS_SUBJECT,
+    AdvisorJobSpecBody,
+    CostRequest,
+    FlagsQuery,
+    FlagsUpdate,
+    GpuListRequest,
+)
+from schemas.providers import (
+    PROVIDERS_DELETE_SUBJECT,
+    PROVIDERS_GET_SUBJECT,
+    PROVIDERS_LIST_SUBJECT,
+    PROVIDERS_PUT_SUBJECT,
+    PROVIDERS_STATS_SUBJECT,
+    ProviderProfileBody,
+    ProviderPut,
+    ProviderRef,
+    ProvidersQuery,
+)
 from services.gateway.errors import BadRequest
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
@@ -76,33 +99,31 @@ class ComputeRoutes:
         return web.Response(body=ok_body(raw), status=status, content_type="application/json")
 
     async def gpu_list(self, request: web.Request) -> web.Response:
-        query = self.parse_query(request, api.GpuListRequest)
-        return await self._relay(api.GPUS_SUBJECT, query)
+        query = self.parse_query(request, GpuListRequest)
+        return await self._relay(GPUS_SUBJECT, query)
 
     async def advise(self, request: web.Request) -> web.Response:
-        spec = decode_body(await request.read(), api.AdvisorJobSpecBody)
-        return await self._relay(api.ADVISE_SUBJECT, spec)
+        spec = decode_body(await request.read(), AdvisorJobSpecBody)
+        return await self._relay(ADVISE_SUBJECT, spec)
 
     async def costs(self, request: web.Request) -> web.Response:
-        body = decode_body(await request.read(), api.CostRequest)
-        return await self._relay(api.COSTS_SUBJECT, body)
+        body = decode_body(await request.read(), CostRequest)
+        return await self._relay(COSTS_SUBJECT, body)
 
     async def list_providers(self, request: web.Request) -> web.Response:
-        return await self._relay(api.PROVIDERS_LIST_SUBJECT, api.ProvidersQuery())
+        return await self._relay(PROVIDERS_LIST_SUBJECT, ProvidersQuery())
 
     async def provider_stats(self, request: web.Request) -> web.Response:
-        return await self._relay(api.PROVIDERS_STATS_SUBJECT, api.ProvidersQuery())
+        return await self._relay(PROVIDERS_STATS_SUBJECT, ProvidersQuery())
 
     async def create_provider(self, request: web.Request) -> web.Response:
-        profile = decode_body(await request.read(), api.ProviderProfileBody)
-        put = api.ProviderPut(profile=profile, create=True)
-        return await self._relay(
-            api.PROVIDERS_PUT_SUBJECT, put, status=201, timeout=COMMAND_TIMEOUT_S
-        )
+        profile = decode_body(await request.read(), ProviderProfileBody)
+        put = ProviderPut(profile=profile, create=True)
+        return await self._relay(PROVIDERS_PUT_SUBJECT, put, status=201, timeout=COMMAND_TIMEOUT_S)
 
     async def get_provider(self, request: web.Request) -> web.Response:
-        ref = api.ProviderRef(id=request.match_info["id"])
-        return await self._relay(api.PROVIDERS_GET_SUBJECT, ref)
+        ref = ProviderRef(id=request.match_info["id"])
+        return await self._relay(PROVIDERS_GET_SUBJECT, ref)
 
     async def put_provider(self, request: web.Request) -> web.Response:
         path_id = request.match_info["id"]
@@ -110,24 +131,24 @@ class ComputeRoutes:
         doc = msgspec.json.decode(raw) if raw.strip() else {}
         if isinstance(doc, dict):
             doc.setdefault("id", path_id)
-        profile = msgspec.convert(doc, api.ProviderProfileBody)
+        profile = msgspec.convert(doc, ProviderProfileBody)
         if profile.id != path_id:
             raise BadRequest(
                 f"invalid body: `id` {profile.id!r} differs from the path's {path_id!r} - at `$.id`"
             )
-        put = api.ProviderPut(profile=profile)
-        return await self._relay(api.PROVIDERS_PUT_SUBJECT, put, timeout=COMMAND_TIMEOUT_S)
+        put = ProviderPut(profile=profile)
+        return await self._relay(PROVIDERS_PUT_SUBJECT, put, timeout=COMMAND_TIMEOUT_S)
 
     async def delete_provider(self, request: web.Request) -> web.Response:
-        ref = api.ProviderRef(id=request.match_info["id"])
-        return await self._relay(api.PROVIDERS_DELETE_SUBJECT, ref, timeout=COMMAND_TIMEOUT_S)
+        ref = ProviderRef(id=request.match_info["id"])
+        return await self._relay(PROVIDERS_DELETE_SUBJECT, ref, timeout=COMMAND_TIMEOUT_S)
 
     async def get_flags(self, request: web.Request) -> web.Response:
-        return await self._relay(api.FLAGS_GET_SUBJECT, api.FlagsQuery())
+        return await self._relay(FLAGS_GET_SUBJECT, FlagsQuery())
 
     async def put_flags(self, request: web.Request) -> web.Response:
-        update = decode_body(await request.read(), api.FlagsUpdate)
-        return await self._relay(api.FLAGS_SET_SUBJECT, update, timeout=COMMAND_TIMEOUT_S)
+        update = decode_body(await request.read(), FlagsUpdate)
+        return await self._relay(FLAGS_SET_SUBJECT, update, timeout=COMMAND_TIMEOUT_S)
 
 
 def add_routes(app: web.Application) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from schemas.adapters import AdaptersSettings
+from schemas.adapter_settings import AdaptersSettings
 from services.runtime.errors import ConfigError
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -55,7 +55,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
     advisor: AdvisorSection = msgspec.field(default_factory=AdvisorSection)
     adapters: AdaptersSettings = msgspec.field(default_factory=AdaptersSettings)
-    """[adapters]: secrets file and provider settings (schemas/adapters.py, docs/adapters.md)."""
+    """[adapters]: secrets file and provider settings (schemas/adapter_settings.py,
+    docs/adapters.md)."""
 
     @property
     def data_path(self) -> Path:

@@ -13,7 +13,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from schemas.adapters import (
+from schemas.adapter_settings import (
     AdaptersSettings,
     HuggingFaceSettings,
     ModalSettings,

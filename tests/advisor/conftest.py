@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.advisor import GpuDevice
+from schemas.telemetry import GpuDevice
 from services.advisor.config import DEFAULT_CONFIG, AdvisorConfig
 from services.advisor.decision import DecisionContext
 from services.advisor.registry import RegistryState, fold, load_seed, seed_payloads

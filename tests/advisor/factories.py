@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from schemas.advisor import GpuDevice, HostStats, TelemetrySample
+from schemas.telemetry import GpuDevice, HostStats, TelemetrySample
 from services.advisor.decision import DecisionContext
 
 GIB = 1024  # MiB

@@ -14,7 +14,7 @@ import aiohttp
 import msgspec
 
 from schemas import Event, decode_event
-from schemas.advisor import TelemetrySample
+from schemas.telemetry import TelemetrySample
 from services.advisor.service import AdvisorService
 from services.advisor.telemetry import RecordedTelemetry
 from services.gateway.service import GatewayService

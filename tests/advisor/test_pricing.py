@@ -3,9 +3,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.advisor import (
-    AdvisorJobSpec,
-    CostRequest,
+from schemas.advisor import AdvisorJobSpec, CostRequest
+from schemas.providers import (
     GpuOffer,
     HardwareProfile,
     PriceSnapshot,

@@ -6,7 +6,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from schemas.advisor import (
+from schemas.providers import (
     PROVIDER_KINDS,
     GpuOffer,
     PriceSnapshot,

@@ -3,8 +3,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.advisor import AdvisorJobSpec, ProviderRemoved, QueueDepthChanged
+from schemas.advisor import AdvisorJobSpec, QueueDepthChanged
 from schemas.flags import DEFAULTS, FlagsChanged
+from schemas.providers import ProviderRemoved
 from services.advisor.config import AdvisorConfig
 from services.advisor.registry import load_seed, seed_payloads
 from services.advisor.rules import decide

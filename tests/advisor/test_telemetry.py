@@ -11,7 +11,7 @@ import pynvml
 import pytest
 
 from schemas import decode_event, encode_event, make_event
-from schemas.advisor import MIB, GpuDevice, TelemetrySample
+from schemas.telemetry import MIB, GpuDevice, TelemetrySample
 from services.advisor.telemetry import (
     NvmlTelemetry,
     RecordedTelemetry,

@@ -2,13 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.advisor import (
-    AdvisorJobSpec,
-    GpuOffer,
-    HardwareProfile,
-    PriceSnapshot,
-    ProviderProfile,
-)
+from schemas.advisor import AdvisorJobSpec
+from schemas.providers import GpuOffer, HardwareProfile, PriceSnapshot, ProviderProfile
 from services.advisor.config import AdvisorConfig, parse_config
 from services.advisor.vram import derive, remote_run_minutes
 

@@ -1,0 +1,126 @@
+"""The ``[adapters]`` config section: secrets file, per-provider settings, retry policy.
+
+:class:`AdaptersSettings` is the section as ``services/runtime/config.py`` loads it
+from the config file. Every table is strict (a typo is an error naming the file and
+the key) and every field has a working default. No type here ever holds a secret
+value: secrets come from environment variables or the secrets file it names.
+Units: seconds (``*_s``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated
+
+import msgspec
+
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of the config tables: immutable, keyword-only, typos rejected."""
+
+
+class RetryPolicy(_Settings, frozen=True):
+    """How often and how long to retry. ``max_attempts`` counts the first try."""
+
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 4
+    base_delay_s: NonNegative = 0.5
+    max_delay_s: NonNegative = 20.0
+    max_retry_after_s: NonNegative = 60.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait after failed try number ``attempt`` (1-based): exponential,
+        half of it fixed and half drawn from ``rng`` (so clients spread out)."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
+        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
+class RunPodSettings(_Settings, frozen=True):
+    endpoint_id: str = ""
+    base_url: str = "https://api.runpod.ai/v2"
+    timeout_s: Seconds = 30.0
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        """Dotted names of settings that must be set before going live."""
+        return [] if self.endpoint_id else ["runpod.endpoint_id"]
+
+    def target(self) -> str | None:
+        return self.endpoint_id or None
+
+
+class HuggingFaceSettings(_Settings, frozen=True):
+    namespace: str = ""
+    name: str = ""
+    endpoint_url: str = ""  # overrides the URL the management API reports
+    inference_path: str = ""
+    management_url: str = "https://api.endpoints.huggingface.cloud/v2"
+    scale_up_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 0  # > 0: send X-Scale-Up-Timeout
+    scale_up_max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 30
+    timeout_s: Seconds = 30.0
+    inference_timeout_s: Seconds = 300.0
+    max_jobs_kept: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        return [f"huggingface.{key}" for key in ("namespace", "name") if not getattr(self, key)]
+
+    def target(self) -> str | None:
+        return f"{self.namespace}/{self.name}" if self.namespace and self.name else None
+
+
+class ReplicateSettings(_Settings, frozen=True):
+    """Exactly one of ``model`` (``owner/name``), ``version`` (a version id) or
+    ``deployment`` (``owner/name``) is the default target; a job's ``target`` may
+    override it with ``owner/name`` or ``owner/name:version``."""
+
+    model: str = ""
+    version: str = ""
+    deployment: str = ""
+    base_url: str = "https://api.replicate.com"
+    timeout_s: Seconds = 30.0
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        chosen = [name for name in ("model", "version", "deployment") if getattr(self, name)]
+        if not chosen:
+            return ["replicate.model (or replicate.version or replicate.deployment)"]
+        if len(chosen) > 1:
+            return [f"only one of replicate.{', replicate.'.join(chosen)}"]
+        return []
+
+    def target(self) -> str | None:
+        return self.deployment or self.model or self.version or None
+
+
+class ModalSettings(_Settings, frozen=True):
+    base_url: str = ""  # e.g. https://<workspace>--<app>-<label>.modal.run
+    submit_path: str = "/submit"
+    result_path: str = "/result"
+    cancel_path: str = "/cancel"
+    health_path: str = "/health"
+    timeout_s: Seconds = 30.0
+    dry_run: bool = False
+
+    def missing(self) -> list[str]:
+        return [] if self.base_url else ["modal.base_url"]
+
+    def target(self) -> str | None:
+        return self.base_url or None
+
+
+class AdaptersSettings(_Settings, frozen=True):
+    """The ``[adapters]`` config section; every field has a working default.
+
+    ``secrets_file``: path of the secrets TOML (relative to the working directory);
+    unset means secrets come from environment variables only.
+    """
+
+    secrets_file: str | None = None
+    runpod: RunPodSettings = msgspec.field(default_factory=RunPodSettings)
+    huggingface: HuggingFaceSettings = msgspec.field(default_factory=HuggingFaceSettings)
+    replicate: ReplicateSettings = msgspec.field(default_factory=ReplicateSettings)
+    modal: ModalSettings = msgspec.field(default_factory=ModalSettings)
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)

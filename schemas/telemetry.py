@@ -1,0 +1,79 @@
+"""Telemetry: what the advisor knows about the local GPUs and host, and its event.
+
+Events (stored, folded by the advisor into the context of each decision):
+
+    telemetry.sampled     TelemetrySample: GPUs (NVML) and host (psutil), one reading
+
+Payloads are lenient so an older reader skips newer fields. ``None`` in a
+reading means the field could not be read, never 0. Units: MiB as NVML and
+psutil report memory; the ``*_gb`` properties convert to GB (10^9 bytes), the
+unit VRAM demand is estimated in.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.envelope import event_type
+
+MIB = 1 << 20
+
+
+class GpuDevice(msgspec.Struct, frozen=True, kw_only=True):
+    """One GPU as NVML reported it. ``None`` = NVML could not read that field
+    (the NVML error is in ``errors``), never 0."""
+
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    memory_total_mib: int | None = None
+    memory_used_mib: int | None = None
+    memory_free_mib: int | None = None
+    utilization_gpu_pct: int | None = None
+    utilization_memory_pct: int | None = None
+    temperature_c: int | None = None
+    power_draw_w: float | None = None
+    errors: dict[str, str] = {}
+
+    @property
+    def free_gb(self) -> float | None:
+        """Free VRAM in GB (10^9 bytes), the unit VRAM demand is estimated in."""
+        return None if self.memory_free_mib is None else self.memory_free_mib * MIB / 1e9
+
+    @property
+    def total_gb(self) -> float | None:
+        return None if self.memory_total_mib is None else self.memory_total_mib * MIB / 1e9
+
+
+class HostStats(msgspec.Struct, frozen=True, kw_only=True):
+    cpu_percent: float | None = None
+    cpu_count: int | None = None
+    ram_total_mib: int | None = None
+    ram_available_mib: int | None = None
+    errors: dict[str, str] = {}
+
+    @property
+    def ram_available_gb(self) -> float | None:
+        return None if self.ram_available_mib is None else self.ram_available_mib * MIB / 1e9
+
+
+class TelemetrySample(msgspec.Struct, frozen=True, kw_only=True):
+    """One telemetry reading: the payload of ``telemetry.sampled``.
+
+    ``sample_id`` equals the id of the event that carried it. ``reason`` is set
+    when GPUs could not be listed (no library, no driver, no GPU: a normal
+    state); ``source`` says what produced it (``nvml``, ``recorded``, ``none``).
+    """
+
+    sample_id: str
+    ts: float
+    gpus: tuple[GpuDevice, ...] = ()
+    host: HostStats = HostStats()
+    driver_version: str | None = None
+    reason: str | None = None
+    source: str = "nvml"
+
+
+TelemetrySampledEvent = event_type(
+    "telemetry.sampled", TelemetrySample, "A reading of the local GPUs (NVML) and host (psutil)."
+)

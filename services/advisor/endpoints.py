@@ -1,0 +1,223 @@
+"""The advisor's request/reply endpoints: one handler per ``nats.micro`` subject.
+
+Queries (advise, costs, gpus, providers list/get/stats, flags get) answer from
+the state the service has folded; commands (provider put/delete, flags set)
+validate, publish their event and wait until the event came back folded from
+the store, so the reply and any later read see the change. Before the state is
+rebuilt a handler waits up to ``READY_WAIT_S``, then answers 503. Subjects and
+types: ``schemas/advisor.py``, ``schemas/providers.py``.
+
+:class:`AdvisorEndpoints` is mixed into
+:class:`~services.advisor.service.AdvisorService`, which owns the state, folds
+events into it and registers these handlers on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from schemas.advisor import (
+    ADVISE_SUBJECT,
+    COSTS_SUBJECT,
+    FLAGS_GET_SUBJECT,
+    FLAGS_SET_SUBJECT,
+    GPUS_SUBJECT,
+    AdvisorJobSpec,
+    AdvisorJobSpecBody,
+    CostPreview,
+    CostRequest,
+    FlagsQuery,
+    FlagsUpdate,
+    FlagsView,
+    GpuList,
+    GpuListRequest,
+)
+from schemas.flags import DEFAULTS, DESCRIPTIONS, FlagsChanged
+from schemas.providers import (
+    PROVIDERS_DELETE_SUBJECT,
+    PROVIDERS_GET_SUBJECT,
+    PROVIDERS_LIST_SUBJECT,
+    PROVIDERS_PUT_SUBJECT,
+    PROVIDERS_STATS_SUBJECT,
+    ProviderChanged,
+    ProviderList,
+    ProviderProfile,
+    ProviderPut,
+    ProviderRef,
+    ProviderRemoved,
+    ProvidersQuery,
+    ProviderStats,
+    ProviderUpserted,
+)
+from schemas.subjects import STORE_STATS
+from schemas.system import StoreStats
+from services.advisor.config import AdvisorConfig
+from services.advisor.errors import CostRequestError, ProviderNotFound
+from services.advisor.pricing import preview_costs
+from services.advisor.registry import stats
+from services.advisor.rules import decide
+from services.advisor.state import AdvisorState, all_flags, context, gpu_list
+from services.runtime.bus import Bus
+from services.runtime.endpoints import EndpointError
+from services.runtime.errors import GpurouteError
+
+READY_WAIT_S = 5.0
+REPLY_CACHE_SIZE = 4096
+
+_encoder = msgspec.json.Encoder()
+
+
+class AdvisorEndpoints:
+    """The handlers, as methods of the advisor service.
+
+    The attributes below and :meth:`_publish_and_wait` are set and implemented by
+    :class:`~services.advisor.service.AdvisorService`; handlers read them and
+    fill the advise reply cache (``_replies``), which every fold clears.
+    """
+
+    bus: Bus
+    rules: AdvisorConfig
+    state: AdvisorState
+    position: int
+    ready: asyncio.Event
+    _replies: dict[AdvisorJobSpec, bytes]
+
+    async def _publish_and_wait(self, data: msgspec.Struct, key: str) -> tuple[str, bool]:
+        raise NotImplementedError
+
+    def _endpoints(self) -> list[tuple[str, str, type[Any], Callable[[Any], Awaitable[Any]]]]:
+        return [
+            ("advise", ADVISE_SUBJECT, AdvisorJobSpecBody, self.advise),
+            ("costs", COSTS_SUBJECT, CostRequest, self.costs),
+            ("gpus", GPUS_SUBJECT, GpuListRequest, self.gpus),
+            ("providers-list", PROVIDERS_LIST_SUBJECT, ProvidersQuery, self.providers),
+            ("providers-get", PROVIDERS_GET_SUBJECT, ProviderRef, self.provider),
+            ("providers-put", PROVIDERS_PUT_SUBJECT, ProviderPut, self.put_provider),
+            ("providers-delete", PROVIDERS_DELETE_SUBJECT, ProviderRef, self.remove),
+            ("providers-stats", PROVIDERS_STATS_SUBJECT, ProvidersQuery, self.stats),
+            ("flags-get", FLAGS_GET_SUBJECT, FlagsQuery, self.flags),
+            ("flags-set", FLAGS_SET_SUBJECT, FlagsUpdate, self.set_flags),
+        ]
+
+    async def _wait_ready(self) -> None:
+        if self.ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.ready.wait(), READY_WAIT_S)
+        except TimeoutError:
+            raise EndpointError(
+                503, "the advisor is still rebuilding its state (is the store running?)"
+            ) from None
+
+    async def advise(self, spec: AdvisorJobSpecBody) -> bytes:
+        """The encoded Decision. A decision is a pure function of the spec and the
+        state, so replies are kept per spec until the next fold changes the state."""
+        await self._wait_ready()
+        reply = self._replies.get(spec)
+        if reply is None:
+            if len(self._replies) >= REPLY_CACHE_SIZE:
+                self._replies.clear()
+            reply = _encoder.encode(decide(spec, context(self.state), self.rules))
+            self._replies[spec] = reply
+        return reply
+
+    async def costs(self, request: CostRequest) -> CostPreview:
+        await self._wait_ready()
+        try:
+            return preview_costs(request, self.state.registry, self.state.flags, self.rules)
+        except ProviderNotFound as e:
+            raise EndpointError(404, str(e)) from e
+        except CostRequestError as e:
+            raise EndpointError(400, str(e)) from e
+
+    async def gpus(self, request: GpuListRequest) -> GpuList:
+        await self._wait_ready()
+        return gpu_list(self.state, request.debug)
+
+    async def providers(self, _: ProvidersQuery) -> ProviderList:
+        await self._wait_ready()
+        reg = self.state.registry
+        return ProviderList(version=reg.version, providers=list(reg.providers.values()))
+
+    async def provider(self, ref: ProviderRef) -> ProviderProfile:
+        await self._wait_ready()
+        profile: ProviderProfile | None = self.state.registry.providers.get(ref.id)
+        if profile is None:
+            raise EndpointError(404, str(ProviderNotFound(ref.id)))
+        return profile
+
+    async def put_provider(self, put: ProviderPut) -> ProviderChanged:
+        await self._wait_ready()
+        profile = msgspec.convert(msgspec.to_builtins(put.profile), ProviderProfile)
+        if put.create and profile.id in self.state.registry.providers:
+            raise EndpointError(409, f"provider {profile.id!r} exists; PUT it to replace it")
+        eid, applied = await self._publish_and_wait(
+            ProviderUpserted(profile=profile, origin="api"), key=profile.id
+        )
+        return ProviderChanged(
+            id=profile.id,
+            event_id=eid,
+            version=self.state.registry.version,
+            applied=applied,
+            profile=profile,
+        )
+
+    async def remove(self, ref: ProviderRef) -> ProviderChanged:
+        await self._wait_ready()
+        if ref.id not in self.state.registry.providers:
+            raise EndpointError(404, str(ProviderNotFound(ref.id)))
+        eid, applied = await self._publish_and_wait(ProviderRemoved(id=ref.id), key=ref.id)
+        return ProviderChanged(
+            id=ref.id, event_id=eid, version=self.state.registry.version, applied=applied
+        )
+
+    async def stats(self, _: ProvidersQuery) -> ProviderStats:
+        await self._wait_ready()
+        try:
+            store = await self.bus.call(STORE_STATS, {}, StoreStats, timeout=2.0)
+            storage: str | None = store.path
+        except GpurouteError:
+            storage = None
+        reg = self.state.registry
+        s = stats(reg)
+        return ProviderStats(
+            total=s.total,
+            enabled=s.enabled,
+            by_kind=s.by_kind,
+            version=s.version,
+            seeded=reg.seeded,
+            storage=storage,
+            persisted=storage is not None,
+            position=self.position,
+        )
+
+    async def flags(self, _: FlagsQuery) -> FlagsView:
+        await self._wait_ready()
+        return self._flags_view()
+
+    async def set_flags(self, update: FlagsUpdate) -> FlagsView:
+        await self._wait_ready()
+        unknown = sorted(set(update.flags) - set(DEFAULTS))
+        if unknown:
+            known = ", ".join(sorted(DEFAULTS))
+            raise EndpointError(400, f"unknown flag `{unknown[0]}` (known: {known}) - at `$.flags`")
+        if not update.flags:
+            raise EndpointError(400, "no flag to change - at `$.flags`")
+        eid, applied = await self._publish_and_wait(FlagsChanged(flags=update.flags), key="flags")
+        return self._flags_view(changed=sorted(update.flags), event_id=eid, applied=applied)
+
+    def _flags_view(
+        self, changed: list[str] | None = None, event_id: str | None = None, applied: bool = True
+    ) -> FlagsView:
+        return FlagsView(
+            flags=all_flags(self.state),
+            defaults=dict(sorted(DEFAULTS.items())),
+            descriptions=dict(sorted(DESCRIPTIONS.items())),
+            changed=changed or [],
+            event_id=event_id,
+            applied=applied,
+        )
