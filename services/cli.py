@@ -44,6 +44,17 @@ def _load(spec: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def _position(text: str) -> int:
+    """A global position: an integer >= 0 (argparse turns the error into usage + exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, embedded: bool) -> None:
     p.add_argument("--config", help="TOML config file (embedded defaults when absent)")
     p.add_argument("--data-dir", help="where events.db, logs and JetStream live (./.gpuroute)")
@@ -86,12 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="subject patterns with NATS wildcards (default: every event)",
     )
-    tail.add_argument("--after", type=int, help="first print stored events after this position")
+    tail.add_argument("--after", type=_position, help="first print stored events after this position")
     tail.add_argument("--nats-url", default=DEFAULT_NATS_URL)
 
     replay = sub.add_parser("replay", help="rebuild a projection from an event log, without NATS")
     replay.add_argument("--db", required=True, type=Path, help="path of an events.db")
-    replay.add_argument("--until-seq", type=int, help="stop after this position")
+    replay.add_argument("--until-seq", type=_position, help="stop after this position")
     replay.add_argument("--projection", default="jobs", choices=sorted(PROJECTIONS))
     replay.add_argument(
         "--what-if",

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+
 from aiohttp import web
 from nats.aio.msg import Msg
 
 from schemas.subjects import HEARTBEAT, PING
 from services.gateway.app import create_app
 from services.gateway.heartbeats import HeartbeatTracker
+from services.runtime.errors import GpurouteError
 from services.runtime.service import Service
+
+
+class GatewayError(GpurouteError):
+    pass
 
 
 class GatewayService(Service):
@@ -28,7 +35,15 @@ class GatewayService(Service):
         await self._runner.setup()
         http = self.config.http
         site = web.TCPSite(self._runner, http.host, http.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            await self._runner.cleanup()
+            await self._beats.unsubscribe()
+            reason = "is already in use" if e.errno == errno.EADDRINUSE else f"failed: {e.strerror}"
+            raise GatewayError(
+                f"http port {http.port} on {http.host} {reason} (pick another with --http-port)"
+            ) from e
         self.port = self._runner.addresses[0][1] if self._runner.addresses else http.port
         self.url = f"http://{http.host}:{self.port}"
         self.log.info("listening", extra={"fields": {"url": self.url}})

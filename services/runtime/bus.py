@@ -127,6 +127,7 @@ class Bus:
         """Connect (retrying until ``connect_deadline`` seconds) and reconnect forever after."""
 
         closing = False  # set by close(): a disconnect we asked for is not news
+        connected_once = False  # before that, the deadline's one error says it all
 
         async def on_disconnect() -> None:
             if not closing:
@@ -136,22 +137,29 @@ class Bus:
             log.info("nats reconnected", extra={"fields": {"service": source}})
 
         async def on_error(e: Exception) -> None:
-            log.warning("nats error", extra={"fields": {"service": source, "error": str(e)}})
+            if connected_once:
+                log.warning("nats error", extra={"fields": {"service": source, "error": str(e)}})
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + connect_deadline
         while True:
             try:
-                nc = await nats.connect(
-                    url,
-                    name=f"gpuroute-{source}",
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=2,
-                    disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnect,
-                    error_cb=on_error,
+                # nats-py retries a first connect forever with max_reconnect_attempts=-1:
+                # the deadline bounds it, so an unreachable URL is one error, not a hang
+                nc = await asyncio.wait_for(
+                    nats.connect(
+                        url,
+                        name=f"gpuroute-{source}",
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.25,
+                        connect_timeout=2,
+                        disconnected_cb=on_disconnect,
+                        reconnected_cb=on_reconnect,
+                        error_cb=on_error,
+                    ),
+                    timeout=max(0.1, deadline - loop.time()),
                 )
+                connected_once = True
                 bus = cls(nc, source=source, clock=clock, ids=ids)
 
                 def mark_closing() -> None:
@@ -162,9 +170,8 @@ class Bus:
                 return bus
             except (TimeoutError, OSError, nats.errors.Error) as e:
                 if loop.time() >= deadline:
-                    raise BusError(
-                        f"cannot connect to NATS at {url}: {e or type(e).__name__}"
-                    ) from e
+                    why = str(e) or f"no connection within {connect_deadline:g}s"
+                    raise BusError(f"cannot connect to NATS at {url}: {why}") from e
                 await asyncio.sleep(0.2)
 
     @property

@@ -1,7 +1,7 @@
 """Typed request/reply endpoints on ``nats.micro``.
 
 :func:`endpoint` turns ``async def handler(request: Req) -> Resp`` into a micro
-handler: the body is decoded into ``Req`` (an empty body means defaults), the
+handler: the body is decoded into ``Req`` (an empty body means ``{}``), the
 reply is JSON-encoded (``bytes`` pass through untouched). Failures become
 micro service errors (``Nats-Service-Error-Code`` / ``Nats-Service-Error``):
 400 with msgspec's message (it names the bad field), the code of a raised
@@ -43,7 +43,8 @@ def endpoint(
     async def handle(req: Request) -> None:
         try:
             body = req.data
-            request = decoder.decode(body) if body.strip() else request_type()
+            # an empty body is an empty object: defaults, or a 400 naming a required field
+            request = decoder.decode(body if body.strip() else b"{}")
             result = await handler(request)
             await req.respond(result if isinstance(result, bytes) else _encoder.encode(result))
         except (msgspec.ValidationError, msgspec.DecodeError) as e:

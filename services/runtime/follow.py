@@ -16,14 +16,20 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import nats.errors
+from nats.aio.msg import Msg
 
+from schemas import decode_event
 from schemas.subjects import STORE_READ, STORED_PREFIX
 from schemas.system import StoreReadRequest
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
+from services.runtime.logs import get_logger
 
 PAGE = 1000
 MAX_BUFFERED = 100_000
+log = get_logger("follow")
+malformed_skipped = 0
+"""How many malformed ``stored.*`` messages followers in this process skipped."""
 
 
 class FollowError(GpurouteError):
@@ -93,13 +99,13 @@ async def follow(bus: Bus, patterns: list[str], after: int | None = None) -> Asy
     bad = [p for p in patterns if not valid_pattern(p)]
     if bad:
         raise FollowError(f"invalid subject pattern: {bad[0]!r}")
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
 
-    async def on_live(msg: object) -> None:
+    async def on_live(msg: Msg) -> None:
         if queue.qsize() >= MAX_BUFFERED:
             queue.put_nowait(None)  # overflow marker
         else:
-            queue.put_nowait(msg.data)  # type: ignore[attr-defined]
+            queue.put_nowait((msg.subject, msg.data))
 
     subs = [await bus.nc.subscribe(STORED_PREFIX + p, cb=on_live) for p in patterns]
     try:
@@ -107,21 +113,42 @@ async def follow(bus: Bus, patterns: list[str], after: int | None = None) -> Asy
         last = -1
         if after is not None:
             last = after
-            async for item, seq in _history(bus, patterns, after):
-                yield item
+            async for stored, seq in _history(bus, patterns, after):
+                yield stored
                 last = seq
         while True:
-            data = await queue.get()
-            if data is None:
+            live = await queue.get()
+            if live is None:
                 raise FollowError("follower fell too far behind the live stream")
-            seq = _seq_decoder.decode(data).seq
-            if seq > last:
-                last = seq
+            subject, data = live
+            position = _valid_live(subject, data)
+            if position is not None and position > last:
+                last = position
                 yield data
     finally:
         for sub in subs:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
+
+
+def _valid_live(subject: str, data: bytes) -> int | None:
+    """The position of a ``stored.*`` message, or None (logged and skipped)
+    when it is not a stored event of the type its subject names: anyone can
+    publish on a subject, and one bad message must not stop a follower."""
+    try:
+        stored = _seq_decoder.decode(data)
+        event = decode_event(stored.event)
+        if STORED_PREFIX + event.type != subject:
+            raise ValueError(f"event type {event.type!r} on {subject!r}")
+        return stored.seq
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+        global malformed_skipped
+        malformed_skipped += 1
+        log.warning(
+            "malformed stored event skipped",
+            extra={"fields": {"subject": subject, "reason": " ".join(str(e).split())}},
+        )
+        return None
 
 
 async def _history(bus: Bus, patterns: list[str], after: int) -> AsyncIterator[tuple[bytes, int]]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from services.runtime.bus import Bus
 from services.runtime.config import Config
+from services.runtime.datadir import DataDirLock
 from services.runtime.natsserver import EmbeddedNats
 from services.runtime.service import Service
 
@@ -35,21 +36,26 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    lock: DataDirLock | None = None
+    if config.nats.url is None or any(name == "store" for name, _ in factories):
+        lock = DataDirLock(config.data_path)  # the embedded server and the store own files there
+        lock.acquire()
     server: EmbeddedNats | None = None
-    url = config.nats.url
-    if url is None:
-        server = EmbeddedNats(config.data_path / "nats", config.nats.host, config.nats.port)
-        url = await asyncio.to_thread(server.start)
-        announce(f"nats: embedded nats-server with JetStream at {url}")
     started: list[Service] = []
     try:
-        for name, factory in factories:
-            bus = await Bus.connect(url, source=name)
-            service = factory(bus, config)
-            started.append(service)
-            await service.start()
-        announce("gpuroute: running " + ", ".join(n for n, _ in factories) + " (Ctrl-C stops)")
-        await stop.wait()
+        # Ctrl-C must work while starting too (e.g. NATS is not reachable yet)
+        startup = asyncio.create_task(_start(config, factories, started, announce))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({startup, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not startup.done():
+            startup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await startup
+        else:
+            server = startup.result()
+            announce("gpuroute: running " + ", ".join(n for n, _ in factories) + " (Ctrl-C stops)")
+            await stopping
+        stopping.cancel()
     finally:
         for service in reversed(started):
             with contextlib.suppress(Exception):
@@ -57,6 +63,45 @@ async def run(
             await service.bus.close()
         if server is not None:
             await asyncio.to_thread(server.stop)
+        if lock is not None:
+            lock.release()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+async def _start(
+    config: Config,
+    factories: Sequence[tuple[str, ServiceFactory]],
+    started: list[Service],
+    announce: Callable[[str], None],
+) -> EmbeddedNats | None:
+    """Start the embedded server (if no URL is configured) and every service
+    in order; ``started`` collects each service as it starts, for stopping.
+    On failure or cancellation everything started is stopped before raising."""
+    server: EmbeddedNats | None = None
+    url = config.nats.url
+    if url is None:
+        server = EmbeddedNats(config.data_path / "nats", config.nats.host, config.nats.port)
+        try:
+            url = await asyncio.to_thread(server.start)
+        except BaseException:
+            await asyncio.to_thread(server.stop)
+            raise
+        announce(f"nats: embedded nats-server with JetStream at {url}")
+    try:
+        for name, factory in factories:
+            bus = await Bus.connect(url, source=name)
+            service = factory(bus, config)
+            started.append(service)
+            await service.start()
+    except BaseException:  # failed or cancelled half-way: undo it here, server last
+        for service in reversed(started):
+            with contextlib.suppress(Exception):
+                await service.stop()
+            await service.bus.close()
+        started.clear()
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+        raise
+    return server
