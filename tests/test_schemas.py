@@ -82,3 +82,16 @@ def test_follow_reads_only_the_type_prefixes_its_patterns_name():
     assert literal_prefixes(["job.started", "flags.>"]) == ["job.started", "flags."]
     assert literal_prefixes(["job.*", "*.failed"]) is None
     assert subject_matches("*.failed", "job.failed") and not subject_matches("job.*", "job")
+
+
+def test_derived_ids_are_deterministic_uuid7_sorted_with_their_parent():
+    import uuid
+
+    from services.runtime.ids import derived_id
+
+    gen = IdGenerator(ManualClock())
+    parent = gen.new()
+    a = derived_id(parent, "advised")
+    assert a == derived_id(parent, "advised") != derived_id(parent, "started")
+    assert uuid.UUID(a).version == 7 and a[:13] == parent[:13]  # same millisecond
+    assert derived_id("seed:provider:runpod", "x")[:13] == "00000000-0000"

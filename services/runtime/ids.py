@@ -8,6 +8,7 @@ generator are strictly increasing even within one millisecond (the 12-bit
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 
@@ -35,6 +36,26 @@ class IdGenerator:
             self._counter = int.from_bytes(self._randbytes(2), "big") & 0x7FF
         self._last_ms = ms
         rand_b = int.from_bytes(self._randbytes(8), "big") & ((1 << 62) - 1)
-        value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | self._counter << 64 | 0b10 << 62 | rand_b
-        h = f"{value:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return _uuid7(ms, self._counter, rand_b)
+
+
+def derived_id(parent: str, purpose: str) -> str:
+    """A UUIDv7 determined by ``parent`` and ``purpose`` alone.
+
+    For an event that must get the same id however often it is produced (an
+    answer to a redelivered message, a seed published by two replicas), so
+    JetStream drops the repeat by ``Nats-Msg-Id``. Its timestamp is the
+    parent's when the parent is a UUIDv7 (so it sorts with the event it
+    answers), else 0; its other bits come from sha256(parent, purpose).
+    """
+    digest = hashlib.sha256(f"{parent}\x00{purpose}".encode()).digest()
+    hexed = parent.replace("-", "")
+    ms = int(hexed[:12], 16) if len(hexed) == 32 and hexed[12] == "7" else 0
+    rand = int.from_bytes(digest[:10], "big")
+    return _uuid7(ms, (rand >> 62) & 0xFFF, rand & ((1 << 62) - 1))
+
+
+def _uuid7(ms: int, rand_a: int, rand_b: int) -> str:
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
