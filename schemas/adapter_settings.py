@@ -5,17 +5,30 @@ from the config file. Every table is strict (a typo is an error naming the file 
 the key) and every field has a working default. No type here ever holds a secret
 value: secrets come from environment variables or the secrets file it names.
 Units: seconds (``*_s``).
+
+Every number is bounded above as well as below, so a typo (``timeout_s = 1e400``) or
+TOML's ``inf``/``nan`` is rejected at load naming the key, and no setting can make the
+timeout or backoff arithmetic overflow, hang forever or go NaN.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
 
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+MAX_TIMEOUT_S: Final = 3600.0
+"""The longest timeout any one call may be given (an hour)."""
+MAX_DELAY_S: Final = 3600.0
+"""The longest any one wait between retries may be."""
+MAX_ATTEMPTS: Final = 100
+MAX_JOBS_KEPT: Final = 1_000_000
+_MAX_EXPONENT: Final = 64  # 2**64 * MAX_DELAY_S is still a finite float
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT_S)]
+Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY_S)]
+Attempts = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS)]
 
 
 class _Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -25,15 +38,17 @@ class _Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 class RetryPolicy(_Settings, frozen=True):
     """How often and how long to retry. ``max_attempts`` counts the first try."""
 
-    max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 4
-    base_delay_s: NonNegative = 0.5
-    max_delay_s: NonNegative = 20.0
-    max_retry_after_s: NonNegative = 60.0
+    max_attempts: Attempts = 4
+    base_delay_s: Delay = 0.5
+    max_delay_s: Delay = 20.0
+    max_retry_after_s: Delay = 60.0
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait after failed try number ``attempt`` (1-based): exponential,
-        half of it fixed and half drawn from ``rng`` (so clients spread out)."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
+        half of it fixed and half drawn from ``rng`` (so clients spread out). The
+        exponent is capped, so no attempt number can overflow it."""
+        exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0**exponent)
         return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
 
 
@@ -57,11 +72,12 @@ class HuggingFaceSettings(_Settings, frozen=True):
     endpoint_url: str = ""  # overrides the URL the management API reports
     inference_path: str = ""
     management_url: str = "https://api.endpoints.huggingface.cloud/v2"
-    scale_up_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 0  # > 0: send X-Scale-Up-Timeout
-    scale_up_max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 30
+    # > 0: send X-Scale-Up-Timeout (it is added to inference_timeout_s)
+    scale_up_timeout_s: Annotated[int, msgspec.Meta(ge=0, le=int(MAX_TIMEOUT_S))] = 0
+    scale_up_max_attempts: Attempts = 30
     timeout_s: Seconds = 30.0
     inference_timeout_s: Seconds = 300.0
-    max_jobs_kept: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    max_jobs_kept: Annotated[int, msgspec.Meta(ge=1, le=MAX_JOBS_KEPT)] = 1000
     dry_run: bool = False
 
     def missing(self) -> list[str]:

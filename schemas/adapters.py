@@ -11,7 +11,8 @@ below): each request Struct names its reply Struct. A failure is a service error
 is HTTP-like (400 bad input, 404 unknown job, 429 rate limited, 502 provider error, 504
 provider timeout) and whose description is an :class:`AdapterFailure` as one line of JSON.
 Requests are lenient (an older service skips newer fields); the ``*Body`` types are the
-strict forms the gateway decodes HTTP bodies with.
+strict forms the gateway decodes HTTP bodies with (``NoBody`` for the routes that take
+none), so an unknown field in any HTTP body is a 400 naming it.
 
 The ``[adapters]`` config section is in ``schemas/adapter_settings.py``. No type here ever
 holds a secret value.
@@ -28,6 +29,7 @@ from schemas.envelope import event_type
 from schemas.subjects import command
 
 ProviderName = Literal["runpod", "huggingface", "replicate", "modal"]
+Seed = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a 64-bit integer
 PROVIDERS: Final[tuple[ProviderName, ...]] = ("runpod", "huggingface", "replicate", "modal")
 
 # "done" is success (the issue's dry-run answer reads status "done"); "unknown" is a
@@ -86,7 +88,7 @@ class ProviderJob(msgspec.Struct, frozen=True, kw_only=True):
     input: dict[str, Any]
     job_id: str | None = None
     target: str | None = None
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 class ProviderJobBody(ProviderJob, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -197,26 +199,46 @@ def decode_failure(description: str) -> AdapterFailure | None:
 SimPhase = Literal["queued", "cold_start", "running", "progress", "done", "failed"]
 
 
-class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How a provider behaves, for the simulation. Times in seconds."""
+SIM_MAX_SECONDS: Final = 86_400.0
+"""The longest queue wait or cold start a profile may give (a day)."""
+SIM_MIN_UNITS_PER_S: Final = 0.001
+SIM_MAX_UNITS_PER_S: Final = 1_000_000.0
+SIM_MAX_UNITS: Final = 10_000_000
+"""The largest job (``job.input["steps"]``) the simulation takes. With the bounds above,
+every time in a transcript stays below 2**53 ms: no overflow, no precision loss."""
 
-    queue_s: tuple[float, float]  # uniform range of the wait before a worker takes the job
-    cold_start_s: tuple[float, float]  # uniform range of a cold start
-    warm_probability: float  # chance that a warm worker is free (no cold start)
-    failure_rate: float  # chance that the job fails while running
-    units_per_s: float  # throughput on a warm worker
+SimSeconds = Annotated[float, msgspec.Meta(ge=0, le=SIM_MAX_SECONDS)]
+Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+UnitsPerSecond = Annotated[float, msgspec.Meta(ge=SIM_MIN_UNITS_PER_S, le=SIM_MAX_UNITS_PER_S)]
+
+
+class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a provider behaves, for the simulation. Times in seconds.
+
+    Decoding enforces every bound (JSON ``1e309`` is infinity and is refused like any
+    value past a bound, with the field's path); :meth:`problems` checks the same bounds
+    for a profile built in code, where msgspec does not check them."""
+
+    queue_s: tuple[SimSeconds, SimSeconds]  # uniform range of the wait for a worker
+    cold_start_s: tuple[SimSeconds, SimSeconds]  # uniform range of a cold start
+    warm_probability: Probability  # chance that a warm worker is free (no cold start)
+    failure_rate: Probability  # chance that the job fails while running
+    units_per_s: UnitsPerSecond  # throughput on a warm worker
 
     def problems(self) -> list[str]:
+        """Every bound this profile breaks (NaN breaks them all); empty when usable."""
         found = []
         for name in ("queue_s", "cold_start_s"):
             low, high = getattr(self, name)
-            if not 0 <= low <= high:
-                found.append(f"{name} must be 0 <= low <= high")
+            if not 0 <= low <= high <= SIM_MAX_SECONDS:
+                found.append(f"{name} must be 0 <= low <= high <= {SIM_MAX_SECONDS:g}")
         for name in ("warm_probability", "failure_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 found.append(f"{name} must lie in [0, 1]")
-        if self.units_per_s <= 0:
-            found.append("units_per_s must be positive")
+        if not SIM_MIN_UNITS_PER_S <= self.units_per_s <= SIM_MAX_UNITS_PER_S:
+            found.append(
+                f"units_per_s must lie in [{SIM_MIN_UNITS_PER_S:g}, {SIM_MAX_UNITS_PER_S:g}]"
+            )
         return found
 
 
@@ -278,6 +300,11 @@ class SubmitBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     job: ProviderJobBody
 
 
+class NoBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of a route that takes none (poll, cancel, providers): absent or ``{}``;
+    any field in it is an unknown field, a 400 naming it, never silently ignored."""
+
+
 class PollRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Replied with :class:`PollResult`. ``job_id`` is recorded on the status event
     when this service did not see the submit."""
@@ -321,14 +348,14 @@ class SimulateRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     provider: ProviderName
     job: ProviderJob
-    seed: int
+    seed: Seed
     profile: ProviderProfile | None = None
 
 
 class SimulateBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     provider: ProviderName
     job: ProviderJobBody
-    seed: int
+    seed: Seed
     profile: ProviderProfile | None = None
 
 

@@ -17,7 +17,7 @@ from schemas.adapter_settings import (
     ReplicateSettings,
     RunPodSettings,
 )
-from schemas.adapters import SUBMIT
+from schemas.adapters import SIMULATE, SUBMIT
 from schemas.flags import ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged
 from services.runtime.bus import Bus
 from services.runtime.errors import ServiceCallError
@@ -36,6 +36,10 @@ from tests.adapters.stack import (
 from tests.support import wait_for
 
 StackFactory = Callable[[AdaptersSettings], Awaitable[Stack]]
+PROFILE = {
+    "queue_s": [0, 1], "cold_start_s": [0, 1], "warm_probability": 0.5,
+    "failure_rate": 0.0, "units_per_s": 1,
+}
 ARTIFACT = {
     "runpod": "https://cdn.example/rp/out.png",
     "huggingface": None,  # the fake endpoint answers text, no URL
@@ -314,10 +318,34 @@ async def test_simulate_is_byte_identical_for_a_seed(stacks: StackFactory) -> No
         ("POST", "health", {"provider": 3}, "$.provider"),
         ("POST", "simulate", {"provider": "modal", "job": {"input": {}}, "seed": "x"}, "$.seed"),
         ("POST", "simulate", {"provider": "modal", "job": {"input": {}}, "seed": 1,
-                              "profile": {"queue_s": [0, 1], "cold_start_s": [0, 1],
-                                          "warm_probability": 0.5, "failure_rate": 2,
-                                          "units_per_s": 1}},
-         "failure_rate must lie in [0, 1]"),
+                              "profile": {**PROFILE, "failure_rate": 2}},
+         "$.profile.failure_rate"),
+        # the reviewer's body: was a 500 OverflowError, is a 400 naming the field
+        ("POST", "simulate", {"provider": "modal", "job": {"input": {}}, "seed": 1,
+                              "profile": {**PROFILE, "queue_s": [0, 1e308],
+                                          "cold_start_s": [0, 1e308]}},
+         "$.profile.queue_s[1]"),
+        ("POST", "simulate", {"provider": "modal", "job": {"input": {}}, "seed": 1,
+                              "profile": {**PROFILE, "units_per_s": 1e-300}},
+         "$.profile.units_per_s"),
+        ("POST", "simulate", {"provider": "modal", "job": {"input": {}}, "seed": 1,
+                              "profile": {**PROFILE, "queue_s": [2, 1]}},
+         "queue_s must be 0 <= low <= high"),
+        ("POST", "simulate", {"provider": "modal", "job": {"input": {"steps": 10**12}},
+                              "seed": 1},
+         "job.input.steps must be at most"),
+        ("POST", "simulate", {"provider": "modal", "job": {"input": {}}, "seed": 2**64},
+         "$.seed"),
+        ("POST", "submit", {"provider": "modal", "job": {"input": {}, "seed": -(2**64)}},
+         "$.job.seed"),
+        ("POST", "simulate",
+         b'{"provider":"modal","job":{"input":{}},"seed":1,"profile":{"queue_s":[0,1e309],'
+         b'"cold_start_s":[0,1],"warm_probability":0,"failure_rate":0,"units_per_s":1}}',
+         "$.profile.queue_s[1]"),
+        ("POST", "simulate",
+         b'{"provider":"modal","job":{"input":{}},"seed":1,"profile":{"queue_s":[0,1],'
+         b'"cold_start_s":[0,1],"warm_probability":0,"failure_rate":0,"units_per_s":1e309}}',
+         "$.profile.units_per_s"),
     ],
 )  # fmt: skip
 async def test_bad_input_is_a_400_naming_the_field(
@@ -330,6 +358,41 @@ async def test_bad_input_is_a_400_naming_the_field(
     assert reply.json["ok"] is False and needle in reply.json["error"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "needle"),
+    [
+        ("POST", "health", {"provider": "modal", "colour": 1}, "unknown field `colour`"),
+        ("POST", "health", {"colour": 1}, "unknown field `colour`"),
+        ("POST", "submit", {"provider": "modal", "job": {"input": {}}, "colour": 1},
+         "unknown field `colour`"),
+        ("POST", "submit", {"provider": "modal", "job": {"input": {}, "colour": 1}},
+         "unknown field `colour` - at `$.job`"),
+        ("GET", "poll/abc?provider=modal", {"colour": 1}, "unknown field `colour`"),
+        ("POST", "cancel/abc?provider=modal", {"provider": "modal"}, "unknown field `provider`"),
+        ("GET", "providers", {"colour": 1}, "unknown field `colour`"),
+        ("POST", "simulate", {"provider": "modal", "job": {"input": {}}, "seed": 1, "colour": 1},
+         "unknown field `colour`"),
+        ("POST", "simulate", {"provider": "modal", "job": {"input": {}}, "seed": 1,
+                              "profile": {**PROFILE, "colour": 1}},
+         "unknown field `colour` - at `$.profile`"),
+    ],
+)  # fmt: skip
+async def test_every_route_refuses_an_unknown_body_field(
+    stacks: StackFactory, method: str, path: str, body: Any, needle: str
+) -> None:
+    """Each of the six routes decodes its body strictly (the three that take no body
+    refuse one with a field rather than ignore it); an absent body or ``{}`` is fine."""
+    stack = await stacks(AdaptersSettings())
+    reply = await stack.request(method, f"/api/providers/gpu/{path}", body)
+    assert reply.status == 400, reply.raw
+    assert reply.json["ok"] is False
+    assert "invalid body" in reply.json["error"] and needle in reply.json["error"]
+    if path in ("health", "providers") or path.startswith(("poll/", "cancel/")):
+        for empty in (None, {}):
+            reply = await stack.request(method, f"/api/providers/gpu/{path}", empty)
+            assert reply.status == 200, reply.raw
+
+
 async def test_bad_nats_requests_get_400_and_the_service_keeps_answering(
     stacks: StackFactory, bus: Bus
 ) -> None:
@@ -340,6 +403,17 @@ async def test_bad_nats_requests_get_400_and_the_service_keeps_answering(
         assert caught.value.code == 400 and needle in caught.value.description
     reply = await stack.submit("modal", {"input": {}, "seed": 2})
     assert reply.status == 200 and reply.json["reason"] == "missing token"
+
+
+async def test_an_absurd_profile_over_nats_is_a_400_not_a_500(
+    stacks: StackFactory, bus: Bus
+) -> None:
+    await stacks(AdaptersSettings())
+    profile = {**PROFILE, "queue_s": [0, 1e308], "cold_start_s": [0, 1e308]}
+    body = {"provider": "modal", "job": {"input": {}}, "seed": 1, "profile": profile}
+    with pytest.raises(ServiceCallError) as caught:
+        await bus.call_raw(SIMULATE, msgspec.json.encode(body))
+    assert caught.value.code == 400 and "$.profile.queue_s[1]" in caught.value.description
 
 
 async def test_provider_errors_are_clear_json_never_500(

@@ -22,6 +22,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import random
 import time
 import urllib.parse
@@ -51,25 +52,33 @@ T = TypeVar("T")
 
 RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
 _DETAIL_CHARS: Final = 300
+MAX_RETRY_AFTER_S: Final = 86_400.0
+"""A provider's ``Retry-After`` past a day is read as a day (we wait at most
+``RetryPolicy.max_retry_after_s`` anyway; this bounds what is reported)."""
 log = logging.getLogger("gpuroute.adapters.http")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date); None if absent
-    or unreadable. A date in the past gives 0."""
+    or unreadable (``inf``, ``nan`` and ``1e999`` are unreadable). A date in the past
+    gives 0; anything past ``MAX_RETRY_AFTER_S`` gives that."""
     if value is None or not value.strip():
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
+    else:
+        if not math.isfinite(seconds):
+            return None
+        return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    try:
+        when = email.utils.parsedate_to_datetime(text).timestamp()
+    except (TypeError, ValueError, OverflowError):  # a day of 10**30 overflows
+        return None
+    return min(max(0.0, when - current), MAX_RETRY_AFTER_S)
 
 
 @dataclass(frozen=True, kw_only=True)

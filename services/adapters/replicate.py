@@ -55,7 +55,7 @@ STATUS_MAP: Final[dict[str, Status]] = {
     "aborted": "timed_out",
 }
 
-_PROGRESS = re.compile(r"^\s*(?P<percentage>\d+)%\s*\|.+?\|\s*(?P<current>\d+)/(?P<total>\d+)")
+_PROGRESS = re.compile(r"^\s*(?P<percentage>\d{1,3})%\s*\|.+?\|\s*(?P<current>\d+)/(?P<total>\d+)")
 _MAX_LOG_LINES: Final = 200
 
 
@@ -182,5 +182,5 @@ def _progress(lines: list[str]) -> float | None:
     for line in reversed(lines):
         match = _PROGRESS.match(line.strip())
         if match:
-            return int(match.group("percentage")) / 100.0
+            return min(int(match.group("percentage")), 100) / 100.0
     return None

@@ -11,13 +11,18 @@ integers, so the same provider, job, seed and profile give a byte-identical
 network.
 
 The job's size is ``job.input["steps"]`` when it is a positive int (diffusion steps,
-frames, ...), else ``DEFAULT_UNITS``. ``PROFILES`` are illustrative defaults shaped
-after each provider's documented behaviour (HF scale-from-zero takes minutes, Modal
-containers start in seconds), not measurements; pass ``profile=`` to use your own.
+frames, ...), else ``DEFAULT_UNITS``; more than ``SIM_MAX_UNITS`` steps is refused.
+Every profile is checked against its bounds before any draw, so with those bounds every
+time is a finite integer below 2**53 ms: no value a profile may hold can overflow.
+
+``PROFILES`` are illustrative defaults shaped after each provider's documented behaviour
+(HF scale-from-zero takes minutes, Modal containers start in seconds), not measurements;
+pass ``profile=`` to use your own.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Final
 
@@ -25,6 +30,7 @@ import msgspec
 
 from schemas.adapters import (
     PROVIDERS,
+    SIM_MAX_UNITS,
     ProviderJob,
     ProviderProfile,
     SimDecision,
@@ -38,6 +44,7 @@ from .errors import InvalidJobError, UnknownProviderError
 __all__ = [
     "DEFAULT_UNITS",
     "PROFILES",
+    "SIM_MAX_UNITS",
     "ProviderProfile",
     "SimDecision",
     "SimEvent",
@@ -86,17 +93,17 @@ def simulate(
     problems = chosen.problems()
     if problems:
         raise InvalidJobError(provider, "simulate", "bad profile: " + "; ".join(problems))
-    units = _units(job)
+    units = _units(provider, job)
     rng = random.Random(seed)
     events = [SimEvent(at_ms=0, phase="queued", detail="submitted; waiting for a worker")]
-    now = _ms(rng.uniform(*chosen.queue_s))
+    now = _ms(provider, rng.uniform(*chosen.queue_s))
     cold = rng.random() >= chosen.warm_probability
     if cold:
         detail = "no warm worker; starting one"
         events.append(SimEvent(at_ms=now, phase="cold_start", detail=detail))
-        now += _ms(rng.uniform(*chosen.cold_start_s))
+        now += _ms(provider, rng.uniform(*chosen.cold_start_s))
     events.append(SimEvent(at_ms=now, phase="running", detail=f"worker took {units} units"))
-    run_ms = _ms(units / chosen.units_per_s * rng.uniform(0.85, 1.15))
+    run_ms = _ms(provider, units / chosen.units_per_s * rng.uniform(0.85, 1.15))
     fails = rng.random() < chosen.failure_rate
     fail_fraction = rng.uniform(0.05, 0.95)
     end_fraction = fail_fraction if fails else 1.0
@@ -123,12 +130,20 @@ def simulate(
     )
 
 
-def _units(job: ProviderJob) -> int:
+def _units(provider: str, job: ProviderJob) -> int:
     steps = job.input.get("steps")
     if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+        if steps > SIM_MAX_UNITS:
+            reason = f"job.input.steps must be at most {SIM_MAX_UNITS}, got {steps}"
+            raise InvalidJobError(provider, "simulate", reason)
         return steps
     return DEFAULT_UNITS
 
 
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
+def _ms(provider: str, seconds: float) -> int:
+    """``seconds`` as whole milliseconds. The profile's bounds keep this finite; the check
+    is the last line of defence, so a broken bound is a 400, never an OverflowError."""
+    ms = seconds * 1000
+    if not math.isfinite(ms):
+        raise InvalidJobError(provider, "simulate", f"a drawn time is not finite ({seconds})")
+    return round(ms)

@@ -9,9 +9,11 @@
 
 ``{id}`` is the provider's remote id as ``submit`` returned it; the provider goes in the
 query because remote ids of different providers may look alike. Bodies and queries are
-strict: an unknown or bad field is a 400 naming it. Replies are the adapters service's
-replies byte for byte (the simulate transcript included, so the same seed gives the same
-bytes). A failed provider call is ``{ok: false, error, kind, provider, call, reason,
+strict: an unknown or bad field is a 400 naming it, and the routes that take no body
+refuse one that has a field (an absent body or ``{}`` is fine). Numbers are bounded, so
+``1e309`` (infinity in JSON) is a 400 too. Replies are the adapters service's replies
+byte for byte (the simulate transcript included, so the same seed gives the same bytes).
+A failed provider call is ``{ok: false, error, kind, provider, call, reason,
 provider_status?, retry_after_s?}`` with the service's code (429 with ``Retry-After``,
 502, 504, 404); every other failure goes through the gateway's ``json_errors``.
 """
@@ -33,6 +35,7 @@ from schemas.adapters import (
     SUBMIT,
     CancelRequest,
     HealthBody,
+    NoBody,
     PollQuery,
     PollRequest,
     ProvidersRequest,
@@ -71,18 +74,21 @@ async def submit(request: web.Request) -> web.Response:
 
 
 async def poll(request: web.Request) -> web.Response:
+    await _body(request, NoBody)
     query = _query(request, PollQuery)
     req = PollRequest(provider=query.provider, id=request.match_info["id"], job_id=query.job_id)
     return await _call(request, POLL, req, PROVIDER_CALL_TIMEOUT_S)
 
 
 async def cancel(request: web.Request) -> web.Response:
+    await _body(request, NoBody)
     query = _query(request, PollQuery)
     req = CancelRequest(provider=query.provider, id=request.match_info["id"], job_id=query.job_id)
     return await _call(request, CANCEL, req, PROVIDER_CALL_TIMEOUT_S)
 
 
 async def providers(request: web.Request) -> web.Response:
+    await _body(request, NoBody)
     return await _call(request, PROVIDERS_SUBJECT, ProvidersRequest(), LOCAL_CALL_TIMEOUT_S)
 
 
@@ -123,8 +129,9 @@ async def _call(
         if failure is None:
             raise  # json_errors maps it like any other service error
         headers = {}
-        if e.code == 429 and failure.retry_after_s is not None:
-            headers["Retry-After"] = str(math.ceil(failure.retry_after_s))
+        retry_after = failure.retry_after_s
+        if e.code == 429 and retry_after is not None and math.isfinite(retry_after):
+            headers["Retry-After"] = str(math.ceil(max(retry_after, 0.0)))
         body = b'{"ok":false,' + msgspec.json.encode(failure)[1:]
         return web.Response(
             body=body, status=e.code, headers=headers, content_type="application/json"

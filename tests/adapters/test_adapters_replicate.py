@@ -13,7 +13,12 @@ from services.adapters.errors import (
     RateLimitedError,
 )
 from services.adapters.http import HttpOptions
-from services.adapters.replicate import STATUS_MAP, ReplicateAdapter, ReplicateSettings
+from services.adapters.replicate import (
+    STATUS_MAP,
+    ReplicateAdapter,
+    ReplicateSettings,
+    _progress,
+)
 from services.adapters.secrets import Secret
 from tests.adapters.adapter_fakes import TOKEN, Fake, Scripted
 from tests.adapters.conftest import SleepRecorder
@@ -178,3 +183,13 @@ async def test_a_prediction_without_status_is_malformed(
     fake.plan("GET /predictions/p1", Scripted(200, {"id": "p1"}))
     with pytest.raises(MalformedResponseError, match=r"missing required field `status`"):
         await replicate.poll("p1")
+
+
+@pytest.mark.parametrize(
+    ("line", "progress"),
+    [("45%|####   | 9/20", 0.45), ("100%|#####| 20/20", 1.0), ("250%|#| 5/2", 1.0),
+     ("9" * 5000 + "%|#| 1/2", None)],
+)  # fmt: skip
+def test_progress_is_a_fraction_from_a_tqdm_line(line: str, progress: float | None) -> None:
+    """A bogus log line never yields a progress past 1, nor an int() over 4300 digits."""
+    assert _progress(["loading", line]) == progress
