@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATTERN",
         help="subject patterns with NATS wildcards (default: every event)",
     )
-    tail.add_argument("--after", type=_position, help="first print stored events after this position")
+    tail.add_argument(
+        "--after", type=_position, help="first print stored events after this position"
+    )
     tail.add_argument("--nats-url", default=DEFAULT_NATS_URL)
 
     replay = sub.add_parser("replay", help="rebuild a projection from an event log, without NATS")
