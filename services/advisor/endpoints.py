@@ -59,7 +59,7 @@ from services.advisor.config import AdvisorConfig
 from services.advisor.errors import CostRequestError, ProviderNotFound
 from services.advisor.pricing import preview_costs
 from services.advisor.registry import stats
-from services.advisor.rules import decide
+from services.advisor.rules import Decider
 from services.advisor.state import AdvisorState, all_flags, context, gpu_list
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
@@ -75,8 +75,9 @@ class AdvisorEndpoints:
     """The handlers, as methods of the advisor service.
 
     The attributes below and :meth:`_publish_and_wait` are set and implemented by
-    :class:`~services.advisor.service.AdvisorService`; handlers read them and
-    fill the advise reply cache (``_replies``), which every fold clears.
+    :class:`~services.advisor.service.AdvisorService`; handlers read them, fill
+    the advise reply cache (``_replies``), which every fold clears, and keep the
+    :class:`~services.advisor.rules.Decider` of the current state (``_decider``).
     """
 
     bus: Bus
@@ -86,8 +87,19 @@ class AdvisorEndpoints:
     ready: asyncio.Event
     _replies: dict[AdvisorJobSpec, bytes]
 
+    _decider: tuple[AdvisorState, AdvisorConfig, Decider] | None
+
     async def _publish_and_wait(self, data: msgspec.Struct, key: str) -> tuple[str, bool]:
         raise NotImplementedError
+
+    def _decider_for(self, state: AdvisorState) -> Decider:
+        """The rules prepared for ``state`` (the current one): kept until the state or
+        the config is another object. States are immutable; every fold that changes
+        anything makes a new one, so a kept decider never decides on a stale state."""
+        kept = self._decider
+        if kept is None or kept[0] is not state or kept[1] is not self.rules:
+            kept = self._decider = (state, self.rules, Decider(context(state), self.rules))
+        return kept[2]
 
     def _endpoints(self) -> list[tuple[str, str, type[Any], Callable[[Any], Awaitable[Any]]]]:
         return [
@@ -121,7 +133,7 @@ class AdvisorEndpoints:
         if reply is None:
             if len(self._replies) >= REPLY_CACHE_SIZE:
                 self._replies.clear()
-            reply = _encoder.encode(decide(spec, context(self.state), self.rules))
+            reply = _encoder.encode(self._decider_for(self.state).decide(spec))
             self._replies[spec] = reply
         return reply
 

@@ -33,6 +33,7 @@ from schemas.flags import ENABLE_COMPUTE
 from schemas.providers import GpuOffer, ProviderProfile, RegistryStats
 from services.advisor.config import AdvisorConfig
 from services.advisor.errors import CostRequestError, ProviderNotFound
+from services.advisor.quotes import PriceTable, Quote
 from services.advisor.registry import RegistryState, stats, with_price_overrides
 from services.advisor.vram import derive, remote_run_minutes
 
@@ -85,13 +86,19 @@ def _billed_seconds(seconds: float, increment: float) -> float:
     return math.ceil(seconds / increment - 1e-9) * increment if increment > 0 else seconds
 
 
+def energy_rate(target: Literal["local", "cpu"], config: AdvisorConfig) -> float:
+    """USD per hour of energy on the local GPU or the CPU."""
+    p = config.pricing
+    return (p.local_gpu_watts if target == "local" else p.cpu_watts) / 1000 * p.usd_per_kwh
+
+
 def energy_estimate(
     target: Literal["local", "cpu"], work: Work, config: AdvisorConfig
 ) -> CostEstimate:
     p = config.pricing
     watts = p.local_gpu_watts if target == "local" else p.cpu_watts
     minutes = work.local_minutes if target == "local" else work.cpu_minutes
-    rate = watts / 1000 * p.usd_per_kwh
+    rate = energy_rate(target, config)
     total = rate * minutes / 60
     where = "the local GPU" if target == "local" else "the CPU"
     return CostEstimate(
@@ -123,46 +130,18 @@ def provider_estimate(
     profile: ProviderProfile, work: Work, config: AdvisorConfig, enabled: bool
 ) -> CostEstimate | None:
     """The cheapest way to run ``work`` at ``profile``; None when no GPU fits."""
-    headroom = config.rules.remote.headroom_gb
-    need = None if work.vram_demand_gb is None else work.vram_demand_gb + headroom
-    fitting = [g for g in profile.gpus if need is None or g.vram_gb >= need]
-    if not fitting:
-        return None
-    base = min(g.hourly_usd for g in profile.gpus)
-    offer = _cheapest(profile, fitting, work, base)
-    breakdown, total = _cost(profile, offer, work, base)
+    table = PriceTable((profile,), config.rules.remote.headroom_gb)
+    quotes = table.quotes(
+        work.minutes, work.scaled, work.vram_demand_gb, work.transfer_gb, include_disabled=True
+    )
+    return quote_estimate(quotes[0], work, config, enabled) if quotes else None
+
+
+def quote_estimate(quote: Quote, work: Work, config: AdvisorConfig, enabled: bool) -> CostEstimate:
+    """The full estimate (breakdown, hints, warnings) of a provider's cheapest offer."""
+    profile, offer = quote.provider.profile, quote.offer.offer
+    breakdown, total = _cost(profile, offer, work, quote.provider.base)
     return _remote_estimate(profile, offer, work, breakdown, total, config, enabled)
-
-
-def _cheapest(
-    profile: ProviderProfile, fitting: list[GpuOffer], work: Work, base: float
-) -> GpuOffer:
-    """The offer with the lowest total (ties: less VRAM, then the name).
-
-    The arithmetic of :func:`_amounts`, inlined and without rounding what only
-    the breakdown shows: this runs for every offer of every provider on every
-    decision. A test keeps the two equal.
-    """
-    hw = profile.hardware
-    cold_s = hw.cold_start_s if hw.bills_cold_start else 0.0
-    increment = hw.billing_increment_s
-    transfer = work.transfer_gb * profile.transfer_usd_per_gb
-    speed, minutes, scaled = hw.throughput_factor, work.minutes, work.scaled
-    best, best_key = fitting[0], None
-    for g in fitting:
-        run_min = round(minutes / (g.relative_speed * speed), 4) if scaled else minutes
-        seconds = run_min * 60 + cold_s
-        billed_s = _billed_seconds(seconds, increment) if increment > 0 else seconds
-        hours = (billed_s - cold_s) / 3600
-        rate = g.price_usd * 3600 if g.unit == "second" else g.price_usd
-        key = (
-            base * hours + (rate - base) * hours + rate * cold_s / 3600 + transfer,
-            g.vram_gb,
-            g.gpu,
-        )
-        if best_key is None or key < best_key:
-            best, best_key = g, key
-    return best
 
 
 class _Amounts(NamedTuple):
@@ -272,22 +251,12 @@ def compare_providers(
     Returns the estimates and one line per provider skipped and why. Ties are
     broken by provider id, so the order is deterministic.
     """
-    priced = with_price_overrides(registry, config.price_overrides)
-    found: list[CostEstimate] = []
-    skipped: list[str] = []
-    for profile in priced.providers.values():
-        if not profile.enabled and not include_disabled:
-            skipped.append(f"{profile.id}: disabled")
-            continue
-        est = provider_estimate(profile, work, config, enabled)
-        if est is None:
-            biggest = max(g.vram_gb for g in profile.gpus)
-            skipped.append(
-                f"{profile.id}: largest GPU {biggest:g} GB < {work.vram_demand_gb:.2f} GB"
-                f" + {config.rules.remote.headroom_gb:g} GB headroom"
-            )
-        else:
-            found.append(est)
+    table = PriceTable.of(registry, config)
+    quotes = table.quotes(
+        work.minutes, work.scaled, work.vram_demand_gb, work.transfer_gb, include_disabled
+    )
+    found = [quote_estimate(q, work, config, enabled) for q in quotes]
+    skipped = table.skipped(work.vram_demand_gb, include_disabled)
     found.sort(key=lambda e: (e.total_usd, e.provider_id or ""))
     return found, skipped
 

@@ -18,6 +18,11 @@ The rules, in order, each switchable and tuned in ``[rules]`` of the config:
 The reason names the rule that fired and, in order, why each earlier rule did
 not, with the numbers used. With the flag off it says remote was not
 considered because of the flag.
+
+:class:`Decider` is the same function prepared for one context and config:
+what does not depend on the job is computed once (the advisor service keeps
+one per state), and the rules after the one that fires are only weighed when
+the details are asked for. ``decide`` is ``Decider(context, config).decide``.
 """
 
 from __future__ import annotations
@@ -30,17 +35,18 @@ from schemas.advisor import (
     AdvisorJobSpec,
     Candidate,
     ContextSnapshot,
-    CostEstimate,
     Decision,
     DecisionDetails,
     JobDerived,
     RuleName,
 )
 from schemas.flags import ENABLE_COMPUTE
+from schemas.jobs import Target
 from services.advisor.config import AdvisorConfig, config_digest
 from services.advisor.decision import AdviceRecord, DecisionContext
 from services.advisor.jobspec import as_event_spec
-from services.advisor.pricing import Work, compare_providers, energy_estimate, remote_enabled
+from services.advisor.pricing import energy_rate, remote_enabled
+from services.advisor.quotes import PriceTable, Quote
 from services.advisor.vram import derive
 
 
@@ -49,132 +55,298 @@ class _Option(NamedTuple):
     gpu_index: int | None = None
 
 
-def _local(d: JobDerived, ctx: DecisionContext, config: AdvisorConfig, work: Work) -> _Option:
-    rule = config.rules.local_gpu
-    need = d.vram_demand_gb * (1 + rule.headroom_fraction) + rule.headroom_gb
-    est = energy_estimate("local", work, config)
-
-    def no(why: str) -> _Option:
-        return _Option(Candidate(rule="local_gpu", target="local", feasible=False, why=why))
-
-    if not rule.enabled:
-        return no("rule disabled in config")
-    gpus = ctx.telemetry.gpus
-    if not gpus:
-        return no(f"no GPU ({ctx.telemetry.reason or 'none reported'})")
-    known = [(g.free_gb, g) for g in gpus if g.free_gb is not None]
-    if not known:
-        return no(f"free VRAM unknown on all {len(gpus)} GPU(s)")
-    free, best = max(known, key=lambda fg: (fg[0], -fg[1].index))
-    if free < need:
-        return no(f"best free VRAM {free:.2f} GB (GPU {best.index}) < {need:.2f} GB needed")
-    why = (
-        f"GPU {best.index} ({best.name or 'unnamed'}) has {free:.2f} GB free >= {need:.2f} GB"
-        f" needed ({d.vram_demand_gb:.2f} GB x {1 + rule.headroom_fraction:g}"
-        f" + {rule.headroom_gb:g} GB headroom)"
-    )
-    cand = Candidate(
-        rule="local_gpu",
-        target="local",
-        feasible=True,
-        why=why,
-        gpu=best.name,
-        minutes=d.minutes_local_gpu,
-        estimate_usd=est.estimate,
-    )
-    return _Option(cand, best.index)
+def _no(rule: RuleName, target: Target, why: str) -> _Option:
+    return _Option(Candidate(rule=rule, target=target, feasible=False, why=why))
 
 
-def _remote(
-    spec: AdvisorJobSpec,
-    d: JobDerived,
-    ctx: DecisionContext,
-    config: AdvisorConfig,
-    found: list[CostEstimate],
-    skipped: list[str],
-    only: str | None = None,
-) -> _Option:
-    rule = config.rules.remote
-    depth = ctx.remote_queue_depth
+_LABEL: dict[RuleName, str] = {
+    "local_gpu": "Local GPU",
+    "remote_cheapest": "Remote",
+    "cpu_small_job": "CPU",
+    "preferred_target": "Preferred target",
+    "wait_for_local_gpu": "Wait",
+}
+_WAIT_PREFERRED = _no("preferred_target", "wait", "waiting is not a target one can prefer")
 
-    def no(why: str) -> _Option:
-        return _Option(Candidate(rule="remote_cheapest", target="remote", feasible=False, why=why))
 
-    if not rule.enabled:
-        return no("rule disabled in config")
-    if not remote_enabled(ctx.flags):
-        return no(f"not considered, {ENABLE_COMPUTE} is off")
-    if depth >= rule.queue_saturated_at:
-        return no(f"queue saturated: depth {depth} >= {rule.queue_saturated_at}")
-    if only is not None:
-        found = [e for e in found if e.provider_id == only]
-        if not found:
-            gone = [s for s in skipped if s.startswith(f"{only}:")]
-            return no(gone[0] if gone else f"{only}: not a registered provider")
-    if not found:
-        need = f"{d.vram_demand_gb:.2f} GB + {rule.headroom_gb:g} GB headroom"
-        return no(f"no provider fits {need} ({'; '.join(skipped) or 'none registered'})")
-    affordable = [e for e in found if spec.max_cost_usd is None or e.total_usd <= spec.max_cost_usd]
-    if not affordable:
-        return no(
-            f"cheapest fitting provider {found[0].provider_id} costs ~${found[0].total_usd:.4f}"
-            f" > max cost ${spec.max_cost_usd:g}"
+class _Job:
+    """One decision in progress: the spec, what is derived from it, and the options
+    and quotes as far as they were needed (each computed at most once)."""
+
+    __slots__ = ("d", "options", "quotes", "spec")
+
+    def __init__(self, spec: AdvisorJobSpec, d: JobDerived) -> None:
+        self.spec = spec
+        self.d = d
+        self.options: list[_Option | None] = [None, None, None]
+        self.quotes: list[Quote] | None = None
+
+
+class Decider:
+    """The rules prepared for one context and config.
+
+    What does not depend on the job (the best local GPU, whether remote is
+    usable, the providers' price table, rates, thresholds as text) is computed
+    once; :meth:`decide` does the rest. The advisor service keeps one per state
+    and replaces it when its state changes; :func:`decide` makes one per call.
+    """
+
+    def __init__(self, context: DecisionContext, config: AdvisorConfig) -> None:
+        self.context = context
+        self.config = config
+        self.remote_on = remote_enabled(context.flags)
+        self._table: PriceTable | None = None
+        self._local_rate = energy_rate("local", config)
+        self._cpu_rate = energy_rate("cpu", config)
+        self._digits = config.pricing.round_digits
+        self._init_local()
+        self._init_remote()
+        cpu = config.rules.cpu
+        self._ram = context.telemetry.host.ram_available_gb
+        self._max_mp, self._max_min = f"{cpu.max_megapixels:g}", f"{cpu.max_minutes:g}"
+
+    def _init_local(self) -> None:
+        rule = self.config.rules.local_gpu
+        self._local_factor = 1 + rule.headroom_fraction
+        self._local_tail = f" x {1 + rule.headroom_fraction:g} + {rule.headroom_gb:g} GB headroom)"
+        self._local_no: _Option | None = None
+        self._local_best: tuple[float, int, str | None] = (0.0, -1, None)
+        self._local_gpu = ""
+        t = self.context.telemetry
+        if not rule.enabled:
+            why = "rule disabled in config"
+        elif not t.gpus:
+            why = f"no GPU ({t.reason or 'none reported'})"
+        else:
+            known = [(g.free_gb, g) for g in t.gpus if g.free_gb is not None]
+            if not known:
+                why = f"free VRAM unknown on all {len(t.gpus)} GPU(s)"
+            else:
+                free, best = max(known, key=lambda fg: (fg[0], -fg[1].index))
+                assert free is not None
+                self._local_best = (free, best.index, best.name)
+                self._local_gpu = f"GPU {best.index} ({best.name or 'unnamed'}) has {free:.2f} GB"
+                return
+        self._local_no = _no("local_gpu", "local", why)
+
+    def _init_remote(self) -> None:
+        rule = self.config.rules.remote
+        depth = self.context.remote_queue_depth
+        self._queue = f"(queue depth {depth} < {rule.queue_saturated_at}"
+        self._headroom = f"{rule.headroom_gb:g} GB headroom"
+        why = None
+        if not rule.enabled:
+            why = "rule disabled in config"
+        elif not self.remote_on:
+            why = f"not considered, {ENABLE_COMPUTE} is off"
+        elif depth >= rule.queue_saturated_at:
+            why = f"queue saturated: depth {depth} >= {rule.queue_saturated_at}"
+        self._remote_no = None if why is None else _no("remote_cheapest", "remote", why)
+
+    @property
+    def table(self) -> PriceTable:
+        """The providers as priced by the config (built on first use)."""
+        if self._table is None:
+            self._table = PriceTable.of(self.context.registry, self.config)
+        return self._table
+
+    def _quotes(self, job: _Job) -> list[Quote]:
+        if job.quotes is None:
+            d = job.d
+            job.quotes = self.table.quotes(
+                d.minutes_reference_gpu, True, d.vram_demand_gb, d.transfer_gb
+            )
+        return job.quotes
+
+    def _energy(self, rate: float, minutes: float) -> float:
+        return round(rate * minutes / 60, self._digits)
+
+    def _local(self, d: JobDerived) -> _Option:
+        if self._local_no is not None:
+            return self._local_no
+        free, index, name = self._local_best
+        need = d.vram_demand_gb * self._local_factor + self.config.rules.local_gpu.headroom_gb
+        if free < need:
+            why = f"best free VRAM {free:.2f} GB (GPU {index}) < {need:.2f} GB needed"
+            return _no("local_gpu", "local", why)
+        why = (
+            f"{self._local_gpu} free >= {need:.2f} GB needed ({d.vram_demand_gb:.2f} GB"
+            + self._local_tail
         )
-    best = affordable[0]
-    why = (
-        f"cheapest fitting provider {best.provider_id}: {best.gpu} at"
-        f" ${best.breakdown.rate_usd_per_hour:.3f}/h, est. {best.minutes_total:.2f} min"
-        f" ~${best.total_usd:.4f} (queue depth {depth} < {rule.queue_saturated_at}"
-        f"{'' if spec.max_cost_usd is None else f', max cost ${spec.max_cost_usd:g}'})"
-    )
-    cand = Candidate(
-        rule="remote_cheapest",
-        target="remote",
-        feasible=True,
-        why=why,
-        provider_id=best.provider_id,
-        gpu=best.gpu,
-        minutes=best.minutes_total,
-        estimate_usd=best.estimate,
-    )
-    return _Option(cand)
+        cand = Candidate(
+            rule="local_gpu",
+            target="local",
+            feasible=True,
+            why=why,
+            gpu=name,
+            minutes=d.minutes_local_gpu,
+            estimate_usd=self._energy(self._local_rate, d.minutes_local_gpu),
+        )
+        return _Option(cand, index)
 
+    def _remote(self, job: _Job, only: str | None = None) -> _Option:
+        if self._remote_no is not None:
+            return self._remote_no
+        spec, d = job.spec, job.d
+        found = self._quotes(job)
+        if only is not None:
+            found = [q for q in found if q.provider_id == only]
+            if not found:
+                skipped = self.table.skipped(d.vram_demand_gb)
+                gone = [s for s in skipped if s.startswith(f"{only}:")]
+                return _no(
+                    "remote_cheapest",
+                    "remote",
+                    gone[0] if gone else f"{only}: not a registered provider",
+                )
+        if not found:
+            skipped = self.table.skipped(d.vram_demand_gb)
+            need = f"{d.vram_demand_gb:.2f} GB + {self._headroom}"
+            why = f"no provider fits {need} ({'; '.join(skipped) or 'none registered'})"
+            return _no("remote_cheapest", "remote", why)
+        best, max_cost = found[0], spec.max_cost_usd
+        if not (max_cost is None or best.total_usd <= max_cost):
+            why = (
+                f"cheapest fitting provider {best.provider_id} costs ~${best.total_usd:.4f}"
+                f" > max cost ${max_cost:g}"
+            )
+            return _no("remote_cheapest", "remote", why)
+        gpu, minutes = best.offer.gpu, best.minutes_total
+        why = (
+            f"cheapest fitting provider {best.provider_id}: {gpu} at"
+            f" ${round(best.offer.rate, 6):.3f}/h, est. {minutes:.2f} min"
+            f" ~${best.total_usd:.4f} {self._queue}"
+            f"{'' if max_cost is None else f', max cost ${max_cost:g}'})"
+        )
+        cand = Candidate(
+            rule="remote_cheapest",
+            target="remote",
+            feasible=True,
+            why=why,
+            provider_id=best.provider_id,
+            gpu=gpu,
+            minutes=minutes,
+            estimate_usd=round(best.total_usd, self._digits),
+        )
+        return _Option(cand)
 
-def _cpu(
-    spec: AdvisorJobSpec, d: JobDerived, ctx: DecisionContext, config: AdvisorConfig, work: Work
-) -> _Option:
-    rule = config.rules.cpu
-    ram = ctx.telemetry.host.ram_available_gb
-    ram_need = d.vram_demand_gb * rule.ram_factor
-    problems: list[str] = []
-    if not rule.enabled:
-        problems.append("rule disabled in config")
-    if spec.kind not in rule.allowed_kinds:
-        problems.append(f"{spec.kind} jobs are not allowed on the CPU")
-    if d.megapixels_total > rule.max_megapixels:
-        problems.append(f"too big: {d.megapixels_total:.2f} MP > {rule.max_megapixels:g} MP")
-    if d.minutes_cpu > rule.max_minutes:
-        problems.append(f"too slow: est. {d.minutes_cpu:.1f} min > {rule.max_minutes:g} min")
-    if ram is not None and ram < ram_need:
-        problems.append(f"RAM {ram:.1f} GB available < {ram_need:.1f} GB needed")
-    if problems:
-        why = "; ".join(problems)
-        return _Option(Candidate(rule="cpu_small_job", target="cpu", feasible=False, why=why))
-    why = (
-        f"small enough: {d.megapixels_total:.2f} MP <= {rule.max_megapixels:g} MP,"
-        f" est. {d.minutes_cpu:.1f} min <= {rule.max_minutes:g} min"
-        + ("" if ram is None else f", RAM {ram:.1f} GB >= {ram_need:.1f} GB")
-    )
-    est = energy_estimate("cpu", work, config)
-    cand = Candidate(
-        rule="cpu_small_job",
-        target="cpu",
-        feasible=True,
-        why=why,
-        minutes=d.minutes_cpu,
-        estimate_usd=est.estimate,
-    )
-    return _Option(cand)
+    def _cpu(self, spec: AdvisorJobSpec, d: JobDerived) -> _Option:
+        rule = self.config.rules.cpu
+        ram = self._ram
+        ram_need = d.vram_demand_gb * rule.ram_factor
+        problems: list[str] = []
+        if not rule.enabled:
+            problems.append("rule disabled in config")
+        if spec.kind not in rule.allowed_kinds:
+            problems.append(f"{spec.kind} jobs are not allowed on the CPU")
+        if d.megapixels_total > rule.max_megapixels:
+            problems.append(f"too big: {d.megapixels_total:.2f} MP > {self._max_mp} MP")
+        if d.minutes_cpu > rule.max_minutes:
+            problems.append(f"too slow: est. {d.minutes_cpu:.1f} min > {self._max_min} min")
+        if ram is not None and ram < ram_need:
+            problems.append(f"RAM {ram:.1f} GB available < {ram_need:.1f} GB needed")
+        if problems:
+            return _no("cpu_small_job", "cpu", "; ".join(problems))
+        why = (
+            f"small enough: {d.megapixels_total:.2f} MP <= {self._max_mp} MP,"
+            f" est. {d.minutes_cpu:.1f} min <= {self._max_min} min"
+            + ("" if ram is None else f", RAM {ram:.1f} GB >= {ram_need:.1f} GB")
+        )
+        cand = Candidate(
+            rule="cpu_small_job",
+            target="cpu",
+            feasible=True,
+            why=why,
+            minutes=d.minutes_cpu,
+            estimate_usd=self._energy(self._cpu_rate, d.minutes_cpu),
+        )
+        return _Option(cand)
+
+    def _option(self, job: _Job, i: int) -> _Option:
+        """Rule ``i`` of local GPU, remote, CPU (computed once per job)."""
+        opt = job.options[i]
+        if opt is None:
+            if i == 0:
+                opt = self._local(job.d)
+            elif i == 1:
+                opt = self._remote(job)
+            else:
+                opt = self._cpu(job.spec, job.d)
+            job.options[i] = opt
+        return opt
+
+    def _preferred(self, job: _Job, prefer: str) -> _Option:
+        match prefer:
+            case "local":
+                return self._option(job, 0)
+            case "remote":
+                return self._option(job, 1)
+            case "cpu":
+                return self._option(job, 2)
+            case "wait":
+                return _WAIT_PREFERRED
+        return self._remote(job, only=prefer)
+
+    def decide(self, spec: AdvisorJobSpec, details: bool | None = None) -> Decision:
+        """Where ``spec`` should run; ``details`` (default: the spec's ``debug``) adds
+        the details block. Options after the one chosen are weighed only for details."""
+        d = derive(spec, self.config)
+        job = _Job(spec, d)
+        lines = [_summary(spec, d)]
+        chosen: _Option | None = None
+        rule: RuleName = "wait_for_local_gpu"
+        if spec.prefer is not None:
+            pref = self._preferred(job, spec.prefer)
+            verdict = "honoured" if pref.candidate.feasible else "not feasible"
+            lines.append(f"Preferred target {spec.prefer} {verdict}: {pref.candidate.why}.")
+            if pref.candidate.feasible:
+                chosen, rule = pref, "preferred_target"
+        if chosen is None:
+            for i in range(3):
+                opt = self._option(job, i)
+                lines.append(f"{_LABEL[opt.candidate.rule]}: {opt.candidate.why}.")
+                if opt.candidate.feasible:
+                    chosen, rule = opt, opt.candidate.rule
+                    break
+        if not self.remote_on and not any(x.startswith("Remote:") for x in lines):
+            lines.append(f"Remote: not considered, {ENABLE_COMPUTE} is off.")
+        if chosen is None:
+            lines.append("Waiting for the local GPU.")
+            chosen = _Option(self._wait(d))
+        c = chosen.candidate
+        return Decision(
+            target=c.target,
+            rule=rule,
+            reason=" ".join(lines),
+            vram_demand_gb=d.vram_demand_gb,
+            remote_considered=self.remote_on,
+            provider_id=c.provider_id,
+            gpu=c.gpu,
+            gpu_index=chosen.gpu_index,
+            estimated_minutes=c.minutes,
+            estimate_usd=c.estimate_usd,
+            details=self._details(job) if (spec.debug if details is None else details) else None,
+        )
+
+    def _wait(self, d: JobDerived) -> Candidate:
+        return Candidate(
+            rule="wait_for_local_gpu",
+            target="wait",
+            feasible=True,
+            why="no rule fired",
+            minutes=d.minutes_local_gpu,
+            estimate_usd=self._energy(self._local_rate, d.minutes_local_gpu),
+        )
+
+    def _details(self, job: _Job) -> DecisionDetails:
+        minutes = {q.provider_id: q.minutes_total for q in self._quotes(job)}
+        return DecisionDetails(
+            thresholds=self.config.rules,
+            derived=msgspec.structs.replace(job.d, minutes_remote=minutes),
+            context=snapshot(self.context),
+            candidates=[self._option(job, i).candidate for i in range(3)],
+            config_digest=config_digest(self.config),
+        )
 
 
 def _summary(spec: AdvisorJobSpec, d: JobDerived) -> str:
@@ -186,128 +358,9 @@ def _summary(spec: AdvisorJobSpec, d: JobDerived) -> str:
     return f"{what}: VRAM demand {d.vram_demand_gb:.2f} GB ({d.vram_formula})."
 
 
-_LABEL: dict[RuleName, str] = {
-    "local_gpu": "Local GPU",
-    "remote_cheapest": "Remote",
-    "cpu_small_job": "CPU",
-    "preferred_target": "Preferred target",
-    "wait_for_local_gpu": "Wait",
-}
-
-
 def decide(spec: AdvisorJobSpec, context: DecisionContext, config: AdvisorConfig) -> Decision:
     """Where ``spec`` should run given ``context``; pure and deterministic."""
-    d = derive(spec, config)
-    work = Work.of_job(d)
-    found, skipped = compare_providers(
-        work, context.registry, config, remote_enabled(context.flags)
-    )
-    d = msgspec.structs.replace(
-        d, minutes_remote={e.provider_id or "": e.minutes_total for e in found}
-    )
-    options = (
-        _local(d, context, config, work),
-        _remote(spec, d, context, config, found, skipped),
-        _cpu(spec, d, context, config, work),
-    )
-    pref = None
-    if spec.prefer is not None:
-        pref = _preferred(spec, d, context, config, found, skipped, options)
-    chosen, rule, lines = _choose(spec, d, context, options, pref)
-    if chosen is None:
-        lines.append("Waiting for the local GPU.")
-        chosen = _Option(_wait(d, work, config))
-    c = chosen.candidate
-    details = None
-    if spec.debug:
-        details = DecisionDetails(
-            thresholds=config.rules,
-            derived=d,
-            context=snapshot(context),
-            candidates=[o.candidate for o in options],
-            config_digest=config_digest(config),
-        )
-    return Decision(
-        target=c.target,
-        rule=rule,
-        reason=" ".join(lines),
-        vram_demand_gb=d.vram_demand_gb,
-        remote_considered=remote_enabled(context.flags),
-        provider_id=c.provider_id,
-        gpu=c.gpu,
-        gpu_index=chosen.gpu_index,
-        estimated_minutes=c.minutes,
-        estimate_usd=c.estimate_usd,
-        details=details,
-    )
-
-
-def _choose(
-    spec: AdvisorJobSpec,
-    d: JobDerived,
-    context: DecisionContext,
-    options: tuple[_Option, _Option, _Option],
-    pref: _Option | None,
-) -> tuple[_Option | None, RuleName, list[str]]:
-    """The preferred target if feasible, else the first feasible rule; and the reason lines."""
-    lines = [_summary(spec, d)]
-    chosen: _Option | None = None
-    rule: RuleName = "wait_for_local_gpu"
-    if pref is not None:
-        verdict = "honoured" if pref.candidate.feasible else "not feasible"
-        lines.append(f"Preferred target {spec.prefer} {verdict}: {pref.candidate.why}.")
-        if pref.candidate.feasible:
-            chosen, rule = pref, "preferred_target"
-    if chosen is None:
-        for opt in options:
-            lines.append(f"{_LABEL[opt.candidate.rule]}: {opt.candidate.why}.")
-            if opt.candidate.feasible:
-                chosen, rule = opt, opt.candidate.rule
-                break
-    if not remote_enabled(context.flags) and not any(x.startswith("Remote:") for x in lines):
-        lines.append(f"Remote: not considered, {ENABLE_COMPUTE} is off.")
-    return chosen, rule, lines
-
-
-def _wait(d: JobDerived, work: Work, config: AdvisorConfig) -> Candidate:
-    return Candidate(
-        rule="wait_for_local_gpu",
-        target="wait",
-        feasible=True,
-        why="no rule fired",
-        minutes=d.minutes_local_gpu,
-        estimate_usd=energy_estimate("local", work, config).estimate,
-    )
-
-
-def _preferred(
-    spec: AdvisorJobSpec,
-    d: JobDerived,
-    ctx: DecisionContext,
-    config: AdvisorConfig,
-    found: list[CostEstimate],
-    skipped: list[str],
-    options: tuple[_Option, _Option, _Option],
-) -> _Option:
-    local, remote, cpu = options
-    prefer = spec.prefer or ""
-    match prefer:
-        case "local":
-            return local
-        case "cpu":
-            return cpu
-        case "remote":
-            return remote
-        case "wait":
-            return _Option(
-                Candidate(
-                    rule="preferred_target",
-                    target="wait",
-                    feasible=False,
-                    why="waiting is not a target one can prefer",
-                )
-            )
-    return _remote(spec, d, ctx, config, found, skipped, only=prefer)
+    return Decider(context, config).decide(spec)
 
 
 def snapshot(context: DecisionContext) -> ContextSnapshot:

@@ -29,12 +29,12 @@ from schemas.advisor import AdvisedInputs, AdvisorJobSpec
 from schemas.jobs import JobAdvised
 from schemas.subjects import STORE_READ
 from schemas.system import StoreReadRequest
-from services.advisor.config import config_digest, load_config
+from services.advisor.config import AdvisorConfig, config_digest, load_config
 from services.advisor.endpoints import AdvisorEndpoints
 from services.advisor.jobs import JobConsumer
 from services.advisor.registry import load_seed, seed_payloads
-from services.advisor.rules import decide
-from services.advisor.state import FOLLOWED, AdvisorState, all_flags, apply, context
+from services.advisor.rules import Decider
+from services.advisor.state import FOLLOWED, AdvisorState, all_flags, apply
 from services.advisor.telemetry import NvmlTelemetry, TelemetrySource
 from services.runtime.bus import Bus
 from services.runtime.config import Config
@@ -86,6 +86,8 @@ class AdvisorService(AdvisorEndpoints, Service):
         self.jobs = JobConsumer(bus, self._decide, source=self.name, log=self.log)
         self._replies: dict[AdvisorJobSpec, bytes] = {}
         """Encoded advise replies for the current state (cleared by every fold)."""
+        self._decider: tuple[AdvisorState, AdvisorConfig, Decider] | None = None
+        """The rules prepared for a state (see ``_decider_for``)."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -241,23 +243,31 @@ class AdvisorService(AdvisorEndpoints, Service):
 
     def _decide(self, spec: AdvisorJobSpec) -> JobAdvised:
         state = self.state
-        ctx = context(state)
-        decision = msgspec.structs.replace(decide(spec, ctx, self.rules), details=None)
-        inputs = AdvisedInputs(
-            spec=spec,
-            telemetry_sample_id=ctx.telemetry.sample_id,
-            flags=all_flags(state),
-            registry_version=state.registry.version,
-            remote_queue_depth=state.remote_queue_depth,
-            state_position=self.position,
-            config_digest=self.digest,
-            decision=decision,
-        )
-        return JobAdvised(
-            target=decision.target,
-            rule=decision.rule,
-            reason=decision.reason,
-            provider=decision.provider_id,
-            estimate_usd=decision.estimate_usd,
-            inputs=msgspec.to_builtins(inputs),
-        )
+        return job_advised(spec, state, self._decider_for(state), self.position, self.digest)
+
+
+def job_advised(
+    spec: AdvisorJobSpec, state: AdvisorState, decider: Decider, position: int, digest: str
+) -> JobAdvised:
+    """The ``job.advised`` payload for ``spec``: the decision (without details) with
+    the inputs to re-run it. ``decider``: the rules prepared for ``state``, which the
+    service had folded up to store ``position``; ``digest``: the config's."""
+    decision = decider.decide(spec, details=False)
+    inputs = AdvisedInputs(
+        spec=spec,
+        telemetry_sample_id=decider.context.telemetry.sample_id,
+        flags=all_flags(state),
+        registry_version=state.registry.version,
+        remote_queue_depth=state.remote_queue_depth,
+        state_position=position,
+        config_digest=digest,
+        decision=decision,
+    )
+    return JobAdvised(
+        target=decision.target,
+        rule=decision.rule,
+        reason=decision.reason,
+        provider=decision.provider_id,
+        estimate_usd=decision.estimate_usd,
+        inputs=msgspec.to_builtins(inputs),
+    )

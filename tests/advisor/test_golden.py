@@ -11,7 +11,6 @@ find which with the spot checks, or by diffing the outputs against that commit.
 from __future__ import annotations
 
 import hashlib
-import types
 from collections.abc import Iterator
 
 import msgspec
@@ -20,8 +19,8 @@ from schemas.advisor import AdvisorJobSpec
 from services.advisor.config import config_digest
 from services.advisor.errors import CostRequestError, ProviderNotFound
 from services.advisor.pricing import preview_costs
-from services.advisor.rules import decide
-from services.advisor.service import AdvisorService
+from services.advisor.rules import Decider, decide
+from services.advisor.service import job_advised
 from services.advisor.state import context
 
 from .golden_grid import BENCH_SPECS, configs, cost_requests, specs, states
@@ -47,22 +46,22 @@ def digest(outputs: Iterator[bytes]) -> tuple[int, str]:
 
 
 def decisions() -> Iterator[bytes]:
+    """One Decider per state and config, kept across specs, as the service does."""
     for _, config in CONFIGS:
         for _, state in STATES:
-            ctx = context(state)
+            decider = Decider(context(state), config)
             for spec in SPECS:
-                yield encode(decide(spec, ctx, config))
+                yield encode(decider.decide(spec))
 
 
 def advised() -> Iterator[bytes]:
-    """job.advised payloads as the service builds them (details dropped, inputs kept)."""
+    """job.advised payloads as the service builds them (details dropped, inputs kept;
+    the golden digest came from ``AdvisorService._decide`` before ``job_advised``)."""
     for _, config in CONFIGS[:2]:
         for i, (_, state) in enumerate(STATES):
-            service = types.SimpleNamespace(
-                state=state, position=100 + i, rules=config, digest=config_digest(config)
-            )
+            decider = Decider(context(state), config)
             for spec in SPECS[::3]:
-                yield encode(AdvisorService._decide(service, spec))  # type: ignore[arg-type]
+                yield encode(job_advised(spec, state, decider, 100 + i, config_digest(config)))
 
 
 def previews() -> Iterator[bytes]:
@@ -82,6 +81,14 @@ def test_the_grid_is_broad() -> None:
 
 def test_decisions_are_unchanged() -> None:
     assert digest(decisions()) == (13650, DECISIONS)
+
+
+def test_decide_is_a_fresh_decider_per_call() -> None:
+    for _, config in CONFIGS[::2]:
+        for _, state in STATES:
+            decider, ctx = Decider(context(state), config), context(state)
+            for spec in SPECS[::2]:
+                assert encode(decide(spec, ctx, config)) == encode(decider.decide(spec))
 
 
 def test_job_advised_payloads_are_unchanged() -> None:

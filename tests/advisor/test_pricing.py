@@ -188,16 +188,39 @@ def test_tie_break_is_by_provider_id(config: AdvisorConfig) -> None:
 
 @pytest.mark.parametrize("minutes", [0.01, 0.37, 2.0, 59.9, 600.0])
 @pytest.mark.parametrize("scaled", [True, False])
-def test_the_inlined_ranking_matches_the_breakdown_arithmetic(
-    seeded: RegistryState, minutes: float, scaled: bool
+@pytest.mark.parametrize("vram", [None, 10.0, 30.0])
+def test_the_quote_ranking_matches_the_breakdown_arithmetic(
+    seeded: RegistryState, config: AdvisorConfig, minutes: float, scaled: bool, vram: float | None
 ) -> None:
-    from services.advisor.pricing import _amounts, _cheapest
+    from services.advisor.pricing import _amounts
+    from services.advisor.quotes import PriceTable, cheapest
 
-    work = Work(minutes=minutes, scaled=scaled, local_minutes=1, cpu_minutes=1, transfer_gb=0.3)
-    for profile in seeded.providers.values():
+    work = Work(
+        minutes=minutes,
+        scaled=scaled,
+        local_minutes=1,
+        cpu_minutes=1,
+        transfer_gb=0.3,
+        vram_demand_gb=vram,
+    )
+    extra = fold(
+        [ProviderUpserted(profile=provider("xfer", cold_start_s=40.0, billing_increment_s=60.0))]
+    )
+    profiles = [*seeded.providers.values(), *extra.providers.values()]
+    table = PriceTable(profiles, config.rules.remote.headroom_gb)
+    run = table.run_minutes(minutes, scaled)
+    need = table.need(vram)
+    for p in table.providers:
+        profile = p.profile
         base = min(g.hourly_usd for g in profile.gpus)
-        fitting = list(profile.gpus)
+        fitting = [g for g in profile.gpus if need is None or g.vram_gb >= need]
+        if not fitting:
+            continue
         slow = min(
             fitting, key=lambda g: (_amounts(profile, g, work, base).total, g.vram_gb, g.gpu)
         )
-        assert _cheapest(profile, fitting, work, base) == slow
+        quote = cheapest(p, run, need, work.transfer_gb)
+        assert quote.offer.offer == slow
+        assert quote.total_usd == _amounts(profile, slow, work, base).total
+        est = provider_estimate(profile, work, config, enabled=True)
+        assert est is not None and quote.minutes_total == est.minutes_total
