@@ -28,7 +28,7 @@ import msgspec
 
 from schemas.envelope import event_type
 from schemas.jobs import JobKind, Target
-from schemas.providers import PriceSnapshot, RegistryStats
+from schemas.providers import MAX_VRAM_GB, PriceSnapshot, RegistryStats
 from schemas.subjects import command
 from schemas.telemetry import GpuDevice, TelemetrySample
 
@@ -55,9 +55,15 @@ FLAGS_SET_SUBJECT = command(
     "FlagsUpdate -> FlagsView; publishes flags.changed (400 naming an unknown flag).",
 )
 
-NonNeg = Annotated[float, msgspec.Meta(ge=0)]
-Positive = Annotated[float, msgspec.Meta(gt=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+HeadroomGb = Annotated[float, msgspec.Meta(ge=0, le=1024)]
+# Bounds of a job spec (also of the config's [defaults]): generous, finite, so
+# the largest admitted job still gets finite minutes, VRAM and costs.
+Side = Annotated[int, msgspec.Meta(ge=1, le=16384)]
+Steps = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+Tokens = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+AudioSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+MAX_COST_USD = 1_000_000.0
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -102,7 +108,6 @@ class FlagsView(msgspec.Struct, frozen=True, kw_only=True):
 
 TARGET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TargetName = Annotated[str, msgspec.Meta(pattern=TARGET_PATTERN)]
-Side = Annotated[int, msgspec.Meta(ge=1, le=16384)]
 
 
 class AdvisorJobSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,14 +125,14 @@ class AdvisorJobSpec(msgspec.Struct, frozen=True, kw_only=True):
     height: Side | None = None
     batch: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
     frames: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
-    steps: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    steps: Steps | None = None
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
-    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=4096)] | None = None
-    max_cost_usd: NonNeg | None = None
+    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=MAX_VRAM_GB)] | None = None
+    max_cost_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)] | None = None
     prefer: TargetName | None = None
     debug: bool = False
-    tokens: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] | None = None
-    audio_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400)] | None = None
+    tokens: Tokens | None = None
+    audio_seconds: AudioSeconds | None = None
 
 
 class AdvisorJobSpecBody(AdvisorJobSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -170,7 +175,7 @@ class LocalGpuThresholds(msgspec.Struct, frozen=True, kw_only=True):
     """Rule 1: a local GPU takes the job when free VRAM >= demand * (1 + fraction) + gb."""
 
     enabled: bool = True
-    headroom_gb: NonNeg = 1.0
+    headroom_gb: HeadroomGb = 1.0
     headroom_fraction: Fraction = 0.10
 
 
@@ -182,8 +187,8 @@ class RemoteThresholds(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     enabled: bool = True
-    queue_saturated_at: Annotated[int, msgspec.Meta(ge=1)] = 8
-    headroom_gb: NonNeg = 0.5
+    queue_saturated_at: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 8
+    headroom_gb: HeadroomGb = 0.5
 
 
 class CpuThresholds(msgspec.Struct, frozen=True, kw_only=True):
@@ -195,9 +200,9 @@ class CpuThresholds(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     enabled: bool = True
-    max_megapixels: NonNeg = 0.6
-    max_minutes: NonNeg = 10.0
-    ram_factor: NonNeg = 1.2
+    max_megapixels: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.6
+    max_minutes: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 10.0
+    ram_factor: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.2
     allowed_kinds: tuple[JobKind, ...] = ("image", "speech", "llm", "other")
 
 

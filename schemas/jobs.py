@@ -13,7 +13,7 @@ import msgspec
 from schemas.envelope import event_type
 
 JobKind = Literal["image", "video", "llm", "speech", "other"]
-Target = Literal["local", "cpu", "remote", "wait"]
+Target = Literal["local", "cpu", "remote", "wait", "rejected"]
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]

@@ -16,6 +16,7 @@ Units: GB (10^9 bytes) for VRAM offers, USD, seconds where a name says ``_s``.
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Literal, get_args
 
 import msgspec
@@ -27,7 +28,7 @@ from schemas.subjects import command
 
 PROVIDERS_LIST_SUBJECT = command(
     "gpuroute.providers.list",
-    "ProvidersQuery -> ProviderList.",
+    "ProviderListQuery -> ProviderList (optionally of one kind).",
 )
 PROVIDERS_GET_SUBJECT = command(
     "gpuroute.providers.get",
@@ -46,7 +47,19 @@ PROVIDERS_STATS_SUBJECT = command(
     "ProvidersQuery -> ProviderStats.",
 )
 
-NonNeg = Annotated[float, msgspec.Meta(ge=0)]
+# Every number is bounded to a finite, generous range, so no input can make an
+# estimate inf or nan (JSON's 1e309 decodes to inf; TOML can say nan and inf).
+MAX_VRAM_GB = 4096.0
+MAX_PRICE_USD = 10_000.0
+"""Per hour or per second: far above any GPU's list price, still finite."""
+MAX_SECONDS = 86_400.0
+MIN_SPEED = 0.001
+"""Speeds divide run times: 1000x slower than the reference GPU at worst."""
+MIN_INCREMENT_S = 0.001
+"""A billing increment divides billed time: 0 (exact) or at least this."""
+Price = Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE_USD)]
+Speed = Annotated[float, msgspec.Meta(ge=MIN_SPEED, le=100)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -69,10 +82,10 @@ class GpuOffer(msgspec.Struct, frozen=True, kw_only=True):
     """One GPU type a provider rents. ``relative_speed``: 1.0 = the reference GPU."""
 
     gpu: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
-    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=4096)]
-    price_usd: NonNeg
+    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=MAX_VRAM_GB)]
+    price_usd: Price
     unit: PriceUnit = "hour"
-    relative_speed: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
+    relative_speed: Speed = 1.0
 
     @property
     def hourly_usd(self) -> float:
@@ -80,11 +93,17 @@ class GpuOffer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PriceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """When and where the prices were read. ``date`` is YYYY-MM-DD."""
+    """When and where the prices were read. ``date`` is a real YYYY-MM-DD date."""
 
     date: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     source: Annotated[str, msgspec.Meta(min_length=1)]
     note: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            datetime.date.fromisoformat(self.date)
+        except ValueError:
+            raise ValueError(f"`date` {self.date!r} is not a real date (YYYY-MM-DD)") from None
 
 
 class HardwareProfile(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,13 +112,20 @@ class HardwareProfile(msgspec.Struct, frozen=True, kw_only=True):
     ``throughput_factor`` scales every GPU's ``relative_speed`` (network, image
     pull, runtime overhead); ``cold_start_s`` is added to each job and billed
     when ``bills_cold_start``; billed time is rounded up to a multiple of
-    ``billing_increment_s`` (per-minute billing: 60; 0 = exact).
+    ``billing_increment_s`` (per-minute billing: 60; 0 = exact; else >= 0.001 s).
     """
 
-    throughput_factor: Annotated[float, msgspec.Meta(gt=0, le=100)] = 1.0
-    cold_start_s: NonNeg = 0.0
+    throughput_factor: Speed = 1.0
+    cold_start_s: Seconds = 0.0
     bills_cold_start: bool = True
-    billing_increment_s: NonNeg = 0.0
+    billing_increment_s: Seconds = 0.0
+
+    def __post_init__(self) -> None:
+        if 0 < self.billing_increment_s < MIN_INCREMENT_S:
+            raise ValueError(
+                f"`billing_increment_s` must be 0 (exact) or >= {MIN_INCREMENT_S:g} s,"
+                f" got {self.billing_increment_s:g}"
+            )
 
 
 class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,7 +140,7 @@ class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str = ""
     region: str = ""
     hardware: HardwareProfile = HardwareProfile()
-    transfer_usd_per_gb: NonNeg = 0.0
+    transfer_usd_per_gb: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0
     enabled: bool = True
     notes: str = ""
 
@@ -167,6 +193,12 @@ class RegistryStats(msgspec.Struct, frozen=True, kw_only=True):
 
 class ProvidersQuery(_Request, frozen=True):
     pass
+
+
+class ProviderListQuery(_Request, frozen=True):
+    """``GET /api/providers?kind=modal``: only the providers of that kind."""
+
+    kind: ProviderKind | None = None
 
 
 class ProviderRef(_Request, frozen=True):

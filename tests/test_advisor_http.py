@@ -159,6 +159,20 @@ async def test_provider_crud_survives_an_advisor_restart(config):
         ("PUT", "/api/flags", b'{"flags":{"features.enable_compute":"yes"}}', 400,
          "at `$.flags[...]`"),
         ("GET", "/api/gpu/list?debug=maybe", None, 400, "$.debug"),
+        ("GET", "/api/gpu/list?debug=1&verbose=1", None, 400, "unknown parameter `verbose`"),
+        ("GET", "/api/providers?foo=1", None, 400, "unknown parameter `foo` (known: kind)"),
+        ("GET", "/api/providers?kind=zzz", None, 400, "at `$.kind`"),
+        ("GET", "/api/providers/stats?x=1", None, 400, "unknown parameter `x` (known: none)"),
+        ("GET", "/api/providers/modal?x=1", None, 400, "unknown parameter `x`"),
+        ("GET", "/api/flags?x=1", None, 400, "unknown parameter `x`"),
+        ("POST", "/api/compute/advise", b'{"vram_gb":1e309}', 400, "at `$.vram_gb`"),
+        ("POST", "/api/compute/advise", b'{"max_cost_usd":1e7}', 400, "at `$.max_cost_usd`"),
+        ("POST", "/api/providers", b'{"id":"x","kind":"modal","gpus":[{"gpu":"L4","vram_gb":24,'
+         b'"price_usd":1e308}],"price_snapshot":{"date":"2026-01-01","source":"x"}}', 400,
+         "at `$.gpus[0].price_usd`"),
+        ("POST", "/api/providers", b'{"id":"x","kind":"modal","gpus":[{"gpu":"L4","vram_gb":24,'
+         b'"price_usd":1}],"price_snapshot":{"date":"2026-13-45","source":"x"}}', 400,
+         "`date` '2026-13-45' is not a real date (YYYY-MM-DD) - at `$.price_snapshot`"),
     ],
 )  # fmt: skip
 async def test_bad_requests_name_the_field_and_are_never_500(
@@ -167,3 +181,12 @@ async def test_bad_requests_name_the_field_and_are_never_500(
     got, reply = await http.call(method, path, raw=body)
     assert got == status, reply
     assert reply["ok"] is False and needle in reply["error"]
+
+
+async def test_providers_of_one_kind_and_every_bad_query_parameter_named(http):
+    status, modal = await http.get("/api/providers?kind=modal")
+    assert status == 200 and [p["id"] for p in modal["providers"]] == ["modal"]
+    status, body = await http.get("/api/providers?kind=zzz&foo=1")
+    assert status == 400 and body["ok"] is False
+    assert "unknown parameter `foo` (known: kind)" in body["error"]
+    assert "at `$.kind`" in body["error"] and "zzz" in body["error"]

@@ -40,11 +40,17 @@ VARIED = [
 ]
 
 
-def what_if(db: Path, file: Path) -> tuple[int, int, str]:
-    out = subprocess.run(
+def replay(db: Path, file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [str(BIN / "gpuroute"), "replay", "--what-if", str(file), "--db", str(db)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def what_if(db: Path, file: Path) -> tuple[int, int, str]:
+    run = replay(db, file)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
     m = re.search(r"(\d+) of (\d+) decisions change", out)
     assert m, out
     return int(m.group(1)), int(m.group(2)), out
@@ -130,3 +136,17 @@ async def test_a_threshold_change_moves_waiting_jobs(log, tmp_path):
     }
     assert full and changed == len(full)
     assert all(f"  {k}: wait (wait_for_local_gpu) -> remote:" in out for k in full)
+
+
+async def test_an_override_of_a_provider_the_log_never_had_is_an_error(log, tmp_path):
+    typo = tmp_path / "typo.toml"
+    typo.write_text(
+        '[[price_overrides]]\nprovider = "modal"\nmultiplier = 2.0\n'
+        '[[price_overrides]]\nprovider = "nope"\nmultiplier = 2.0\n'
+    )
+    run = replay(log, typo)
+    assert run.returncode == 1 and run.stdout == ""
+    [line] = run.stderr.splitlines()
+    assert line.startswith(f"gpuroute: error: {typo}: [[price_overrides]] #2")
+    assert "provider 'nope', which this log never registered" in line
+    assert "studio-box" in line  # the providers it did register, to spot the typo

@@ -3,6 +3,8 @@ job.advised with its inputs, redelivery, seeding, restarts."""
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 import nats.js.errors
 import pytest
@@ -102,6 +104,37 @@ async def test_a_redelivered_job_is_advised_once(bus, config):
         await wait_for(store_caught_up)
     answers = [e for _, e in stored_events(config.events_db, "job.advised")]
     assert [e.id for e in answers] == [advised_id(job.id)]
+    advised_uuid, job_uuid = uuid.UUID(answers[0].id), uuid.UUID(job.id)
+    assert advised_uuid.version == 7 and advised_uuid.int >> 80 == job_uuid.int >> 80
+
+
+async def test_an_invalid_submitted_event_is_acked_unanswered(bus, config):
+    """The store dead-letters these; an answer would be a phantom job in the log."""
+    good = msgspec.to_builtins(submit(bus, "valid", width=64, height=64))
+    bodies = {
+        "bad-spec": {**good, "id": "i-1", "key": "bad-spec", "data": {"spec": "x"}},
+        "no-key": {k: v for k, v in {**good, "id": "i-2"}.items() if k != "key"},
+        "wrong-type": {
+            **good, "id": "i-3", "key": "wrong-type", "type": "provider.removed",
+            "data": {"id": "x"},
+        },
+    }  # fmt: skip
+    async with running_advisor(config) as advisor:
+        for i, body in enumerate([*bodies.values(), b"not json"]):
+            raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
+            await bus.js.publish("job.submitted", raw, headers={"Nats-Msg-Id": f"bad-{i}"})
+        await bus.js.publish("job.submitted", msgspec.json.encode(good))
+        await advised(config.events_db, ["valid"])
+        await wait_for(lambda: advisor.jobs.invalid == 4)
+
+        async def dead_letters() -> int:
+            return (await bus.call(STORE_STATS, {}, StoreStats)).dead_letters
+
+        assert await wait_for(lambda: dead_letters()) == 4
+        info = await bus.js.consumer_info(STREAM, CONSUMER)
+        assert info.num_ack_pending == 0 and info.num_redelivered == 0
+    answers = [e.key for _, e in stored_events(config.events_db, "job.advised")]
+    assert answers == ["valid"]
 
 
 async def test_a_spec_the_advisor_cannot_accept_is_rejected_with_the_field(bus, config):
@@ -121,6 +154,7 @@ async def test_seeding_happens_once_with_deterministic_ids(bus, config):
     assert sorted(e.id for e in upserts) == sorted(
         seed_id(p) for p in again.state.registry.providers
     )
+    assert all(uuid.UUID(e.id).version == 7 for e in upserts)
 
 
 async def test_tokens_and_audio_survive_the_submitted_event(bus, config):

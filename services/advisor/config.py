@@ -5,6 +5,10 @@ copy an operator edits; a test keeps the two equal). A TOML file may set any
 subset: every field it omits keeps its default. A typo or a bad value is an
 error naming the file and the field.
 
+Every number is bounded to a finite range (generous: far beyond any real job or
+machine), so no config can make an estimate inf or nan; a value out of range
+is an error naming the field, like a typo.
+
 Units: GB are 10^9 bytes of VRAM/RAM as the GPU vendors print them; minutes and
 seconds are wall-clock; prices are USD. "Reference GPU" means a GPU of relative
 speed 1.0 (about an RTX 4090); every speed constant is measured on it.
@@ -30,15 +34,24 @@ from typing import Annotated, Literal
 import msgspec
 
 from schemas.advisor import (
+    AudioSeconds,
     CpuThresholds,
     LocalGpuThresholds,
     RemoteThresholds,
     RuleThresholds,
+    Side,
+    Steps,
+    Tokens,
 )
+from schemas.providers import MAX_SECONDS, MAX_VRAM_GB, Price, Speed
 from services.advisor.errors import ConfigError
 
-NonNeg = Annotated[float, msgspec.Meta(ge=0)]
-Positive = Annotated[float, msgspec.Meta(gt=0)]
+Gb = Annotated[float, msgspec.Meta(ge=0, le=MAX_VRAM_GB)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+Minutes = Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
+Watts = Annotated[float, msgspec.Meta(ge=0, le=100_000)]
+
+Factor = Annotated[float, msgspec.Meta(gt=0, le=100_000)]
 
 
 class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,8 +92,8 @@ class RulesConfig(RuleThresholds, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class KindVram(_Strict, frozen=True):
-    base_gb: NonNeg
-    per_megapixel_gb: NonNeg = 0.0
+    base_gb: Gb
+    per_megapixel_gb: Annotated[float, msgspec.Meta(ge=0, le=1024)] = 0.0
 
 
 def _models_gb() -> dict[str, float]:
@@ -103,20 +116,20 @@ class VramConfig(_Strict, frozen=True):
     video: KindVram = KindVram(base_gb=10.0, per_megapixel_gb=0.6)
     speech: KindVram = KindVram(base_gb=4.0)
     other: KindVram = KindVram(base_gb=4.0)
-    llm_bytes_per_param: Positive = 2.0
-    llm_default_params_b: Positive = 7.0
-    llm_overhead_gb: NonNeg = 1.5
-    models_gb: dict[str, NonNeg] = msgspec.field(default_factory=_models_gb)
+    llm_bytes_per_param: Annotated[float, msgspec.Meta(gt=0, le=64)] = 2.0
+    llm_default_params_b: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 7.0
+    llm_overhead_gb: Gb = 1.5
+    models_gb: dict[str, Gb] = msgspec.field(default_factory=_models_gb)
 
 
 class CpuSlowdown(_Strict, frozen=True):
     """How many times longer the CPU takes than the reference GPU, per kind."""
 
-    image: Positive = 40.0
-    video: Positive = 60.0
-    llm: Positive = 12.0
-    speech: Positive = 8.0
-    other: Positive = 10.0
+    image: Factor = 40.0
+    video: Factor = 60.0
+    llm: Factor = 12.0
+    speech: Factor = 8.0
+    other: Factor = 10.0
 
 
 class SpeedConfig(_Strict, frozen=True):
@@ -127,24 +140,24 @@ class SpeedConfig(_Strict, frozen=True):
     speech: overhead_s + speech_realtime_factor * audio_seconds; other: other_minutes.
     """
 
-    image_s_per_megapixel_step: NonNeg = 0.15
-    video_s_per_megapixel_step: NonNeg = 0.15
-    llm_s_per_token_per_b: NonNeg = 0.003
-    speech_realtime_factor: NonNeg = 0.05
-    other_minutes: NonNeg = 1.0
-    overhead_s: NonNeg = 5.0
-    local_relative_speed: Positive = 1.0
+    image_s_per_megapixel_step: Seconds = 0.15
+    video_s_per_megapixel_step: Seconds = 0.15
+    llm_s_per_token_per_b: Seconds = 0.003
+    speech_realtime_factor: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.05
+    other_minutes: Minutes = 1.0
+    overhead_s: Seconds = 5.0
+    local_relative_speed: Speed = 1.0
     cpu_slowdown: CpuSlowdown = CpuSlowdown()
 
 
 class JobDefaults(_Strict, frozen=True):
     """Values used when a job spec leaves a field out."""
 
-    width: Annotated[int, msgspec.Meta(ge=1)] = 1024
-    height: Annotated[int, msgspec.Meta(ge=1)] = 1024
-    steps: Annotated[int, msgspec.Meta(ge=1)] = 25
-    tokens: Annotated[int, msgspec.Meta(ge=1)] = 512
-    audio_seconds: Positive = 60.0
+    width: Side = 1024
+    height: Side = 1024
+    steps: Steps = 25
+    tokens: Tokens = 512
+    audio_seconds: AudioSeconds = 60.0
 
 
 class PricingConfig(_Strict, frozen=True):
@@ -155,11 +168,11 @@ class PricingConfig(_Strict, frozen=True):
     * frames, priced at each provider's own transfer_usd_per_gb.
     """
 
-    usd_per_kwh: NonNeg = 0.17
-    local_gpu_watts: NonNeg = 350.0
-    cpu_watts: NonNeg = 120.0
-    transfer_base_gb: NonNeg = 0.0
-    transfer_gb_per_megapixel: NonNeg = 0.002
+    usd_per_kwh: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.17
+    local_gpu_watts: Watts = 350.0
+    cpu_watts: Watts = 120.0
+    transfer_base_gb: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.0
+    transfer_gb_per_megapixel: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.002
     round_digits: Annotated[int, msgspec.Meta(ge=0, le=8)] = 4
 
 
@@ -172,9 +185,9 @@ class PriceOverride(_Strict, frozen=True):
 
     provider: Annotated[str, msgspec.Meta(min_length=1)]
     gpu: str | None = None
-    price_usd: NonNeg | None = None
+    price_usd: Price | None = None
     unit: Literal["hour", "second"] = "hour"
-    multiplier: Positive | None = None
+    multiplier: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
 
     def __post_init__(self) -> None:
         if (self.price_usd is None) == (self.multiplier is None):

@@ -45,6 +45,7 @@ from schemas.providers import (
     PROVIDERS_STATS_SUBJECT,
     ProviderChanged,
     ProviderList,
+    ProviderListQuery,
     ProviderProfile,
     ProviderPut,
     ProviderRef,
@@ -106,7 +107,7 @@ class AdvisorEndpoints:
             ("advise", ADVISE_SUBJECT, AdvisorJobSpecBody, self.advise),
             ("costs", COSTS_SUBJECT, CostRequest, self.costs),
             ("gpus", GPUS_SUBJECT, GpuListRequest, self.gpus),
-            ("providers-list", PROVIDERS_LIST_SUBJECT, ProvidersQuery, self.providers),
+            ("providers-list", PROVIDERS_LIST_SUBJECT, ProviderListQuery, self.providers),
             ("providers-get", PROVIDERS_GET_SUBJECT, ProviderRef, self.provider),
             ("providers-put", PROVIDERS_PUT_SUBJECT, ProviderPut, self.put_provider),
             ("providers-delete", PROVIDERS_DELETE_SUBJECT, ProviderRef, self.remove),
@@ -150,10 +151,11 @@ class AdvisorEndpoints:
         await self._wait_ready()
         return gpu_list(self.state, request.debug)
 
-    async def providers(self, _: ProvidersQuery) -> ProviderList:
+    async def providers(self, query: ProviderListQuery) -> ProviderList:
         await self._wait_ready()
         reg = self.state.registry
-        return ProviderList(version=reg.version, providers=list(reg.providers.values()))
+        found = [p for p in reg.providers.values() if query.kind in (None, p.kind)]
+        return ProviderList(version=reg.version, providers=found)
 
     async def provider(self, ref: ProviderRef) -> ProviderProfile:
         await self._wait_ready()

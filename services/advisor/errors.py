@@ -3,6 +3,7 @@
     GpurouteError (services/runtime/errors.py)
     └── AdvisorError                root: catch this to catch everything below
         ├── ConfigError             a config or seed file is unreadable or invalid
+        │   └── UnknownOverride     a what-if price override names what the log never had
         ├── ProviderNotFound        a cost preview or command named an unknown provider
         └── CostRequestError        a cost request that cannot be priced (no job, no duration)
 
@@ -35,6 +36,11 @@ class ConfigError(AdvisorError):
         self.path = str(path)
         self.detail = detail
         super().__init__(f"{self.path}: {detail}")
+
+
+class UnknownOverride(ConfigError):
+    """A what-if file's ``[[price_overrides]]`` entry names a provider (or a GPU of
+    one) that the replayed log never registered: it would silently change nothing."""
 
 
 class ProviderNotFound(AdvisorError):

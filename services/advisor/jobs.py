@@ -6,6 +6,13 @@ publishes ``job.advised`` (event id derived from the submitted id, so a
 redelivered job is dropped by JetStream and by the store) with the decision
 and its inputs, and acks only after JetStream stored it.
 
+Only a valid event is answered: a message on ``job.submitted`` that does not
+decode as one (``schemas.decode_event`` fails, or its type is not the subject)
+is the store's to dead-letter, not a job; the advisor acks it, counts it
+(``JobConsumer.invalid``), logs a warning and publishes nothing. A valid event
+whose spec the advisor cannot accept (a width over 16384, say) is answered
+with target ``rejected``, rule ``invalid_spec`` and the field in the reason.
+
 :class:`JobConsumer` subscribes, batches, publishes and acks; the decision
 comes from the ``decide`` callable it is given (the service's, which reads the
 advisor's state), so a batch is decided with the state of the moment.
@@ -24,22 +31,28 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from schemas import Event, make_event
+from schemas import Event, decode_event, make_event
 from schemas.advisor import AdvisorJobSpec
 from schemas.jobs import JobAdvised
 from schemas.subjects import STREAM
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
+from services.runtime.ids import derived_id
 
 CONSUMER = "advisor"
 """Durable name and deliver group of the job.submitted consumer."""
 BATCH = 256
 MAX_ACK_PENDING = 4096
+SUBJECT = "job.submitted"
 
 
 def advised_id(submitted_id: str) -> str:
-    """The id of the ``job.advised`` answering a ``job.submitted``: same input, same id."""
-    return f"{submitted_id}:advised"
+    """The id of the ``job.advised`` answering a ``job.submitted``: a UUIDv7 of the
+    submitted event's millisecond, the same for the same submitted id."""
+    try:
+        return derived_id(submitted_id, "advised")
+    except ValueError:  # 32 characters that look like a UUIDv7 but are not hex
+        return derived_id(f"{SUBJECT}:{submitted_id}", "advised")
 
 
 class _SubmittedData(msgspec.Struct):
@@ -81,6 +94,8 @@ class JobConsumer:
         self._inbox: list[Msg] = []
         self._inbox_event = asyncio.Event()
         self._jobs: JetStreamContext.PushSubscription | None = None
+        self.invalid = 0
+        """Messages on job.submitted that are not a valid event: acked, not answered."""
 
     async def stop(self) -> None:
         """Unsubscribe from job.submitted; a NATS error on the way out is ignored."""
@@ -92,14 +107,14 @@ class JobConsumer:
         config = ConsumerConfig(
             durable_name=CONSUMER,
             deliver_group=CONSUMER,
-            filter_subject="job.submitted",
+            filter_subject=SUBJECT,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=30,
             max_ack_pending=MAX_ACK_PENDING,
         )
         self._jobs = await self.bus.js.subscribe(
-            "job.submitted",
+            SUBJECT,
             queue=CONSUMER,
             durable=CONSUMER,
             stream=STREAM,
@@ -119,17 +134,19 @@ class JobConsumer:
         self._inbox_event.set()
 
     async def _advise_batch(self, msgs: list[Msg]) -> None:
-        """Decide each job with the same state; publish every job.advised, then ack."""
+        """Decide each job with the same state; publish every job.advised, then ack.
+        A message that is not a valid job.submitted event is acked unanswered."""
         events: list[Event] = []
         done: list[Msg] = []
         for msg in msgs:
-            try:
-                events.append(self._advised(_submitted_decoder.decode(msg.data)))
-                done.append(msg)
-            except (msgspec.ValidationError, msgspec.DecodeError) as e:
-                # not a job.submitted envelope at all: the store dead-letters it
-                self.log.warning("malformed job.submitted", extra={"fields": {"error": str(e)}})
-                await msg.term()
+            submitted = self._valid(msg)
+            if submitted is None:
+                await msg.ack()
+                continue
+            events.append(self._advised(submitted))
+            done.append(msg)
+        if not events:
+            return
         try:
             await self.bus.publish_many(events)
         except GpurouteError as e:
@@ -139,6 +156,22 @@ class JobConsumer:
             return
         for msg in done:
             await msg.ack()
+
+    def _valid(self, msg: Msg) -> _Submitted | None:
+        """The envelope of a valid job.submitted event, its spec kept raw; None (counted
+        and logged) when the store would dead-letter it: the same checks as the store's."""
+        try:
+            event = decode_event(msg.data)
+            if event.type != SUBJECT:
+                raise ValueError(f"type {event.type!r} does not match subject {SUBJECT!r}")
+            return _submitted_decoder.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
+            self.invalid += 1
+            self.log.warning(
+                "invalid job.submitted not answered (the store dead-letters it)",
+                extra={"fields": {"error": str(e), "invalid": self.invalid}},
+            )
+            return None
 
     def _advised(self, submitted: _Submitted) -> Event:
         """The job.advised event for one job: a decision with its inputs, or a

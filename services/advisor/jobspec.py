@@ -48,11 +48,15 @@ class Shape(msgspec.Struct, frozen=True, kw_only=True):
     params_b: float | None
 
 
-_PARAMS = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)\s*b(?![a-z0-9])", re.IGNORECASE)
+_PARAMS = re.compile(r"(?<![0-9.])(\d{1,6}(?:\.\d+)?)\s*b(?![a-z0-9])", re.IGNORECASE)
 
 
 def params_from_model_name(model: str | None) -> float | None:
-    """Billions of parameters read from a model name ("llama-3-8b" -> 8.0), if any."""
+    """Billions of parameters read from a model name ("llama-3-8b" -> 8.0), if any.
+
+    At most 6 integer digits (< 10^6 B): a longer number is not read as a size,
+    so no model name can make the VRAM or run-time estimate absurd.
+    """
     if not model:
         return None
     found = _PARAMS.findall(model)

@@ -137,7 +137,7 @@ def seed_payloads(
 
     Nothing once any seed event was folded (so a provider an operator removed
     stays removed); otherwise one upsert per profile whose id is not registered.
-    Publish each with a deterministic event id (``seed:<id>``) so two replicas
+    Publish each with a deterministic event id (``service.seed_id``) so two replicas
     starting together are deduplicated by JetStream.
     """
     if state.seeded:

@@ -12,6 +12,13 @@ the rebuild. Each decision is then re-run with FILE's thresholds and prices
 A ``job.advised`` without inputs (published by something else) is counted and
 skipped; one whose context cannot be rebuilt (a log cut short, say) is listed
 as a mismatch and not re-run.
+
+A ``[[price_overrides]]`` entry of FILE must name a provider the log registered
+at some point (and, with ``gpu``, a GPU that provider offered at some point):
+a typo would otherwise change nothing and read as "0 decisions change". One
+that existed only before or after some decisions is fine: the decisions that
+saw it are re-priced. Anything else is an :class:`UnknownOverride` naming the
+file, the override and the id (``gpuroute`` prints it on one line, exit 1).
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ import msgspec
 from schemas import decode_event
 from schemas.advisor import AdvisedInputs
 from schemas.jobs import JobAdvised
+from schemas.providers import ProviderUpserted
 from services.advisor.config import AdvisorConfig, config_digest, load_config
 from services.advisor.decision import AdviceRecord
+from services.advisor.errors import UnknownOverride
 from services.advisor.state import FOLLOWED, AdvisorEvent, AdvisorState, all_flags, apply, context
 from services.advisor.whatif import WhatIfReport, render, what_if
 from services.runtime.follow import subject_matches
@@ -38,6 +47,8 @@ class RecordedDecisions(msgspec.Struct, kw_only=True):
     without_inputs: int = 0
     mismatches: list[str] = []
     recorded_digests: list[str] = []
+    providers_seen: dict[str, set[str]] = {}
+    """Every provider id the log ever registered, with every GPU it ever offered."""
 
 
 def _followed(subject: str) -> bool:
@@ -71,6 +82,7 @@ def recorded_decisions(rows: Iterable[tuple[int, str, bytes]]) -> RecordedDecisi
     followed: list[tuple[int, AdvisorEvent]] = []
     advised: list[tuple[int, str, AdvisedInputs]] = []
     without = 0
+    seen: dict[str, set[str]] = {}
     for seq, subject, body in rows:
         if subject == "job.advised":
             event = decode_event(body)
@@ -85,9 +97,13 @@ def recorded_decisions(rows: Iterable[tuple[int, str, bytes]]) -> RecordedDecisi
             else:
                 advised.append((inputs.state_position, event.key, inputs))
         elif _followed(subject):
-            followed.append((seq, decode_event(body).payload))
+            payload = decode_event(body).payload
+            followed.append((seq, payload))
+            if isinstance(payload, ProviderUpserted):
+                gpus = seen.setdefault(payload.profile.id, set())
+                gpus.update(g.gpu for g in payload.profile.gpus)
     advised.sort(key=lambda a: a[0])  # stable: log order within one position
-    result = RecordedDecisions(records=[], without_inputs=without)
+    result = RecordedDecisions(records=[], without_inputs=without, providers_seen=seen)
     state, i = AdvisorState(), 0
     for position, job_id, inputs in advised:
         while i < len(followed) and followed[i][0] <= position:
@@ -110,10 +126,34 @@ def recorded_decisions(rows: Iterable[tuple[int, str, bytes]]) -> RecordedDecisi
     return result
 
 
+def check_overrides(config: AdvisorConfig, seen: dict[str, set[str]], source: str) -> None:
+    """Raise :class:`UnknownOverride` for the first override of ``config`` whose
+    provider (or GPU) is not in ``seen`` (``RecordedDecisions.providers_seen``)."""
+    for i, o in enumerate(config.price_overrides):
+        where = f"[[price_overrides]] #{i + 1} (at `$.price_overrides[{i}]`)"
+        gpus = seen.get(o.provider)
+        if gpus is None:
+            known = ", ".join(sorted(seen)) or "none"
+            raise UnknownOverride(
+                source,
+                f"{where} names provider {o.provider!r}, which this log never registered"
+                f" (providers in the log: {known})",
+            )
+        if o.gpu is not None and o.gpu not in gpus:
+            raise UnknownOverride(
+                source,
+                f"{where} names GPU {o.gpu!r}, which provider {o.provider!r} never offered"
+                f" in this log (its GPUs: {', '.join(sorted(gpus))})",
+            )
+
+
 def what_if_log(
-    rows: Iterable[tuple[int, str, bytes]], config: AdvisorConfig
+    rows: Iterable[tuple[int, str, bytes]], config: AdvisorConfig, source: str = "<config>"
 ) -> tuple[WhatIfReport, RecordedDecisions]:
+    """Re-run the log's decisions with ``config``; raises :class:`UnknownOverride`
+    (naming ``source``) when an override names what the log never had."""
     recorded = recorded_decisions(rows)
+    check_overrides(config, recorded.providers_seen, source)
     return what_if(recorded.records, config), recorded
 
 
@@ -121,7 +161,7 @@ def what_if_text(rows: Iterable[tuple[int, str, bytes]], config_file: Path) -> s
     """The report ``gpuroute replay --what-if FILE --db PATH`` prints; ``rows``
     are the log's (seq, type, body) in position order (the CLI reads the file)."""
     config = load_config(config_file)
-    report, recorded = what_if_log(rows, config)
+    report, recorded = what_if_log(rows, config, str(config_file))
     lines = [render(report)]
     digest = config_digest(config)
     others = [d for d in recorded.recorded_digests if d != digest]

@@ -41,13 +41,16 @@ from services.runtime.config import Config
 from services.runtime.endpoints import endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.follow import FollowError, follow, literal_prefix
+from services.runtime.ids import derived_id
 from services.runtime.service import Service
 
 COMMAND_WAIT_S = 5.0
 
 
 def seed_id(provider_id: str) -> str:
-    return f"seed:provider:{provider_id}"
+    """The event id of a seed provider's ``provider.upserted``: a UUIDv7 that depends
+    on the provider id alone, so replicas and restarts publish it once."""
+    return derived_id(f"seed:provider:{provider_id}", "seed")
 
 
 class _Stored(msgspec.Struct):

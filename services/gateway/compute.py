@@ -2,7 +2,8 @@
 
 Every route validates its query or body with the strict request types of
 ``schemas/advisor.py`` and ``schemas/providers.py`` (a bad body is a 400 whose
-message is msgspec's, with the JSON path of the bad field), then asks the
+message is msgspec's, with the JSON path of the bad field; a query parameter a
+route does not know is a 400 naming every such parameter), then asks the
 advisor over NATS request/reply and relays its JSON reply as
 ``{"ok": true, ...}``. Errors the advisor answers (400, 404 unknown provider,
 409, 503 still loading) keep their code through ``errors.json_errors``. Bodies
@@ -13,7 +14,7 @@ Routes:
   GET    /api/gpu/list?debug=1          devices, flags, the raw sample with debug
   POST   /api/compute/advise            AdvisorJobSpecBody -> Decision (no job is created)
   POST   /api/compute/costs             CostRequest -> CostPreview
-  GET    /api/providers                 every registered provider
+  GET    /api/providers?kind=modal      every registered provider (of one kind)
   POST   /api/providers                 create (409 if the id exists)
   GET    /api/providers/stats           totals, by kind, storage, persisted
   GET    /api/providers/{id}            one profile (404 if unknown)
@@ -25,7 +26,7 @@ Routes:
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
@@ -48,6 +49,7 @@ from schemas.providers import (
     PROVIDERS_LIST_SUBJECT,
     PROVIDERS_PUT_SUBJECT,
     PROVIDERS_STATS_SUBJECT,
+    ProviderListQuery,
     ProviderProfileBody,
     ProviderPut,
     ProviderRef,
@@ -58,6 +60,7 @@ from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
 
 T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
 
 QUERY_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 10.0
@@ -73,6 +76,29 @@ def ok_body(raw: bytes) -> bytes:
     return b'{"ok":true' + (b"}" if rest == b"}" else b"," + rest)
 
 
+def parse_query(request: web.Request, type_: type[S]) -> S:
+    """The query string as ``type_``, a strict request Struct ("1" converts to 1).
+    A 400 names every parameter ``type_`` does not know, and the first bad value
+    of one it knows (msgspec's message, with its path)."""
+    known = [f.encode_name for f in msgspec.structs.fields(type_)]
+    query = dict(request.query)
+    problems = []
+    unknown = sorted(set(query) - set(known))
+    if unknown:
+        names = ", ".join(f"`{name}`" for name in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        problems.append(f"unknown parameter{plural} {names} (known: {', '.join(known) or 'none'})")
+    try:
+        value = msgspec.convert(
+            {k: v for k, v in query.items() if k in known}, type_, strict=False
+        )
+    except msgspec.ValidationError as e:
+        problems.append(str(e))
+    if problems:
+        raise BadRequest("invalid query: " + "; ".join(problems))
+    return value
+
+
 def decode_body(raw: bytes, type_: type[T]) -> T:
     """A request body as ``type_``; empty means every default. Raises
     ``msgspec.ValidationError``/``DecodeError`` (400 via the error middleware)."""
@@ -82,9 +108,8 @@ def decode_body(raw: bytes, type_: type[T]) -> T:
 
 
 class ComputeRoutes:
-    def __init__(self, bus: Bus, parse_query: Any) -> None:
+    def __init__(self, bus: Bus) -> None:
         self.bus = bus
-        self.parse_query = parse_query
 
     async def _relay(
         self,
@@ -99,8 +124,7 @@ class ComputeRoutes:
         return web.Response(body=ok_body(raw), status=status, content_type="application/json")
 
     async def gpu_list(self, request: web.Request) -> web.Response:
-        query = self.parse_query(request, GpuListRequest)
-        return await self._relay(GPUS_SUBJECT, query)
+        return await self._relay(GPUS_SUBJECT, parse_query(request, GpuListRequest))
 
     async def advise(self, request: web.Request) -> web.Response:
         spec = decode_body(await request.read(), AdvisorJobSpecBody)
@@ -111,10 +135,11 @@ class ComputeRoutes:
         return await self._relay(COSTS_SUBJECT, body)
 
     async def list_providers(self, request: web.Request) -> web.Response:
-        return await self._relay(PROVIDERS_LIST_SUBJECT, ProvidersQuery())
+        query = parse_query(request, ProviderListQuery)
+        return await self._relay(PROVIDERS_LIST_SUBJECT, query)
 
     async def provider_stats(self, request: web.Request) -> web.Response:
-        return await self._relay(PROVIDERS_STATS_SUBJECT, ProvidersQuery())
+        return await self._relay(PROVIDERS_STATS_SUBJECT, parse_query(request, ProvidersQuery))
 
     async def create_provider(self, request: web.Request) -> web.Response:
         profile = decode_body(await request.read(), ProviderProfileBody)
@@ -122,6 +147,7 @@ class ComputeRoutes:
         return await self._relay(PROVIDERS_PUT_SUBJECT, put, status=201, timeout=COMMAND_TIMEOUT_S)
 
     async def get_provider(self, request: web.Request) -> web.Response:
+        parse_query(request, ProvidersQuery)
         ref = ProviderRef(id=request.match_info["id"])
         return await self._relay(PROVIDERS_GET_SUBJECT, ref)
 
@@ -144,7 +170,7 @@ class ComputeRoutes:
         return await self._relay(PROVIDERS_DELETE_SUBJECT, ref, timeout=COMMAND_TIMEOUT_S)
 
     async def get_flags(self, request: web.Request) -> web.Response:
-        return await self._relay(FLAGS_GET_SUBJECT, FlagsQuery())
+        return await self._relay(FLAGS_GET_SUBJECT, parse_query(request, FlagsQuery))
 
     async def put_flags(self, request: web.Request) -> web.Response:
         update = decode_body(await request.read(), FlagsUpdate)
@@ -155,9 +181,9 @@ def add_routes(app: web.Application) -> None:
     """Register the advisor's routes on ``app`` (built by ``app.create_app``,
     whose bus they use)."""
     # app.py imports this module to call add_routes: import its names here, not at the top
-    from services.gateway.app import BUS, parse_query
+    from services.gateway.app import BUS
 
-    routes = ComputeRoutes(app[BUS], parse_query)
+    routes = ComputeRoutes(app[BUS])
     r = app.router
     r.add_get("/api/gpu/list", routes.gpu_list)
     r.add_post("/api/compute/advise", routes.advise)
