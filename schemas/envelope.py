@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Union, cast
+from typing import Annotated, Any, Union, cast
 
 import msgspec
 
 SCHEMA_VERSION = 1
+
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+"""Unix seconds, finite (up to the year 5138): JSON 1e309 would decode to inf."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -32,7 +35,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     id: str
     key: str
-    ts: float
+    ts: Timestamp
     source: str
     correlation_id: str | None = None
     causation_id: str | None = None

@@ -12,9 +12,16 @@ unit VRAM demand is estimated in.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
-from schemas.envelope import event_type
+from schemas.envelope import Timestamp, event_type
+
+# Finite ranges: a forged or corrupt reading (JSON 1e309 is inf) is refused at
+# decode instead of reaching a decision's arithmetic.
+MiB = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
+Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
 
 MIB = 1 << 20
 
@@ -26,13 +33,13 @@ class GpuDevice(msgspec.Struct, frozen=True, kw_only=True):
     index: int
     name: str | None = None
     uuid: str | None = None
-    memory_total_mib: int | None = None
-    memory_used_mib: int | None = None
-    memory_free_mib: int | None = None
-    utilization_gpu_pct: int | None = None
-    utilization_memory_pct: int | None = None
-    temperature_c: int | None = None
-    power_draw_w: float | None = None
+    memory_total_mib: MiB | None = None
+    memory_used_mib: MiB | None = None
+    memory_free_mib: MiB | None = None
+    utilization_gpu_pct: Percent | None = None
+    utilization_memory_pct: Percent | None = None
+    temperature_c: Annotated[int, msgspec.Meta(ge=-273, le=1000)] | None = None
+    power_draw_w: Annotated[float, msgspec.Meta(ge=0, le=100_000)] | None = None
     errors: dict[str, str] = {}
 
     @property
@@ -46,10 +53,10 @@ class GpuDevice(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HostStats(msgspec.Struct, frozen=True, kw_only=True):
-    cpu_percent: float | None = None
-    cpu_count: int | None = None
-    ram_total_mib: int | None = None
-    ram_available_mib: int | None = None
+    cpu_percent: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
+    cpu_count: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] | None = None
+    ram_total_mib: MiB | None = None
+    ram_available_mib: MiB | None = None
     errors: dict[str, str] = {}
 
     @property
@@ -66,7 +73,7 @@ class TelemetrySample(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     sample_id: str
-    ts: float
+    ts: Timestamp
     gpus: tuple[GpuDevice, ...] = ()
     host: HostStats = HostStats()
     driver_version: str | None = None

@@ -95,3 +95,10 @@ def test_derived_ids_are_deterministic_uuid7_sorted_with_their_parent():
     assert a == derived_id(parent, "advised") != derived_id(parent, "started")
     assert uuid.UUID(a).version == 7 and a[:13] == parent[:13]  # same millisecond
     assert derived_id("seed:provider:runpod", "x")[:13] == "00000000-0000"
+    assert derived_id("z" * 12 + "7" + "z" * 19, "x")[:13] == "00000000-0000"  # not hex
+
+
+def test_infinite_or_negative_numbers_are_refused_at_decode():
+    raw = schemas.encode_event(sample()).replace(b'"ts":1.5', b'"ts":1e309')
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.ts"):
+        schemas.decode_event(raw)

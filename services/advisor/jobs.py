@@ -49,10 +49,7 @@ SUBJECT = "job.submitted"
 def advised_id(submitted_id: str) -> str:
     """The id of the ``job.advised`` answering a ``job.submitted``: a UUIDv7 of the
     submitted event's millisecond, the same for the same submitted id."""
-    try:
-        return derived_id(submitted_id, "advised")
-    except ValueError:  # 32 characters that look like a UUIDv7 but are not hex
-        return derived_id(f"{SUBJECT}:{submitted_id}", "advised")
+    return derived_id(submitted_id, "advised")
 
 
 class _SubmittedData(msgspec.Struct):

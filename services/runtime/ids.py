@@ -50,7 +50,10 @@ def derived_id(parent: str, purpose: str) -> str:
     """
     digest = hashlib.sha256(f"{parent}\x00{purpose}".encode()).digest()
     hexed = parent.replace("-", "")
-    ms = int(hexed[:12], 16) if len(hexed) == 32 and hexed[12] == "7" else 0
+    try:
+        ms = int(hexed[:12], 16) if len(hexed) == 32 and hexed[12] == "7" else 0
+    except ValueError:  # 32 characters, but not hex: not a UUID
+        ms = 0
     rand = int.from_bytes(digest[:10], "big")
     return _uuid7(ms, (rand >> 62) & 0xFFF, rand & ((1 << 62) - 1))
 
