@@ -49,3 +49,45 @@ class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool = False
     error: str = ""
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """One stored event with its global position: an item of a store read, and
+    the message on ``stored.<type>``. ``event`` is the event exactly as stored."""
+
+    seq: int
+    event: msgspec.Raw
+
+
+class StoredPage(msgspec.Struct, frozen=True):
+    """The reply of ``gpuroute.store.read``; ``last_seq`` is the log's newest position."""
+
+    events: list[StoredEvent]
+    last_seq: int = 0
+
+
+class _EventType(msgspec.Struct):
+    type: str
+
+
+_stored_decoder = msgspec.json.Decoder(StoredEvent)
+_page_decoder = msgspec.json.Decoder(StoredPage)
+_type_decoder = msgspec.json.Decoder(_EventType)
+
+
+def decode_stored(raw: bytes) -> StoredEvent:
+    return _stored_decoder.decode(raw)
+
+
+def decode_page(raw: bytes) -> StoredPage:
+    return _page_decoder.decode(raw)
+
+
+def type_of(event: msgspec.Raw | bytes) -> str:
+    """An event's ``type`` without decoding the rest of it."""
+    return _type_decoder.decode(event).type
+
+
+def encode_stored(seq: int, event: bytes) -> bytes:
+    """Encode a :class:`StoredEvent` from the event's stored bytes (no re-encoding)."""
+    return b'{"seq":%d,"event":%s}' % (seq, event)

@@ -60,6 +60,7 @@ from schemas.adapters import (
     SubmitRequest,
 )
 from schemas.flags import DEFAULTS, ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged, apply_flags
+from schemas.system import decode_stored
 from services.runtime.endpoints import endpoint
 from services.runtime.errors import BusError, ConfigError
 from services.runtime.follow import FollowError, follow
@@ -80,14 +81,6 @@ FLAGS_SUBJECT = "flags.changed"
 SecretsState = Literal["not_set", "missing", "loaded"]
 P = TypeVar("P", bound=msgspec.Struct)
 MicroHandler = Callable[[Request], Awaitable[None]]
-
-
-class _Stored(msgspec.Struct):
-    seq: int
-    event: msgspec.Raw
-
-
-_stored = msgspec.json.Decoder(_Stored)
 
 
 def load_secret_store(path: str | None) -> tuple[SecretStore, SecretsState]:
@@ -177,7 +170,7 @@ class AdaptersService(Service):
 
     async def _on_flags(self, item: bytes) -> None:
         try:
-            stored = _stored.decode(item)
+            stored = decode_stored(item)
             event = decode_event(stored.event)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             self.log.warning(

@@ -28,7 +28,7 @@ from schemas import Event, decode_event, make_event
 from schemas.advisor import AdvisedInputs, AdvisorJobSpec
 from schemas.jobs import JobAdvised
 from schemas.subjects import STORE_READ
-from schemas.system import StoreReadRequest
+from schemas.system import StoreReadRequest, decode_page, decode_stored
 from services.advisor.config import AdvisorConfig, config_digest, load_config
 from services.advisor.endpoints import AdvisorEndpoints
 from services.advisor.jobs import JobConsumer
@@ -51,18 +51,6 @@ def seed_id(provider_id: str) -> str:
     """The event id of a seed provider's ``provider.upserted``: a UUIDv7 that depends
     on the provider id alone, so replicas and restarts publish it once."""
     return derived_id(f"seed:provider:{provider_id}", "seed")
-
-
-class _Stored(msgspec.Struct):
-    seq: int
-    event: msgspec.Raw
-
-
-class _Page(msgspec.Struct):
-    events: list[_Stored]
-
-
-_stored_decoder = msgspec.json.Decoder(_Stored)
 
 
 class AdvisorService(AdvisorEndpoints, Service):
@@ -147,12 +135,12 @@ class AdvisorService(AdvisorEndpoints, Service):
         for pattern in FOLLOWED:
             req = StoreReadRequest(limit=1, type=literal_prefix([pattern]), last=True)
             raw = await self.bus.call_raw(STORE_READ, msgspec.json.encode(req), timeout=5.0)
-            page = msgspec.json.decode(raw, type=_Page)
+            page = decode_page(raw)
             end = max([end, *(item.seq for item in page.events)])
         return end
 
     def _fold(self, raw: bytes) -> None:
-        item = _stored_decoder.decode(raw)
+        item = decode_stored(raw)
         self._replies.clear()
         try:
             event = decode_event(item.event)

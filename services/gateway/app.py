@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 from schemas import event_types
 from schemas.subjects import STORE_READ, STORE_STATS
-from schemas.system import StoreReadRequest, StoreStats
+from schemas.system import StoredEvent, StoreReadRequest, StoreStats, decode_page, type_of
 from services.gateway import compute, providers_gpu
 from services.gateway.errors import BadRequest, json_errors
 from services.gateway.heartbeats import HeartbeatTracker
@@ -97,34 +97,16 @@ async def hooks(request: web.Request) -> web.Response:
         raise BadRequest(f"invalid query: topic {q.topic!r} is not a subject pattern")
     req = StoreReadRequest(limit=q.limit, type=literal_prefix([pattern]), last=True)
     raw = await request.app[BUS].call_raw(STORE_READ, msgspec.json.encode(req))
-    page = msgspec.json.decode(raw, type=_Page)
-    items = [i for i in page.events if subject_matches(pattern, _type_of(i.event))]
+    page = decode_page(raw)
+    items = [i for i in page.events if subject_matches(pattern, type_of(i.event))]
     body = msgspec.json.encode(_Hooks(topic=pattern, events=items))
     return web.Response(body=body, content_type="application/json")
-
-
-class _Item(msgspec.Struct):
-    seq: int
-    event: msgspec.Raw
-
-
-class _Page(msgspec.Struct):
-    events: list[_Item]
-    last_seq: int
 
 
 class _Hooks(msgspec.Struct, kw_only=True):
     ok: bool = True
     topic: str
-    events: list[_Item]
-
-
-class _TypeOnly(msgspec.Struct):
-    type: str
-
-
-def _type_of(event: msgspec.Raw) -> str:
-    return msgspec.json.decode(event, type=_TypeOnly).type
+    events: list[StoredEvent]
 
 
 async def hooks_ws(request: web.Request) -> web.WebSocketResponse:

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 
 from schemas import decode_event
 from schemas.subjects import STORE_READ, STORED_PREFIX
-from schemas.system import StoreReadRequest
+from schemas.system import StoreReadRequest, decode_page, decode_stored, encode_stored, type_of
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
 from services.runtime.logs import get_logger
@@ -34,16 +34,6 @@ malformed_skipped = 0
 
 class FollowError(GpurouteError):
     pass
-
-
-class _Stored(msgspec.Struct):
-    seq: int
-    event: msgspec.Raw
-
-
-class _Page(msgspec.Struct):
-    events: list[msgspec.Raw]
-    last_seq: int
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -83,10 +73,6 @@ def literal_prefix(patterns: list[str]) -> str | None:
             return ".".join(literal) + "." if literal else None
         literal.append(token)
     return ".".join(literal)
-
-
-_seq_decoder = msgspec.json.Decoder(_Stored)
-_page_decoder = msgspec.json.Decoder(_Page)
 
 
 async def follow(bus: Bus, patterns: list[str], after: int | None = None) -> AsyncIterator[bytes]:
@@ -136,7 +122,7 @@ def _valid_live(subject: str, data: bytes) -> int | None:
     when it is not a stored event of the type its subject names: anyone can
     publish on a subject, and one bad message must not stop a follower."""
     try:
-        stored = _seq_decoder.decode(data)
+        stored = decode_stored(data)
         event = decode_event(stored.event)
         if STORED_PREFIX + event.type != subject:
             raise ValueError(f"event type {event.type!r} on {subject!r}")
@@ -159,16 +145,11 @@ async def _history(bus: Bus, patterns: list[str], after: int) -> AsyncIterator[t
             raw = await bus.call_raw(STORE_READ, msgspec.json.encode(req))
         except GpurouteError as e:
             raise FollowError(f"cannot read stored events: {e}") from e
-        page = _page_decoder.decode(raw)
-        for item in page.events:
-            stored = _seq_decoder.decode(item)
+        page = decode_page(raw)
+        for stored in page.events:
             after = stored.seq
-            subject = msgspec.json.decode(stored.event, type=_TypeOnly).type
+            subject = type_of(stored.event)
             if any(subject_matches(p, subject) for p in patterns):
-                yield bytes(item), stored.seq
+                yield encode_stored(stored.seq, bytes(stored.event)), stored.seq
         if len(page.events) < PAGE:
             return
-
-
-class _TypeOnly(msgspec.Struct):
-    type: str

@@ -32,7 +32,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from schemas import decode_event
 from schemas.subjects import DLQ_PREFIX, STORE_READ, STORE_STATS, STORED_PREFIX, STREAM
-from schemas.system import StoreReadRequest, StoreStats
+from schemas.system import StoreReadRequest, StoreStats, encode_stored
 from services.runtime.endpoints import endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.service import Service
@@ -41,11 +41,6 @@ from services.store.eventlog import EventLog, Row
 MAX_BATCH = 10_000
 MAX_ACK_PENDING = 20_000
 DEAD_REASON = "Gpuroute-Dead-Reason"
-
-
-def stored_message(seq: int, body: bytes) -> bytes:
-    """The ``{"seq": N, "event": ...}`` form used on ``stored.*`` and by reads."""
-    return b'{"seq":%d,"event":%s}' % (seq, body)
 
 
 def one_line(text: str) -> str:
@@ -168,12 +163,12 @@ class StoreService(Service):
         self.dead_letters_seen += len(dead)
         publish = self.bus.nc.publish
         for seq, type_, body in stored:
-            await publish(STORED_PREFIX + type_, stored_message(seq, body))
+            await publish(STORED_PREFIX + type_, encode_stored(seq, body))
 
     async def read(self, req: StoreReadRequest) -> bytes:
         prefixes = [p for p in (req.type, *(req.types or ())) if p]
         rows = await self.eventlog.read(req.after, req.limit, prefixes, req.key, req.last)
-        items = b",".join(stored_message(seq, body) for seq, body in rows)
+        items = b",".join(encode_stored(seq, body) for seq, body in rows)
         return b'{"events":[%s],"last_seq":%d}' % (items, self.eventlog.last_seq)
 
     async def stats(self, _: _Empty) -> StoreStats:
