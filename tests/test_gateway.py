@@ -81,6 +81,7 @@ async def _count(http, n: int) -> bool:  # type: ignore[no-untyped-def]
         ("/api/events?limit=5000", 400, "$.limit"),
         ("/api/events?colour=red", 400, "colour"),
         ("/api/modder/hooks?limit=nope", 400, "$.limit"),
+        ("/api/modder/hooks?limit=0", 400, "Expected `int` >= 1 - at `$.limit`"),
         ("/api/modder/hooks?topic=job..x", 400, "topic"),
         ("/no/such/route", 404, "no route"),
     ],

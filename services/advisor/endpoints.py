@@ -65,6 +65,7 @@ from services.advisor.state import AdvisorState, all_flags, context, gpu_list
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
 from services.runtime.errors import GpurouteError
+from services.runtime.projection import Projector
 
 READY_WAIT_S = 5.0
 REPLY_CACHE_SIZE = 4096
@@ -83,12 +84,20 @@ class AdvisorEndpoints:
 
     bus: Bus
     rules: AdvisorConfig
-    state: AdvisorState
-    position: int
+    projector: Projector[AdvisorState]
     ready: asyncio.Event
     _replies: dict[AdvisorJobSpec, bytes]
-
     _decider: tuple[AdvisorState, AdvisorConfig, Decider] | None
+
+    @property
+    def state(self) -> AdvisorState:
+        """What the folded events say now (the projector's state)."""
+        return self.projector.state
+
+    @property
+    def position(self) -> int:
+        """Store position of the last followed event folded into ``state``."""
+        return self.projector.position
 
     async def _publish_and_wait(self, data: msgspec.Struct, key: str) -> tuple[str, bool]:
         raise NotImplementedError

@@ -32,9 +32,10 @@ from schemas.system import StoreReadRequest, decode_page, decode_stored
 from services.advisor.config import AdvisorConfig, config_digest, load_config
 from services.advisor.endpoints import AdvisorEndpoints
 from services.advisor.jobs import JobConsumer
+from services.advisor.projection import AdvisorProjection
 from services.advisor.registry import load_seed, seed_payloads
 from services.advisor.rules import Decider
-from services.advisor.state import FOLLOWED, AdvisorState, all_flags, apply
+from services.advisor.state import FOLLOWED, AdvisorState, all_flags
 from services.advisor.telemetry import NvmlTelemetry, TelemetrySource
 from services.runtime.bus import Bus
 from services.runtime.config import Config
@@ -42,6 +43,7 @@ from services.runtime.endpoints import endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.follow import FollowError, follow, literal_prefix
 from services.runtime.ids import derived_id
+from services.runtime.projection import Projector
 from services.runtime.service import Service
 
 COMMAND_WAIT_S = 5.0
@@ -67,9 +69,7 @@ class AdvisorService(AdvisorEndpoints, Service):
         self.seed = load_seed(self.settings.seed_file)
         self.telemetry = telemetry
         self.host = socket.gethostname()
-        self.state = AdvisorState()
-        self.position = 0
-        """Store position of the last followed event folded into ``state``."""
+        self.projector = Projector(AdvisorProjection())
         self.ready = asyncio.Event()
         """Set once the history is folded and the registry seeded: endpoints answer."""
         self._history_done = False
@@ -144,14 +144,13 @@ class AdvisorService(AdvisorEndpoints, Service):
         self._replies.clear()
         try:
             event = decode_event(item.event)
-            self.state = apply(self.state, event.payload)
+            self.projector.apply(item.seq, event)
         except (msgspec.ValidationError, TypeError) as e:  # the store validated it: a bug
             self.log.error(
                 "cannot fold event", extra={"fields": {"seq": item.seq, "error": str(e)}}
             )
-            self.position = item.seq
+            self.projector.position = item.seq  # skip it rather than fail forever
             return
-        self.position = item.seq
         future = self._applied.pop(event.id, None)
         if future is not None and not future.done():
             future.set_result(None)

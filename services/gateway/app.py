@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -43,7 +43,7 @@ SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 
 class HooksQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     topic: str = ">"
-    limit: int = msgspec.field(default=50)
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
 
 
 class HooksSubscribe(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -90,8 +90,6 @@ async def events(request: web.Request) -> web.Response:
 
 async def hooks(request: web.Request) -> web.Response:
     q = parse_query(request, HooksQuery)
-    if not 1 <= q.limit <= 1000:
-        raise BadRequest("invalid query: limit must be between 1 and 1000")
     pattern = topic_pattern(q.topic)
     if not valid_pattern(pattern):
         raise BadRequest(f"invalid query: topic {q.topic!r} is not a subject pattern")
@@ -191,4 +189,4 @@ def create_app(bus: Bus, heartbeats: HeartbeatTracker) -> web.Application:
     return app
 
 
-__all__ = ["GpurouteError", "create_app"]
+__all__ = ["create_app"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -93,6 +93,16 @@ class _Burst:
         return True
 
 
+class _ConnState:
+    """What the connection callbacks need to know about their bus."""
+
+    __slots__ = ("closing", "connected_once")
+
+    def __init__(self) -> None:
+        self.closing = False  # set by close(): a disconnect we asked for is not news
+        self.connected_once = False  # before it, the connect deadline's one error says it all
+
+
 class Bus:
     def __init__(
         self,
@@ -112,7 +122,7 @@ class Bus:
         self._ack_prefix: str | None = None
         self._ack_tokens = itertools.count()
         self._acks_waiting: dict[str, tuple[_Burst, int]] = {}
-        self._mark_closing: Callable[[], None] = lambda: None
+        self._conn = _ConnState()
 
     @classmethod
     async def connect(
@@ -126,18 +136,17 @@ class Bus:
     ) -> Bus:
         """Connect (retrying until ``connect_deadline`` seconds) and reconnect forever after."""
 
-        closing = False  # set by close(): a disconnect we asked for is not news
-        connected_once = False  # before that, the deadline's one error says it all
+        conn = _ConnState()
 
         async def on_disconnect() -> None:
-            if not closing:
+            if not conn.closing:
                 log.warning("nats disconnected", extra={"fields": {"service": source}})
 
         async def on_reconnect() -> None:
             log.info("nats reconnected", extra={"fields": {"service": source}})
 
         async def on_error(e: Exception) -> None:
-            if connected_once:
+            if conn.connected_once:
                 log.warning("nats error", extra={"fields": {"service": source, "error": str(e)}})
 
         loop = asyncio.get_running_loop()
@@ -159,14 +168,9 @@ class Bus:
                     ),
                     timeout=max(0.1, deadline - loop.time()),
                 )
-                connected_once = True
+                conn.connected_once = True
                 bus = cls(nc, source=source, clock=clock, ids=ids)
-
-                def mark_closing() -> None:
-                    nonlocal closing
-                    closing = True
-
-                bus._mark_closing = mark_closing
+                bus._conn = conn
                 return bus
             except (TimeoutError, OSError, nats.errors.Error) as e:
                 if loop.time() >= deadline:
@@ -387,7 +391,7 @@ class Bus:
         """Drain (finish in-flight work, flush publishes) and close."""
         if self.nc.is_closed:
             return
-        self._mark_closing()
+        self._conn.closing = True
         try:
             await asyncio.wait_for(self.nc.drain(), timeout=5)
         except (TimeoutError, nats.errors.Error):

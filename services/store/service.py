@@ -58,7 +58,6 @@ class StoreService(Service):
         self.eventlog = await EventLog.open(self.config.events_db, tracking_name=self.durable)
         self._buffer: list[Msg] = []
         self._pending = asyncio.Event()
-        self.dead_letters_seen = 0
         nats_cfg = self.config.nats
         await self.bus.ensure_streams(nats_cfg.stream_replicas, nats_cfg.stream_max_age_s)
         self._sub = await self._subscribe()
@@ -160,7 +159,6 @@ class StoreService(Service):
         position = batch[-1].metadata.sequence.stream
         stored = await self.eventlog.append(rows, position, dead)
         await batch[-1].ack()
-        self.dead_letters_seen += len(dead)
         publish = self.bus.nc.publish
         for seq, type_, body in stored:
             await publish(STORED_PREFIX + type_, encode_stored(seq, body))

@@ -6,9 +6,11 @@ from schemas.advisor import AdvisorJobSpec, QueueDepthChanged
 from schemas.flags import FlagsChanged
 from services.advisor.config import DEFAULT_CONFIG, parse_config
 from services.advisor.endpoints import AdvisorEndpoints
+from services.advisor.projection import AdvisorProjection
 from services.advisor.registry import RegistryState
 from services.advisor.rules import Decider, decide
 from services.advisor.state import AdvisorState, apply, context
+from services.runtime.projection import Projector
 
 from .factories import sample
 
@@ -17,7 +19,8 @@ BIG = AdvisorJobSpec(width=1024, height=1024, batch=2)
 
 def endpoints(state: AdvisorState) -> AdvisorEndpoints:
     e = AdvisorEndpoints()
-    e.state, e.rules, e._decider = state, DEFAULT_CONFIG, None
+    e.projector = Projector(AdvisorProjection())
+    e.projector.state, e.rules, e._decider = state, DEFAULT_CONFIG, None
     return e
 
 
@@ -27,11 +30,11 @@ def test_the_kept_decider_follows_every_state_change(seeded: RegistryState) -> N
     assert e._decider_for(e.state) is first
     assert first.decide(BIG).target == "wait"
 
-    e.state = apply(e.state, FlagsChanged(flags={"features.enable_compute": True}))
+    e.projector.state = apply(e.state, FlagsChanged(flags={"features.enable_compute": True}))
     on = e._decider_for(e.state)
     assert on is not first and on.decide(BIG).target == "remote"
 
-    e.state = apply(e.state, QueueDepthChanged(depth=8))
+    e.projector.state = apply(e.state, QueueDepthChanged(depth=8))
     saturated = e._decider_for(e.state)
     assert saturated is not on and "queue saturated" in saturated.decide(BIG).reason
 
