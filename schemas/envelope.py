@@ -19,6 +19,8 @@ from typing import Annotated, Any, Union, cast
 
 import msgspec
 
+from schemas import limits
+
 SCHEMA_VERSION = 1
 
 Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
@@ -138,9 +140,11 @@ def decode_event(raw: bytes | str) -> Event:
     """Decode and validate one event of any registered type.
 
     Raises ``msgspec.ValidationError`` (with the JSON path of the bad field) or
-    ``msgspec.DecodeError`` (not JSON at all).
+    ``msgspec.DecodeError`` (not JSON, invalid UTF-8, nested deeper than
+    ``limits.MAX_JSON_DEPTH``). Size is checked where events enter: ``Bus``
+    publishes and the store's ingest.
     """
-    event: Event = _decoder().decode(raw)
+    event: Event = limits.decode(_decoder(), raw, what="event")
     return event
 
 

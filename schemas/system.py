@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 
+from schemas import limits
+
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """Published on ``svc.heartbeat`` every few seconds; never stored."""
@@ -23,18 +25,29 @@ class StoreReadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
     ``after``: global position to read after (0 = from the start).
     ``type``: type prefix (``job.`` matches every job event; ``job.submitted``
-    only that type). ``key``: exact aggregate key. ``last``: return the newest
-    ``limit`` matching events (still in ascending order) instead of the oldest
-    after ``after``. ``types``: more type prefixes; an event matching any of
-    ``type`` and ``types`` is returned.
+    only that type). ``types``: more type prefixes. ``patterns``: NATS subject
+    patterns (``*.failed``, ``job.>``) matched against the type. An event is
+    returned when it matches any of ``type``, ``types`` and ``patterns`` (every
+    event when all are absent). ``key``: exact aggregate key. ``last``: return
+    the newest ``limit`` matching events (still in ascending order) instead of
+    the oldest after ``after``.
+
+    A reply holds at most ``limit`` events and at most ``limits.MAX_PAGE_BYTES``
+    of them (always at least one when one matches); ``StoredPage.more`` says
+    whether the page was cut short.
     """
 
-    after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    after: limits.Position = 0
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    type: str | None = None
-    key: str | None = None
+    type: limits.Pattern | None = None
+    key: Annotated[str, msgspec.Meta(max_length=limits.MAX_NAME * 4)] | None = None
     last: bool = False
-    types: list[str] | None = None
+    types: Annotated[list[limits.Pattern], msgspec.Meta(max_length=limits.MAX_PATTERNS)] | None = (
+        None
+    )
+    patterns: (
+        Annotated[list[limits.Pattern], msgspec.Meta(max_length=limits.MAX_PATTERNS)] | None
+    ) = None
 
 
 class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,10 +73,13 @@ class StoredEvent(msgspec.Struct, frozen=True):
 
 
 class StoredPage(msgspec.Struct, frozen=True):
-    """The reply of ``gpuroute.store.read``; ``last_seq`` is the log's newest position."""
+    """The reply of ``gpuroute.store.read``; ``last_seq`` is the log's newest
+    position; ``more``: the page stopped at ``limit`` or at the byte budget, so
+    more matching events may follow its last one."""
 
     events: list[StoredEvent]
     last_seq: int = 0
+    more: bool = False
 
 
 class _EventType(msgspec.Struct):
@@ -76,16 +92,16 @@ _type_decoder = msgspec.json.Decoder(_EventType)
 
 
 def decode_stored(raw: bytes) -> StoredEvent:
-    return _stored_decoder.decode(raw)
+    return limits.decode(_stored_decoder, raw, max_depth=None, what="stored event")
 
 
 def decode_page(raw: bytes) -> StoredPage:
-    return _page_decoder.decode(raw)
+    return limits.decode(_page_decoder, raw, max_depth=None, what="store page")
 
 
 def type_of(event: msgspec.Raw | bytes) -> str:
     """An event's ``type`` without decoding the rest of it."""
-    return _type_decoder.decode(event).type
+    return limits.decode(_type_decoder, event, max_depth=None, what="event").type
 
 
 def encode_stored(seq: int, event: bytes) -> bytes:
