@@ -47,6 +47,25 @@ class AdvisorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How long start waits for the advisor to rebuild its state from the store."""
 
 
+class GatewaySection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """[gateway]: what ``/health`` expects, and how long a client may hold the gateway."""
+
+    expect_services: list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]] = (
+        msgspec.field(default_factory=list)
+    )
+    """Services ``/health`` requires a fresh heartbeat from (503 naming a missing one);
+    ``gpuroute up`` adds every service it starts."""
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    """Seconds to receive a request's headers (also an idle keep-alive) and its body;
+    a body that does not arrive in time is a 408."""
+    ws_send_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    """Seconds one WebSocket send may wait for a client before it is closed."""
+    ws_buffer_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
+    """Events buffered for one WebSocket client before it is closed as too slow."""
+    max_instances: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    """Service instances ``/health`` tracks; heartbeats of more are ignored and counted."""
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ".gpuroute"
     log_level: str = "INFO"
@@ -57,6 +76,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     adapters: AdaptersSettings = msgspec.field(default_factory=AdaptersSettings)
     """[adapters]: secrets file and provider settings (schemas/adapter_settings.py,
     docs/adapters.md)."""
+    gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
 
     @property
     def data_path(self) -> Path:
