@@ -8,10 +8,15 @@
   capped at ``max_retry_after_s``.
 - Only calls the caller marks ``idempotent`` are retried on a status or a timeout; a
   non-idempotent POST (a submit) is sent once, because a lost answer may hide a job
-  that did start. The one exception is a connection that was never opened: nothing was
-  sent, so trying again cannot duplicate anything. Providers may widen the status set
-  for a call whose rejection the provider documents as "not processed" (the HF
-  scale-from-zero 503).
+  that did start. Two exceptions: a connection that was never opened (nothing was
+  sent), and a status the provider documents as "refused, not processed"
+  (``NOT_PROCESSED``: a 429 rate limit; the HF scale-from-zero 503 widens it): the
+  request did nothing, so trying again cannot duplicate a job. Every retry, of any
+  call, spends the same ``RetryPolicy`` budget and honours ``Retry-After``.
+- Answers are bounded: a body over ``max_body_bytes`` is refused while it is read, and
+  every JSON answer is decoded through ``schemas.limits`` (size and nesting bounded,
+  invalid UTF-8 and deep nesting are a ``MalformedResponseError`` naming provider,
+  call and problem, never an exception that escapes).
 - Any other failure becomes an ``AdapterError`` subclass naming provider, call and
   reason; provider text in a reason is truncated and has every known secret redacted.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
+import functools
 import logging
 import math
 import random
@@ -28,11 +33,12 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import msgspec
 
+from schemas import limits
 from schemas.adapter_settings import RetryPolicy
 
 from .errors import (
@@ -51,6 +57,13 @@ Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
 RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
+NOT_PROCESSED: Final = frozenset({429})
+"""Statuses that mean "refused before it was processed": safe to retry even for a
+non-idempotent POST (RunPod and Replicate document 429 as a rate-limit refusal)."""
+MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+"""The largest answer read from a provider (an inline image in RunPod's output is a few
+MiB of base64); a larger one is a ``MalformedResponseError``, not memory exhaustion."""
+MAX_JSON_BYTES: Final = MAX_BODY_BYTES
 _DETAIL_CHARS: Final = 300
 MAX_RETRY_AFTER_S: Final = 86_400.0
 """A provider's ``Retry-After`` past a day is read as a day (we wait at most
@@ -90,6 +103,7 @@ class HttpOptions:
     sleep: Sleep = asyncio.sleep
     session: aiohttp.ClientSession | None = None  # None: each client owns one
     redact: Sequence[Secret] = ()  # every secret known (the registry passes them all)
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 class HttpReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,8 +127,10 @@ class ProviderHttp:
         sleep: Sleep = asyncio.sleep,
         session: aiohttp.ClientSession | None = None,
         redact: Sequence[Secret] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.provider = provider
+        self._max_body = max_body_bytes
         self._auth = dict(auth_headers)
         self._timeout_s = timeout_s
         self._retry = retry
@@ -147,6 +163,7 @@ class ProviderHttp:
             sleep=options.sleep,
             session=options.session,
             redact=[*options.redact, *redact],
+            max_body_bytes=options.max_body_bytes,
         )
 
     async def aclose(self) -> None:
@@ -178,14 +195,14 @@ class ProviderHttp:
         """Send one request (retrying as allowed); return the reply whose status is in
         ``ok_statuses``, or raise the ``AdapterError`` that fits."""
         retry_on = retry_statuses if retry_statuses is not None else (
-            RETRYABLE_STATUSES if idempotent else frozenset()
+            RETRYABLE_STATUSES if idempotent else NOT_PROCESSED
         )
         attempt = 0
         while True:
             attempt += 1
             last = attempt >= self._retry.max_attempts
             try:
-                reply = await self._send(method, url, json_body, headers, timeout_s)
+                reply = await self._send(call, method, url, json_body, headers, timeout_s)
             except aiohttp.ClientConnectorError as e:
                 if last or isinstance(e, aiohttp.ClientSSLError):
                     raise ProviderConnectionError(
@@ -217,9 +234,12 @@ class ProviderHttp:
             await self._sleep(delay)
 
     def decode(self, call: str, reply: HttpReply, type_: type[T]) -> T:
-        """The reply's JSON body as ``type_``; ``MalformedResponseError`` if it is not."""
+        """The reply's JSON body as ``type_``, bounded by ``schemas.limits`` (size,
+        nesting, UTF-8); ``MalformedResponseError`` naming the problem if it is not."""
         try:
-            return msgspec.json.decode(reply.body, type=type_)
+            return limits.decode(
+                _decoder(type_), reply.body, max_bytes=MAX_JSON_BYTES, what="answer"
+            )
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise MalformedResponseError(
                 self.provider, call, self.redact(f"unexpected response body: {e}")
@@ -245,10 +265,10 @@ class ProviderHttp:
     def detail(self, reply: HttpReply) -> str:
         """A short, redacted description of an error body (RFC 7807 ``detail``,
         ``error``, ``message``, ``title``, or the text itself)."""
-        text = reply.body.decode("utf-8", errors="replace").strip()
+        text = reply.body[: 64 * 1024].decode("utf-8", errors="replace").strip()
         try:
-            data = json.loads(text) if text else None
-        except ValueError:
+            data = limits.decode_any(text) if text else None
+        except (msgspec.DecodeError, msgspec.ValidationError):
             data = None
         found = _error_text(data)
         if found is not None:
@@ -266,6 +286,7 @@ class ProviderHttp:
 
     async def _send(
         self,
+        call: str,
         method: str,
         url: str,
         json_body: object,
@@ -286,13 +307,33 @@ class ProviderHttp:
         async with self._session.request(
             method, url, data=data, headers=all_headers, timeout=timeout, allow_redirects=False
         ) as resp:
-            body = await resp.read()
+            if (resp.content_length or 0) > self._max_body:
+                raise self._too_big(call, resp.content_length or 0)
+            chunks, size = [], 0
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > self._max_body:
+                    raise self._too_big(call, size)
+                chunks.append(chunk)
+            body = b"".join(chunks)
             return HttpReply(
                 status=resp.status,
                 body=body,
                 content_type=resp.content_type,
                 retry_after=resp.headers.get("Retry-After"),
             )
+
+    def _too_big(self, call: str, size: int) -> MalformedResponseError:
+        return MalformedResponseError(
+            self.provider, call,
+            f"answer of {size} bytes is over the limit of {self._max_body} bytes",
+        )  # fmt: skip
+
+
+@functools.cache
+def _decoder(type_: object) -> msgspec.json.Decoder[Any]:
+    """One decoder per answer type, built once (msgspec perf tips)."""
+    return msgspec.json.Decoder(type_)
 
 
 def _error_text(data: object) -> str | None:

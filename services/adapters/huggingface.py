@@ -51,7 +51,7 @@ from .contract import (
     find_artifacts,
 )
 from .errors import AdapterError, InvalidJobError, ProviderHTTPError, UnknownJobError
-from .http import HttpOptions, ProviderHttp, join_url, segment
+from .http import NOT_PROCESSED, HttpOptions, ProviderHttp, join_url, segment
 from .secrets import Secret
 
 PROVIDER: Final = "huggingface"
@@ -242,7 +242,7 @@ class HuggingFaceAdapter(AdapterBase):
             reply = await self._inference.request(
                 "inference", "POST", join_url(url, settings.inference_path),
                 json_body=body, headers=headers, idempotent=False,
-                retry_statuses=frozenset({503}), ok_statuses=frozenset({200}),
+                retry_statuses=NOT_PROCESSED | {503}, ok_statuses=frozenset({200}),
                 timeout_s=timeout,
             )
             if reply.content_type == "application/json":

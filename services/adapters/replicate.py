@@ -15,8 +15,9 @@ Follows:
   before it could start running", hence ``timed_out``).
 
 Retries: creating a prediction is not idempotent (the API takes no idempotency key),
-so a submit is sent once; GETs and cancel (idempotent: a cancelled prediction stays
-cancelled) are retried.
+so a submit is retried only on 429 (throttled: refused before a prediction was made);
+GETs and cancel (idempotent: a cancelled prediction stays cancelled) are retried on
+every retryable failure.
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ API: ``{base_url}/{endpoint_id}`` with ``Authorization: Bearer <api_key>``.
 "running", ...}}``.
 
 Retries: ``/run`` is not idempotent (RunPod documents no idempotency key; the SDK's
-urllib3 ``Retry`` leaves POST out too), so a submit is sent once. ``/status`` and
-``/health`` are GETs, and ``/cancel/{id}`` is idempotent (cancelling twice leaves the
-job cancelled), so those are retried.
+urllib3 ``Retry`` leaves POST out too), so a submit is retried only on 429: RunPod
+documents it as the per-operation rate limit, a refusal before the job was created.
+``/status`` and ``/health`` are GETs, and ``/cancel/{id}`` is idempotent (cancelling
+twice leaves the job cancelled), so those are retried on every retryable failure.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from services.adapters.errors import (
     InvalidJobError,
     MalformedResponseError,
     NotFoundError,
+    ProviderUnavailableError,
     RateLimitedError,
 )
 from services.adapters.http import HttpOptions
@@ -136,15 +137,37 @@ async def test_health_uses_the_account_route(replicate: ReplicateAdapter, fake: 
 THROTTLED = {"detail": "Request was throttled. Expected available in 1 second.", "status": 429}
 
 
-async def test_create_is_sent_once_on_429(
+async def test_a_throttled_create_is_retried_after_retry_after(
     replicate: ReplicateAdapter, fake: Fake, sleeps: SleepRecorder
 ) -> None:
+    """A 429 on create means no prediction was made: it is retried (issue 8)."""
     fake.plan("POST /models/acme/sdxl/predictions", Scripted(429, THROTTLED, {"Retry-After": "1"}))
+    submitted = await replicate.submit(JOB)
+    assert (submitted.ok, submitted.id) == (True, "rep-1")
+    assert sleeps.delays == [1.0] and fake.count("POST /v1/models") == 2
+
+
+async def test_create_gives_up_after_the_retry_budget(
+    replicate: ReplicateAdapter, fake: Fake, sleeps: SleepRecorder
+) -> None:
+    fake.plan("POST /models/acme/sdxl/predictions",
+              *[Scripted(429, THROTTLED, {"Retry-After": "1"})] * 3)  # fmt: skip
     with pytest.raises(RateLimitedError) as caught:
         await replicate.submit(JOB)
-    assert caught.value.retry_after_s == 1.0 and sleeps.delays == []
+    assert caught.value.retry_after_s == 1.0 and sleeps.delays == [1.0, 1.0]
     assert "Request was throttled" in str(caught.value)
-    assert fake.count("POST /v1/models") == 1
+    assert fake.count("POST /v1/models") == 3  # max_attempts
+    assert fake.jobs == {}
+
+
+async def test_create_is_not_retried_on_503(
+    replicate: ReplicateAdapter, fake: Fake, sleeps: SleepRecorder
+) -> None:
+    """A 503 may come after the prediction was made: a second create could duplicate it."""
+    fake.plan("POST /models/acme/sdxl/predictions", Scripted(503, "busy", raw=True))
+    with pytest.raises(ProviderUnavailableError):
+        await replicate.submit(JOB)
+    assert fake.count("POST /v1/models") == 1 and sleeps.delays == []
 
 
 async def test_get_is_retried_after_retry_after(

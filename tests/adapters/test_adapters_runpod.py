@@ -13,6 +13,7 @@ from services.adapters.errors import (
     MalformedResponseError,
     NotFoundError,
     ProviderConnectionError,
+    ProviderHTTPError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitedError,
@@ -112,15 +113,50 @@ async def test_poll_honours_retry_after_on_429(
     assert sleeps.delays == [2.0]
 
 
-async def test_submit_is_not_retried_on_429(
+async def test_submit_is_retried_on_429_honouring_retry_after(
     runpod: RunPodAdapter, fake: Fake, sleeps: SleepRecorder
 ) -> None:
+    """A 429 on /run is RunPod's rate limit: refused before a job existed (issue 8)."""
     fake.plan("run", Scripted(429, {"error": "too many requests"}, {"Retry-After": "3"}))
+    result = await runpod.submit(JOB)
+    assert (result.ok, result.id) == (True, "rp-1")
+    assert fake.count("POST /v2/ep-test/run") == 2 and sleeps.delays == [3.0]
+
+
+async def test_submit_429s_past_the_retry_budget_are_a_rate_limit_error(
+    runpod: RunPodAdapter, fake: Fake, sleeps: SleepRecorder
+) -> None:
+    fake.plan("run", *[Scripted(429, {"error": "too many requests"}, {"Retry-After": "3"})] * 3)
     with pytest.raises(RateLimitedError) as caught:
         await runpod.submit(JOB)
     assert caught.value.retry_after_s == 3.0
-    assert fake.count("POST /v2/ep-test/run") == 1 and sleeps.delays == []
+    assert fake.count("POST /v2/ep-test/run") == 3 and sleeps.delays == [3.0, 3.0]
     assert str(caught.value) == "runpod submit: HTTP 429: too many requests"
+
+
+async def test_submit_is_not_retried_on_a_gateway_error(
+    runpod: RunPodAdapter, fake: Fake, sleeps: SleepRecorder
+) -> None:
+    fake.plan("run", Scripted(502, "bad gateway", raw=True))
+    with pytest.raises(ProviderUnavailableError):
+        await runpod.submit(JOB)
+    assert fake.count("POST /v2/ep-test/run") == 1 and sleeps.delays == []
+
+
+async def test_deep_or_invalid_utf8_answers_are_malformed_not_a_crash(
+    runpod: RunPodAdapter, fake: Fake
+) -> None:
+    """Every provider answer is decoded through schemas.limits (issue 8)."""
+    deep = b'{"id": "rp-1", "status": "COMPLETED", "output": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    fake.plan("status", Scripted(200, deep, raw=True))
+    with pytest.raises(MalformedResponseError, match="runpod poll: .*nested 5001 levels deep"):
+        await runpod.poll("rp-1")
+    fake.plan("status", Scripted(200, b'{"id": "rp-1", "status": "\xff\xfe"}', raw=True))
+    with pytest.raises(MalformedResponseError, match="runpod poll: .*UTF-8"):
+        await runpod.poll("rp-1")
+    fake.plan("status", Scripted(500, b"[" * 5000, raw=True))
+    with pytest.raises(ProviderHTTPError, match="runpod poll: HTTP 500"):
+        await runpod.poll("rp-1")
 
 
 async def test_gateway_errors_are_retried_with_backoff_then_raised(
