@@ -18,6 +18,10 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     uptime_s: float
     ts: float
+    faults: list[str] = []
+    """One sentence per background task that died or is waiting to restart
+    (``task writer died: RecursionError: ...; restarted 3 times, next in 4 s``);
+    empty when all is well."""
 
 
 class StoreReadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
