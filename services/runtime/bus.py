@@ -8,7 +8,15 @@ duplicate id inside its window, a publish whose ack was lost (timeout, server
 restart) is simply sent again: retrying never stores an event twice.
 
 The connection reconnects forever; events JetStream acknowledged are on disk
-and survive a server restart.
+and survive a server restart. A connection can still end for good (the server
+closes it on a protocol error, and nats-py then never reconnects): the bus
+then sets :attr:`Bus.lost`, and whoever runs the service (``runner.py``)
+replaces the bus and the service instance.
+
+Every encoded event is at most ``limits.MAX_EVENT_BYTES``: a bigger one is
+refused here, with its type, size and the limit, before anything is sent
+(NATS would close the connection for a message over ``max_payload``, and
+every wrapper the store puts around an event must still fit).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from schemas import Event, encode_event, make_event, stream_subjects
+from schemas import Event, encode_event, limits, make_event, stream_subjects
 from schemas.subjects import DLQ_PREFIX, DLQ_STREAM, STREAM
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.errors import BusError, ServiceCallError
@@ -56,6 +64,8 @@ class _PubAck(msgspec.Struct):
 
 
 _ack_decoder = msgspec.json.Decoder(_PubAck)
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+"""One reply decoder per response type of :meth:`Bus.call`, built on first use."""
 
 
 class _Burst:
@@ -96,11 +106,17 @@ class _Burst:
 class _ConnState:
     """What the connection callbacks need to know about their bus."""
 
-    __slots__ = ("closing", "connected_once")
+    __slots__ = ("closing", "connected_once", "lost")
 
     def __init__(self) -> None:
         self.closing = False  # set by close(): a disconnect we asked for is not news
         self.connected_once = False  # before it, the connect deadline's one error says it all
+        self.lost = asyncio.Event()  # closed for good, and not by close()
+
+
+def _check_size(what: str, size: int, limit: int = limits.MAX_EVENT_BYTES) -> None:
+    if size > limit:
+        raise BusError(f"{what} is {size} bytes, over the limit of {limit} bytes: not sent")
 
 
 class Bus:
@@ -149,6 +165,14 @@ class Bus:
             if conn.connected_once:
                 log.warning("nats error", extra={"fields": {"service": source, "error": str(e)}})
 
+        async def on_closed() -> None:
+            if not conn.closing:
+                log.error(
+                    "nats connection closed for good (it will not reconnect by itself)",
+                    extra={"fields": {"service": source}},
+                )
+                conn.lost.set()
+
         loop = asyncio.get_running_loop()
         deadline = loop.time() + connect_deadline
         while True:
@@ -165,6 +189,7 @@ class Bus:
                         disconnected_cb=on_disconnect,
                         reconnected_cb=on_reconnect,
                         error_cb=on_error,
+                        closed_cb=on_closed,
                     ),
                     timeout=max(0.1, deadline - loop.time()),
                 )
@@ -181,6 +206,21 @@ class Bus:
     @property
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
+
+    @property
+    def lost(self) -> bool:
+        """True when the connection ended for good without :meth:`close`."""
+        return self._conn.lost.is_set() or (bool(self.nc.is_closed) and not self._conn.closing)
+
+    async def wait_lost(self, poll_s: float = 1.0) -> None:
+        """Return once the connection ended for good without :meth:`close`.
+
+        nats-py reports that through ``closed_cb``, but skips the callback on
+        some paths (a close while it is still connecting): ``is_closed`` is
+        polled every ``poll_s`` seconds as well."""
+        while not self.lost:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._conn.lost.wait(), poll_s)
 
     async def ensure_streams(self, replicas: int = 1, max_age_s: float = 7 * 24 * 3600) -> None:
         """Create or update the event stream and the dead-letter stream (idempotent)."""
@@ -246,9 +286,18 @@ class Bus:
         """Publish and wait for the JetStream ack; returns the stream sequence.
 
         Retries on timeout / no responders with the same message id, so a lost
-        ack never duplicates the event.
+        ack never duplicates the event. An event over ``MAX_EVENT_BYTES``
+        raises :class:`BusError` and is not sent.
         """
+        return await self._publish_encoded(event, self._encode(event), attempts)
+
+    @staticmethod
+    def _encode(event: Event) -> bytes:
         payload = encode_event(event)
+        _check_size(f"event {event.type} {event.id}", len(payload))
+        return payload
+
+    async def _publish_encoded(self, event: Event, payload: bytes, attempts: int = 5) -> int:
         headers = {"Nats-Msg-Id": event.id}
         for attempt in range(attempts):
             try:
@@ -276,19 +325,23 @@ class Bus:
         acks), or that could not be sent are re-sent one by one with
         :meth:`publish` (same ids, so nothing is stored twice; a refusal raises
         :class:`BusError` as it does there). Returns how many were published.
+
+        Every event is encoded and its size checked first: when one is over
+        ``MAX_EVENT_BYTES`` the burst raises :class:`BusError` and none is sent.
         """
+        encoded = [(event, self._encode(event)) for event in events]
         prefix = await self._ack_inbox()
         waiting, tokens, publish = self._acks_waiting, self._ack_tokens, self.nc.publish
         burst = _Burst()
         status = burst.status
-        sent: list[tuple[Event, str]] = []
-        unsent: list[Event] = []
-        it = iter(events)
+        sent: list[tuple[Event, bytes, str]] = []
+        unsent: list[tuple[Event, bytes]] = []
+        it = iter(encoded)
         try:
-            for event in it:
+            for event, payload in it:
                 if burst.outstanding >= PUBLISH_WINDOW:
                     if not await burst.wait(PUBLISH_WINDOW // 2, self.publish_timeout):
-                        unsent.append(event)  # acks are overdue: stop, re-send below
+                        unsent.append((event, payload))  # acks are overdue: stop, re-send below
                         unsent.extend(it)
                         break
                 token = str(next(tokens))
@@ -297,27 +350,27 @@ class Bus:
                 try:
                     await publish(
                         event.type,
-                        encode_event(event),
+                        payload,
                         reply=prefix + token,
                         headers={"Nats-Msg-Id": event.id},
                     )
                 except nats.errors.Error:  # closed, or down with its buffer full
                     del waiting[token]
                     status.pop()
-                    unsent.append(event)
+                    unsent.append((event, payload))
                     unsent.extend(it)
                     break
-                sent.append((event, token))
+                sent.append((event, payload, token))
                 burst.outstanding += 1
             if burst.outstanding and not unsent:
                 await burst.wait(0, self.publish_timeout)
         finally:
-            for i, (_, token) in enumerate(sent):
+            for i, (_, _, token) in enumerate(sent):
                 if status[i] == _PENDING:
                     waiting.pop(token, None)  # a late ack is then ignored
-        retry = [event for i, (event, _) in enumerate(sent) if status[i] != _ACKED]
-        for event in retry + unsent:
-            await self.publish(event)
+        retry = [(e, payload) for i, (e, payload, _) in enumerate(sent) if status[i] != _ACKED]
+        for event, payload in retry + unsent:
+            await self._publish_encoded(event, payload)
         return len(sent) + len(unsent)
 
     async def _ack_inbox(self) -> str:
@@ -347,7 +400,12 @@ class Bus:
     async def publish_raw(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        """Publish bytes to a stream subject (dead letters); waits for the ack."""
+        """Publish bytes to a stream subject (dead letters); waits for the ack.
+
+        Payload and headers together are at most ``MAX_EVENT_BYTES``, like an
+        event (a dead letter of something bigger must be cut by its sender)."""
+        size = len(payload) + sum(len(k) + len(v) + 4 for k, v in (headers or {}).items())
+        _check_size(f"message to {subject}", size)
         try:
             await self.js.publish(subject, payload, headers=headers)
         except nats.errors.Error as e:
@@ -364,9 +422,13 @@ class Bus:
         input, 404, 500) or 503 when nobody answers, 504 on timeout.
         """
         raw = await self.call_raw(subject, msgspec.json.encode(request), timeout)
+        decoder = _decoders.get(response_type)
+        if decoder is None:
+            decoder = _decoders[response_type] = msgspec.json.Decoder(response_type)
         try:
-            return msgspec.json.decode(raw, type=response_type)
-        except msgspec.ValidationError as e:
+            result: T = limits.decode(decoder, raw, what="reply")
+            return result
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
             raise ServiceCallError(subject, 502, f"malformed reply: {e}") from e
 
     async def call_raw(self, subject: str, payload: bytes, timeout: float = 5.0) -> bytes:
