@@ -26,7 +26,7 @@ Routes:
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -56,11 +56,10 @@ from schemas.providers import (
     ProvidersQuery,
 )
 from services.gateway.errors import BadRequest
+from services.gateway.parsing import parse_query, path_params, read_body
+from services.gateway.state import BUS
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
-
-T = TypeVar("T")
-S = TypeVar("S", bound=msgspec.Struct)
 
 QUERY_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 10.0
@@ -74,37 +73,6 @@ def ok_body(raw: bytes) -> bytes:
         raise GpurouteError("the advisor answered something that is not a JSON object")
     rest = inner[1:].lstrip()
     return b'{"ok":true' + (b"}" if rest == b"}" else b"," + rest)
-
-
-def parse_query(request: web.Request, type_: type[S]) -> S:
-    """The query string as ``type_``, a strict request Struct ("1" converts to 1).
-    A 400 names every parameter ``type_`` does not know, and the first bad value
-    of one it knows (msgspec's message, with its path)."""
-    known = [f.encode_name for f in msgspec.structs.fields(type_)]
-    query = dict(request.query)
-    problems = []
-    unknown = sorted(set(query) - set(known))
-    if unknown:
-        names = ", ".join(f"`{name}`" for name in unknown)
-        plural = "s" if len(unknown) > 1 else ""
-        problems.append(f"unknown parameter{plural} {names} (known: {', '.join(known) or 'none'})")
-    try:
-        value = msgspec.convert(
-            {k: v for k, v in query.items() if k in known}, type_, strict=False
-        )
-    except msgspec.ValidationError as e:
-        problems.append(str(e))
-    if problems:
-        raise BadRequest("invalid query: " + "; ".join(problems))
-    return value
-
-
-def decode_body(raw: bytes, type_: type[T]) -> T:
-    """A request body as ``type_``; empty means every default. Raises
-    ``msgspec.ValidationError``/``DecodeError`` (400 via the error middleware)."""
-    if not raw.strip():
-        return msgspec.json.decode(b"{}", type=type_)
-    return msgspec.json.decode(raw, type=type_)
 
 
 class ComputeRoutes:
@@ -127,11 +95,11 @@ class ComputeRoutes:
         return await self._relay(GPUS_SUBJECT, parse_query(request, GpuListRequest))
 
     async def advise(self, request: web.Request) -> web.Response:
-        spec = decode_body(await request.read(), AdvisorJobSpecBody)
+        spec = await read_body(request, AdvisorJobSpecBody)
         return await self._relay(ADVISE_SUBJECT, spec)
 
     async def costs(self, request: web.Request) -> web.Response:
-        body = decode_body(await request.read(), CostRequest)
+        body = await read_body(request, CostRequest)
         return await self._relay(COSTS_SUBJECT, body)
 
     async def list_providers(self, request: web.Request) -> web.Response:
@@ -142,19 +110,18 @@ class ComputeRoutes:
         return await self._relay(PROVIDERS_STATS_SUBJECT, parse_query(request, ProvidersQuery))
 
     async def create_provider(self, request: web.Request) -> web.Response:
-        profile = decode_body(await request.read(), ProviderProfileBody)
+        profile = await read_body(request, ProviderProfileBody)
         put = ProviderPut(profile=profile, create=True)
         return await self._relay(PROVIDERS_PUT_SUBJECT, put, status=201, timeout=COMMAND_TIMEOUT_S)
 
     async def get_provider(self, request: web.Request) -> web.Response:
         parse_query(request, ProvidersQuery)
-        ref = ProviderRef(id=request.match_info["id"])
+        ref = path_params(request, ProviderRef)
         return await self._relay(PROVIDERS_GET_SUBJECT, ref)
 
     async def put_provider(self, request: web.Request) -> web.Response:
-        path_id = request.match_info["id"]
-        raw = await request.read()
-        doc = msgspec.json.decode(raw) if raw.strip() else {}
+        path_id = path_params(request, ProviderRef).id
+        doc = await read_body(request, Any)
         if isinstance(doc, dict):
             doc.setdefault("id", path_id)
         profile = msgspec.convert(doc, ProviderProfileBody)
@@ -166,23 +133,27 @@ class ComputeRoutes:
         return await self._relay(PROVIDERS_PUT_SUBJECT, put, timeout=COMMAND_TIMEOUT_S)
 
     async def delete_provider(self, request: web.Request) -> web.Response:
-        ref = ProviderRef(id=request.match_info["id"])
+        ref = path_params(request, ProviderRef)
         return await self._relay(PROVIDERS_DELETE_SUBJECT, ref, timeout=COMMAND_TIMEOUT_S)
 
     async def get_flags(self, request: web.Request) -> web.Response:
         return await self._relay(FLAGS_GET_SUBJECT, parse_query(request, FlagsQuery))
 
     async def put_flags(self, request: web.Request) -> web.Response:
-        update = decode_body(await request.read(), FlagsUpdate)
+        update = await read_body(request, FlagsUpdate)
         return await self._relay(FLAGS_SET_SUBJECT, update, timeout=COMMAND_TIMEOUT_S)
+
+
+RESERVED_IDS = ("stats", "gpu")
+"""Path segments under /api/providers/ that are routes, never provider ids."""
+PROVIDER_ID = "/api/providers/{id:(?!(?:" + "|".join(RESERVED_IDS) + ")$)[^{}/]+}"
 
 
 def add_routes(app: web.Application) -> None:
     """Register the advisor's routes on ``app`` (built by ``app.create_app``,
-    whose bus they use)."""
-    # app.py imports this module to call add_routes: import its names here, not at the top
-    from services.gateway.app import BUS
-
+    whose bus they use). ``{id}`` never matches a reserved segment, so
+    ``PUT /api/providers/stats`` is a 405 and ``/api/providers/gpu`` a 404,
+    whatever order the routes are added in."""
     routes = ComputeRoutes(app[BUS])
     r = app.router
     r.add_get("/api/gpu/list", routes.gpu_list)
@@ -190,9 +161,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/compute/costs", routes.costs)
     r.add_get("/api/providers", routes.list_providers)
     r.add_post("/api/providers", routes.create_provider)
-    r.add_get("/api/providers/stats", routes.provider_stats)  # before {id}: "stats" is reserved
-    r.add_get("/api/providers/{id}", routes.get_provider)
-    r.add_put("/api/providers/{id}", routes.put_provider)
-    r.add_delete("/api/providers/{id}", routes.delete_provider)
+    r.add_get("/api/providers/stats", routes.provider_stats)
+    r.add_get(PROVIDER_ID, routes.get_provider)
+    r.add_put(PROVIDER_ID, routes.put_provider)
+    r.add_delete(PROVIDER_ID, routes.delete_provider)
     r.add_get("/api/flags", routes.get_flags)
     r.add_put("/api/flags", routes.put_flags)

@@ -1,4 +1,13 @@
-"""The last heartbeat of every service instance, for ``/health``."""
+"""The last heartbeat of every service instance, for ``/health``.
+
+An instance is *stale* after ``STALE_AFTER`` missed heartbeats and forgotten
+after ``DROP_AFTER`` (a restarted service has a new instance id, so the old
+one must go). The set is bounded: a heartbeat from a new instance while
+``max_instances`` are tracked is ignored and counted (``ignored``), so a flood
+of forged heartbeats cannot grow the gateway or its ``/health`` answer.
+Heartbeats are decoded through ``schemas.limits`` (``malformed`` counts the
+ones that are not heartbeats).
+"""
 
 from __future__ import annotations
 
@@ -6,37 +15,84 @@ from typing import Any
 
 import msgspec
 
+from schemas import limits
 from schemas.system import Heartbeat
 from services.runtime.clock import Clock
+
+STALE_AFTER = 3
+DROP_AFTER = 10
+MAX_HEARTBEAT_BYTES = 4096
+"""A real heartbeat is ~200 bytes; this bounds /health at ``max_instances`` x 4 KiB."""
 
 _decoder = msgspec.json.Decoder(Heartbeat)
 
 
 class HeartbeatTracker:
-    """Keeps the newest heartbeat per (service, instance); a heartbeat older
-    than ``stale_after_s`` is reported stale, not dropped."""
-
-    def __init__(self, clock: Clock, stale_after_s: float) -> None:
+    def __init__(self, clock: Clock, interval_s: float, max_instances: int = 256) -> None:
         self._clock = clock
-        self._stale_after = stale_after_s
+        self.interval_s = interval_s
+        self.max_instances = max_instances
         self._last: dict[tuple[str, str], tuple[Heartbeat, float]] = {}
         self.malformed = 0
+        self.ignored = 0
+
+    @property
+    def stale_after_s(self) -> float:
+        return STALE_AFTER * self.interval_s
 
     def record(self, raw: bytes) -> None:
         try:
-            beat = _decoder.decode(raw)
+            beat = limits.decode(_decoder, raw, max_bytes=MAX_HEARTBEAT_BYTES, what="heartbeat")
         except (msgspec.ValidationError, msgspec.DecodeError):
             self.malformed += 1
             return
-        self._last[(beat.service, beat.instance)] = (beat, self._clock.monotonic())
+        key = (beat.service, beat.instance)
+        if key not in self._last and len(self._last) >= self.max_instances:
+            self._expire()
+            if len(self._last) >= self.max_instances:
+                self.ignored += 1
+                return
+        self._last[key] = (beat, self._clock.monotonic())
+
+    def _expire(self) -> None:
+        now, limit = self._clock.monotonic(), DROP_AFTER * self.interval_s
+        for key in [k for k, (_, seen) in self._last.items() if now - seen > limit]:
+            del self._last[key]
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        """Per service, its instances (newest heartbeat, ``age_s``, ``stale``)."""
+        self._expire()
         now = self._clock.monotonic()
         out: dict[str, list[dict[str, Any]]] = {}
         for (service, _), (beat, seen) in sorted(self._last.items()):
             age = now - seen
             out.setdefault(service, []).append(
                 {**msgspec.structs.asdict(beat), "age_s": round(age, 3),
-                 "stale": age > self._stale_after}
+                 "stale": age > self.stale_after_s}
             )  # fmt: skip
+        return out
+
+    def problems(self, expected: list[str]) -> list[str]:
+        """Sentences for ``/health``: an expected service with no fresh instance,
+        and every fresh instance whose heartbeat names faulted tasks."""
+        snapshot = self.snapshot()
+        out = []
+        for name in expected:
+            instances = snapshot.get(name, [])
+            if not instances:
+                out.append(f"service {name!r}: no heartbeat seen")
+            elif all(i["stale"] for i in instances):
+                age = min(i["age_s"] for i in instances)
+                out.append(
+                    f"service {name!r}: stale, last heartbeat {age:.1f}s ago "
+                    f"(more than {STALE_AFTER} missed)"
+                )
+        for name, instances in snapshot.items():
+            for i in instances:
+                faults = i.get("faults") or []
+                if faults and not i["stale"]:
+                    out.append(
+                        f"service {name!r} (instance {i['instance']}): "
+                        f"faulted task{'s' if len(faults) > 1 else ''}: {'; '.join(faults)}"
+                    )
         return out

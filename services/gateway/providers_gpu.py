@@ -21,7 +21,6 @@ provider_status?, retry_after_s?}`` with the service's code (429 with ``Retry-Af
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -43,7 +42,8 @@ from schemas.adapters import (
     SubmitBody,
     decode_failure,
 )
-from services.gateway.errors import BadRequest
+from services.gateway.parsing import parse_query, path_params, read_body
+from services.gateway.state import BUS
 from services.runtime.bus import Bus
 from services.runtime.errors import ServiceCallError
 
@@ -64,63 +64,42 @@ def add_routes(app: web.Application) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    body = await _body(request, HealthBody)
+    body = await read_body(request, HealthBody)
     return await _call(request, HEALTH, body, PROVIDER_CALL_TIMEOUT_S)
 
 
 async def submit(request: web.Request) -> web.Response:
-    body = await _body(request, SubmitBody)
+    body = await read_body(request, SubmitBody)
     return await _call(request, SUBMIT, body, PROVIDER_CALL_TIMEOUT_S)
 
 
 async def poll(request: web.Request) -> web.Response:
-    await _body(request, NoBody)
-    query = _query(request, PollQuery)
-    req = PollRequest(provider=query.provider, id=request.match_info["id"], job_id=query.job_id)
+    await read_body(request, NoBody)
+    query = parse_query(request, PollQuery)
+    req = path_params(request, PollRequest, provider=query.provider, job_id=query.job_id)
     return await _call(request, POLL, req, PROVIDER_CALL_TIMEOUT_S)
 
 
 async def cancel(request: web.Request) -> web.Response:
-    await _body(request, NoBody)
-    query = _query(request, PollQuery)
-    req = CancelRequest(provider=query.provider, id=request.match_info["id"], job_id=query.job_id)
+    await read_body(request, NoBody)
+    query = parse_query(request, PollQuery)
+    req = path_params(request, CancelRequest, provider=query.provider, job_id=query.job_id)
     return await _call(request, CANCEL, req, PROVIDER_CALL_TIMEOUT_S)
 
 
 async def providers(request: web.Request) -> web.Response:
-    await _body(request, NoBody)
+    await read_body(request, NoBody)
     return await _call(request, PROVIDERS_SUBJECT, ProvidersRequest(), LOCAL_CALL_TIMEOUT_S)
 
 
 async def simulate(request: web.Request) -> web.Response:
-    body = await _body(request, SimulateBody)
+    body = await read_body(request, SimulateBody)
     return await _call(request, SIMULATE, body, LOCAL_CALL_TIMEOUT_S)
-
-
-async def _body(request: web.Request, type_: type[Any]) -> Any:
-    """The JSON body as ``type_``; an empty body means every field's default."""
-    raw = await request.read()
-    if not raw.strip():
-        raw = b"{}"
-    try:
-        return msgspec.json.decode(raw, type=type_)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise BadRequest(f"invalid body: {e}") from e
-
-
-def _query(request: web.Request, type_: type[Any]) -> Any:
-    try:
-        return msgspec.convert(dict(request.query), type_, strict=False)
-    except msgspec.ValidationError as e:
-        raise BadRequest(f"invalid query: {e}") from e
 
 
 async def _call(
     request: web.Request, subject: str, payload: msgspec.Struct, timeout: float
 ) -> web.Response:
-    # app.py imports this module to register the routes, so its key is looked up here.
-    from services.gateway.app import BUS
-
     bus: Bus = request.app[BUS]
     try:
         raw = await bus.call_raw(subject, msgspec.json.encode(payload), timeout=timeout)

@@ -10,6 +10,7 @@ from nats.aio.msg import Msg
 from schemas.subjects import HEARTBEAT, PING
 from services.gateway.app import create_app
 from services.gateway.heartbeats import HeartbeatTracker
+from services.gateway.server import GatewayRunner
 from services.runtime.errors import GpurouteError
 from services.runtime.service import Service
 
@@ -23,15 +24,20 @@ class GatewayService(Service):
     description = "HTTP and WebSocket front door of gpuroute."
 
     async def setup(self) -> None:
-        self.heartbeats = HeartbeatTracker(self.clock, stale_after_s=3 * self.config.heartbeat_s)
+        settings = self.config.gateway
+        self.heartbeats = HeartbeatTracker(
+            self.clock, self.config.heartbeat_s, max_instances=settings.max_instances
+        )
 
         async def on_beat(msg: Msg) -> None:
             self.heartbeats.record(msg.data)
 
         self._beats = await self.bus.nc.subscribe(HEARTBEAT, cb=on_beat)
         await self.bus.nc.publish(PING)  # services started earlier beat now, not in 5 s
-        self.app = create_app(self.bus, self.heartbeats)
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self.app = create_app(self.bus, self.heartbeats, settings)
+        self._runner = GatewayRunner(
+            self.app, request_timeout_s=settings.request_timeout_s, access_log=None
+        )
         await self._runner.setup()
         http = self.config.http
         site = web.TCPSite(self._runner, http.host, http.port)

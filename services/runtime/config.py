@@ -16,6 +16,8 @@ from schemas.adapter_settings import AdaptersSettings
 from services.runtime.errors import ConfigError
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+LogLevel = Annotated[str, msgspec.Meta(pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")]
+"""A logging level name, any case (the CLI's ``--log-level`` takes the same names)."""
 
 
 class NatsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -60,15 +62,13 @@ class GatewaySection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     a body that does not arrive in time is a 408."""
     ws_send_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     """Seconds one WebSocket send may wait for a client before it is closed."""
-    ws_buffer_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
-    """Events buffered for one WebSocket client before it is closed as too slow."""
     max_instances: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
     """Service instances ``/health`` tracks; heartbeats of more are ignored and counted."""
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ".gpuroute"
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
     heartbeat_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
