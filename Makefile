@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine with Python 3.11+ and make:
 #   make run   - create .venv, install, start gpuroute on its embedded defaults
+#                (make run HTTP_PORT=8080 NATS_PORT=0: other ports; 0 = any free)
 #   make test  - same venv, ruff + mypy + the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -14,8 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# empty: gpuroute's own defaults (gateway 8000, NATS 4222)
+HTTP_PORT ?=
+NATS_PORT ?=
+
 run: $(STAMP)
-	$(BIN)/gpuroute up
+	$(BIN)/gpuroute up$(if $(HTTP_PORT), --http-port $(HTTP_PORT))$(if $(NATS_PORT), --nats-port $(NATS_PORT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

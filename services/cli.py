@@ -1,8 +1,17 @@
 """The ``gpuroute`` command: up, serve, tail, replay, schema.
 
 This module is the composition root: the only place that knows every
-service and every projection by name. Errors we expect (a busy port, a bad
-config file, an unreachable NATS) print one line and exit 1, never a traceback.
+service and every projection by name. Nothing prints a traceback:
+
+- a bad option or option value (``--http-port 70000``, ``--log-level LOUD``)
+  is one line naming the option, exit 2 (argparse's convention), before
+  anything starts;
+- errors we expect (a bad value inside a config file, a busy port, an
+  unreachable NATS) are one line, exit 1.
+
+``tail`` and ``serve`` find NATS by ``--nats-url``, else the URL a running
+``gpuroute up`` wrote to ``<data-dir>/nats.url``, else ``DEFAULT_NATS_URL``;
+an unreachable one is reported within ``CONNECT_DEADLINE_S``.
 """
 
 from __future__ import annotations
@@ -14,13 +23,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
 from services.runtime.config import Config, load_config
 from services.runtime.errors import GpurouteError
 from services.runtime.logs import setup_logging
+from services.runtime.runner import NATS_URL_FILE
+from services.runtime.service import VERSION
 
 # name -> "module:Class"; `up` starts them in this order (the store first: it
 # creates the streams; the gateway last: it serves what the others answer).
@@ -37,6 +48,18 @@ PROJECTIONS: dict[str, str] = {
 }
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_DATA_DIR = ".gpuroute"
+CONNECT_DEADLINE_S = 2.0
+"""How long ``tail`` and ``serve`` try to reach NATS before saying they cannot."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the one line naming the problem (exit 2);
+    ``--help`` shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _load(spec: str) -> Any:
@@ -55,6 +78,36 @@ def _position(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port 0-65535 (0: any free), got {value}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def nats_url(flag: str | None, data_dir: Path | str) -> str:
+    """The NATS URL to use: ``flag``, else the one ``gpuroute up`` wrote to
+    ``<data_dir>/nats.url`` (absent, unreadable or empty: skipped), else the default."""
+    if flag:
+        return flag
+    try:
+        written = (Path(data_dir) / NATS_URL_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        written = ""
+    return written or DEFAULT_NATS_URL
+
+
 def _common(p: argparse.ArgumentParser, *, embedded: bool) -> None:
     p.add_argument("--config", help="TOML config file (embedded defaults when absent)")
     p.add_argument("--data-dir", help="where events.db, logs and JetStream live (./.gpuroute)")
@@ -64,22 +117,23 @@ def _common(p: argparse.ArgumentParser, *, embedded: bool) -> None:
         + (
             " instead of starting the embedded one"
             if embedded
-            else f" (default {DEFAULT_NATS_URL})"
+            else f" (default: the URL in <data-dir>/{NATS_URL_FILE}, else {DEFAULT_NATS_URL})"
         ),
     )
     if embedded:
-        p.add_argument("--nats-port", type=int, help="embedded server port (4222; 0 = any free)")
+        p.add_argument("--nats-port", type=_port, help="embedded server port (4222; 0 = any free)")
     p.add_argument("--http-host", help="gateway address (127.0.0.1)")
-    p.add_argument("--http-port", type=int, help="gateway port (8000; 0 = any free)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--http-port", type=_port, help="gateway port (8000; 0 = any free)")
+    p.add_argument("--log-level", type=_log_level, help=", ".join(LOG_LEVELS) + " (INFO)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gpuroute",
         description="Route GPU jobs to the local GPU, the CPU or a rented cloud GPU; "
         "every decision is an event on NATS, stored in SQLite.",
     )
+    parser.add_argument("--version", action="version", version=f"gpuroute {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="start the embedded NATS server and every service")
@@ -100,7 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--after", type=_position, help="first print stored events after this position"
     )
-    tail.add_argument("--nats-url", default=DEFAULT_NATS_URL)
+    tail.add_argument(
+        "--nats-url",
+        help=f"default: the URL in <data-dir>/{NATS_URL_FILE}, else {DEFAULT_NATS_URL}",
+    )
+    tail.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"where a running `gpuroute up` wrote {NATS_URL_FILE} ({DEFAULT_DATA_DIR})",
+    )
 
     replay = sub.add_parser("replay", help="rebuild a projection from an event log, without NATS")
     replay.add_argument("--db", required=True, type=Path, help="path of an events.db")
@@ -139,11 +201,19 @@ async def _serve(config: Config, names: Sequence[str]) -> None:
     await run(config, [(n, _load(SERVICES[n])) for n in names])
 
 
+async def _reachable(url: str) -> None:
+    """Raise ``BusError`` unless NATS answers at ``url`` within ``CONNECT_DEADLINE_S``."""
+    from services.runtime.bus import Bus
+
+    bus = await Bus.connect(url, source="cli", connect_deadline=CONNECT_DEADLINE_S)
+    await bus.close()
+
+
 async def _tail(url: str, patterns: list[str], after: int | None) -> None:
     from services.runtime.bus import Bus
     from services.runtime.follow import follow
 
-    bus = await Bus.connect(url, source="tail")
+    bus = await Bus.connect(url, source="tail", connect_deadline=CONNECT_DEADLINE_S)
     try:
         async for item in follow(bus, patterns, after):
             sys.stdout.write(item.decode() + "\n")
@@ -189,16 +259,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("up", "serve"):
             config = _config(args)
-            if args.command == "serve" and config.nats.url is None:
-                config.nats.url = DEFAULT_NATS_URL
+            if args.command == "serve":
+                config.nats.url = url = nats_url(config.nats.url, config.data_path)
             setup_logging(config.log_level, config.data_path / "gpuroute.log")
             names = list(SERVICES) if args.command == "up" else [args.name]
             with contextlib.suppress(KeyboardInterrupt):
+                if args.command == "serve":  # say so now, not after the runner's 10 s
+                    asyncio.run(_reachable(url))
                 asyncio.run(_serve(config, names))
         elif args.command == "tail":
             setup_logging("WARNING")
+            url = nats_url(args.nats_url, args.data_dir)
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_tail(args.nats_url, args.patterns, args.after))
+                asyncio.run(_tail(url, args.patterns, args.after))
         elif args.command == "replay":
             _replay(args)
         elif args.command == "schema":

@@ -3,16 +3,19 @@
 Starts the embedded nats-server when no NATS URL is configured, gives each
 service its own connection (as it would have deployed alone), starts them in
 order, and on SIGINT/SIGTERM stops them in reverse order, drains their
-connections and stops the server.
+connections and stops the server. While the embedded server runs, its URL is in
+``<data-dir>/nats.url`` (mode 0600, removed on stop) for ``tail`` and ``serve``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from services.runtime.bus import Bus
 from services.runtime.config import Config
@@ -21,6 +24,8 @@ from services.runtime.natsserver import EmbeddedNats
 from services.runtime.service import Service
 
 ServiceFactory = Callable[[Bus, Config], Service]
+NATS_URL_FILE = "nats.url"
+"""In the data directory: the URL of the embedded server while it runs."""
 
 
 async def run(
@@ -53,6 +58,8 @@ async def run(
                 await startup
         else:
             server = startup.result()
+            if server is not None:
+                _write_private(config.data_path / NATS_URL_FILE, server.url + "\n")
             announce("gpuroute: running " + ", ".join(n for n, _ in factories) + " (Ctrl-C stops)")
             await stopping
         stopping.cancel()
@@ -62,12 +69,23 @@ async def run(
                 await service.stop()
             await service.bus.close()
         if server is not None:
+            (config.data_path / NATS_URL_FILE).unlink(missing_ok=True)
             await asyncio.to_thread(server.stop)
         if lock is not None:
             lock.release()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+    os.replace(tmp, path)
 
 
 async def _start(
