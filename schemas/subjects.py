@@ -37,6 +37,10 @@ DLQ_PREFIX = "dlq."
 STORED_PREFIX = "stored."
 STORE_READ = command("gpuroute.store.read", "read stored events (StoreReadRequest).")
 STORE_STATS = command("gpuroute.store.stats", "event count, last position, file size.")
+STORE_ACKNOWLEDGE = command(
+    "gpuroute.store.acknowledge",
+    "acknowledge the store's notices (a stream reset); replies StoreStats.",
+)
 
 
 _OTHER = (

@@ -55,12 +55,32 @@ class StoreReadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
+    """The store's state. Counters (``consumer_recreated``, ``stream_resets``,
+    ``broadcast_failures``, ``dlq_publish_failures``) count since the store
+    started. ``problems``: one sentence each for what stops or threatens
+    storing now, or what an operator must acknowledge
+    (``gpuroute.store.acknowledge``); empty when all is well.
+    ``stream_created``: the JetStream stream the stored position belongs to."""
+
     count: int
     last_seq: int
     stream_seq: int
     file_bytes: int
     dead_letters: int
     path: str
+    consumer_recreated: int = 0
+    stream_resets: int = 0
+    broadcast_failures: int = 0
+    problems: list[str] = msgspec.field(default_factory=list)
+    stream_created: str | None = None
+    dlq_publish_failures: int = 0
+
+
+class StoreAcknowledgeRequest(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Acknowledge the store's notices (a stream reset): they leave
+    ``StoreStats.problems``. Conditions that still hold stay there."""
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):

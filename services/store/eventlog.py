@@ -4,15 +4,20 @@ Table ``events``: ``seq`` is the global position (1, 2, 3 ... in commit order;
 rows are never deleted or updated), ``id`` is UNIQUE so a redelivered event is
 ignored, ``body`` is the event exactly as it was published (JSON bytes).
 Table ``tracking`` holds the JetStream stream position the log has consumed
-up to; it is written in the same transaction as the events it covers, so the
-two can never disagree, whatever moment the process dies.
-Table ``dead_letters`` keeps messages that failed validation, by stream
-position, apart from the events.
+up to and ``stream_created``, the creation time of the stream that position
+belongs to (a position means nothing in a stream that was recreated); both are
+written in the same transaction as the events they cover, so they can never
+disagree with the log, whatever moment the process dies.
+Table ``dead_letters`` keeps messages that failed validation, whole, by
+stream and stream position, apart from the events. Table ``notices`` keeps
+what an operator must acknowledge (a stream reset) across restarts.
 
 :class:`EventLog` is the async writer/reader of the store service (aiosqlite,
 WAL; one connection writes, another reads so reads never queue behind a
-batch). :func:`iter_events` is a plain synchronous reader for replays that
-run without NATS.
+batch). It keeps the set of distinct event types in the log (loaded at open
+by an index skip-scan, grown before each commit) so that reads resolve type
+filters to exact types (:mod:`services.store.reads`). :func:`iter_events` is
+a plain synchronous reader for replays that run without NATS.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import aiosqlite
 
 from services.runtime.errors import StoreError
+from services.store import reads
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -40,25 +46,69 @@ CREATE TABLE IF NOT EXISTS tracking (
     name     TEXT    PRIMARY KEY,
     position INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS dead_letters (
-    stream_seq INTEGER PRIMARY KEY,
-    subject    TEXT    NOT NULL,
-    reason     TEXT    NOT NULL,
-    body       BLOB    NOT NULL
+CREATE TABLE IF NOT EXISTS notices (
+    id   INTEGER PRIMARY KEY,
+    text TEXT    NOT NULL
 );
 """
 
+DEAD_LETTERS = """
+CREATE TABLE dead_letters (
+    stream_created TEXT    NOT NULL DEFAULT '',
+    stream_seq     INTEGER NOT NULL,
+    subject        TEXT    NOT NULL,
+    reason         TEXT    NOT NULL,
+    body           BLOB    NOT NULL,
+    PRIMARY KEY (stream_created, stream_seq)
+)
+"""
+"""Keyed by stream as well as position: a recreated stream numbers from 1 again."""
+
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000")
+
+DISTINCT_TYPES = """
+WITH RECURSIVE t(type) AS (
+    SELECT (SELECT min(type) FROM events)
+    UNION ALL
+    SELECT (SELECT min(type) FROM events WHERE type > t.type) FROM t WHERE t.type IS NOT NULL
+) SELECT type FROM t WHERE type IS NOT NULL
+"""
+"""One index seek per distinct type (a skip-scan of events_by_type), not a scan."""
 
 Row = tuple[str, str, str, float, bytes]
 """One event to append: (id, type, key, ts, body)."""
 Stored = tuple[int, str, bytes]
 """One appended event: (seq, type, body)."""
+Dead = tuple[int, str, str, bytes]
+"""One dead letter: (stream_seq, subject, reason, body)."""
 
 
 def type_range(prefix: str) -> tuple[str, str]:
     """Bounds for ``prefix <= type < upper`` so a type-prefix query uses the index."""
     return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+async def _migrate(w: aiosqlite.Connection) -> None:
+    """Additive migrations of a log written by an older version."""
+    async with w.execute("SELECT name FROM pragma_table_info('tracking')") as cur:
+        if "stream_created" not in {r[0] for r in await cur.fetchall()}:
+            await w.execute("ALTER TABLE tracking ADD COLUMN stream_created TEXT")
+    async with w.execute("SELECT name FROM pragma_table_info('dead_letters')") as cur:
+        columns = {r[0] for r in await cur.fetchall()}
+    if "stream_created" in columns:
+        return
+    await w.execute("BEGIN IMMEDIATE")
+    if columns:  # keyed by stream_seq alone: rebuild it, keeping every row
+        await w.execute("ALTER TABLE dead_letters RENAME TO dead_letters_v1")
+        await w.execute(DEAD_LETTERS)
+        await w.execute(
+            "INSERT INTO dead_letters (stream_seq, subject, reason, body) "
+            "SELECT stream_seq, subject, reason, body FROM dead_letters_v1"
+        )
+        await w.execute("DROP TABLE dead_letters_v1")
+    else:
+        await w.execute(DEAD_LETTERS)
+    await w.execute("COMMIT")
 
 
 class EventLog:
@@ -74,6 +124,10 @@ class EventLog:
         self._w = writer
         self._r = reader
         self.last_seq = 0
+        self.types: set[str] = set()
+        """Every event type in the log (a superset for a moment while a batch commits)."""
+        self.stream_created: str | None = None
+        """The stream the recorded position belongs to (None: not known yet)."""
 
     @classmethod
     async def open(cls, path: Path, tracking_name: str = "store") -> EventLog:
@@ -83,37 +137,44 @@ class EventLog:
             for pragma in PRAGMAS:
                 await writer.execute(pragma)
             await writer.executescript(SCHEMA)
+            await _migrate(writer)
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute("PRAGMA busy_timeout=5000")
+            log = cls(path, writer, reader, tracking_name)
+            async with writer.execute("SELECT coalesce(max(seq), 0) FROM events") as cur:
+                row = await cur.fetchone()
+                log.last_seq = int(row[0]) if row else 0
+            async with writer.execute(DISTINCT_TYPES) as cur:
+                log.types = {str(r[0]) for r in await cur.fetchall()}
+            _, log.stream_created = await log.tracking()
         except sqlite3.Error as e:
             raise StoreError(f"cannot open event log {path}: {e}") from e
-        log = cls(path, writer, reader, tracking_name)
-        async with writer.execute("SELECT coalesce(max(seq), 0) FROM events") as cur:
-            row = await cur.fetchone()
-            log.last_seq = int(row[0]) if row else 0
         return log
 
     async def close(self) -> None:
         await self._w.close()
         await self._r.close()
 
-    async def position(self) -> int:
-        """The stream position the log holds every event up to (0: none)."""
+    async def tracking(self) -> tuple[int, str | None]:
+        """(the stream position the log holds every event up to, 0: none;
+        the ``created`` time of the stream it belongs to, None: not recorded)."""
         async with self._w.execute(
-            "SELECT position FROM tracking WHERE name = ?", (self.tracking_name,)
+            "SELECT position, stream_created FROM tracking WHERE name = ?", (self.tracking_name,)
         ) as cur:
             row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]), row[1]) if row else (0, None)
+
+    async def position(self) -> int:
+        return (await self.tracking())[0]
 
     async def append(
-        self,
-        rows: Sequence[Row],
-        position: int,
-        dead: Sequence[tuple[int, str, str, bytes]] = (),
+        self, rows: Sequence[Row], position: int, dead: Sequence[Dead] = ()
     ) -> list[Stored]:
         """Append ``rows`` (ignoring ids already held), record dead letters and
-        the stream ``position``, all in one transaction. Returns what was new."""
+        the stream ``position`` (of stream :attr:`stream_created`), all in one
+        transaction. Returns what was new."""
         w = self._w
+        self.types.update(r[1] for r in rows)  # before COMMIT: a read must never miss a type
         try:
             await w.execute("BEGIN IMMEDIATE")
             try:
@@ -124,14 +185,14 @@ class EventLog:
                 )
                 inserted = cur.rowcount
                 if dead:
+                    created = self.stream_created or ""
                     await w.executemany(
-                        "INSERT OR IGNORE INTO dead_letters VALUES (?, ?, ?, ?)", dead
+                        "INSERT OR IGNORE INTO dead_letters "
+                        "(stream_created, stream_seq, subject, reason, body) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [(created, *d) for d in dead],
                     )
-                await w.execute(
-                    "INSERT INTO tracking (name, position) VALUES (?, ?) "
-                    "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
-                    (self.tracking_name, position),
-                )
+                await self._track(position)
                 if inserted == len(rows):
                     stored = [(before + i + 1, r[1], r[4]) for i, r in enumerate(rows)]
                 else:  # some were redeliveries: ask which rows are new
@@ -149,6 +210,55 @@ class EventLog:
             self.last_seq = stored[-1][0]
         return stored
 
+    async def _track(self, position: int) -> None:
+        await self._w.execute(
+            "INSERT INTO tracking (name, position, stream_created) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET position = excluded.position, "
+            "stream_created = excluded.stream_created",
+            (self.tracking_name, position, self.stream_created),
+        )
+
+    async def restart_tracking(self, stream_created: str, notice: str | None = None) -> None:
+        """Record that the log now follows the stream created at ``stream_created``
+        from its start (position 0), with ``notice`` for the operator, in one
+        transaction."""
+        w = self._w
+        try:
+            await w.execute("BEGIN IMMEDIATE")
+            try:
+                self.stream_created = stream_created
+                await self._track(0)
+                if notice is not None:
+                    await w.execute("INSERT INTO notices (text) VALUES (?)", (notice,))
+                await w.execute("COMMIT")
+            except BaseException:
+                await w.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot record the stream position in {self.path}: {e}") from e
+
+    async def adopt_stream(self, stream_created: str) -> None:
+        """Record which stream the current position belongs to (first start
+        with this version, or an empty log)."""
+        self.stream_created = stream_created
+        position = await self.position()
+        try:
+            await self._track(position)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot record the stream in {self.path}: {e}") from e
+
+    async def notices(self) -> list[str]:
+        async with self._r.execute("SELECT text FROM notices ORDER BY id") as cur:
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def acknowledge(self) -> int:
+        """Forget every notice; returns how many there were."""
+        try:
+            cur = await self._w.execute("DELETE FROM notices")
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot acknowledge notices in {self.path}: {e}") from e
+        return int(cur.rowcount)
+
     async def read(
         self,
         after: int = 0,
@@ -156,29 +266,20 @@ class EventLog:
         type_prefixes: Sequence[str] = (),
         key: str | None = None,
         last: bool = False,
-    ) -> list[tuple[int, bytes]]:
-        """Events after position ``after`` (ascending) whose type starts with
-        any of ``type_prefixes`` (all when empty) and with ``key``; with
-        ``last``, the newest ``limit`` of them (still ascending)."""
-        where: list[str] = ["seq > ?"]
-        args: list[object] = [after]
-        if type_prefixes:
-            ranges = [type_range(p) for p in dict.fromkeys(type_prefixes)]
-            where.append("(" + " OR ".join(["(type >= ? AND type < ?)"] * len(ranges)) + ")")
-            args += [bound for r in ranges for bound in r]
-        if key is not None:
-            where.append("key = ?")
-            args.append(key)
-        order = "DESC" if last else "ASC"
-        sql = (
-            f"SELECT seq, body FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
-        )
+        patterns: Sequence[str] = (),
+        max_bytes: int | None = None,
+    ) -> reads.Page:
+        """Events after position ``after`` (ascending) whose type starts with any
+        of ``type_prefixes`` or matches any NATS subject pattern of ``patterns``
+        (all when both are empty), with ``key``; at most ``limit`` of them and
+        at most ``max_bytes`` of bodies (but at least one). With ``last``, the
+        newest that fit (still ascending)."""
+        types = reads.resolve(self.types, type_prefixes, patterns)
+        query = reads.Query(after=after, limit=limit, types=types, key=key, last=last)
         try:
-            async with self._r.execute(sql, (*args, limit)) as cur:
-                rows = [(int(s), bytes(b)) for s, b in await cur.fetchall()]
+            return await reads.read_page(self._r, query, max_bytes)
         except sqlite3.Error as e:
             raise StoreError(f"read from {self.path} failed: {e}") from e
-        return rows[::-1] if last else rows
 
     async def counts(self) -> tuple[int, int, int]:
         """(event count, last seq, dead letters)."""

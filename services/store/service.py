@@ -1,18 +1,23 @@
 """The store service: JetStream -> SQLite event log, and reads over NATS.
 
 A durable push consumer (AckAll, bounded by ``max_ack_pending``) delivers
-every event subject of the stream. Messages are buffered by the subscription
-callback and written by one writer task in batches: validate each, append the
-valid ones and the dead letters plus the stream position in one SQLite
-transaction, commit, and only then ack the batch's last message (AckAll acks
-everything before it). A crash before the commit redelivers the batch; a
-crash after it redelivers events whose ids the log already holds, and they
-are ignored. Either way every acknowledged event is stored exactly once.
+every event subject of the stream (:mod:`services.store.feed`). Messages are
+buffered by the subscription callback and written by one writer task in
+batches: classify each (:mod:`services.store.ingest`), append the valid ones
+and the dead letters plus the stream position in one SQLite transaction,
+commit, and only then ack the batch's last message (AckAll acks everything
+before it). A crash before the commit redelivers the batch; a crash after it
+redelivers events whose ids the log already holds, and they are ignored.
+Either way every acknowledged event is stored exactly once. Only the append
+is retried: a message is never a reason to stop, and what follows the commit
+(the ack, the ``stored.<type>`` broadcast) is logged and counted when it
+fails, never retried as a batch (a lost ack means a harmless redelivery;
+followers repair a lost broadcast from the store).
 
-On start the consumer is checked against the log's stored position: when the
-consumer has delivered or acked past what the log committed (a crash, or a
-new events.db), it is recreated to start right after the log's position, so
-recovery does not wait for ``ack_wait`` to expire.
+A watch task checks every ``CHECK_S`` seconds that the stream is the one the
+log's position belongs to and that the consumer still exists and delivers to
+this process; it repairs either (counted in ``StoreStats``). A stream reset
+is also a notice in ``StoreStats.problems`` until ``gpuroute.store.acknowledge``.
 
 After each commit the new events are rebroadcast on ``stored.<type>`` as
 ``{"seq": N, "event": {...}}`` (core NATS) so live followers learn positions.
@@ -25,26 +30,21 @@ import contextlib
 
 import msgspec
 import nats.errors
-import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from schemas import decode_event
-from schemas.subjects import DLQ_PREFIX, STORE_READ, STORE_STATS, STORED_PREFIX, STREAM
-from schemas.system import StoreReadRequest, StoreStats, encode_stored
+from schemas import limits
+from schemas.subjects import STORE_ACKNOWLEDGE, STORE_READ, STORE_STATS, STORED_PREFIX
+from schemas.system import StoreAcknowledgeRequest, StoreReadRequest, StoreStats, encode_stored
 from services.runtime.endpoints import endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.service import Service
-from services.store.eventlog import EventLog, Row
+from services.store.eventlog import Dead, EventLog, Row
+from services.store.feed import Feed
+from services.store.ingest import classify, dead_letter_message, one_line
 
 MAX_BATCH = 10_000
-MAX_ACK_PENDING = 20_000
-DEAD_REASON = "Gpuroute-Dead-Reason"
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
+CHECK_S = 2.0
+"""How often the watch task checks the stream and the consumer."""
 
 
 class StoreService(Service):
@@ -53,124 +53,207 @@ class StoreService(Service):
 
     durable = "store"
     eventlog: EventLog
+    check_s = CHECK_S
 
     async def setup(self) -> None:
         self.eventlog = await EventLog.open(self.config.events_db, tracking_name=self.durable)
         self._buffer: list[Msg] = []
         self._pending = asyncio.Event()
-        nats_cfg = self.config.nats
-        await self.bus.ensure_streams(nats_cfg.stream_replicas, nats_cfg.stream_max_age_s)
-        self._sub = await self._subscribe()
+        self._lock = asyncio.Lock()
+        """Held while a batch is written or the consumer is replaced."""
+        self._conditions: dict[str, str] = {}
+        self.consumer_recreated = self.stream_resets = 0
+        self.broadcast_failures = self.dlq_publish_failures = 0
+        await self._ensure_streams()
+        self.feed = Feed(
+            self.bus, self.eventlog, self.durable, self._on_message, self._ensure_streams
+        )
+        await self._check_stream()
+        await self.feed.subscribe()
         assert self.micro is not None
-        await self.micro.add_endpoint(
-            name="read", subject=STORE_READ, handler=endpoint(StoreReadRequest, self.read)
-        )
-        await self.micro.add_endpoint(
-            name="stats", subject=STORE_STATS, handler=endpoint(_Empty, self.stats)
-        )
-        self.spawn(self._writer(), "writer")
+        for name, subject, handler in (
+            ("read", STORE_READ, endpoint(StoreReadRequest, self.read)),
+            ("stats", STORE_STATS, endpoint(_Empty, self.stats)),
+            ("acknowledge", STORE_ACKNOWLEDGE, endpoint(StoreAcknowledgeRequest, self.ack)),
+        ):
+            await self.micro.add_endpoint(name=name, subject=subject, handler=handler)
+        # neither should ever raise; if one does (a bug), it restarts after a backoff and
+        # the heartbeat names it: a batch it held is redelivered after ack_wait
+        self.supervise(self._writer, "writer")
+        self.supervise(self._watch, "watch")
 
     async def teardown(self) -> None:
-        with contextlib.suppress(nats.errors.Error):
-            await self._sub.unsubscribe()
+        await self.feed.unsubscribe()
         if self._buffer:  # commit what was delivered, so a clean stop redelivers nothing
             with contextlib.suppress(GpurouteError, nats.errors.Error):
                 await self._write(self._buffer)
         await self.eventlog.close()
 
-    async def _subscribe(self) -> JetStreamContext.PushSubscription:
-        js = self.bus.js
-        position = await self.eventlog.position()
-        try:
-            info = await js.consumer_info(STREAM, self.durable)
-        except nats.js.errors.NotFoundError:
-            info = None
-        if info is not None and (
-            info.delivered.stream_seq != position or info.ack_floor.stream_seq != position
-        ):
-            self.log.info(
-                "consumer ahead of the event log: recreating it",
-                extra={"fields": {"log_position": position,
-                                  "delivered": info.delivered.stream_seq}},
-            )  # fmt: skip
-            await js.delete_consumer(STREAM, self.durable)
-            info = None
-        if info is None:
-            config = ConsumerConfig(
-                durable_name=self.durable,
-                deliver_subject=self.bus.nc.new_inbox(),
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if position else DeliverPolicy.ALL,
-                opt_start_seq=position + 1 if position else None,
-                ack_policy=AckPolicy.ALL,
-                ack_wait=30,
-                max_ack_pending=MAX_ACK_PENDING,
-                idle_heartbeat=5,
-            )
-            info = await js.add_consumer(STREAM, config)
-        return await js.subscribe_bind(
-            STREAM, info.config, self.durable, cb=self._on_message, manual_ack=True
-        )
+    async def _ensure_streams(self) -> None:
+        nats_cfg = self.config.nats
+        await self.bus.ensure_streams(nats_cfg.stream_replicas, nats_cfg.stream_max_age_s)
 
     async def _on_message(self, msg: Msg) -> None:
         self._buffer.append(msg)
         self._pending.set()
+
+    # -- the stream and the consumer -------------------------------------------
+
+    async def _check_stream(self) -> bool:
+        """Make the log follow the stream on the server; True after a reset
+        (the caller then subscribes again, from the new stream's start)."""
+        check = await self.feed.stream()
+        if check.reset is None:
+            if self.eventlog.stream_created != check.created:
+                await self.eventlog.adopt_stream(check.created)
+            return False
+        await self.feed.unsubscribe()
+        await self._flush_delivered()  # the old stream's last events, if any
+        position = await self.eventlog.position()
+        notice = (
+            f"JetStream stream was reset ({check.reset}): the store read the new stream "
+            f"from its start instead of after position {position}; events published to "
+            "the old stream that it had not stored are lost. Acknowledge with "
+            "gpuroute.store.acknowledge."
+        )
+        await self.eventlog.restart_tracking(check.created, notice)
+        self.stream_resets += 1
+        self.log.warning(
+            "stream reset: storing the new stream from its start",
+            extra={"fields": {"reason": check.reset, "old_position": position}},
+        )
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_s)
+            try:
+                await self._repair()
+                self._conditions.pop("watch", None)
+            except (nats.errors.Error, GpurouteError) as e:
+                self._conditions["watch"] = one_line(f"cannot check the JetStream consumer: {e}")
+                self.log.warning("consumer check failed", extra={"fields": {"error": str(e)}})
+
+    async def _repair(self) -> None:
+        """One check of the stream and the consumer; recreate what is wrong."""
+        async with self._lock:
+            if await self._check_stream():
+                await self.feed.subscribe()
+                return
+            problem = await self.feed.healthy()
+            if problem is None:
+                return
+            await self.feed.unsubscribe()
+            await self._flush_delivered()
+            self.consumer_recreated += 1
+            self.log.warning(
+                "store consumer lost: recreating it at the log's position",
+                extra={"fields": {"problem": problem, "position": await self.eventlog.position()}},
+            )
+            await self.feed.subscribe()
+
+    async def _flush_delivered(self) -> None:
+        """Commit what was delivered before the subscription ended (the lock is
+        held), so a consumer recreated after it starts where the log really is."""
+        while self._buffer:
+            batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+            await self._write_retrying(batch)
+
+    # -- writing ---------------------------------------------------------------
 
     async def _writer(self) -> None:
         while True:
             await self._pending.wait()
             self._pending.clear()
             while self._buffer:
-                batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
-                await self._write_retrying(batch)
+                async with self._lock:
+                    batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+                    if batch:
+                        await self._write_retrying(batch)
 
     async def _write_retrying(self, batch: list[Msg]) -> None:
         delay = 0.1
         while True:
             try:
                 await self._write(batch)
+                self._conditions.pop("writer", None)
                 return
-            except (GpurouteError, nats.errors.Error) as e:
-                # nothing was acked: retrying the same batch is safe
-                self.log.error("batch write failed, retrying", extra={"fields": {"error": str(e)}})
+            except Exception as e:  # nothing was acked: retrying the same batch is safe
+                self._conditions["writer"] = one_line(f"writing to the event log fails: {e}")
+                self.log.error(
+                    "batch write failed, retrying",
+                    exc_info=not isinstance(e, GpurouteError),
+                    extra={"fields": {"error": str(e)}},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     async def _write(self, batch: list[Msg]) -> None:
         rows: list[Row] = []
-        dead: list[tuple[int, str, str, bytes]] = []
+        dead: list[Dead] = []
         for msg in batch:
-            try:
-                event = decode_event(msg.data)
-                if event.type != msg.subject:
-                    raise ValueError(f"type {event.type!r} does not match subject {msg.subject!r}")
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
-                dead.append((msg.metadata.sequence.stream, msg.subject, one_line(str(e)), msg.data))
-                continue
-            rows.append((event.id, msg.subject, event.key, event.ts, msg.data))
-        for stream_seq, subject, reason, body in dead:
-            await self.bus.publish_raw(
-                DLQ_PREFIX + subject,
-                body,
-                {DEAD_REASON: reason, "Nats-Msg-Id": f"dlq-{stream_seq}"},
+            row = classify(msg.subject, msg.data)
+            if isinstance(row, str):
+                dead.append((msg.metadata.sequence.stream, msg.subject, row, msg.data))
+            else:
+                rows.append(row)
+        for d in dead:
+            await self._dead_letter(d)
+        stored = await self.eventlog.append(rows, batch[-1].metadata.sequence.stream, dead)
+        try:
+            await batch[-1].ack()
+        except nats.errors.Error as e:  # redelivered later, and ignored by id
+            self.log.warning("ack failed after commit", extra={"fields": {"error": str(e)}})
+        await self._broadcast(stored)
+
+    async def _dead_letter(self, dead: Dead) -> None:
+        """Republish on ``dlq.<subject>``; the dead_letters table keeps it whole
+        whether or not this works."""
+        stream_seq, subject, reason, body = dead
+        self.log.warning(
+            "dead letter",
+            extra={"fields": {"subject": subject, "size": len(body), "reason": reason}},
+        )
+        msg = dead_letter_message(dead, self.eventlog.stream_created or "")
+        try:
+            await self.bus.publish_raw(msg.subject, msg.body, msg.headers)
+        except (GpurouteError, nats.errors.Error) as e:
+            self.dlq_publish_failures += 1
+            self.log.error(
+                "dead letter kept in the log only: republish failed",
+                extra={"fields": {"stream_seq": stream_seq, "error": str(e)}},
             )
-            self.log.warning(
-                "dead letter", extra={"fields": {"subject": subject, "reason": reason}}
-            )
-        position = batch[-1].metadata.sequence.stream
-        stored = await self.eventlog.append(rows, position, dead)
-        await batch[-1].ack()
+
+    async def _broadcast(self, stored: list[tuple[int, str, bytes]]) -> None:
         publish = self.bus.nc.publish
+        failed: Exception | None = None
         for seq, type_, body in stored:
-            await publish(STORED_PREFIX + type_, encode_stored(seq, body))
+            try:
+                await publish(STORED_PREFIX + type_, encode_stored(seq, body))
+            except Exception as e:  # followers repair gaps from the store
+                self.broadcast_failures += 1
+                failed = e
+        if failed is not None:
+            self.log.warning(
+                "stored broadcast failed",
+                extra={"fields": {"error": str(failed), "failures": self.broadcast_failures}},
+            )
+
+    # -- endpoints -------------------------------------------------------------
 
     async def read(self, req: StoreReadRequest) -> bytes:
         prefixes = [p for p in (req.type, *(req.types or ())) if p]
-        rows = await self.eventlog.read(req.after, req.limit, prefixes, req.key, req.last)
-        items = b",".join(encode_stored(seq, body) for seq, body in rows)
-        return b'{"events":[%s],"last_seq":%d}' % (items, self.eventlog.last_seq)
+        page = await self.eventlog.read(
+            req.after, req.limit, prefixes, req.key, req.last, req.patterns or (),
+            max_bytes=limits.MAX_PAGE_BYTES,
+        )  # fmt: skip
+        items = b",".join(encode_stored(seq, body) for seq, body in page.rows)
+        more = b"true" if page.more else b"false"
+        return b'{"events":[%s],"last_seq":%d,"more":%s}' % (items, self.eventlog.last_seq, more)
 
-    async def stats(self, _: _Empty) -> StoreStats:
+    async def stats(self, _: object = None) -> StoreStats:
         count, last_seq, dead = await self.eventlog.counts()
+        problems = await self.eventlog.notices()
         return StoreStats(
             count=count,
             last_seq=last_seq,
@@ -178,7 +261,19 @@ class StoreService(Service):
             file_bytes=self.eventlog.file_bytes(),
             dead_letters=dead,
             path=str(self.eventlog.path),
+            consumer_recreated=self.consumer_recreated,
+            stream_resets=self.stream_resets,
+            broadcast_failures=self.broadcast_failures,
+            problems=[*problems, *self._conditions.values()],
+            stream_created=self.eventlog.stream_created,
+            dlq_publish_failures=self.dlq_publish_failures,
         )
+
+    async def ack(self, _: StoreAcknowledgeRequest) -> StoreStats:
+        n = await self.eventlog.acknowledge()
+        if n:
+            self.log.info("notices acknowledged", extra={"fields": {"count": n}})
+        return await self.stats()
 
 
 class _Empty(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

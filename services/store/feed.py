@@ -1,0 +1,147 @@
+"""The store's durable JetStream consumer, and which stream it reads.
+
+A position in a stream means something only in that stream: when the
+JetStream directory is lost or replaced, or the stream is deleted and
+recreated, the new stream numbers from 1 again and resuming "after position
+N" would skip its first N events. So the log records the stream's
+``created`` time beside its position (:class:`~services.store.eventlog.EventLog`),
+and :meth:`Feed.stream` compares them: another stream means start again from
+its beginning (event ids are unique, so nothing already held is stored twice).
+
+The consumer itself can vanish too (deleted through the JetStream API, lost
+with the stream, its subscription closed with a connection): :meth:`Feed.healthy`
+says whether the consumer exists and is bound to this subscription, and
+:meth:`Feed.subscribe` (re)creates it to start right after the log's position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from schemas.subjects import STREAM
+from services.runtime.bus import Bus
+from services.runtime.logs import get_logger
+from services.store.eventlog import EventLog
+
+MAX_ACK_PENDING = 20_000
+IDLE_HEARTBEAT_S = 5.0
+
+log = get_logger("store")
+
+
+@dataclass(frozen=True)
+class StreamCheck:
+    created: str
+    """The ``created`` time of the stream now on the server (ISO 8601)."""
+    reset: str | None
+    """Why the log's position does not belong to this stream (None: it does)."""
+
+
+class Feed:
+    def __init__(
+        self,
+        bus: Bus,
+        eventlog: EventLog,
+        durable: str,
+        on_message: Callable[[Msg], Awaitable[None]],
+        ensure_streams: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.bus = bus
+        self.eventlog = eventlog
+        self.durable = durable
+        self._on_message = on_message
+        self._ensure_streams = ensure_streams
+        self.sub: JetStreamContext.PushSubscription | None = None
+        self._unbound_checks = 0
+
+    async def stream(self) -> StreamCheck:
+        """The stream on the server (created again when missing) and whether the
+        log's position belongs to it. Raises ``nats.errors.Error`` when
+        JetStream does not answer."""
+        try:
+            info = await self.bus.js.stream_info(STREAM)
+        except nats.js.errors.NotFoundError:
+            await self._ensure_streams()
+            info = await self.bus.js.stream_info(STREAM)
+        created = info.created.isoformat() if info.created else ""
+        position, recorded = await self.eventlog.tracking()
+        if recorded is None:  # a log from before streams were recorded
+            last = info.state.last_seq if info.state else 0
+            if position > last:
+                return StreamCheck(created, f"the stream ends at {last}, before {position}")
+            return StreamCheck(created, None)
+        if recorded != created:
+            return StreamCheck(created, f"stream created {created}, position was in {recorded}")
+        return StreamCheck(created, None)
+
+    async def subscribe(self) -> None:
+        """Bind to the durable consumer, first recreating it to start right
+        after the log's position when it is missing or has delivered or acked
+        anything else (a crash, a new events.db, a reset)."""
+        await self.unsubscribe()
+        js = self.bus.js
+        position = await self.eventlog.position()
+        try:
+            info = await js.consumer_info(STREAM, self.durable)
+        except nats.js.errors.NotFoundError:
+            info = None
+        if info is not None and (
+            info.delivered.stream_seq != position or info.ack_floor.stream_seq != position
+        ):
+            log.info(
+                "consumer is not at the event log's position: recreating it",
+                extra={"fields": {"log_position": position,
+                                  "delivered": info.delivered.stream_seq}},
+            )  # fmt: skip
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_consumer(STREAM, self.durable)
+            info = None
+        if info is None:
+            config = ConsumerConfig(
+                durable_name=self.durable,
+                deliver_subject=self.bus.nc.new_inbox(),
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if position else DeliverPolicy.ALL,
+                opt_start_seq=position + 1 if position else None,
+                ack_policy=AckPolicy.ALL,
+                ack_wait=30,
+                max_ack_pending=MAX_ACK_PENDING,
+                idle_heartbeat=IDLE_HEARTBEAT_S,
+            )
+            info = await js.add_consumer(STREAM, config)
+        self.sub = await js.subscribe_bind(
+            STREAM, info.config, self.durable, cb=self._on_message, manual_ack=True
+        )
+        self._unbound_checks = 0
+
+    async def unsubscribe(self) -> None:
+        sub, self.sub = self.sub, None
+        if sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def healthy(self) -> str | None:
+        """None when the consumer exists and delivers to this subscription, else
+        what is wrong. Raises ``nats.errors.Error`` when JetStream does not answer."""
+        sub = self.sub
+        if sub is None:
+            return "not subscribed"
+        core = sub._sub  # nats-py keeps the core subscription here
+        if core._closed or core._conn is not self.bus.nc:
+            return "its subscription ended"
+        try:
+            info = await self.bus.js.consumer_info(STREAM, self.durable)
+        except nats.js.errors.NotFoundError:
+            return "the consumer was deleted"
+        # just after a reconnect the server may not have seen the interest yet
+        self._unbound_checks = 0 if info.push_bound else self._unbound_checks + 1
+        if self._unbound_checks >= 2:
+            return "the consumer delivers to nobody"
+        return None
