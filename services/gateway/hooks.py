@@ -136,7 +136,7 @@ async def _subscription(request: web.Request, ws: web.WebSocketResponse) -> Hook
                     f"more than {limits.MAX_PATTERNS} subjects (MAX_PATTERNS)"
                 )
             params["subjects"] = [s for s in raw.split(",") if s]
-            sub = convert_params(params, HooksSubscribe, what="subscription")
+            sub = convert_params(params, HooksSubscribe)
         else:
             first = await ws.receive(timeout=SUBSCRIBE_TIMEOUT_S)
             if first.type != WSMsgType.TEXT:
