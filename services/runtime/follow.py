@@ -1,39 +1,106 @@
-"""Follow stored events: history after a position, then live, with no gap and
-no duplicate at the seam.
+"""Follow stored events: history after a position, then live, in order, with
+no gap, no duplicate, and no position the store does not hold.
 
-Used by ``gpuroute tail`` and the gateway's modder WebSocket. The live side
-subscribes to ``stored.<pattern>`` (the store rebroadcasts every committed
-event there with its position) *before* the history is read, so an event
-committed during the read arrives on both sides and is dropped from the live
-side by its position.
+Used by ``gpuroute tail``, the gateway's modder WebSocket, the advisor and the
+adapters. The live side subscribes to ``stored.<pattern>`` (the store
+rebroadcasts every committed event there with its position) *before* the
+history is read, so an event committed during the read arrives on both sides
+and is dropped from the live side by its position.
+
+The broadcast is core NATS: a message can be lost (a store or NATS restart)
+and anyone may publish one. So a live position is believed only when the
+store confirms it:
+
+- the next position (``last + 1``) is taken as is;
+- a jump (for a follower of some types, the events in between may simply be
+  of other types), or a first live message with nothing to compare it to, is
+  checked by one store read from ``last`` up to the highest position queued at
+  that moment (coalesced: however many messages are queued, one read). What
+  the read returns is yielded, in order, before anything newer; queued
+  messages it covers are dropped, and queued messages at positions the store
+  does not hold are dropped and counted as forged;
+- after ``quiet_s`` without a live message the store is asked for anything
+  after ``last`` (a lost broadcast with nothing after it).
+
+Live messages wait in a buffer bounded in bytes; a consumer that lets it fill
+gets :class:`FollowerBehind`, carrying the position to resume after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 
-from schemas import decode_event
+from schemas import decode_event, limits
 from schemas.subjects import STORE_READ, STORED_PREFIX
-from schemas.system import StoreReadRequest, decode_page, decode_stored, encode_stored, type_of
+from schemas.system import (
+    StoredPage,
+    StoreReadRequest,
+    decode_page,
+    decode_stored,
+    encode_stored,
+    type_of,
+)
 from services.runtime.bus import Bus
-from services.runtime.errors import GpurouteError
+from services.runtime.errors import GpurouteError, ServiceCallError
 from services.runtime.logs import get_logger
 
 PAGE = 1000
-MAX_BUFFERED = 100_000
+MAX_BUFFER_BYTES = 4 * 1024 * 1024
+"""Default bound of the live buffer of one follower."""
+QUIET_S = 3.0
+"""Seconds without a live message after which the store is asked what is new."""
+READ_ATTEMPTS = 5
+"""Store reads tried (0.1 s backoff, doubling) before :class:`FollowError`:
+a store that restarts answers again within them."""
+MAX_STORED_BYTES = limits.MAX_EVENT_BYTES + 64
+"""Largest ``stored.*`` message: an event and its ``{"seq":N,"event":...}``."""
+
 log = get_logger("follow")
 malformed_skipped = 0
-"""How many malformed ``stored.*`` messages followers in this process skipped."""
+"""Malformed ``stored.*`` messages skipped by every follower in this process;
+each follower counts its own in :attr:`FollowStats.skipped`."""
 
 
 class FollowError(GpurouteError):
     pass
+
+
+class FollowerBehind(FollowError):
+    """The consumer let more than the buffer's bytes of live events wait.
+    ``last``: every matching event up to this position was yielded; follow
+    again with ``after=last`` to resume without a gap."""
+
+    def __init__(self, last: int, limit: int) -> None:
+        self.last = last
+        self.limit = limit
+        super().__init__(
+            f"follower fell behind the live stream (over {limit} bytes waiting): "
+            f"reconnect with after={last}"
+        )
+
+
+@dataclass
+class FollowStats:
+    """What one follower saw; pass one to :func:`follow` to read it."""
+
+    skipped: int = 0
+    """Malformed ``stored.*`` messages (not a stored event of the subject's type)."""
+    forged: int = 0
+    """Well-formed ``stored.*`` messages at a position the store does not hold."""
+    reads: int = 0
+    """Store reads made to check a jump or a quiet spell (history not counted)."""
+    recovered: int = 0
+    """Events a check read yielded that never arrived live (lost broadcasts)."""
+    last: int | None = None
+    """Position of the last yielded event (or of the start, before any)."""
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -50,8 +117,9 @@ def subject_matches(pattern: str, subject: str) -> bool:
 def valid_pattern(pattern: str) -> bool:
     tokens = pattern.split(".")
     return (
-        all(tokens)
-        and all(t in ("*", ">") or not any(c in t for c in "*> \t") for t in tokens)
+        0 < len(pattern.encode()) <= limits.MAX_SUBJECT_BYTES
+        and all(tokens)
+        and all(t in ("*", ">") or not any(c in t for c in "*> \t\r\n") for t in tokens)
         and ">" not in tokens[:-1]
     )
 
@@ -75,81 +143,226 @@ def literal_prefix(patterns: list[str]) -> str | None:
     return ".".join(literal)
 
 
-async def follow(bus: Bus, patterns: list[str], after: int | None = None) -> AsyncIterator[bytes]:
-    """Yield ``{"seq": N, "event": {...}}`` messages matching ``patterns``.
+async def follow(
+    bus: Bus,
+    patterns: list[str],
+    after: int | None = None,
+    *,
+    stats: FollowStats | None = None,
+    max_buffer_bytes: int = MAX_BUFFER_BYTES,
+    quiet_s: float = QUIET_S,
+) -> AsyncIterator[bytes]:
+    """Yield ``{"seq": N, "event": {...}}`` messages matching ``patterns``, in
+    ascending position.
 
-    ``after=None``: live events only. ``after=N``: every stored event after
-    position N first, then live. Raises :class:`FollowError` if the store
-    cannot be read or the consumer falls more than ``MAX_BUFFERED`` behind.
+    ``after=None``: events after the store's position when follow starts.
+    ``after=N``: every stored event after position N first, then live. Raises
+    :class:`FollowError` if the store cannot be read (after ``READ_ATTEMPTS``)
+    and :class:`FollowerBehind` when the live buffer passes
+    ``max_buffer_bytes``.
     """
     bad = [p for p in patterns if not valid_pattern(p)]
-    if bad:
-        raise FollowError(f"invalid subject pattern: {bad[0]!r}")
-    queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
-
-    async def on_live(msg: Msg) -> None:
-        if queue.qsize() >= MAX_BUFFERED:
-            queue.put_nowait(None)  # overflow marker
-        else:
-            queue.put_nowait((msg.subject, msg.data))
-
-    subs = [await bus.nc.subscribe(STORED_PREFIX + p, cb=on_live) for p in patterns]
+    if bad or not patterns:
+        raise FollowError(f"invalid subject pattern: {bad[0] if bad else ''!r}")
+    if len(patterns) > limits.MAX_PATTERNS:
+        raise FollowError(
+            f"{len(patterns)} subject patterns, over the limit of {limits.MAX_PATTERNS}"
+        )
+    stats = stats if stats is not None else FollowStats()
+    live = _Live(stats, max_buffer_bytes)
+    store = _Store(bus, patterns, stats)
+    subs = [await bus.nc.subscribe(STORED_PREFIX + p, cb=live.on_message) for p in patterns]
     try:
         await bus.nc.flush()
-        last = -1
-        if after is not None:
-            last = after
-            async for stored, seq in _history(bus, patterns, after):
-                yield stored
-                last = seq
-        while True:
-            live = await queue.get()
-            if live is None:
-                raise FollowError("follower fell too far behind the live stream")
-            subject, data = live
-            position = _valid_live(subject, data)
-            if position is not None and position > last:
-                last = position
+        last = after if after is not None else await store.position()
+        stats.last = last
+        if last is not None:
+            async for seq, data in store.read(last, None):
+                live.check(last)
                 yield data
+                last = stats.last = seq
+        while True:
+            live.check(last)
+            batch = live.take()
+            if not batch:
+                if not await live.wait(quiet_s):
+                    if last is None:
+                        last = stats.last = await store.position()
+                        continue
+                    async for seq, data in store.read(last, None, check=True):
+                        stats.recovered += 1
+                        yield data
+                        last = stats.last = seq
+                continue
+            for i, (seq, data) in enumerate(batch):
+                if last is not None and seq <= last:
+                    continue  # already yielded (history, or a check read)
+                if last is not None and seq == last + 1:
+                    yield data
+                    last = stats.last = seq
+                    continue
+                async for checked, checked_data in _check(store, batch[i:], last):
+                    yield checked_data
+                    last = stats.last = checked
+                break
     finally:
         for sub in subs:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
 
-def _valid_live(subject: str, data: bytes) -> int | None:
+async def _check(
+    store: _Store, queued: list[tuple[int, bytes]], last: int | None
+) -> AsyncIterator[tuple[int, bytes]]:
+    """One store read covering every queued message: yield what the store
+    holds from ``last`` up to the highest queued position; count queued
+    positions it does not hold as forged."""
+    seqs = {seq for seq, _ in queued}
+    start = last if last is not None else min(seqs) - 1
+    yielded: set[int] = set()
+    async for seq, data in store.read(start, max(seqs), check=True):
+        if seq not in seqs:
+            store.stats.recovered += 1
+        yielded.add(seq)
+        yield seq, data
+    forged = sorted(s for s in seqs if s > start and s not in yielded)
+    if forged:
+        store.stats.forged += len(forged)
+        log.warning(
+            "stored.* messages at positions the store does not hold dropped",
+            extra={"fields": {"count": len(forged), "first": forged[0],
+                              "store_last_seq": store.last_seq}},
+        )  # fmt: skip
+
+
+class _Live:
+    """The live side: checked ``stored.*`` messages in arrival order, bounded in bytes."""
+
+    def __init__(self, stats: FollowStats, max_bytes: int) -> None:
+        self.stats = stats
+        self.max_bytes = max_bytes
+        self.items: deque[tuple[int, bytes]] = deque()
+        self.bytes = 0
+        self.overflow = False
+        self._wake = asyncio.Event()
+
+    async def on_message(self, msg: Msg) -> None:
+        if self.overflow:
+            return
+        seq = _valid_live(msg.subject, msg.data, self.stats)
+        if seq is None:
+            return
+        size = len(msg.data)
+        if self.bytes + size > self.max_bytes:
+            self.overflow = True  # free the memory now; the consumer learns on its next step
+            self.items.clear()
+            self.bytes = 0
+        else:
+            self.items.append((seq, msg.data))
+            self.bytes += size
+        self._wake.set()
+
+    def check(self, last: int | None) -> None:
+        if self.overflow:
+            raise FollowerBehind(last or 0, self.max_bytes)
+
+    def take(self) -> list[tuple[int, bytes]]:
+        items = list(self.items)
+        self.items.clear()
+        self.bytes = 0
+        self._wake.clear()
+        return items
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for a live message; False after ``timeout`` seconds without one."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+class _Store:
+    """Reads of the store for one follower: history, checks, its position."""
+
+    def __init__(self, bus: Bus, patterns: list[str], stats: FollowStats) -> None:
+        self.bus = bus
+        self.patterns = patterns
+        self.stats = stats
+        self.last_seq = 0  # the store's newest position, as of the latest read
+        # the store matches patterns through its index; ">" is every event: no filter
+        self._filter = None if ">" in patterns else list(patterns)
+
+    async def position(self) -> int | None:
+        """The store's newest position, or None when it cannot be read now."""
+        try:
+            page = await self._page(StoreReadRequest(limit=1, last=True), attempts=1)
+        except FollowError as e:
+            log.debug("store position unknown", extra={"fields": {"error": str(e)}})
+            return None
+        return page.last_seq
+
+    async def read(
+        self, after: int, until: int | None, *, check: bool = False
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Matching events after ``after``, page by page, until the store has
+        no more or a page reaches ``until``."""
+        while True:
+            if check:
+                self.stats.reads += 1
+            req = StoreReadRequest(after=after, limit=PAGE, patterns=self._filter)
+            page = await self._page(req, READ_ATTEMPTS)
+            for stored in page.events:
+                if stored.seq <= after:
+                    continue
+                after = stored.seq
+                subject = type_of(stored.event)
+                if any(subject_matches(p, subject) for p in self.patterns):
+                    yield stored.seq, encode_stored(stored.seq, bytes(stored.event))
+            # a full page without "more" is asked once more: a store that
+            # predates "more" ends its pages only by being short
+            more = page.more or len(page.events) >= PAGE
+            if not more or not page.events or (until is not None and after >= until):
+                return
+
+    async def _page(self, req: StoreReadRequest, attempts: int) -> StoredPage:
+        payload = msgspec.json.encode(req)
+        delay = 0.1
+        for attempt in range(attempts):
+            try:
+                page = decode_page(await self.bus.call_raw(STORE_READ, payload))
+                self.last_seq = max(self.last_seq, page.last_seq)
+                return page
+            except ServiceCallError as e:
+                if e.code not in (503, 504) or attempt == attempts - 1:
+                    raise FollowError(f"cannot read stored events: {e}") from e
+            except (GpurouteError, msgspec.DecodeError, msgspec.ValidationError) as e:
+                raise FollowError(f"cannot read stored events: {e}") from e
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+
+def _valid_live(subject: str, data: bytes, stats: FollowStats) -> int | None:
     """The position of a ``stored.*`` message, or None (logged and skipped)
     when it is not a stored event of the type its subject names: anyone can
     publish on a subject, and one bad message must not stop a follower."""
     try:
+        if len(data) > MAX_STORED_BYTES:
+            raise ValueError(f"{len(data)} bytes, over the limit of {MAX_STORED_BYTES}")
         stored = decode_stored(data)
         event = decode_event(stored.event)
         if STORED_PREFIX + event.type != subject:
             raise ValueError(f"event type {event.type!r} on {subject!r}")
+        if not 0 < stored.seq <= limits.MAX_SEQ:
+            raise ValueError(f"position {stored.seq} out of range")
         return stored.seq
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
         global malformed_skipped
         malformed_skipped += 1
+        stats.skipped += 1
         log.warning(
             "malformed stored event skipped",
             extra={"fields": {"subject": subject, "reason": " ".join(str(e).split())}},
         )
         return None
-
-
-async def _history(bus: Bus, patterns: list[str], after: int) -> AsyncIterator[tuple[bytes, int]]:
-    prefixes = literal_prefixes(patterns)
-    while True:
-        req = StoreReadRequest(after=after, limit=PAGE, types=prefixes)
-        try:
-            raw = await bus.call_raw(STORE_READ, msgspec.json.encode(req))
-        except GpurouteError as e:
-            raise FollowError(f"cannot read stored events: {e}") from e
-        page = decode_page(raw)
-        for stored in page.events:
-            after = stored.seq
-            subject = type_of(stored.event)
-            if any(subject_matches(p, subject) for p in patterns):
-                yield encode_stored(stored.seq, bytes(stored.event)), stored.seq
-        if len(page.events) < PAGE:
-            return

@@ -5,6 +5,19 @@ service its own connection (as it would have deployed alone), starts them in
 order, and on SIGINT/SIGTERM stops them in reverse order, drains their
 connections and stops the server. While the embedded server runs, its URL is in
 ``<data-dir>/nats.url`` (mode 0600, removed on stop) for ``tail`` and ``serve``.
+
+Each service is supervised (:class:`Supervisor`): when its connection closes
+for good without being asked to (nats-py gives up on a connection the server
+closed on a protocol error, e.g. a subject over the control-line limit) or
+one of its tasks dies that only a fresh instance can replace
+(:attr:`Service.failed`), the instance is stopped and a new one is started
+from the same factory on a new connection, with backoff. Restarting the whole
+instance rather than re-creating its subscriptions on a new connection is
+deliberate: every service already rebuilds its state from the store on start,
+and subscriptions, ``nats.micro`` endpoints and JetStream consumers are made
+in ``setup()``, so a fresh instance is the one code path that is known to
+re-create all of them. :meth:`Service.restart_config` lets an instance pass on
+what it chose (the gateway keeps the HTTP port it got).
 """
 
 from __future__ import annotations
@@ -20,10 +33,12 @@ from pathlib import Path
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.runtime.datadir import DataDirLock
+from services.runtime.logs import get_logger
 from services.runtime.natsserver import EmbeddedNats
-from services.runtime.service import Service
+from services.runtime.service import HEALTHY_AFTER_S, RESTART_MAX_S, RESTART_MIN_S, Service
 
 ServiceFactory = Callable[[Bus, Config], Service]
+log = get_logger("runner")
 NATS_URL_FILE = "nats.url"
 """In the data directory: the URL of the embedded server while it runs."""
 
@@ -46,10 +61,10 @@ async def run(
         lock = DataDirLock(config.data_path)  # the embedded server and the store own files there
         lock.acquire()
     server: EmbeddedNats | None = None
-    started: list[Service] = []
+    supervisor = Supervisor(config, factories)
     try:
         # Ctrl-C must work while starting too (e.g. NATS is not reachable yet)
-        startup = asyncio.create_task(_start(config, factories, started, announce))
+        startup = asyncio.create_task(_start(config, supervisor, announce))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({startup, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not startup.done():
@@ -64,10 +79,7 @@ async def run(
             await stopping
         stopping.cancel()
     finally:
-        for service in reversed(started):
-            with contextlib.suppress(Exception):
-                await service.stop()
-            await service.bus.close()
+        await supervisor.stop()
         if server is not None:
             (config.data_path / NATS_URL_FILE).unlink(missing_ok=True)
             await asyncio.to_thread(server.stop)
@@ -89,14 +101,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 async def _start(
-    config: Config,
-    factories: Sequence[tuple[str, ServiceFactory]],
-    started: list[Service],
-    announce: Callable[[str], None],
+    config: Config, supervisor: Supervisor, announce: Callable[[str], None]
 ) -> EmbeddedNats | None:
     """Start the embedded server (if no URL is configured) and every service
-    in order; ``started`` collects each service as it starts, for stopping.
-    On failure or cancellation everything started is stopped before raising."""
+    in order. On failure or cancellation everything started is stopped
+    before raising."""
     server: EmbeddedNats | None = None
     url = config.nats.url
     if url is None:
@@ -108,18 +117,134 @@ async def _start(
             raise
         announce(f"nats: embedded nats-server with JetStream at {url}")
     try:
-        for name, factory in factories:
-            bus = await Bus.connect(url, source=name)
-            service = factory(bus, config)
-            started.append(service)
-            await service.start()
+        await supervisor.start(url)
     except BaseException:  # failed or cancelled half-way: undo it here, server last
-        for service in reversed(started):
-            with contextlib.suppress(Exception):
-                await service.stop()
-            await service.bus.close()
-        started.clear()
+        await supervisor.stop()
         if server is not None:
             await asyncio.to_thread(server.stop)
         raise
     return server
+
+
+class _Slot:
+    """One supervised service: its factory, the running instance, its restarts."""
+
+    __slots__ = ("factory", "name", "restarts", "service", "stopping")
+
+    def __init__(self, name: str, factory: ServiceFactory) -> None:
+        self.name = name
+        self.factory = factory
+        self.service: Service | None = None
+        self.stopping: asyncio.Task[None] | None = None
+        self.restarts = 0
+
+
+class Supervisor:
+    """Starts services in order, replaces an instance that broke, stops them
+    in reverse order. :meth:`current` is the running instance of a service
+    (None while it is being replaced)."""
+
+    def __init__(self, config: Config, factories: Sequence[tuple[str, ServiceFactory]]) -> None:
+        self.config = config
+        self._slots = [_Slot(name, factory) for name, factory in factories]
+        self._watchers: list[asyncio.Task[None]] = []
+        self._url = ""
+
+    def current(self, name: str) -> Service | None:
+        return next(s.service for s in self._slots if s.name == name)
+
+    def restarts(self, name: str) -> int:
+        return next(s.restarts for s in self._slots if s.name == name)
+
+    async def start(self, url: str) -> None:
+        """Start every service in order on its own connection to ``url``,
+        then watch each. Raises what a failed start raised (the caller
+        stops what was started)."""
+        self._url = url
+        for slot in self._slots:
+            bus = await Bus.connect(url, source=slot.name)
+            slot.service = slot.factory(bus, self.config)
+            await slot.service.start()
+        for slot in self._slots:
+            self._watchers.append(asyncio.create_task(self._watch(slot), name=f"watch.{slot.name}"))
+
+    async def stop(self) -> None:
+        """Stop watching, then stop every instance in reverse order."""
+        for watcher in self._watchers:
+            watcher.cancel()
+        for watcher in self._watchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        self._watchers.clear()
+        for slot in reversed(self._slots):
+            if slot.stopping is not None:
+                await slot.stopping
+            service, slot.service = slot.service, None
+            if service is not None:
+                await _stop(service)
+
+    async def _watch(self, slot: _Slot) -> None:
+        """Wait until the instance breaks, replace it; forever."""
+        loop = asyncio.get_running_loop()
+        delay = RESTART_MIN_S
+        while True:
+            service = slot.service
+            assert service is not None
+            born = loop.time()
+            why = await _broken(service)
+            if loop.time() - born >= HEALTHY_AFTER_S:
+                delay = RESTART_MIN_S
+            log.error("service broke: starting a fresh instance",
+                      extra={"fields": {"service": slot.name, "reason": why,
+                                        "restarts": slot.restarts}})  # fmt: skip
+            config = service.restart_config()
+            slot.service = None
+            slot.stopping = asyncio.create_task(_stop(service))
+            await asyncio.shield(slot.stopping)  # a cancelled watcher still finishes the stop
+            slot.stopping = None
+            while slot.service is None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_MAX_S)
+                slot.service = await self._fresh(slot, config)
+            slot.restarts += 1
+
+    async def _fresh(self, slot: _Slot, config: Config) -> Service | None:
+        """A started new instance of ``slot``'s service, or None (logged)."""
+        try:
+            bus = await Bus.connect(self._url, source=slot.name)
+        except Exception as e:
+            log.warning("cannot reconnect, retrying",
+                        extra={"fields": {"service": slot.name, "error": str(e)}})  # fmt: skip
+            return None
+        service = slot.factory(bus, config)
+        try:
+            await service.start()
+        except BaseException as e:
+            await _stop(service)
+            if not isinstance(e, Exception):
+                raise
+            log.warning("restart failed, retrying",
+                        extra={"fields": {"service": slot.name, "error": str(e)}})  # fmt: skip
+            return None
+        log.info("service restarted", extra={"fields": {"service": slot.name}})
+        return service
+
+
+async def _broken(service: Service) -> str:
+    """Wait until ``service``'s connection is lost for good or it failed; say why."""
+    lost = asyncio.create_task(service.bus.wait_lost())
+    failed = asyncio.create_task(service.failed.wait())
+    try:
+        await asyncio.wait({lost, failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        lost.cancel()
+        failed.cancel()
+    if service.failed.is_set():
+        return service.failure or "failed"
+    return "NATS connection closed for good"
+
+
+async def _stop(service: Service) -> None:
+    with contextlib.suppress(Exception):
+        await service.stop()
+    await service.bus.close()

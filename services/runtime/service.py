@@ -220,7 +220,10 @@ class Service:
             await asyncio.wait(pending, timeout=0.5)
         with contextlib.suppress(nats.errors.Error, AttributeError):
             await self._ping.unsubscribe()
-        await self.teardown()
+        try:
+            await self.teardown()
+        except Exception:  # e.g. on a connection that is gone: still stop micro
+            self.log.exception("teardown failed", extra={"fields": {"service": self.name}})
         if self.micro is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self.micro.stop()
