@@ -173,3 +173,57 @@ async def test_tokens_and_audio_survive_the_submitted_event(bus, config):
         await bus.js.publish("job.submitted", body, headers={"Nats-Msg-Id": "sub-1"})
         data = (await advised(config.events_db, ["llm-1"]))["llm-1"].payload
     assert msgspec.convert(data.inputs, AdvisedInputs).spec.tokens == 4000
+
+
+async def test_a_deeply_nested_submitted_event_does_not_stop_the_consumer(bus, config):
+    """~1,000 levels of nesting made msgspec raise RecursionError, which killed the
+    job consumer for good: every later job went unanswered."""
+    deep = b"[" * 1000 + b"]" * 1000
+    good = submit(bus, "after-deep", width=64, height=64)
+    body = msgspec.json.encode(submit(bus, "deep", width=64, height=64))
+    body = body.replace(b'"width":64', b'"input":' + deep + b',"width":64', 1)
+    assert body.count(b"[") == 1000
+    async with running_advisor(config) as advisor:
+        await bus.js.publish("job.submitted", body, headers={"Nats-Msg-Id": "deep-1"})
+        await wait_for(lambda: advisor.jobs.invalid == 1)
+        await bus.publish(good)
+        await advised(config.events_db, ["after-deep"])
+    assert [e.key for _, e in stored_events(config.events_db, "job.advised")] == ["after-deep"]
+
+
+def test_every_failure_to_decode_a_submitted_message_is_a_bad_message():
+    """Whatever the bytes (invalid UTF-8, too deep, too big, not JSON), the consumer
+    counts the message as invalid and returns: nothing raises."""
+    import logging
+
+    from nats.aio.msg import Msg
+
+    from services.advisor.jobs import JobConsumer
+
+    consumer = JobConsumer.__new__(JobConsumer)
+    consumer.invalid, consumer.log = 0, logging.getLogger("test")
+    valid = msgspec.json.encode(make_event(JobSubmitted(spec=JobSpec()), id="j", key="k",
+                                           ts=1.0, source="t"))  # fmt: skip
+    bad = [
+        valid.replace(b'"key":"k"', b'"key":"\xff\xfe"'),
+        valid.replace(b'"spec":{', b'"spec":{"input":' + b"[" * 5000 + b"]" * 5000 + b","),
+        valid.replace(b'"spec":{', b'"spec":{"input":"' + b"x" * 300_000 + b'",'),
+        b"\xff" * 10,
+        b"{" * 3000,
+    ]
+    for raw in bad:
+        assert consumer._valid(Msg(None, data=raw)) is None  # type: ignore[arg-type]
+    assert consumer.invalid == len(bad)
+    assert consumer._valid(Msg(None, data=valid)) is not None  # type: ignore[arg-type]
+
+
+async def test_a_stored_message_that_does_not_decode_is_skipped(bus, config):
+    """A forged or broken stored.* message is logged and skipped; folding goes on."""
+    async with running_advisor(config) as advisor:
+        position = advisor.position
+        deep = b"[" * 3000 + b"]" * 3000
+        for raw in (b"{" * 3000, b'{"seq":%d,"event":%s}' % (position, deep)):
+            advisor._fold(raw)
+        await bus.emit(QueueDepthChanged(depth=3), key="remote")
+        await wait_for(lambda: advisor.state.remote_queue_depth == 3)
+    assert advisor.position > position

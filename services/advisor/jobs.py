@@ -7,9 +7,13 @@ redelivered job is dropped by JetStream and by the store) with the decision
 and its inputs, and acks only after JetStream stored it.
 
 Only a valid event is answered: a message on ``job.submitted`` that does not
-decode as one (``schemas.decode_event`` fails, or its type is not the subject)
-is the store's to dead-letter, not a job; the advisor acks it, counts it
-(``JobConsumer.invalid``), logs a warning and publishes nothing. A valid event
+decode as one (over ``limits.MAX_EVENT_BYTES``, nested deeper than
+``limits.MAX_JSON_DEPTH``, invalid UTF-8, not JSON, not an event, or its type
+is not the subject) is the store's to dead-letter, not a job; the advisor acks
+it, counts it (``JobConsumer.invalid``), logs a warning and publishes nothing.
+Every decode goes through ``schemas.limits.decode``, which turns any failure
+(``RecursionError`` included) into ``msgspec.DecodeError``, so no message can
+stop the consumer. A valid event
 whose spec the advisor cannot accept (a width over 16384, say) is answered
 with target ``rejected``, rule ``invalid_spec`` and the field in the reason.
 
@@ -31,7 +35,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from schemas import Event, decode_event, make_event
+from schemas import Event, decode_event, limits, make_event
 from schemas.advisor import AdvisorJobSpec
 from schemas.jobs import JobAdvised
 from schemas.subjects import STREAM
@@ -158,10 +162,12 @@ class JobConsumer:
         """The envelope of a valid job.submitted event, its spec kept raw; None (counted
         and logged) when the store would dead-letter it: the same checks as the store's."""
         try:
+            size = limits.MAX_EVENT_BYTES  # decode_event checks depth, not size
+            limits.check_json(msg.data, max_bytes=size, max_depth=None, what=SUBJECT)
             event = decode_event(msg.data)
             if event.type != SUBJECT:
                 raise ValueError(f"type {event.type!r} does not match subject {SUBJECT!r}")
-            return _submitted_decoder.decode(msg.data)
+            return limits.decode(_submitted_decoder, msg.data, max_depth=None, what=SUBJECT)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
             self.invalid += 1
             self.log.warning(
@@ -173,9 +179,9 @@ class JobConsumer:
     def _advised(self, submitted: _Submitted) -> Event:
         """The job.advised event for one job: a decision with its inputs, or a
         rejection (target ``rejected``) naming the field the advisor cannot accept."""
-        try:
-            spec = _spec_decoder.decode(submitted.data.spec)
-        except msgspec.ValidationError as e:
+        try:  # the whole message passed the size and depth checks in _valid
+            spec = limits.decode(_spec_decoder, submitted.data.spec, max_depth=None, what="spec")
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
             data = JobAdvised(target="rejected", rule="invalid_spec", reason=f"job spec: {e}")
         else:
             data = self.decide(spec)

@@ -17,6 +17,7 @@ import re
 
 import msgspec
 
+from schemas import limits
 from schemas.advisor import AdvisorJobSpec, AdvisorJobSpecBody
 from services.advisor.config import AdvisorConfig
 
@@ -24,8 +25,9 @@ _body_decoder = msgspec.json.Decoder(AdvisorJobSpecBody)
 
 
 def parse_job_spec(raw: bytes | str) -> AdvisorJobSpec:
-    """Decode an HTTP/request body; raises ``msgspec.ValidationError`` naming the field."""
-    return as_event_spec(_body_decoder.decode(raw))
+    """Decode an HTTP/request body; raises ``msgspec.ValidationError`` naming the field
+    or ``msgspec.DecodeError`` (any other failure, see ``schemas.limits.decode``)."""
+    return as_event_spec(limits.decode(_body_decoder, raw, what="job spec"))
 
 
 def as_event_spec(spec: AdvisorJobSpec) -> AdvisorJobSpec:

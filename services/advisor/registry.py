@@ -23,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 
+from schemas import limits
 from schemas.providers import (
     PROVIDER_KINDS,
     GpuOffer,
@@ -94,8 +95,9 @@ _profile_decoder = msgspec.json.Decoder(ProviderProfileBody)
 
 
 def parse_profile(raw: bytes | str) -> ProviderProfile:
-    """Decode an HTTP body strictly; raises ``msgspec.ValidationError`` naming the field."""
-    return _lenient(_profile_decoder.decode(raw))
+    """Decode an HTTP body strictly; raises ``msgspec.ValidationError`` naming the field
+    or ``msgspec.DecodeError`` (any other failure, see ``schemas.limits.decode``)."""
+    return _lenient(limits.decode(_profile_decoder, raw, what="provider profile"))
 
 
 def _lenient(profile: ProviderProfile) -> ProviderProfile:

@@ -121,7 +121,8 @@ class AdvisorService(AdvisorEndpoints, Service):
                     self._fold(raw)
                     if self.position >= end:
                         self._caught_up()
-            except (FollowError, GpurouteError) as e:
+            except (FollowError, GpurouteError, msgspec.DecodeError, msgspec.ValidationError) as e:
+                # a store reply that does not decode is retried like an unreachable store
                 self.log.warning(
                     "cannot follow the event store, retrying",
                     extra={"fields": {"error": str(e), "retry_s": delay}},
@@ -140,12 +141,18 @@ class AdvisorService(AdvisorEndpoints, Service):
         return end
 
     def _fold(self, raw: bytes) -> None:
-        item = decode_stored(raw)
+        """Fold one ``stored.*`` message. One that does not decode is logged and
+        skipped (the store validated what it stored: this is a bug or a forgery)."""
+        try:
+            item = decode_stored(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            self.log.error("cannot decode a stored event", extra={"fields": {"error": str(e)}})
+            return
         self._replies.clear()
         try:
             event = decode_event(item.event)
             self.projector.apply(item.seq, event)
-        except (msgspec.ValidationError, TypeError) as e:  # the store validated it: a bug
+        except (msgspec.ValidationError, msgspec.DecodeError, TypeError) as e:
             self.log.error(
                 "cannot fold event", extra={"fields": {"seq": item.seq, "error": str(e)}}
             )

@@ -74,3 +74,17 @@ def test_shape_fills_defaults_and_counts_pixels() -> None:
     assert video.megapixels_total == pytest.approx(512 * 512 * 24 / 1e6)
     llm = shape(AdvisorJobSpec(kind="llm", model="llama-3-8b"), DEFAULT_CONFIG)
     assert (llm.pixels, llm.params_b) == (0, 8.0)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"model":' + b"[" * 2000 + b"]" * 2000 + b"}", "nested 2001 levels deep"),
+        (b'{"model":"\xff"}', "invalid UTF-8"),
+        (b"{" * 5000, "nested"),
+    ],
+)
+def test_any_failure_to_decode_a_spec_is_a_decode_error(raw: bytes, message: str) -> None:
+    """RecursionError and UnicodeDecodeError used to escape msgspec's error types."""
+    with pytest.raises(msgspec.DecodeError, match=message):
+        parse_job_spec(raw)

@@ -185,3 +185,11 @@ def test_price_overrides() -> None:
     assert with_price_overrides(state, (PriceOverride(provider="zz", multiplier=9.0),)) == state
     assert state.providers["a"].gpus[0].price_usd == 1.0
     assert PriceSnapshot(date="2026-01-01", source="s").note == ""
+
+
+def test_any_failure_to_decode_a_profile_is_a_decode_error() -> None:
+    deep = body().replace(b'"kind"', b'"x":' + b"[" * 3000 + b"]" * 3000 + b',"kind"', 1)
+    assert deep.count(b"[") > 3000
+    for raw in (deep, b'{"id":"\xff"}'):
+        with pytest.raises(msgspec.DecodeError):
+            parse_profile(raw)
