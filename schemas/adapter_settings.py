@@ -24,6 +24,8 @@ MAX_DELAY_S: Final = 3600.0
 """The longest any one wait between retries may be."""
 MAX_ATTEMPTS: Final = 100
 MAX_JOBS_KEPT: Final = 1_000_000
+MAX_ARTIFACT_BYTES: Final = 1024 * 1024 * 1024
+"""The largest inline output ``artifact_max_bytes`` may allow saving (1 GiB)."""
 _MAX_EXPONENT: Final = 64  # 2**64 * MAX_DELAY_S is still a finite float
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT_S)]
@@ -135,6 +137,12 @@ class AdaptersSettings(_Settings, frozen=True):
     """
 
     secrets_file: str | None = None
+    artifact_max_bytes: Annotated[int, msgspec.Meta(ge=0, le=MAX_ARTIFACT_BYTES)] = (
+        50 * 1024 * 1024
+    )
+    """The largest inline output (a base64 image, raw bytes) saved under
+    ``<data-dir>/artifacts``; a larger one is left out and named in the poll's logs.
+    0 saves none."""
     runpod: RunPodSettings = msgspec.field(default_factory=RunPodSettings)
     huggingface: HuggingFaceSettings = msgspec.field(default_factory=HuggingFaceSettings)
     replicate: ReplicateSettings = msgspec.field(default_factory=ReplicateSettings)

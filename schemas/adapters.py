@@ -106,7 +106,21 @@ class SubmitResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     job_id: str | None = None
 
 
+class SavedArtifact(msgspec.Struct, frozen=True, kw_only=True):
+    """An output the provider answered inline (base64 in JSON, raw bytes), saved under
+    ``<data-dir>/artifacts/<provider>/<job>/<name>`` (file mode 0600). ``path`` is
+    absolute on the adapters service's host; ``size`` in bytes; ``sha256`` hex."""
+
+    path: str
+    size: int
+    content_type: str
+    sha256: str
+
+
 class PollResult(msgspec.Struct, frozen=True, kw_only=True):
+    """``artifacts``: output URLs plus the paths of the outputs saved from inline data
+    (``saved`` describes those); inline data in ``output`` is replaced by its path."""
+
     provider: str
     id: str
     status: Status
@@ -117,6 +131,7 @@ class PollResult(msgspec.Struct, frozen=True, kw_only=True):
     output: Any = None
     error: str | None = None
     progress: float | None = None  # 0.0 .. 1.0 where the provider reports it
+    saved: list[SavedArtifact] = []
 
     @property
     def terminal(self) -> bool:
@@ -364,7 +379,9 @@ class SimulateBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 class AdapterSubmitted(msgspec.Struct, frozen=True, kw_only=True):
     """``ok`` false with ``reason``: refused (dry-run without a token, paused endpoint);
-    with ``error`` too: the call failed (``error`` is the adapter error class)."""
+    with ``error`` too: the call failed (``error`` is the adapter error class).
+    ``instance``: the adapters service instance that made the call (a restarted or
+    second instance knows from it that a job's in-process state is elsewhere)."""
 
     provider: str
     dry_run: bool
@@ -376,10 +393,20 @@ class AdapterSubmitted(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     error: str | None = None
     latency_ms: float | None = None
+    instance: str | None = None
+
+
+MAX_EVENT_OUTPUT_BYTES: Final = 32 * 1024
+"""The largest job output recorded in an ``adapter.status_changed`` event (only for
+providers whose result exists nowhere else, i.e. Hugging Face); a larger one is saved
+as an artifact file instead."""
 
 
 class AdapterStatusChanged(msgspec.Struct, frozen=True, kw_only=True):
-    """``previous`` is None when this service had not seen the job before."""
+    """``previous`` is None when this service had not seen the job before. ``call``:
+    poll, cancel, or ``inference`` (a Hugging Face request ended in the background).
+    ``output`` is recorded only where the provider cannot be asked again (Hugging Face),
+    at most ``MAX_EVENT_OUTPUT_BYTES``; ``saved`` lists outputs saved as files."""
 
     provider: str
     dry_run: bool
@@ -392,6 +419,9 @@ class AdapterStatusChanged(msgspec.Struct, frozen=True, kw_only=True):
     artifacts: list[str] = []
     error: str | None = None
     progress: float | None = None
+    saved: list[SavedArtifact] = []
+    output: Any = None
+    instance: str | None = None
 
 
 class AdapterHealthChecked(msgspec.Struct, frozen=True, kw_only=True):

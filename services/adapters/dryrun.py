@@ -14,12 +14,16 @@ to why (``DryRunReason``):
 
 ``<seed>`` is the job's ``seed`` when given, else a number derived from the job's input
 (SHA-256 of its canonical JSON), so the same input always gets the same answer, in
-any process.
+any process. A simulated ``poll`` or ``cancel`` of an id that is not of that form was
+never issued by a dry-run adapter: ``UnknownJobError`` (404) naming it, never a
+simulated ``done``. (Whether a well-formed id was actually submitted is the adapters
+service's question; it knows every submit from the ``adapter.submitted`` events.)
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -35,9 +39,11 @@ from .contract import (
     ProviderJob,
     SubmitResult,
 )
+from .errors import UnknownJobError
 
 SIMULATED_LOG: Final = "Simulated completion"
 FLAG_OFF_REASON: Final = "live calls disabled: features.enable_public_gpu_adapters is false"
+_MOCK_SEED = re.compile(r"-?[0-9]{1,20}")
 
 
 def input_seed(job_input: dict[str, Any]) -> int:
@@ -49,6 +55,12 @@ def input_seed(job_input: dict[str, Any]) -> int:
 def mock_id(provider: str, job: ProviderJob) -> str:
     seed = job.seed if job.seed is not None else input_seed(job.input)
     return f"mock-{provider}-{seed}"
+
+
+def is_mock_id(provider: str, remote_id: str) -> bool:
+    """Whether ``remote_id`` has the form a dry-run ``provider`` issues."""
+    prefix = f"mock-{provider}-"
+    return remote_id.startswith(prefix) and bool(_MOCK_SEED.fullmatch(remote_id[len(prefix):]))
 
 
 class DryRunAdapter(AdapterBase):
@@ -77,6 +89,14 @@ class DryRunAdapter(AdapterBase):
     def _note(self) -> str | None:
         return FLAG_OFF_REASON if self.reason == "flag_off" else None
 
+    def _issued(self, call: str, remote_id: str) -> None:
+        if not is_mock_id(self.provider, remote_id):
+            raise UnknownJobError(
+                self.provider, call,
+                f"no job {remote_id!r} was submitted (dry run: ids read "
+                f"mock-{self.provider}-<seed>)",
+            )  # fmt: skip
+
     async def _submit(self, job: ProviderJob) -> SubmitResult:
         if not self.simulated:
             return SubmitResult(
@@ -94,6 +114,7 @@ class DryRunAdapter(AdapterBase):
                 provider=self.provider, id=remote_id, dry_run=True, status="unknown",
                 artifacts=[], logs=[], error=self._refusal(),
             )
+        self._issued("poll", remote_id)
         return PollResult(
             provider=self.provider, id=remote_id, dry_run=True, status="done",
             raw_status="simulated", artifacts=[], logs=[SIMULATED_LOG],
@@ -105,6 +126,7 @@ class DryRunAdapter(AdapterBase):
                 ok=False, provider=self.provider, id=remote_id, dry_run=True,
                 reason=self._refusal(),
             )
+        self._issued("cancel", remote_id)
         return CancelResult(
             ok=True, provider=self.provider, id=remote_id, dry_run=True, status="cancelled",
             raw_status="simulated", reason=self._note(),

@@ -23,7 +23,10 @@ provider-supplied text is redacted before it is put in ``reason``. ``AdapterErro
     ├── MalformedResponseError    the answer was not the JSON the provider documents
     ├── InvalidJobError           the job cannot be sent to this provider as given
     ├── UnknownProviderError      a provider name we have no adapter for
-    └── UnknownJobError           a remote id this adapter never issued (local state)
+    ├── UnknownJobError           a remote id no one submitted (dry-run ids, HF local ids)
+    ├── JobConflictError          the job exists, but this call cannot be served for it
+    │                             here or now (a live job whose provider cannot go live)
+    └── NotReadyError             the service is still reading its jobs from the store
 """
 
 from __future__ import annotations
@@ -138,3 +141,14 @@ class UnknownProviderError(AdapterError):
 
 class UnknownJobError(AdapterError):
     """A remote id that this adapter never issued (adapters that keep local job state)."""
+
+
+class JobConflictError(AdapterError):
+    """The job is known, but the call cannot be made for it here or now: a job submitted
+    live whose provider cannot go live any more, or a Hugging Face request running in
+    another adapters instance. The reason says which and what to do."""
+
+
+class NotReadyError(AdapterError):
+    """The service has not yet read the jobs it knows of from the store, so it cannot
+    tell a live job from a dry-run one; the caller should retry shortly."""

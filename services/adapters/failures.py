@@ -5,7 +5,9 @@ The code is HTTP-like, chosen here and nowhere else; the gateway passes it throu
     400  InvalidJobError, UnknownProviderError    the request cannot be served as given
     404  UnknownJobError; NotFoundError on poll   the remote id is unknown
          or cancel
+    409  JobConflictError                         the job exists; this call cannot be served
     429  RateLimitedError                         ``retry_after_s`` becomes Retry-After
+    503  NotReadyError                            still reading the job history; retry
     504  ProviderTimeoutError                     the provider did not answer in time
     502  everything else                          the provider refused or answered badly
 
@@ -21,7 +23,9 @@ from services.runtime.endpoints import EndpointError
 from .errors import (
     AdapterError,
     InvalidJobError,
+    JobConflictError,
     NotFoundError,
+    NotReadyError,
     ProviderHTTPError,
     ProviderTimeoutError,
     RateLimitedError,
@@ -39,8 +43,12 @@ def status_code(err: AdapterError) -> int:
             return 404
         case NotFoundError() if err.call in ("poll", "cancel"):
             return 404
+        case JobConflictError():
+            return 409
         case RateLimitedError():
             return 429
+        case NotReadyError():
+            return 503
         case ProviderTimeoutError():
             return 504
     return 502

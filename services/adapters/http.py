@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import logging
 import math
 import random
@@ -40,7 +39,9 @@ import msgspec
 
 from schemas import limits
 from schemas.adapter_settings import RetryPolicy
+from schemas.adapters import PollResult
 
+from .artifacts import ArtifactStore
 from .errors import (
     AuthError,
     MalformedResponseError,
@@ -52,6 +53,7 @@ from .errors import (
     RateLimitedError,
 )
 from .secrets import Secret
+from .tracking import JobRecord
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -94,9 +96,17 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(0.0, when - current), MAX_RETRY_AFTER_S)
 
 
+JobLookup = Callable[[str, str], JobRecord | None]
+ResultHook = Callable[[PollResult], Awaitable[None]]
+
+
 @dataclass(frozen=True, kw_only=True)
 class HttpOptions:
-    """What every live adapter's HTTP client shares; tests replace ``rng``/``sleep``."""
+    """What every live adapter shares: its HTTP client's policy (tests replace
+    ``rng``/``sleep``) and the adapters service's hooks: ``artifacts`` (where inline
+    outputs are saved; None: left in ``output``), ``known`` (the service's record of a
+    job, by provider and remote id, from the ``adapter.*`` events) and ``on_result``
+    (called when a job ends outside any call, e.g. a Hugging Face request)."""
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     rng: random.Random | None = None  # None: a fresh unseeded generator per client
@@ -104,6 +114,9 @@ class HttpOptions:
     session: aiohttp.ClientSession | None = None  # None: each client owns one
     redact: Sequence[Secret] = ()  # every secret known (the registry passes them all)
     max_body_bytes: int = MAX_BODY_BYTES
+    artifacts: ArtifactStore | None = None
+    known: JobLookup | None = None
+    on_result: ResultHook | None = None
 
 
 class HttpReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -237,9 +250,8 @@ class ProviderHttp:
         """The reply's JSON body as ``type_``, bounded by ``schemas.limits`` (size,
         nesting, UTF-8); ``MalformedResponseError`` naming the problem if it is not."""
         try:
-            return limits.decode(
-                _decoder(type_), reply.body, max_bytes=MAX_JSON_BYTES, what="answer"
-            )
+            decoder: msgspec.json.Decoder[T] = _decoder(type_)
+            return limits.decode(decoder, reply.body, max_bytes=MAX_JSON_BYTES, what="answer")
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise MalformedResponseError(
                 self.provider, call, self.redact(f"unexpected response body: {e}")
@@ -330,10 +342,15 @@ class ProviderHttp:
         )  # fmt: skip
 
 
-@functools.cache
-def _decoder(type_: object) -> msgspec.json.Decoder[Any]:
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
     """One decoder per answer type, built once (msgspec perf tips)."""
-    return msgspec.json.Decoder(type_)
+    found = _DECODERS.get(type_)
+    if found is None:
+        found = _DECODERS[type_] = msgspec.json.Decoder(type_)
+    return found
 
 
 def _error_text(data: object) -> str | None:

@@ -16,7 +16,21 @@ Follows:
 An endpoint answers inference synchronously (``POST`` to its URL), so ``submit`` looks
 the endpoint up, refuses a paused or failed one, then runs the inference request in a
 background task it owns and returns a local id (``hf-<hex>``); ``poll`` reads that
-task's state. Job state therefore lives in this process only.
+task's state. The request itself lives in this process, so what a later poll or cancel
+needs is kept in events: when the request ends (or is cancelled because the service
+stops) the adapter calls ``HttpOptions.on_result``, and the service records the status,
+the output (small JSON) and the saved artifacts (raw bytes, large JSON) in an
+``adapter.status_changed`` event. A poll of a job this process does not hold (after a
+restart, or at another replica) is answered from that record (``HttpOptions.known``):
+
+- ended: its recorded status, output and artifacts;
+- not ended, and submitted less than ``result_deadline_s`` ago: its last recorded
+  status (the request may still run in the instance that submitted it);
+- not ended past that deadline: ``failed`` / ``interrupted`` (every request ends by
+  then, by timeout if nothing else, so its process must have died: a SIGKILL).
+
+A cancel of such a job that has not ended is refused (``JobConflictError``): the
+request can only be stopped by the process that runs it.
 
 Retries: the management GET and pause/resume/scale-to-zero (state transitions: doing
 one twice is doing it once) are retried. The inference POST is not idempotent, so it
@@ -30,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -37,7 +52,9 @@ from typing import Any, Final
 import msgspec
 
 from schemas.adapter_settings import HuggingFaceSettings
+from schemas.adapters import MAX_EVENT_OUTPUT_BYTES, SavedArtifact
 
+from .artifacts import collect, save_bytes
 from .contract import (
     TERMINAL_STATUSES,
     AdapterBase,
@@ -50,9 +67,16 @@ from .contract import (
     SubmitResult,
     find_artifacts,
 )
-from .errors import AdapterError, InvalidJobError, ProviderHTTPError, UnknownJobError
+from .errors import (
+    AdapterError,
+    InvalidJobError,
+    JobConflictError,
+    ProviderHTTPError,
+    UnknownJobError,
+)
 from .http import NOT_PROCESSED, HttpOptions, ProviderHttp, join_url, segment
 from .secrets import Secret
+from .tracking import JobRecord
 
 PROVIDER: Final = "huggingface"
 log = logging.getLogger("gpuroute.adapters.huggingface")
@@ -98,6 +122,7 @@ class _Job:
     output: Any = None
     error: str | None = None
     logs: list[str] = field(default_factory=list)
+    saved: list[SavedArtifact] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
 
@@ -111,6 +136,7 @@ class HuggingFaceAdapter(AdapterBase):
         options = options or HttpOptions()
         auth = {"Authorization": Secret(f"Bearer {api_key.reveal()}")}
         self._settings = settings
+        self._options = options
         self._manage = join_url(
             settings.management_url, "endpoint", segment(settings.namespace),
             segment(settings.name),
@@ -128,14 +154,27 @@ class HuggingFaceAdapter(AdapterBase):
         )
         self._jobs: dict[str, _Job] = {}
 
+    @property
+    def result_deadline_s(self) -> float:
+        """The longest an inference request can take, retries and waits included: past
+        it, a request that recorded no result was lost with its process."""
+        settings, retry = self._settings, self._options.retry
+        per_try = settings.inference_timeout_s + settings.scale_up_timeout_s
+        wait = max(retry.max_delay_s, retry.max_retry_after_s)
+        return settings.timeout_s + settings.scale_up_max_attempts * (per_try + wait)
+
     async def aclose(self) -> None:
-        tasks = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
+        """Cancel the requests in flight; each becomes ``cancelled`` and is reported to
+        ``on_result``, so a restarted service knows it ended."""
+        running = [job for job in self._jobs.values() if job.status not in TERMINAL_STATUSES]
+        tasks = [job.task for job in running if job.task and not job.task.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for job in self._jobs.values():
-            if job.status not in TERMINAL_STATUSES:
-                job.status, job.raw_status = "cancelled", "cancelled"
+        for job in running:
+            job.status, job.raw_status = "cancelled", "interrupted"
+            job.error = "the adapters service stopped while the inference request ran"
+            await self._report(job)
         await self._http.aclose()
         await self._inference.aclose()
 
@@ -187,14 +226,63 @@ class HuggingFaceAdapter(AdapterBase):
         )
 
     async def _poll(self, remote_id: str) -> PollResult:
-        job = self._job("poll", remote_id)
+        job = self._jobs.get(remote_id)
+        if job is None:
+            return self._recorded(self._known_job("poll", remote_id))
+        return self._result_of(job)
+
+    def _result_of(self, job: _Job) -> PollResult:
         return PollResult(
-            provider=PROVIDER, id=remote_id, dry_run=False, status=job.status,
-            raw_status=job.raw_status, artifacts=find_artifacts(job.output),
-            logs=list(job.logs), output=job.output, error=job.error,
+            provider=PROVIDER, id=job.remote_id, dry_run=False, status=job.status,
+            raw_status=job.raw_status,
+            artifacts=find_artifacts(job.output) + [item.path for item in job.saved],
+            logs=list(job.logs), output=job.output, error=job.error, saved=list(job.saved),
         )
 
+    def _recorded(self, record: JobRecord) -> PollResult:
+        """A job this process does not hold, answered from the events (module docstring)."""
+        status, raw, error = record.status or "unknown", record.raw_status, record.error
+        where = f"adapters instance {record.instance or 'unknown'}"
+        logs = [f"recorded by {where}"]
+        if status not in TERMINAL_STATUSES:
+            age = time.time() - (record.submitted_at or 0.0)
+            if age > self.result_deadline_s:
+                status, raw = "failed", "interrupted"
+                error = (
+                    f"no result was recorded within {self.result_deadline_s:g} s of the "
+                    f"submit: the inference request was lost with {where}; submit it again"
+                )
+            else:
+                logs = [f"the inference request runs in {where}; its result is recorded "
+                        "when it ends"]  # fmt: skip
+        return PollResult(
+            provider=PROVIDER, id=record.remote_id, dry_run=False, status=status,  # type: ignore[arg-type]
+            raw_status=raw, artifacts=list(record.artifacts), logs=logs, output=record.output,
+            error=error, saved=list(record.saved),
+        )  # fmt: skip
+
+    def _known_job(self, call: str, remote_id: str) -> JobRecord:
+        known = self._options.known
+        record = known(PROVIDER, remote_id) if known is not None else None
+        if record is None or record.dry_run:
+            raise UnknownJobError(
+                PROVIDER, call, f"no job {remote_id!r} in this process or in the event log"
+            )
+        return record
+
     async def _cancel(self, remote_id: str) -> CancelResult:
+        if remote_id not in self._jobs:
+            found = self._recorded(self._known_job("cancel", remote_id))
+            if not found.terminal:
+                raise JobConflictError(
+                    PROVIDER, "cancel",
+                    f"job {remote_id!r} is not in this process: {found.logs[0]}; only that "
+                    "process can stop its request",
+                )  # fmt: skip
+            return CancelResult(
+                ok=True, provider=PROVIDER, id=remote_id, dry_run=False, status=found.status,
+                raw_status=found.raw_status, reason="the job had already ended",
+            )
         job = self._job("cancel", remote_id)
         if job.task is not None and not job.task.done():
             job.task.cancel()
@@ -245,11 +333,23 @@ class HuggingFaceAdapter(AdapterBase):
                 retry_statuses=NOT_PROCESSED | {503}, ok_statuses=frozenset({200}),
                 timeout_s=timeout,
             )
+            store, rid = self._options.artifacts, job.remote_id
             if reply.content_type == "application/json":
-                job.output = self._inference.decode("inference", reply, Any)
+                output = self._inference.decode("inference", reply, Any)
+                found = await asyncio.to_thread(collect, store, PROVIDER, rid, output)
+                if len(reply.body) > MAX_EVENT_OUTPUT_BYTES:  # too big for its event
+                    raw_json = await asyncio.to_thread(
+                        save_bytes, store, PROVIDER, rid, reply.body, "application/json"
+                    )
+                    found.saved += raw_json.saved
+                    found.notes += raw_json.notes
             else:
-                job.output = {"content_type": reply.content_type, "bytes": len(reply.body)}
+                found = await asyncio.to_thread(
+                    save_bytes, store, PROVIDER, rid, reply.body, reply.content_type
+                )
                 job.logs.append(f"received {len(reply.body)} bytes of {reply.content_type}")
+            job.output, job.saved = found.output, found.saved
+            job.logs += found.notes
             job.status, job.raw_status = "done", f"HTTP {reply.status}"
         except asyncio.CancelledError:
             job.status, job.raw_status = "cancelled", "cancelled"
@@ -260,6 +360,16 @@ class HuggingFaceAdapter(AdapterBase):
         except Exception as err:  # a bug of ours must not vanish inside a task
             log.exception("huggingface inference task failed")
             job.status, job.error = "failed", f"internal error ({type(err).__name__})"
+        await self._report(job)
+
+    async def _report(self, job: _Job) -> None:
+        """Hand the ended job to ``on_result`` (the service records it in an event)."""
+        if self._options.on_result is None:
+            return
+        try:
+            await self._options.on_result(self._result_of(job))
+        except Exception:  # recording is best effort; the job's state stays here
+            log.exception("huggingface result not recorded")
 
     def _job(self, call: str, remote_id: str) -> _Job:
         job = self._jobs.get(remote_id)

@@ -18,7 +18,18 @@ The app must expose (paths configurable): ``POST {submit_path}`` with the job in
 JSON body -> ``{"call_id": "fc-..."}`` (a bare JSON string is accepted too);
 ``GET {result_path}/{call_id}`` -> 200 result / 202 pending / 500 failed;
 ``POST {cancel_path}/{call_id}`` -> calls ``FunctionCall.cancel()``;
-``GET {health_path}`` -> 200.
+``GET {health_path}`` -> 200 with a JSON body.
+
+A result is JSON (``output``; inline base64 in it is saved as artifacts) or binary
+media (``image/*``, ``audio/*``, ``video/*``, ``application/octet-stream``, ...: saved
+whole as an artifact). An HTML or other text answer is not the job-queue app (a wrong
+``base_url`` answers a web page for any path): ``MalformedResponseError``, never
+``done``; a health check that gets one is unhealthy.
+
+Cancelled calls: ``FunctionCall.get()`` raises for a cancelled call, so the result
+route answers 500 for it, just as for a call that raised. A 500 for a call that this
+adapter was asked to cancel (in this process, or recorded in the ``adapter.*``
+events: ``HttpOptions.known``) is therefore ``cancelled``, not ``failed``.
 
 Retries: ``spawn`` is not idempotent (a second POST spawns a second call), so a submit
 is sent once; result and health GETs and cancel (cancelling twice is cancelling once)
@@ -27,12 +38,14 @@ are retried.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 import msgspec
 
 from schemas.adapter_settings import ModalSettings
 
+from .artifacts import Collected, collect, save_bytes
 from .contract import (
     AdapterBase,
     CancelResult,
@@ -43,7 +56,7 @@ from .contract import (
     SubmitResult,
     find_artifacts,
 )
-from .errors import InvalidJobError
+from .errors import InvalidJobError, MalformedResponseError
 from .http import HttpOptions, HttpReply, ProviderHttp, join_url, segment
 from .secrets import Secret
 
@@ -55,6 +68,10 @@ STATUS_MAP: Final[dict[int, tuple[Status, str]]] = {
     202: ("running", "pending"),  # queued or running: the route does not say which
     500: ("failed", "error"),
 }
+
+
+_TEXT_TYPES: Final = ("text/", "application/xhtml", "application/xml")
+_MAX_CANCELLED: Final = 10_000
 
 
 class _Submitted(msgspec.Struct):
@@ -73,12 +90,16 @@ class ModalAdapter(AdapterBase):
         options: HttpOptions | None = None,
     ) -> None:
         super().__init__(PROVIDER, dry_run=False)
+        options = options or HttpOptions()
         self._settings = settings
+        self._artifacts = options.artifacts
+        self._known = options.known
+        self._cancelled: dict[str, None] = {}  # insertion-ordered, bounded
         self._http = ProviderHttp.build(
             PROVIDER,
             {"Modal-Key": token_id, "Modal-Secret": token_secret},
             settings.timeout_s,
-            options or HttpOptions(),
+            options,
         )
 
     async def aclose(self) -> None:
@@ -114,16 +135,24 @@ class ModalAdapter(AdapterBase):
             idempotent=True, ok_statuses=frozenset(STATUS_MAP),
         )
         status, raw = STATUS_MAP[reply.status]
+        cancelled = self._was_cancelled(remote_id)
         output: Any = None
         error = None
         logs: list[str] = []
+        saved = []
         if status == "done":
-            output = self._result(reply, logs)
+            inline = await asyncio.to_thread(self._result, reply, remote_id)
+            output, saved, logs = inline.output, inline.saved, inline.notes
+        elif status == "failed" and cancelled:
+            status, raw = "cancelled", "cancelled"
         elif status == "failed":
             error = self._http.detail(reply)
+        elif cancelled:
+            raw = "cancel requested"
         return PollResult(
             provider=PROVIDER, id=remote_id, dry_run=False, status=status, raw_status=raw,
-            artifacts=find_artifacts(output), logs=logs, output=output, error=error,
+            artifacts=find_artifacts(output) + [item.path for item in saved], logs=logs,
+            output=output, error=error, saved=saved,
         )
 
     async def _cancel(self, remote_id: str) -> CancelResult:
@@ -131,20 +160,46 @@ class ModalAdapter(AdapterBase):
             "cancel", "POST", self._url(self._settings.cancel_path, remote_id),
             idempotent=True, ok_statuses=frozenset({200, 202, 204}),
         )
+        self._cancelled[remote_id] = None
+        while len(self._cancelled) > _MAX_CANCELLED:
+            del self._cancelled[next(iter(self._cancelled))]
+        # FunctionCall.cancel() stops the call; a poll that still finds a result (the
+        # call ended first) reports done.
         return CancelResult(
-            ok=True, provider=PROVIDER, id=remote_id, dry_run=False,
+            ok=True, provider=PROVIDER, id=remote_id, dry_run=False, status="cancelled",
             raw_status="cancel requested",
         )
 
     async def _health(self) -> HealthResult:
-        await self._http.request(
+        reply = await self._http.request(
             "health", "GET", self._url(self._settings.health_path), idempotent=True,
             ok_statuses=frozenset({200, 204}),
         )
+        if reply.status == 200:
+            self._json_only("health", reply)
+            self._http.decode("health", reply, Any)
         return HealthResult(ok=True, provider=PROVIDER, dry_run=False, state="ready")
 
-    def _result(self, reply: HttpReply, logs: list[str]) -> Any:
+    def _was_cancelled(self, remote_id: str) -> bool:
+        if remote_id in self._cancelled:
+            return True
+        record = self._known(PROVIDER, remote_id) if self._known is not None else None
+        return record is not None and record.cancel_requested
+
+    def _json_only(self, call: str, reply: HttpReply) -> None:
+        if reply.content_type != "application/json":
+            raise MalformedResponseError(
+                PROVIDER, call,
+                f"answered {reply.content_type or 'no content type'}, not the job-queue "
+                "app's JSON: is modal.base_url the deployed job-queue app?",
+            )  # fmt: skip
+
+    def _result(self, reply: HttpReply, remote_id: str) -> Collected:
         if reply.content_type == "application/json":
-            return self._http.decode("poll", reply, Any)
-        logs.append(f"received {len(reply.body)} bytes of {reply.content_type}")
-        return {"content_type": reply.content_type, "bytes": len(reply.body)}
+            output = self._http.decode("poll", reply, Any)
+            return collect(self._artifacts, PROVIDER, remote_id, output)
+        if reply.content_type.startswith(_TEXT_TYPES) or not reply.content_type:
+            self._json_only("poll", reply)
+        found = save_bytes(self._artifacts, PROVIDER, remote_id, reply.body, reply.content_type)
+        found.notes.insert(0, f"received {len(reply.body)} bytes of {reply.content_type}")
+        return found

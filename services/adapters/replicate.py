@@ -22,6 +22,7 @@ every retryable failure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, Final
@@ -30,6 +31,7 @@ import msgspec
 
 from schemas.adapter_settings import ReplicateSettings
 
+from .artifacts import collect
 from .contract import (
     AdapterBase,
     CancelResult,
@@ -82,6 +84,7 @@ class ReplicateAdapter(AdapterBase):
     ) -> None:
         super().__init__(PROVIDER, dry_run=False)
         self._settings = settings
+        self._artifacts = (options or HttpOptions()).artifacts
         self._base = settings.base_url
         self._http = ProviderHttp.build(
             PROVIDER,
@@ -111,12 +114,15 @@ class ReplicateAdapter(AdapterBase):
         reply = await self._http.request("poll", "GET", url, idempotent=True)
         found = self._http.decode("poll", reply, _Prediction)
         logs = self._http.redact(found.logs or "").splitlines()
+        inline = await asyncio.to_thread(
+            collect, self._artifacts, PROVIDER, remote_id, found.output
+        )
         return PollResult(
             provider=PROVIDER, id=found.id, dry_run=False,
             status=map_status(STATUS_MAP, found.status), raw_status=found.status,
-            artifacts=find_artifacts(found.output), logs=logs[-_MAX_LOG_LINES:],
-            output=found.output, error=self._error_text(found.error),
-            progress=_progress(logs),
+            artifacts=find_artifacts(inline.output) + inline.paths,
+            logs=logs[-_MAX_LOG_LINES:] + inline.notes, output=inline.output,
+            error=self._error_text(found.error), progress=_progress(logs), saved=inline.saved,
         )
 
     async def _cancel(self, remote_id: str) -> CancelResult:

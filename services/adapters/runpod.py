@@ -25,6 +25,7 @@ twice leaves the job cancelled), so those are retried on every retryable failure
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ import msgspec
 
 from schemas.adapter_settings import RunPodSettings
 
+from .artifacts import collect
 from .contract import (
     AdapterBase,
     CancelResult,
@@ -83,6 +85,7 @@ class RunPodAdapter(AdapterBase):
     ) -> None:
         super().__init__(PROVIDER, dry_run=False)
         self._settings = settings
+        self._artifacts = (options or HttpOptions()).artifacts
         self._base = join_url(settings.base_url, segment(settings.endpoint_id))
         self._http = ProviderHttp.build(
             PROVIDER,
@@ -121,11 +124,14 @@ class RunPodAdapter(AdapterBase):
             logs.append(f"queued for {found.delay_ms} ms")
         if found.execution_ms is not None:
             logs.append(f"executed in {found.execution_ms} ms")
+        inline = await asyncio.to_thread(
+            collect, self._artifacts, PROVIDER, remote_id, found.output
+        )
         return PollResult(
             provider=PROVIDER, id=found.id or remote_id, dry_run=False,
             status=map_status(STATUS_MAP, found.status), raw_status=found.status,
-            artifacts=find_artifacts(found.output), logs=logs, output=found.output,
-            error=self._error_text(found.error),
+            artifacts=find_artifacts(inline.output) + inline.paths, logs=logs + inline.notes,
+            output=inline.output, error=self._error_text(found.error), saved=inline.saved,
         )
 
     async def _cancel(self, remote_id: str) -> CancelResult:

@@ -12,11 +12,21 @@ Endpoints (``nats.micro`` service ``gpuroute-adapters``; types in ``schemas/adap
 A provider failure is a service error with an HTTP-like code (``failures.py``). A status
 event is published when a poll or cancel sees a status other than the last one seen.
 
-Flags: ``features.enable_public_gpu_adapters`` arrives only as ``flags.changed`` events.
-The service starts with the default (off: every adapter dry), then follows the store from
-position 0 (history, then live; retrying with backoff while the store does not answer)
-and rebuilds the registry whenever the flag's value changes. While it is off no live call
-is made; switching it off cancels in-flight Hugging Face inference tasks.
+One follower reads ``flags.changed``, ``adapter.submitted`` and ``adapter.status_changed``
+from the store from position 0 (history, then live; retrying with backoff while the
+store does not answer). Submit, poll and cancel wait until it has read the history (up
+to ``READY_WAIT_S``, else a 503): before that the service could not tell a live job
+from a dry-run one, nor whether the flag is on.
+
+Flags: ``features.enable_public_gpu_adapters`` arrives only as ``flags.changed`` events,
+and decides where NEW submits (and health checks) go: live adapters while on, dry-run
+stand-ins while off. A job keeps the mode it was submitted in: poll and cancel of a
+job recorded live (``JobBook``, from the events) go to the live provider whatever the
+flag says, so no live job ever gets a simulated answer; a dry-run poll of an id no one
+submitted is a 404. The live adapters are built once, so switching the flag off leaves
+Hugging Face requests in flight running.
+
+Artifacts: inline outputs are saved under ``<data-dir>/artifacts`` (``artifacts.py``).
 
 Secrets: read once at start from ``[adapters] secrets_file`` and the environment; a
 malformed file stops the start with a one-line ``ConfigError`` naming file and key.
@@ -42,6 +52,7 @@ from schemas import decode_event
 from schemas.adapters import (
     CANCEL,
     HEALTH,
+    MAX_EVENT_OUTPUT_BYTES,
     POLL,
     PROVIDERS_SUBJECT,
     SIMULATE,
@@ -54,30 +65,45 @@ from schemas.adapters import (
     HealthResponse,
     HealthResult,
     PollRequest,
+    PollResult,
     ProvidersRequest,
     ProvidersResponse,
+    SavedArtifact,
     SimulateRequest,
     SubmitRequest,
 )
 from schemas.flags import DEFAULTS, ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged, apply_flags
-from schemas.system import decode_stored
+from schemas.subjects import STORE_READ
+from schemas.system import StoreReadRequest, decode_page, decode_stored
 from services.runtime.endpoints import endpoint
-from services.runtime.errors import BusError, ConfigError
+from services.runtime.errors import BusError, ConfigError, GpurouteError
 from services.runtime.follow import FollowError, follow
 from services.runtime.service import Service
 
+from .artifacts import ArtifactStore
 from .contract import ProviderAdapter
-from .errors import AdapterError, ProviderUnavailableError, SecretsFileError, TransportError
+from .dryrun import DryRunAdapter
+from .errors import (
+    AdapterError,
+    JobConflictError,
+    NotReadyError,
+    ProviderUnavailableError,
+    SecretsFileError,
+    TransportError,
+    UnknownJobError,
+)
 from .failures import endpoint_error
 from .http import HttpOptions
 from .registry import AdapterRegistry, build_registry
 from .secrets import SecretStore, load_secrets
 from .sim import encode_transcript, simulate
-from .tracking import StatusBook
+from .tracking import JobBook
 
 MAX_IN_FLIGHT = 256
 FOLLOW_RETRY_MAX_S = 5.0
+READY_WAIT_S = 10.0
 FLAGS_SUBJECT = "flags.changed"
+FOLLOWED = [FLAGS_SUBJECT, "adapter.submitted", "adapter.status_changed"]
 SecretsState = Literal["not_set", "missing", "loaded"]
 P = TypeVar("P", bound=msgspec.Struct)
 MicroHandler = Callable[[Request], Awaitable[None]]
@@ -105,10 +131,23 @@ class AdaptersService(Service):
         self.secrets, self.secrets_state = load_secret_store(self.settings.secrets_file)
         self.flags = dict(DEFAULTS)
         self.flags_position = 0
-        self._book = StatusBook()
+        self._position = 0
+        self._ready = asyncio.Event()
+        self._book = JobBook()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._session = aiohttp.ClientSession()
-        self.registry = self._build()
+        self._options = HttpOptions(
+            retry=self.settings.retry, session=self._session, known=self._book.get,
+            on_result=self._on_result,
+            artifacts=ArtifactStore(self.config.data_path / "artifacts",
+                                    self.settings.artifact_max_bytes),
+        )  # fmt: skip
+        # Built once: live where secrets and settings allow, whatever the flag says (they
+        # serve poll and cancel of live jobs), and the dry-run stand-ins for flag off.
+        self._live = self._build(enabled=True)
+        self._off = self._build(enabled=False)
+        self._simulated = {p: DryRunAdapter(p, "dry_run_mode") for p in self._off.providers}
+        self.registry = self._off
         assert self.micro is not None
         routes: list[tuple[str, str, type[msgspec.Struct], Callable[..., Awaitable[object]]]] = [
             ("submit", SUBMIT, SubmitRequest, self.submit),
@@ -121,7 +160,7 @@ class AdaptersService(Service):
         for name, subject, request_type, handler in routes:
             handle = self._concurrent(endpoint(request_type, handler))
             await self.micro.add_endpoint(name=name, subject=subject, handler=handle)
-        self.spawn(self._follow_flags(), "flags")
+        self.spawn(self._follow_store(), "follow")
         fields = {"secrets_file": self.settings.secrets_file, "secrets": self.secrets_state}
         if self.secrets_state == "missing":
             self.log.warning("secrets file not found: providers without env secrets run dry",
@@ -129,9 +168,10 @@ class AdaptersService(Service):
         self.log.info("adapters ready", extra={"fields": {**fields, **self._modes()}})
 
     async def teardown(self) -> None:
-        registry: AdapterRegistry | None = getattr(self, "registry", None)
-        if registry is not None:
-            await registry.aclose()
+        for name in ("_live", "_off"):
+            registry: AdapterRegistry | None = getattr(self, name, None)
+            if registry is not None:
+                await registry.aclose()
         session: aiohttp.ClientSession | None = getattr(self, "_session", None)
         if session is not None:
             await session.close()
@@ -140,57 +180,131 @@ class AdaptersService(Service):
     def live_calls_enabled(self) -> bool:
         return self.flags.get(ENABLE_PUBLIC_GPU_ADAPTERS, False)
 
-    # -- registry and flags ---------------------------------------------------------
+    # -- registry, flags and the job book ---------------------------------------------
 
-    def _build(self) -> AdapterRegistry:
-        options = HttpOptions(retry=self.settings.retry, session=self._session)
+    def _build(self, *, enabled: bool) -> AdapterRegistry:
         return build_registry(
-            self.settings, self.secrets,
-            enable_public_gpu_adapters=self.live_calls_enabled, options=options,
+            self.settings, self.secrets, enable_public_gpu_adapters=enabled,
+            options=self._options,
         )  # fmt: skip
 
     def _modes(self) -> dict[str, str]:
         return {d.provider: d.mode for d in self.registry.describe()}
 
-    async def _follow_flags(self) -> None:
+    async def _follow_store(self) -> None:
         delay = 0.1
         while True:
             try:
-                async for item in follow(self.bus, [FLAGS_SUBJECT], after=self.flags_position):
-                    await self._on_flags(item)
+                head = await self._head()
+                if head <= self._position:
+                    self._ready.set()
+                async for item in follow(self.bus, FOLLOWED, after=self._position):
+                    await self._on_stored(item)
+                    if self._position >= head:
+                        self._ready.set()
                     delay = 0.1
-            except FollowError as e:
+            except (FollowError, msgspec.DecodeError, msgspec.ValidationError) as e:
                 level = "warning" if delay == 0.1 else "debug"
                 getattr(self.log, level)(
-                    "cannot read flags from the store yet; retrying",
+                    "cannot read flags and jobs from the store yet; retrying",
                     extra={"fields": {"error": str(e), "retry_in_s": delay}},
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, FOLLOW_RETRY_MAX_S)
 
-    async def _on_flags(self, item: bytes) -> None:
+    async def _head(self) -> int:
+        """The position of the newest stored event the follower reads (0: none)."""
+        req = StoreReadRequest(last=True, limit=1, types=FOLLOWED)
+        try:
+            raw = await self.bus.call_raw(STORE_READ, msgspec.json.encode(req))
+        except GpurouteError as e:
+            raise FollowError(f"cannot read stored events: {e}") from e
+        page = decode_page(raw)
+        return page.events[-1].seq if page.events else 0
+
+    async def _on_stored(self, item: bytes) -> None:
         try:
             stored = decode_stored(item)
             event = decode_event(stored.event)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             self.log.warning(
-                "skipping an undecodable flags event", extra={"fields": {"error": str(e)}}
+                "skipping an undecodable stored event", extra={"fields": {"error": str(e)}}
             )
             return
-        self.flags_position = stored.seq
-        if not isinstance(event.payload, FlagsChanged):
+        self._position = max(self._position, stored.seq)
+        payload = event.payload
+        if isinstance(payload, AdapterSubmitted | AdapterStatusChanged):
+            if payload.instance != self.instance:  # our own calls are recorded as made
+                self._book.apply(payload, event.ts)
             return
+        if not isinstance(payload, FlagsChanged):
+            return
+        self.flags_position = stored.seq
         before = self.live_calls_enabled
-        self.flags = apply_flags(self.flags, event.payload)
+        self.flags = apply_flags(self.flags, payload)
         if self.live_calls_enabled == before:
             return
-        old, self.registry = self.registry, self._build()
-        await old.aclose()
+        self.registry = self._live if self.live_calls_enabled else self._off
         self.log.info(
             f"{ENABLE_PUBLIC_GPU_ADAPTERS} is {'on' if self.live_calls_enabled else 'off'}: "
-            "adapters rebuilt",
+            "new submits go to the adapters of that mode; jobs keep theirs",
             extra={"fields": {"flags_position": stored.seq, **self._modes()}},
         )
+
+    async def _until_ready(self, provider: str, call: str) -> None:
+        if self._ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._ready.wait(), READY_WAIT_S)
+        except TimeoutError:
+            err = NotReadyError(
+                provider, call,
+                f"the adapters service has not read its jobs and flags from the store "
+                f"within {READY_WAIT_S:g} s (is the store running?); retry shortly",
+            )  # fmt: skip
+            raise endpoint_error(err) from None
+
+    def _for_job(self, provider: str, remote_id: str, call: str) -> ProviderAdapter:
+        """The adapter that serves ``call`` for a job: the mode it was submitted in.
+
+        Known dry-run job: the simulation. Known live job: the live adapter, or a 409
+        when the provider cannot go live any more. Unknown job: the current adapter when
+        it is live (the provider knows its ids) or a refusal (missing token or setting);
+        a 404 when it simulates, since every submit is in the book."""
+        record = self._book.get(provider, remote_id)
+        if record is not None and record.dry_run:
+            return self._simulated[provider]
+        if record is not None:
+            live = self._live.get(provider)
+            if live.dry_run:
+                reasons = ", ".join(self._live_reasons(provider))
+                raise endpoint_error(JobConflictError(
+                    provider, call,
+                    f"job {remote_id!r} was submitted live, but {provider} cannot go live now "
+                    f"({reasons}); {provider} was not asked and no answer is simulated",
+                )) from None  # fmt: skip
+            return live
+        current = self._adapter(provider)
+        if isinstance(current, DryRunAdapter) and current.simulated:
+            raise endpoint_error(UnknownJobError(
+                provider, call, f"no job {remote_id!r} was submitted to {provider} "
+                f"(dry run: {current.reason}; {provider} was not asked)",
+            )) from None  # fmt: skip
+        return current
+
+    def _live_reasons(self, provider: str) -> list[str]:
+        return next(list(d.reasons) for d in self._live.describe() if d.provider == provider)
+
+    async def _on_result(self, result: PollResult) -> None:
+        """A Hugging Face request ended outside any call: record it (see huggingface.py)."""
+        output = result.output
+        if len(msgspec.json.encode(output)) > MAX_EVENT_OUTPUT_BYTES:
+            output = None  # saved as an artifact file instead
+        await self._status_seen(
+            result.provider, False, result.id, None, result.status, "inference",
+            raw_status=result.raw_status, artifacts=result.artifacts, error=result.error,
+            saved=result.saved, output=output,
+        )  # fmt: skip
 
     # -- endpoints ------------------------------------------------------------------
 
@@ -211,6 +325,7 @@ class AdaptersService(Service):
             raise endpoint_error(err) from err
 
     async def submit(self, req: SubmitRequest) -> bytes:
+        await self._until_ready(req.provider, "submit")
         adapter = self._adapter(req.provider)
         job_id = req.job.job_id
         started = self.clock.monotonic()
@@ -221,44 +336,45 @@ class AdaptersService(Service):
                 AdapterSubmitted(
                     provider=req.provider, dry_run=adapter.dry_run, ok=False, job_id=job_id,
                     reason=err.reason, error=type(err).__name__, latency_ms=self._ms(started),
+                    instance=self.instance,
                 ),
                 key=job_id or req.provider,
-            )
+            )  # fmt: skip
             raise endpoint_error(err) from err
-        if result.id is not None:
-            self._book.record(req.provider, result.id, result.status, job_id)
-        await self._emit(
-            AdapterSubmitted(
-                provider=req.provider, dry_run=result.dry_run, ok=result.ok, remote_id=result.id,
-                job_id=job_id, status=result.status, raw_status=result.raw_status,
-                reason=result.reason, latency_ms=self._ms(started),
-            ),
-            key=job_id or result.id or req.provider,
-        )
+        submitted = AdapterSubmitted(
+            provider=req.provider, dry_run=result.dry_run, ok=result.ok, remote_id=result.id,
+            job_id=job_id, status=result.status, raw_status=result.raw_status,
+            reason=result.reason, latency_ms=self._ms(started), instance=self.instance,
+        )  # fmt: skip
+        self._book.submitted(submitted, self.clock.now())
+        await self._emit(submitted, key=job_id or result.id or req.provider)
         return self._reply(result)
 
     async def poll(self, req: PollRequest) -> bytes:
-        adapter = self._adapter(req.provider)
+        await self._until_ready(req.provider, "poll")
+        adapter = self._for_job(req.provider, req.id, "poll")
         try:
             result = await adapter.poll(req.id)
         except AdapterError as err:
             raise endpoint_error(err) from err
         await self._status_seen(
-            adapter, req, result.status, "poll", raw_status=result.raw_status,
-            artifacts=result.artifacts, error=result.error, progress=result.progress,
+            req.provider, adapter.dry_run, req.id, req.job_id, result.status, "poll",
+            raw_status=result.raw_status, artifacts=result.artifacts, error=result.error,
+            progress=result.progress, saved=result.saved,
         )  # fmt: skip
         return self._reply(result)
 
     async def cancel(self, req: CancelRequest) -> bytes:
-        adapter = self._adapter(req.provider)
+        await self._until_ready(req.provider, "cancel")
+        adapter = self._for_job(req.provider, req.id, "cancel")
         try:
             result = await adapter.cancel(req.id)
         except AdapterError as err:
             raise endpoint_error(err) from err
-        if result.status is not None:  # Modal's cancel route does not say where the job is
+        if result.status is not None:
             await self._status_seen(
-                adapter, req, result.status, "cancel", raw_status=result.raw_status,
-                error=result.reason,
+                req.provider, adapter.dry_run, req.id, req.job_id, result.status, "cancel",
+                raw_status=result.raw_status, error=result.reason,
             )  # fmt: skip
         return self._reply(result)
 
@@ -312,8 +428,10 @@ class AdaptersService(Service):
 
     async def _status_seen(
         self,
-        adapter: ProviderAdapter,
-        req: PollRequest,
+        provider: str,
+        dry_run: bool,
+        remote_id: str,
+        job_id: str | None,
         status: str,
         call: str,
         *,
@@ -321,21 +439,27 @@ class AdaptersService(Service):
         artifacts: list[str] | None = None,
         error: str | None = None,
         progress: float | None = None,
+        saved: list[SavedArtifact] | None = None,
+        output: object = None,
     ) -> None:
-        if adapter.dry_run and status == "unknown":
+        """Record what a call saw; publish ``adapter.status_changed`` when the status
+        differs from the last one recorded for the job."""
+        if dry_run and status == "unknown":
             return  # a dry-run refusal ("missing token"): nothing was asked of a provider
-        before = self._book.record(req.provider, req.id, status, req.job_id)
+        seen = AdapterStatusChanged(
+            provider=provider, dry_run=dry_run, remote_id=remote_id, status=status,
+            job_id=job_id, raw_status=raw_status, call=call, artifacts=artifacts or [],
+            error=error, progress=progress, saved=saved or [], output=output,
+            instance=self.instance,
+        )  # fmt: skip
+        before = self._book.changed(seen)
         if before is not None and before.status == status:
             return
-        job_id = req.job_id or (before.job_id if before else None)
+        job_id = job_id or (before.job_id if before else None)
+        previous = before.status if before else None
         await self._emit(
-            AdapterStatusChanged(
-                provider=req.provider, dry_run=adapter.dry_run, remote_id=req.id, status=status,
-                previous=before.status if before else None, job_id=job_id,
-                raw_status=raw_status, call=call, artifacts=artifacts or [], error=error,
-                progress=progress,
-            ),
-            key=job_id or req.id,
+            msgspec.structs.replace(seen, previous=previous, job_id=job_id),
+            key=job_id or remote_id,
         )
 
     def _reply(self, result: msgspec.Struct) -> bytes:

@@ -31,6 +31,7 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     raw: bool = False  # body is sent as text, not JSON-encoded
+    content_type: str = "application/json"  # of a raw body
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Fake:
             body = answer.body if isinstance(answer.body, bytes) else str(answer.body or "")
             return web.Response(
                 status=answer.status, body=body if isinstance(body, bytes) else body.encode(),
-                headers=answer.headers, content_type="application/json",
+                headers=answer.headers, content_type=answer.content_type,
             )
         return web.json_response(answer.body, status=answer.status, headers=answer.headers)
 
@@ -139,7 +140,9 @@ def runpod_app(fake: Fake) -> web.Application:
         answer: dict[str, Any] = {"id": job_id, "status": status, "delayTime": 120}
         if status == "COMPLETED":
             answer["executionTime"] = 2300
-            answer["output"] = {"images": ["https://cdn.example/rp/out.png"], "seed": 7}
+            answer["output"] = fake.extra.get(
+                "output", {"images": ["https://cdn.example/rp/out.png"], "seed": 7}
+            )
         if status == "FAILED":
             answer["error"] = "CUDA out of memory"
         return web.json_response(answer)
@@ -312,9 +315,9 @@ def modal_app(fake: Fake) -> web.Application:
             job["cancelled"] = True
             return web.json_response(None)
         job["polls"] += 1
-        if job["polls"] <= fake.extra["pending_polls"]:
+        if job["polls"] <= fake.extra["pending_polls"] and not job.get("cancelled"):
             return web.json_response("", status=202)
-        if job["fail"]:
+        if job["fail"] or job.get("cancelled"):  # FunctionCall.get() raises: FastAPI's 500
             return web.Response(status=500, text="Internal Server Error")
         return web.json_response({"images": ["https://modal.example/out.png"], "ok": True})
 

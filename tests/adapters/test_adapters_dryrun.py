@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from services.adapters.contract import ProviderJob
-from services.adapters.dryrun import DryRunAdapter, input_seed, mock_id
+from services.adapters.dryrun import DryRunAdapter, input_seed, is_mock_id, mock_id
+from services.adapters.errors import UnknownJobError
 
 PROVIDERS = ["runpod", "huggingface", "replicate", "modal"]
 
@@ -50,7 +51,7 @@ async def test_dry_run_mode_answers(provider: str) -> None:
     assert _plain(polled) == {
         "provider": provider, "id": f"mock-{provider}-7", "status": "done", "dry_run": True,
         "artifacts": [], "logs": ["Simulated completion"], "raw_status": "simulated",
-        "output": None, "error": None, "progress": None,
+        "output": None, "error": None, "progress": None, "saved": [],
     }
 
 
@@ -76,3 +77,21 @@ def test_the_derived_seed_is_stable_across_processes() -> None:
     assert input_seed({"prompt": "a red fox"}) == input_seed({"prompt": "a red fox"})
     assert mock_id("runpod", ProviderJob(input={}, seed=0)) == "mock-runpod-0"
     assert input_seed({}) == int.from_bytes(bytes.fromhex("44136fa3"), "big")
+
+
+@pytest.mark.parametrize("reason", ["dry_run_mode", "flag_off"])
+@pytest.mark.parametrize("remote_id", ["rp-123", "mock-modal-7", "mock-runpod-", "mock-runpod-7x"])
+async def test_a_simulated_poll_of_an_id_never_issued_is_unknown_not_done(
+    reason: str, remote_id: str
+) -> None:
+    """Issue 7: a dry-run poll (and cancel) of an id never submitted is a 404 naming it."""
+    adapter = DryRunAdapter("runpod", reason)  # type: ignore[arg-type]
+    with pytest.raises(UnknownJobError, match=f"runpod poll: no job '{remote_id}'"):
+        await adapter.poll(remote_id)
+    with pytest.raises(UnknownJobError, match=f"runpod cancel: no job '{remote_id}'"):
+        await adapter.cancel(remote_id)
+
+
+def test_mock_ids_are_recognised() -> None:
+    assert is_mock_id("runpod", "mock-runpod-7") and is_mock_id("runpod", "mock-runpod--3")
+    assert not is_mock_id("runpod", "mock-modal-7") and not is_mock_id("runpod", "rp-1")

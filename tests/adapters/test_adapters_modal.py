@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from pathlib import Path
+
 import pytest
 
+from services.adapters.artifacts import ArtifactStore
 from services.adapters.contract import ProviderJob
 from services.adapters.errors import (
     AuthError,
@@ -14,6 +19,7 @@ from services.adapters.errors import (
 from services.adapters.http import HttpOptions
 from services.adapters.modal import ModalAdapter, ModalSettings
 from services.adapters.secrets import Secret
+from services.adapters.tracking import JobRecord
 from tests.adapters.adapter_fakes import MODAL_ID, MODAL_SECRET, Fake, Scripted
 from tests.adapters.conftest import SleepRecorder
 
@@ -59,9 +65,84 @@ async def test_cancel_and_health(modal: ModalAdapter, fake: Fake) -> None:
     submitted = await modal.submit(JOB)
     assert submitted.id is not None
     cancelled = await modal.cancel(submitted.id)
-    assert (cancelled.ok, cancelled.raw_status) == (True, "cancel requested")
+    assert (cancelled.ok, cancelled.status, cancelled.raw_status) == (
+        True, "cancelled", "cancel requested"
+    )
     assert fake.jobs[submitted.id]["cancelled"] is True
     assert (await modal.health()).state == "ready"
+
+
+async def test_a_cancelled_call_ends_cancelled_not_failed(modal: ModalAdapter, fake: Fake) -> None:
+    """Issue 8: get() of a cancelled call raises, so the app answers 500 for it."""
+    submitted = await modal.submit(JOB)
+    assert submitted.id is not None
+    await modal.cancel(submitted.id)
+    polled = await modal.poll(submitted.id)
+    assert (polled.status, polled.raw_status, polled.error) == ("cancelled", "cancelled", None)
+
+
+async def test_a_cancel_recorded_by_another_instance_counts(
+    modal_settings: ModalSettings, http_options: HttpOptions, fake: Fake
+) -> None:
+    """After a restart the cancel is known from the adapter.* events (``known``)."""
+    cancelled = {("modal", "fc-1")}
+    options = dataclasses.replace(
+        http_options,
+        known=lambda p, rid: JobRecord(p, rid, dry_run=False, status="cancelled",
+                                       cancel_requested=True) if (p, rid) in cancelled else None,
+    )  # fmt: skip
+    adapter = ModalAdapter(modal_settings, token_id=Secret(MODAL_ID),
+                           token_secret=Secret(MODAL_SECRET), options=options)  # fmt: skip
+    try:
+        submitted = await adapter.submit(JOB)
+        fake.jobs["fc-1"]["cancelled"] = True
+        assert submitted.id == "fc-1"
+        assert (await adapter.poll("fc-1")).status == "cancelled"
+    finally:
+        await adapter.aclose()
+
+
+def _file(path: str) -> tuple[bytes, int]:
+    return Path(path).read_bytes(), Path(path).stat().st_mode & 0o777
+
+
+HTML = "<!doctype html><html><body>Welcome to nginx!</body></html>"
+
+
+async def test_a_base_url_that_answers_html_is_unhealthy_and_never_done(
+    modal: ModalAdapter, fake: Fake
+) -> None:
+    """Issue 8: a web page for every path is not the job-queue app."""
+    fake.plan("health", Scripted(200, HTML, raw=True, content_type="text/html"))
+    with pytest.raises(MalformedResponseError, match="modal health: answered text/html"):
+        await modal.health()
+    fake.plan("result", Scripted(200, HTML, raw=True, content_type="text/html"))
+    with pytest.raises(MalformedResponseError, match=r"is modal\.base_url the deployed"):
+        await modal.poll("fc-1")
+    fake.plan("health", Scripted(200, "<html>", raw=True))  # labelled JSON, is not
+    with pytest.raises(MalformedResponseError, match="modal health: unexpected response"):
+        await modal.health()
+
+
+async def test_a_binary_result_is_saved_as_an_artifact(
+    modal_settings: ModalSettings, http_options: HttpOptions, fake: Fake, tmp_path: Path
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+    options = dataclasses.replace(http_options, artifacts=ArtifactStore(tmp_path, 1024))
+    adapter = ModalAdapter(modal_settings, token_id=Secret(MODAL_ID),
+                           token_secret=Secret(MODAL_SECRET), options=options)  # fmt: skip
+    try:
+        fake.plan("result", Scripted(200, png, raw=True, content_type="image/png"))
+        polled = await adapter.poll("fc-9")
+    finally:
+        await adapter.aclose()
+    [saved] = polled.saved
+    assert polled.status == "done" and polled.artifacts == [saved.path]
+    assert saved.path == str(tmp_path / "modal" / "fc-9" / "output.png")
+    assert (saved.size, saved.content_type) == (108, "image/png")
+    assert saved.sha256 == hashlib.sha256(png).hexdigest()
+    assert _file(saved.path) == (png, 0o600)
+    assert polled.output == {"content_type": "image/png", "bytes": 108, "path": saved.path}
 
 
 async def test_missing_proxy_credentials_are_an_auth_error(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import random
+from pathlib import Path
 
 import pytest
 
+from services.adapters.artifacts import ArtifactStore
 from services.adapters.contract import ProviderJob
 from services.adapters.errors import (
     AuthError,
@@ -149,10 +154,10 @@ async def test_deep_or_invalid_utf8_answers_are_malformed_not_a_crash(
     """Every provider answer is decoded through schemas.limits (issue 8)."""
     deep = b'{"id": "rp-1", "status": "COMPLETED", "output": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     fake.plan("status", Scripted(200, deep, raw=True))
-    with pytest.raises(MalformedResponseError, match="runpod poll: .*nested 5001 levels deep"):
+    with pytest.raises(MalformedResponseError, match=r"runpod poll: .*nested 5001 levels deep"):
         await runpod.poll("rp-1")
     fake.plan("status", Scripted(200, b'{"id": "rp-1", "status": "\xff\xfe"}', raw=True))
-    with pytest.raises(MalformedResponseError, match="runpod poll: .*UTF-8"):
+    with pytest.raises(MalformedResponseError, match=r"runpod poll: .*UTF-8"):
         await runpod.poll("rp-1")
     fake.plan("status", Scripted(500, b"[" * 5000, raw=True))
     with pytest.raises(ProviderHTTPError, match="runpod poll: HTTP 500"):
@@ -260,3 +265,48 @@ async def test_refused_connection_is_retried_even_for_submit(sleeps: SleepRecord
     finally:
         await adapter.aclose()
     assert len(sleeps.delays) == 1  # nothing was sent, so a second try was safe
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def _file(path: str) -> tuple[bytes, int]:
+    return Path(path).read_bytes(), Path(path).stat().st_mode & 0o777
+
+
+async def test_inline_base64_images_are_saved_and_listed_as_artifacts(
+    runpod_settings: RunPodSettings, http_options: HttpOptions, fake: Fake, tmp_path: Path
+) -> None:
+    """Issue 8: worker-comfyui's base64 images, data URIs and bare base64 in ``output``
+    are saved under <data-dir>/artifacts/runpod/<job>/ and listed; the limit holds."""
+    b64 = base64.b64encode(PNG).decode()
+    output = {
+        "images": [{"filename": "../../ComfyUI_0001_.png", "type": "base64", "data": b64}],
+        "preview": f"data:image/png;base64,{b64}",
+        "raw": b64,
+        "big": "data:image/png;base64," + base64.b64encode(b"x" * 5000).decode(),
+        "seed": 7,
+    }
+    fake.plan("status", Scripted(200, {"id": "rp-1", "status": "COMPLETED", "output": output}))
+    options = dataclasses.replace(http_options, artifacts=ArtifactStore(tmp_path, 4096))
+    adapter = RunPodAdapter(runpod_settings, api_key=Secret(TOKEN), options=options)
+    try:
+        polled = await adapter.poll("rp-1")
+    finally:
+        await adapter.aclose()
+    folder = tmp_path / "runpod" / "rp-1"
+    names = [Path(item.path).name for item in polled.saved]
+    assert names == ["ComfyUI_0001_.png", "output-preview.png", "output-raw.png"]
+    assert all(Path(item.path).parent == folder for item in polled.saved)
+    assert polled.artifacts == [item.path for item in polled.saved]
+    for item in polled.saved:
+        assert (item.size, item.content_type) == (len(PNG), "image/png")
+        assert item.sha256 == hashlib.sha256(PNG).hexdigest()
+        assert _file(item.path) == (PNG, 0o600)
+    assert polled.output["images"][0] == {
+        "filename": "../../ComfyUI_0001_.png", "type": "base64", "path": polled.saved[0].path
+    }
+    assert polled.output["preview"] == polled.saved[1].path and polled.output["seed"] == 7
+    assert polled.output["big"] == "(inline data left out; see logs)"
+    assert any("'output-big'" in line and "over the artifact limit of 4096" in line
+               for line in polled.logs)  # fmt: skip
