@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 
+import msgspec
 from aiohttp import web
 from nats.aio.msg import Msg
 
@@ -11,6 +12,7 @@ from schemas.subjects import HEARTBEAT, PING
 from services.gateway.app import create_app
 from services.gateway.heartbeats import HeartbeatTracker
 from services.gateway.server import GatewayRunner
+from services.runtime.config import Config
 from services.runtime.errors import GpurouteError
 from services.runtime.service import Service
 
@@ -57,3 +59,8 @@ class GatewayService(Service):
     async def teardown(self) -> None:
         await self._runner.cleanup()
         await self._beats.unsubscribe()
+
+    def restart_config(self) -> Config:
+        """A replacement serves on the port this instance got (``--http-port 0`` too)."""
+        http = msgspec.structs.replace(self.config.http, port=self.port)
+        return msgspec.structs.replace(self.config, http=http)
