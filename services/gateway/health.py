@@ -34,7 +34,7 @@ async def health(request: web.Request) -> web.Response:
         body["store"] = {"ok": False, "error": str(e)}
         problems.append(f"store: {e}")
     else:
-        store_problems = [str(p) for p in getattr(stats, "problems", None) or []]
+        store_problems = list(stats.problems)
         body["store"] = {"ok": not store_problems, **msgspec.structs.asdict(stats)}
         problems.extend(f"store: {p}" for p in store_problems)
     problems.extend(beats.problems(request.app[SETTINGS].expect_services))

@@ -87,12 +87,8 @@ class HeartbeatTracker:
                     f"service {name!r}: stale, last heartbeat {age:.1f}s ago "
                     f"(more than {STALE_AFTER} missed)"
                 )
-        for name, instances in snapshot.items():
-            for i in instances:
-                faults = i.get("faults") or []
-                if faults and not i["stale"]:
-                    out.append(
-                        f"service {name!r} (instance {i['instance']}): "
-                        f"faulted task{'s' if len(faults) > 1 else ''}: {'; '.join(faults)}"
-                    )
+        now = self._clock.monotonic()
+        for (name, instance), (beat, seen) in sorted(self._last.items()):
+            if beat.faults and now - seen <= self.stale_after_s:
+                out.append(f"service {name!r} (instance {instance}): {'; '.join(beat.faults)}")
         return out
