@@ -263,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config.nats.url = url = nats_url(config.nats.url, config.data_path)
             setup_logging(config.log_level, config.data_path / "gpuroute.log")
             names = list(SERVICES) if args.command == "up" else [args.name]
+            if args.command == "up":  # /health then requires each service it starts
+                expect = config.gateway.expect_services
+                config.gateway.expect_services = list(dict.fromkeys([*names, *expect]))
             with contextlib.suppress(KeyboardInterrupt):
                 if args.command == "serve":  # say so now, not after the runner's 10 s
                     asyncio.run(_reachable(url))
