@@ -27,8 +27,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from schemas.envelope import event_type
+from schemas.flags import FlagValues
 from schemas.jobs import JobKind, Target
-from schemas.providers import MAX_VRAM_GB, PriceSnapshot, RegistryStats
+from schemas.providers import MAX_VRAM_GB, Name, PriceSnapshot, RegistryStats
 from schemas.subjects import command
 from schemas.telemetry import GpuDevice, TelemetrySample
 
@@ -64,6 +65,7 @@ Steps = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 Tokens = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 AudioSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 MAX_COST_USD = 1_000_000.0
+MAX_QUEUE_DEPTH = 1_000_000_000
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -76,8 +78,8 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class QueueDepthChanged(msgspec.Struct, frozen=True, kw_only=True):
     """Jobs waiting in a queue; the advisor reads the ``remote`` queue."""
 
-    depth: Annotated[int, msgspec.Meta(ge=0)]
-    queue: str = "remote"
+    depth: Annotated[int, msgspec.Meta(ge=0, le=MAX_QUEUE_DEPTH)]
+    queue: Name = "remote"
 
 
 # -- flags ---------------------------------------------------------------------
@@ -90,7 +92,7 @@ class FlagsQuery(_Request, frozen=True):
 class FlagsUpdate(_Request, frozen=True):
     """``{"flags": {"features.enable_compute": true}}``; names from schemas.flags.DEFAULTS."""
 
-    flags: dict[str, bool]
+    flags: FlagValues
 
 
 class FlagsView(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,7 +205,12 @@ class CpuThresholds(msgspec.Struct, frozen=True, kw_only=True):
     max_megapixels: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.6
     max_minutes: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 10.0
     ram_factor: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.2
-    allowed_kinds: tuple[JobKind, ...] = ("image", "speech", "llm", "other")
+    allowed_kinds: Annotated[tuple[JobKind, ...], msgspec.Meta(max_length=16)] = (
+        "image",
+        "speech",
+        "llm",
+        "other",
+    )
 
 
 class RuleThresholds(msgspec.Struct, frozen=True, kw_only=True):

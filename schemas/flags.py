@@ -7,9 +7,12 @@ by the flags endpoint (a typo should not silently create a new flag).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from schemas.envelope import event_type
+from schemas.limits import MAX_NAME
 
 ENABLE_COMPUTE = "features.enable_compute"
 ENABLE_PUBLIC_GPU_ADAPTERS = "features.enable_public_gpu_adapters"
@@ -24,10 +27,16 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+MAX_FLAGS = 64
+"""Flags in one change (far more than are known: a bound, not a plan)."""
+FlagName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
+FlagValues = Annotated[dict[FlagName, bool], msgspec.Meta(max_length=MAX_FLAGS)]
+
+
 class FlagsChanged(msgspec.Struct, frozen=True, kw_only=True):
     """The flags that changed, with their new values."""
 
-    flags: dict[str, bool]
+    flags: FlagValues
 
 
 FlagsChangedEvent = event_type("flags.changed", FlagsChanged, "Feature flags were changed.")

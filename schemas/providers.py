@@ -12,6 +12,11 @@ are the ``*Body`` twins of the profile a client or the seed file writes;
 replies and event payloads are lenient so an older reader skips newer fields.
 
 Units: GB (10^9 bytes) for VRAM offers, USD, seconds where a name says ``_s``.
+
+Every field a person types is bounded (``Name``: ``limits.MAX_NAME`` characters,
+``Text``: ``limits.MAX_TEXT``, lists: ``MAX_GPUS`` offers, ``MAX_AUTH_FIELDS``
+names), so a profile always fits an event with room to spare; a longer one
+is a 400 naming the field and the limit.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Annotated, Literal, get_args
 import msgspec
 
 from schemas.envelope import event_type
+from schemas.limits import MAX_NAME, MAX_TEXT
 from schemas.subjects import command
 
 # -- subjects ------------------------------------------------------------------
@@ -60,6 +66,11 @@ MIN_INCREMENT_S = 0.001
 Price = Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE_USD)]
 Speed = Annotated[float, msgspec.Meta(ge=MIN_SPEED, le=100)]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+MAX_GPUS = 64
+"""GPU offers in one profile."""
+MAX_AUTH_FIELDS = 32
 
 
 class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,8 +84,9 @@ ProviderKind = Literal[
 ]
 PROVIDER_KINDS: tuple[str, ...] = get_args(ProviderKind)
 PriceUnit = Literal["hour", "second"]
-RESERVED_IDS = frozenset({"local", "cpu", "remote", "wait", "stats"})
-"""Target names (and the ``stats`` route): a provider cannot take one of these ids."""
+RESERVED_IDS = frozenset({"local", "cpu", "remote", "wait", "stats", "gpu"})
+"""Target names and the literal routes under ``/api/providers/`` (``stats``,
+``gpu``): a provider cannot take one of these ids (a test checks the routes)."""
 ProviderId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 
@@ -96,8 +108,8 @@ class PriceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """When and where the prices were read. ``date`` is a real YYYY-MM-DD date."""
 
     date: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-    source: Annotated[str, msgspec.Meta(min_length=1)]
-    note: str = ""
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+    note: Text = ""
 
     def __post_init__(self) -> None:
         try:
@@ -133,16 +145,16 @@ class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True):
 
     id: ProviderId
     kind: ProviderKind
-    gpus: Annotated[tuple[GpuOffer, ...], msgspec.Meta(min_length=1)]
+    gpus: Annotated[tuple[GpuOffer, ...], msgspec.Meta(min_length=1, max_length=MAX_GPUS)]
     price_snapshot: PriceSnapshot
-    name: str = ""
-    auth_fields: tuple[str, ...] = ()
-    base_url: str = ""
-    region: str = ""
+    name: Name = ""
+    auth_fields: Annotated[tuple[Name, ...], msgspec.Meta(max_length=MAX_AUTH_FIELDS)] = ()
+    base_url: Text = ""
+    region: Name = ""
     hardware: HardwareProfile = HardwareProfile()
     transfer_usd_per_gb: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.0
     enabled: bool = True
-    notes: str = ""
+    notes: Text = ""
 
     def __post_init__(self) -> None:
         if self.id in RESERVED_IDS:
@@ -164,7 +176,7 @@ class HardwareProfileBody(HardwareProfile, frozen=True, kw_only=True, forbid_unk
 class ProviderProfileBody(ProviderProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A profile as a client or the seed file writes it: every level is strict."""
 
-    gpus: Annotated[tuple[GpuOfferBody, ...], msgspec.Meta(min_length=1)]
+    gpus: Annotated[tuple[GpuOfferBody, ...], msgspec.Meta(min_length=1, max_length=MAX_GPUS)]
     price_snapshot: PriceSnapshotBody
     hardware: HardwareProfileBody = HardwareProfileBody()
 
@@ -176,12 +188,12 @@ class ProviderUpserted(msgspec.Struct, frozen=True, kw_only=True):
     """Create or replace a provider. ``origin``: ``seed`` (first start) or ``api``."""
 
     profile: ProviderProfile
-    origin: str = "api"
+    origin: Name = "api"
 
 
 class ProviderRemoved(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    reason: str = ""
+    id: Name
+    reason: Text = ""
 
 
 class RegistryStats(msgspec.Struct, frozen=True, kw_only=True):

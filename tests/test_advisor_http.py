@@ -190,3 +190,78 @@ async def test_providers_of_one_kind_and_every_bad_query_parameter_named(http):
     assert status == 400 and body["ok"] is False
     assert "unknown parameter `foo` (known: kind)" in body["error"]
     assert "at `$.kind`" in body["error"] and "zzz" in body["error"]
+
+
+def profile_with(**changes: object) -> dict[str, object]:
+    return {**PROFILE, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"notes": "n" * 10_000}, "Expected `str` of length <= 2000 - at `$.notes`"),
+        ({"name": "n" * 1000}, "Expected `str` of length <= 128 - at `$.name`"),
+        ({"base_url": "http://x/" + "a" * 3000}, "<= 2000 - at `$.base_url`"),
+        ({"region": "r" * 200}, "<= 128 - at `$.region`"),
+        ({"auth_fields": ["k"] * 100}, "Expected `array` of length <= 32 - at `$.auth_fields`"),
+        ({"auth_fields": ["k" * 200]}, "<= 128 - at `$.auth_fields[0]`"),
+        ({"gpus": PROFILE["gpus"] * 1000}, "Expected `array` of length <= 64 - at `$.gpus`"),
+        ({"price_snapshot": {"date": "2026-11-30", "source": "s" * 3000}},
+         "<= 2000 - at `$.price_snapshot.source`"),
+        ({"price_snapshot": {"date": "2026-11-30", "source": "x", "note": "n" * 3000}},
+         "<= 2000 - at `$.price_snapshot.note`"),
+    ],
+)  # fmt: skip
+async def test_every_typed_field_of_a_provider_has_a_length_bound(http, changes, needle):
+    """A 1 MB `notes` used to be stored (201), and a restarted advisor then never
+    finished rebuilding."""
+    status, body = await http.post("/api/providers", profile_with(**changes))
+    assert status == 400 and needle in body["error"], body
+
+
+async def test_a_megabyte_of_notes_is_refused(http):
+    status, body = await http.post("/api/providers", profile_with(notes="n" * 1_000_000))
+    assert 400 <= status < 500 and body["ok"] is False
+    status, listed = await http.get("/api/providers")
+    assert "studio-box" not in [p["id"] for p in listed["providers"]]
+
+
+@pytest.mark.parametrize("provider_id", ["gpu", "stats", "local", "Bad Id", "a/b", "x" * 65])
+async def test_a_provider_id_may_not_collide_with_a_route_or_be_no_slug(http, provider_id):
+    """`gpu` was accepted: /api/providers/gpu is where the GPU provider routes live."""
+    status, body = await http.post("/api/providers", profile_with(id=provider_id))
+    assert status == 400, body
+    assert "at `$.id`" in body["error"] or repr(provider_id) in body["error"]
+    _, listed = await http.get("/api/providers")
+    assert provider_id not in [p["id"] for p in listed["providers"]]
+
+
+def test_every_route_under_providers_is_a_reserved_id():
+    """A new literal route under /api/providers/ must not be a provider id too."""
+    from typing import Any, cast
+
+    from aiohttp import web
+
+    from schemas.providers import RESERVED_IDS
+    from services.gateway import compute, providers_gpu
+    from services.gateway.state import BUS
+
+    app = web.Application()
+    app[BUS] = cast(Any, None)  # routes are only listed, never called
+    providers_gpu.add_routes(app)
+    compute.add_routes(app)
+    segments = {
+        r.canonical.removeprefix("/api/providers/").split("/")[0]
+        for r in app.router.resources()
+        if r.canonical.startswith("/api/providers/")
+    }
+    literal = {s for s in segments if not s.startswith("{")}
+    assert literal and literal <= RESERVED_IDS
+
+
+async def test_flags_are_bounded(http):
+    many = {f"features.f{i}": True for i in range(100)}
+    status, body = await http.put("/api/flags", {"flags": many})
+    assert status == 400 and "at `$.flags`" in body["error"]
+    status, body = await http.put("/api/flags", {"flags": {"f" * 500: True}})
+    assert status == 400 and "<= 128" in body["error"]

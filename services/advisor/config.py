@@ -43,7 +43,8 @@ from schemas.advisor import (
     Steps,
     Tokens,
 )
-from schemas.providers import MAX_SECONDS, MAX_VRAM_GB, Price, Speed
+from schemas.limits import MAX_NAME
+from schemas.providers import MAX_SECONDS, MAX_VRAM_GB, Name, Price, Speed
 from services.advisor.errors import ConfigError
 
 Gb = Annotated[float, msgspec.Meta(ge=0, le=MAX_VRAM_GB)]
@@ -96,6 +97,11 @@ class KindVram(_Strict, frozen=True):
     per_megapixel_gb: Annotated[float, msgspec.Meta(ge=0, le=1024)] = 0.0
 
 
+MAX_MODELS = 1024
+"""Entries of ``[vram.models_gb]``."""
+MAX_PRICE_OVERRIDES = 1024
+
+
 def _models_gb() -> dict[str, float]:
     # Weights + runtime in fp16 as commonly loaded by ComfyUI / diffusers / vLLM.
     return {
@@ -119,7 +125,10 @@ class VramConfig(_Strict, frozen=True):
     llm_bytes_per_param: Annotated[float, msgspec.Meta(gt=0, le=64)] = 2.0
     llm_default_params_b: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 7.0
     llm_overhead_gb: Gb = 1.5
-    models_gb: dict[str, Gb] = msgspec.field(default_factory=_models_gb)
+    models_gb: Annotated[
+        dict[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)], Gb],
+        msgspec.Meta(max_length=MAX_MODELS),
+    ] = msgspec.field(default_factory=_models_gb)
 
 
 class CpuSlowdown(_Strict, frozen=True):
@@ -183,8 +192,8 @@ class PriceOverride(_Strict, frozen=True):
     limits it to one GPU type of the provider; left out, it applies to all.
     """
 
-    provider: Annotated[str, msgspec.Meta(min_length=1)]
-    gpu: str | None = None
+    provider: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
+    gpu: Name | None = None
     price_usd: Price | None = None
     unit: Literal["hour", "second"] = "hour"
     multiplier: Annotated[float, msgspec.Meta(gt=0, le=1000)] | None = None
@@ -200,7 +209,9 @@ class AdvisorConfig(_Strict, frozen=True):
     speed: SpeedConfig = SpeedConfig()
     defaults: JobDefaults = JobDefaults()
     pricing: PricingConfig = PricingConfig()
-    price_overrides: tuple[PriceOverride, ...] = ()
+    price_overrides: Annotated[
+        tuple[PriceOverride, ...], msgspec.Meta(max_length=MAX_PRICE_OVERRIDES)
+    ] = ()
 
 
 DEFAULT_CONFIG = AdvisorConfig()

@@ -21,8 +21,15 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from schemas.advisor import AdvisorJobSpec, AdvisorJobSpecBody, CostRequest
-from schemas.providers import ProviderProfileBody, ProviderPut, ProviderUpserted
+from schemas.advisor import (
+    AdvisorJobSpec,
+    AdvisorJobSpecBody,
+    CostRequest,
+    FlagsUpdate,
+    QueueDepthChanged,
+)
+from schemas.flags import FlagsChanged
+from schemas.providers import ProviderProfileBody, ProviderPut, ProviderRef, ProviderUpserted
 from services.advisor.config import DEFAULT_CONFIG, AdvisorConfig
 from services.advisor.pricing import preview_costs
 from services.advisor.registry import fold, parse_profile
@@ -239,3 +246,38 @@ def test_json_infinity_is_refused(raw: bytes) -> None:
 def test_toml_nan_and_inf_are_refused(value: str) -> None:
     with pytest.raises(msgspec.ValidationError, match=re.escape("at `$.pricing.usd_per_kwh`")):
         msgspec.toml.decode(f"[pricing]\nusd_per_kwh = {value}", type=AdvisorConfig)
+
+
+def _unbounded(t: mi.Type, path: str, seen: set[type]) -> Iterator[str]:
+    """Paths of strings, arrays and objects in ``t`` without a length bound."""
+    if isinstance(t, mi.StrType):
+        if t.max_length is None and t.pattern is None:
+            yield path
+    elif isinstance(t, (mi.ListType, mi.TupleType, mi.VarTupleType, mi.SetType, mi.DictType)):
+        if getattr(t, "max_length", 0) is None:
+            yield path
+        if isinstance(t, mi.DictType):
+            yield from _unbounded(t.key_type, path + "{key}", seen)
+            yield from _unbounded(t.value_type, path + "{}", seen)
+        elif isinstance(t, mi.TupleType):
+            for i, item in enumerate(t.item_types):
+                yield from _unbounded(item, f"{path}[{i}]", seen)
+        else:
+            yield from _unbounded(t.item_type, path + "[]", seen)
+    elif isinstance(t, mi.UnionType):
+        for member in t.types:
+            yield from _unbounded(member, path, seen)
+    elif isinstance(t, mi.StructType) and t.cls not in seen:
+        seen.add(t.cls)
+        for f in t.fields:
+            yield from _unbounded(f.type, f"{path}.{f.encode_name}", seen)
+
+
+@pytest.mark.parametrize(
+    "type_",
+    [*REQUEST_TYPES, ProviderUpserted, FlagsUpdate, FlagsChanged, ProviderRef, QueueDepthChanged],
+)
+def test_every_text_and_list_a_person_types_has_a_length_bound(type_: type) -> None:
+    """A 1 MB provider `notes` was stored; a restarted advisor then never finished
+    rebuilding. Every string, list and object is bounded (``schemas.limits``)."""
+    assert list(_unbounded(mi.type_info(type_), "$", set())) == []
