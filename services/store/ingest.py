@@ -6,8 +6,8 @@ deep, not an event, an event of another type than its subject) is a reason,
 never an exception that could stop the writer.
 
 :func:`dead_letter_message` wraps a dead letter for ``dlq.<subject>`` so that
-it always fits NATS's ``max_payload``: at most ``MAX_EVENT_BYTES`` of the body
-(the whole body stays in the ``dead_letters`` table), the reason bounded, and
+it always fits NATS's ``max_payload``: body and headers together at most
+``MAX_EVENT_BYTES`` (the whole body stays in the ``dead_letters`` table), the reason bounded, and
 headers saying the original size and whether the body was cut.
 """
 
@@ -25,7 +25,7 @@ DEAD_REASON = "Gpuroute-Dead-Reason"
 DEAD_SIZE = "Gpuroute-Dead-Size"
 """The size in bytes of the message as it was received."""
 DEAD_TRUNCATED = "Gpuroute-Dead-Truncated"
-"""``true`` when the republished body is only the first ``MAX_EVENT_BYTES``."""
+"""``true`` when the republished body is only the start of the message."""
 
 
 def one_line(text: str, max_chars: int = limits.MAX_TEXT) -> str:
@@ -64,7 +64,12 @@ def dead_letter_message(dead: Dead, stream: str) -> DeadLetter:
         DEAD_SIZE: str(len(body)),
         "Nats-Msg-Id": f"dlq-{stream}-{stream_seq}",
     }
-    if len(body) > limits.MAX_EVENT_BYTES:
+    if len(body) + _header_bytes(headers) > limits.MAX_EVENT_BYTES:
         headers[DEAD_TRUNCATED] = "true"
-        body = body[: limits.MAX_EVENT_BYTES]
+        body = body[: limits.MAX_EVENT_BYTES - _header_bytes(headers)]
     return DeadLetter(DLQ_PREFIX + subject, body, headers)
+
+
+def _header_bytes(headers: dict[str, str]) -> int:
+    """Headers as they count against a message's size (``Name: value\r\n``)."""
+    return sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
