@@ -265,3 +265,18 @@ async def test_flags_are_bounded(http):
     assert status == 400 and "at `$.flags`" in body["error"]
     status, body = await http.put("/api/flags", {"flags": {"f" * 500: True}})
     assert status == 400 and "<= 128" in body["error"]
+
+
+async def test_a_flags_put_that_changes_nothing_records_nothing(config):
+    from tests.advisor.service_support import stored_events
+
+    compute, adapters = "features.enable_compute", "features.enable_public_gpu_adapters"
+    async with running_advisor(config, NO_GPU), running_gateway(config) as http:
+        status, same = await http.put("/api/flags", {"flags": {compute: False}})  # the default
+        assert status == 200 and same["changed"] == [] and same["event_id"] is None
+        _, on = await http.put("/api/flags", {"flags": {compute: True}})
+        assert on["changed"] == [compute] and on["applied"] is True
+        _, again = await http.put("/api/flags", {"flags": {compute: True, adapters: True}})
+        assert again["changed"] == [adapters] and again["flags"][adapters] is True
+    changes = [e.payload.flags for _, e in stored_events(config.events_db, "flags.changed")]
+    assert changes == [{compute: True}, {adapters: True}]

@@ -3,7 +3,8 @@
 Queries (advise, costs, gpus, providers list/get/stats, flags get) answer from
 the state the service has folded; commands (provider put/delete, flags set)
 validate, publish their event and wait until the event came back folded from
-the store, so the reply and any later read see the change. Before the state is
+the store, so the reply and any later read see the change. A flags set records
+only the flags whose value it changes, and no event when it changes none. Before the state is
 rebuilt a handler waits up to ``READY_WAIT_S``, then answers 503. Subjects and
 types: ``schemas/advisor.py``, ``schemas/providers.py``.
 
@@ -230,8 +231,12 @@ class AdvisorEndpoints:
             raise EndpointError(400, f"unknown flag `{unknown[0]}` (known: {known}) - at `$.flags`")
         if not update.flags:
             raise EndpointError(400, "no flag to change - at `$.flags`")
-        eid, applied = await self._publish_and_wait(FlagsChanged(flags=update.flags), key="flags")
-        return self._flags_view(changed=sorted(update.flags), event_id=eid, applied=applied)
+        current = all_flags(self.state)
+        changes = {k: v for k, v in sorted(update.flags.items()) if current[k] != v}
+        if not changes:  # nothing to record: an event would only add noise to replays
+            return self._flags_view()
+        eid, applied = await self._publish_and_wait(FlagsChanged(flags=changes), key="flags")
+        return self._flags_view(changed=list(changes), event_id=eid, applied=applied)
 
     def _flags_view(
         self, changed: list[str] | None = None, event_id: str | None = None, applied: bool = True
