@@ -211,7 +211,7 @@ async def test_inline_outputs_are_saved_under_the_data_directory(
     }
     submitted = await live.submit("runpod", {"input": {}, "job_id": "j-img"})
     final = (await live.poll_until_terminal("runpod", submitted.json["id"]))[-1].json
-    path = Path(config.data_dir).resolve() / "artifacts" / "runpod" / "rp-1" / "out.png"
+    path = _artifact(config, "runpod", "rp-1", "out.png")
     assert final["saved"] == [{
         "path": str(path), "size": len(png), "content_type": "image/png",
         "sha256": hashlib.sha256(png).hexdigest(),
@@ -222,6 +222,10 @@ async def test_inline_outputs_are_saved_under_the_data_directory(
     [event] = [e for e in await live.events(2, "adapter.status_changed")
                if e["data"]["status"] == "done"]  # fmt: skip
     assert event["data"]["saved"] == final["saved"]
+
+
+def _artifact(config: Config, *parts: str) -> Path:
+    return Path(config.data_dir).resolve().joinpath("artifacts", *parts)
 
 
 def polled_text(body: Any) -> str:
