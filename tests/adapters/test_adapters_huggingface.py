@@ -3,8 +3,13 @@ endpoint proxy: endpoint states, scale-from-zero 503s, X-Scale-Up-Timeout."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
+from schemas.adapters import PollResult
+from services.adapters.artifacts import ArtifactStore
 from services.adapters.contract import ProviderJob
 from services.adapters.errors import (
     AuthError,
@@ -192,3 +197,32 @@ async def test_bad_token(hf_settings: HuggingFaceSettings, http_options: HttpOpt
 async def test_per_job_target_is_refused(huggingface: HuggingFaceAdapter) -> None:
     with pytest.raises(InvalidJobError):
         await huggingface.submit(ProviderJob(input={}, target="other"))
+
+
+async def test_raw_image_bytes_are_saved_as_an_artifact_and_reported(
+    hf_settings: HuggingFaceSettings, http_options: HttpOptions, fake: Fake, tmp_path: Path
+) -> None:
+    """Issue 8: an endpoint answering raw image bytes lost them; now they are saved, and
+    the ended job is handed to ``on_result`` (the service records it in an event)."""
+    reported: list[PollResult] = []
+
+    async def on_result(result: PollResult) -> None:
+        reported.append(result)
+
+    options = dataclasses.replace(
+        http_options, artifacts=ArtifactStore(tmp_path, 1024), on_result=on_result
+    )
+    adapter = HuggingFaceAdapter(hf_settings, api_key=Secret(TOKEN), options=options)
+    fake.extra["image"] = True
+    try:
+        submitted = await adapter.submit(JOB)
+        assert submitted.id is not None
+        final = await adapter.wait(submitted.id)
+    finally:
+        await adapter.aclose()
+    [saved] = final.saved
+    assert saved.path == str(tmp_path / "huggingface" / submitted.id / "output.png")
+    assert (saved.size, saved.content_type) == (8, "image/png")
+    assert final.artifacts == [saved.path]
+    assert final.output == {"content_type": "image/png", "bytes": 8, "path": saved.path}
+    assert [r.status for r in reported] == ["done"] and reported[0].saved == [saved]
