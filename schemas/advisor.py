@@ -29,7 +29,7 @@ import msgspec
 from schemas.envelope import event_type
 from schemas.flags import FlagValues
 from schemas.jobs import JobKind, Target
-from schemas.providers import MAX_VRAM_GB, Name, PriceSnapshot, RegistryStats
+from schemas.providers import MAX_VRAM_GB, Name, PriceSnapshot, ProviderStats
 from schemas.subjects import command
 from schemas.telemetry import GpuDevice, TelemetrySample
 
@@ -371,7 +371,7 @@ class CostPreview(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[str] = []
     warnings: list[str] = []
     comparison: list[CostEstimate] = []
-    registry: RegistryStats | None = None
+    registry: ProviderStats | None = None
     job: JobDerived | None = None
 
 

@@ -25,6 +25,7 @@ import datetime
 from typing import Annotated, Literal, get_args
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from schemas.envelope import event_type
 from schemas.limits import MAX_NAME, MAX_TEXT
@@ -196,13 +197,6 @@ class ProviderRemoved(msgspec.Struct, frozen=True, kw_only=True):
     reason: Text = ""
 
 
-class RegistryStats(msgspec.Struct, frozen=True, kw_only=True):
-    total: int
-    enabled: int
-    by_kind: dict[str, int]
-    version: int
-
-
 class ProvidersQuery(_Request, frozen=True):
     pass
 
@@ -241,17 +235,27 @@ class ProviderChanged(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ProviderStats(msgspec.Struct, frozen=True, kw_only=True):
-    """``storage``: the event store holding the registry's events;
-    ``persisted``: the registry is rebuilt from stored events (the store answered)."""
+    """The registry's stats: the reply of ``GET /api/providers/stats`` and the
+    ``registry`` of a debug cost preview (the advisor builds both in one place).
+
+    The first four come from the registry alone. The rest are the service's:
+    ``seeded``; ``storage_path`` (``storage``, its older name), the event store
+    holding the registry's events, None when the store did not answer;
+    ``persisted``, the registry is rebuilt from stored events (the store
+    answered); ``position``, the store position folded. They are left out (UNSET)
+    where stats are computed without the service (a pure cost preview, a replay).
+    """
 
     total: int
     enabled: int
     by_kind: dict[str, int]
     version: int
-    seeded: bool
-    storage: str | None
-    persisted: bool
-    position: int
+    seeded: bool | UnsetType = UNSET
+    storage: str | UnsetType | None = UNSET
+    persisted: bool | UnsetType = UNSET
+    position: int | UnsetType = UNSET
+    storage_path: str | UnsetType | None = UNSET
+
 
 
 ProviderUpsertedEvent = event_type(

@@ -280,3 +280,16 @@ async def test_a_flags_put_that_changes_nothing_records_nothing(config):
         assert again["changed"] == [adapters] and again["flags"][adapters] is True
     changes = [e.payload.flags for _, e in stored_events(config.events_db, "flags.changed")]
     assert changes == [{compute: True}, {adapters: True}]
+
+
+async def test_a_debug_cost_preview_has_the_registry_stats_of_the_stats_route(http, config):
+    _, stats = await http.get("/api/providers/stats")
+    status, preview = await http.post(
+        "/api/compute/costs", {"queue": "remote", "duration_minutes": 2, "debug": True}
+    )
+    assert status == 200
+    assert preview["registry"] == {k: v for k, v in stats.items() if k != "ok"}
+    assert preview["registry"]["storage_path"] == str(config.events_db)
+    assert preview["registry"]["persisted"] is True and preview["registry"]["total"] == 6
+    _, plain = await http.post("/api/compute/costs", {"queue": "remote", "duration_minutes": 2})
+    assert plain["registry"] is None

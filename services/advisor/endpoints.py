@@ -149,13 +149,18 @@ class AdvisorEndpoints:
         return reply
 
     async def costs(self, request: CostRequest) -> CostPreview:
+        """The preview; with ``debug`` its ``registry`` is what the stats route says."""
         await self._wait_ready()
+        state = self.state
         try:
-            return preview_costs(request, self.state.registry, self.state.flags, self.rules)
+            preview = preview_costs(request, state.registry, state.flags, self.rules)
         except ProviderNotFound as e:
             raise EndpointError(404, str(e)) from e
         except CostRequestError as e:
             raise EndpointError(400, str(e)) from e
+        if request.debug:
+            preview = msgspec.structs.replace(preview, registry=await self._stats(state))
+        return preview
 
     async def gpus(self, request: GpuListRequest) -> GpuList:
         await self._wait_ready()
@@ -201,22 +206,25 @@ class AdvisorEndpoints:
 
     async def stats(self, _: ProvidersQuery) -> ProviderStats:
         await self._wait_ready()
+        return await self._stats(self.state)
+
+    async def _stats(self, state: AdvisorState) -> ProviderStats:
+        """The registry's stats with where it is stored: the stats route and a debug
+        cost preview both answer this. ``storage_path`` is None (``persisted``
+        false) when the store does not answer within 2 s."""
+        position = self.position
         try:
             store = await self.bus.call(STORE_STATS, {}, StoreStats, timeout=2.0)
             storage: str | None = store.path
         except GpurouteError:
             storage = None
-        reg = self.state.registry
-        s = stats(reg)
-        return ProviderStats(
-            total=s.total,
-            enabled=s.enabled,
-            by_kind=s.by_kind,
-            version=s.version,
-            seeded=reg.seeded,
+        return msgspec.structs.replace(
+            stats(state.registry),
+            seeded=state.registry.seeded,
             storage=storage,
             persisted=storage is not None,
-            position=self.position,
+            position=position,
+            storage_path=storage,
         )
 
     async def flags(self, _: FlagsQuery) -> FlagsView:

@@ -30,7 +30,7 @@ import msgspec
 
 from schemas.advisor import CostBreakdown, CostEstimate, CostPreview, CostRequest, JobDerived
 from schemas.flags import ENABLE_COMPUTE
-from schemas.providers import GpuOffer, ProviderProfile, RegistryStats
+from schemas.providers import GpuOffer, ProviderProfile, ProviderStats
 from services.advisor.config import AdvisorConfig
 from services.advisor.errors import CostRequestError, ProviderNotFound
 from services.advisor.quotes import PriceTable, Quote
@@ -299,7 +299,7 @@ def preview_costs(
 
 
 class _Debug(NamedTuple):
-    registry: RegistryStats | None
+    registry: ProviderStats | None
     job: JobDerived | None
 
 

@@ -30,8 +30,8 @@ from schemas.providers import (
     ProviderProfile,
     ProviderProfileBody,
     ProviderRemoved,
+    ProviderStats,
     ProviderUpserted,
-    RegistryStats,
 )
 from services.advisor.config import PriceOverride
 from services.advisor.errors import ConfigError
@@ -79,11 +79,11 @@ def fold(payloads: Iterable[RegistryEvent], state: RegistryState | None = None) 
     return current
 
 
-def stats(state: RegistryState) -> RegistryStats:
+def stats(state: RegistryState) -> ProviderStats:
     by_kind = dict.fromkeys(PROVIDER_KINDS, 0)
     for p in state.providers.values():
         by_kind[p.kind] += 1
-    return RegistryStats(
+    return ProviderStats(
         total=len(state.providers),
         enabled=sum(p.enabled for p in state.providers.values()),
         by_kind=by_kind,

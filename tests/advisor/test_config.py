@@ -70,3 +70,23 @@ def test_digest_is_stable_and_sensitive() -> None:
     assert config_digest(AdvisorConfig()) == config_digest(DEFAULT_CONFIG)
     changed = parse_config("[rules.remote]\nqueue_saturated_at = 3\n")
     assert config_digest(changed) != config_digest(DEFAULT_CONFIG)
+
+
+def test_rule_numbers_agree_in_code_docs_and_the_ops_file() -> None:
+    """docs/advisor.md numbered the rules 1-5 while the code and ops/advisor.toml
+    said 0-4 (rule 0: the preferred target; rule 4 always closes)."""
+    import re
+    from typing import get_args
+
+    import services.advisor.rules
+    from schemas.advisor import RuleName
+
+    root = OPS_FILE.parents[1]
+    code = dict(enumerate(get_args(RuleName)))
+    docstring = services.advisor.rules.__doc__ or ""
+    in_code = {int(n): r for n, r in re.findall(r"(?m)^(\d)\. ``(\w+)``", docstring)}
+    docs = (root / "docs" / "advisor.md").read_text()
+    in_docs = {int(n): r for n, r in re.findall(r"(?m)^(\d)\. `(\w+)`", docs)}
+    in_ops = {int(n): r for n, r in re.findall(r"Rule (\d) \(`(\w+)`\)", OPS_FILE.read_text())}
+    assert in_code == code and in_docs == code
+    assert in_ops == code  # every rule named once in the ops file, with its number
