@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from schemas import limits
 from schemas.envelope import event_type
 from schemas.subjects import command
 
@@ -198,14 +199,18 @@ def encode_failure(failure: AdapterFailure) -> str:
     return json.dumps(msgspec.to_builtins(failure), ensure_ascii=True, separators=(",", ":"))
 
 
+_FAILURE = msgspec.json.Decoder(AdapterFailure)
+
+
 def decode_failure(description: str) -> AdapterFailure | None:
     """The ``AdapterFailure`` in a service error description; None for any other error
     (a 400 from request validation, a 503 when no service answers, ...)."""
     if not description.startswith("{"):
         return None
     try:
-        return msgspec.json.decode(description, type=AdapterFailure)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        return limits.decode(_FAILURE, description, max_bytes=limits.MAX_EVENT_BYTES,
+                             what="adapter failure")  # fmt: skip
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeError):
         return None
 
 

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from schemas.adapter_settings import MAX_DELAY_S, AdaptersSettings
+from schemas.adapters import decode_failure
 from services.adapters.errors import AdapterError, RateLimitedError
 from services.adapters.http import (
     MAX_RETRY_AFTER_S,
@@ -146,3 +147,9 @@ def test_every_number_in_the_adapters_section_is_bounded(
 def test_the_default_adapter_settings_lie_within_their_bounds() -> None:
     defaults = msgspec.to_builtins(AdaptersSettings())
     assert msgspec.convert(defaults, AdaptersSettings) == AdaptersSettings()
+
+
+def test_a_deep_service_error_description_is_not_a_failure_and_not_a_crash() -> None:
+    """The gateway reads service error descriptions from NATS headers: bounded decode."""
+    assert decode_failure('{"error": ' + "[" * 3000) is None
+    assert decode_failure('{"error": "x\udcff"}') is None
