@@ -2,8 +2,10 @@
 
 One job contract (``contract.py``), live HTTP clients per provider, a dry-run stand-in
 (``dryrun.py``), a seeded simulation (``sim.py``), secrets (``secrets.py``), the
-registry that decides, per provider, live or dry-run and says why (``registry.py``), and
-the service that serves them over NATS (``service.py``). The types that cross NATS
+registry that decides, per provider, live or dry-run and says why (``registry.py``), the
+job book folded from ``adapter.*`` events (``tracking.py``: which jobs are live, what a
+restarted service needs to answer for them), inline outputs saved as files
+(``artifacts.py``), and the service that serves them over NATS (``service.py``). The types that cross NATS
 live in ``schemas/adapters.py``, the ``[adapters]`` config section in
 ``schemas/adapter_settings.py``.
 """
