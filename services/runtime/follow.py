@@ -101,6 +101,13 @@ class FollowStats:
     """Events a check read yielded that never arrived live (lost broadcasts)."""
     last: int | None = None
     """Position of the last yielded event (or of the start, before any)."""
+    received: int = 0
+    """Live messages taken into the buffer."""
+    waiting: int = 0
+    """Bytes of live messages waiting in the buffer now."""
+    behind: bool = False
+    """The buffer overflowed (and was emptied): the next step raises
+    :class:`FollowerBehind`."""
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -179,8 +186,8 @@ async def follow(
         if last is not None:
             async for seq, data in store.read(last, None):
                 live.check(last)
-                yield data
                 last = stats.last = seq
+                yield data
         while True:
             live.check(last)
             batch = live.take()
@@ -191,19 +198,19 @@ async def follow(
                         continue
                     async for seq, data in store.read(last, None, check=True):
                         stats.recovered += 1
-                        yield data
                         last = stats.last = seq
+                        yield data
                 continue
             for i, (seq, data) in enumerate(batch):
                 if last is not None and seq <= last:
                     continue  # already yielded (history, or a check read)
                 if last is not None and seq == last + 1:
-                    yield data
                     last = stats.last = seq
+                    yield data
                     continue
                 async for checked, checked_data in _check(store, batch[i:], last):
-                    yield checked_data
                     last = stats.last = checked
+                    yield checked_data
                 break
     finally:
         for sub in subs:
@@ -219,20 +226,27 @@ async def _check(
     positions it does not hold as forged."""
     seqs = {seq for seq, _ in queued}
     start = last if last is not None else min(seqs) - 1
-    yielded: set[int] = set()
+    unconfirmed = {s for s in seqs if s > start}
     async for seq, data in store.read(start, max(seqs), check=True):
         if seq not in seqs:
             store.stats.recovered += 1
-        yielded.add(seq)
+        unconfirmed.discard(seq)
+        # above the store's newest position: forged, known before the rest is read
+        _forged(store, {s for s in unconfirmed if s > store.last_seq}, unconfirmed)
         yield seq, data
-    forged = sorted(s for s in seqs if s > start and s not in yielded)
-    if forged:
-        store.stats.forged += len(forged)
-        log.warning(
-            "stored.* messages at positions the store does not hold dropped",
-            extra={"fields": {"count": len(forged), "first": forged[0],
-                              "store_last_seq": store.last_seq}},
-        )  # fmt: skip
+    _forged(store, set(unconfirmed), unconfirmed)  # the read is complete: none is real
+
+
+def _forged(store: _Store, forged: set[int], unconfirmed: set[int]) -> None:
+    if not forged:
+        return
+    unconfirmed -= forged
+    store.stats.forged += len(forged)
+    log.warning(
+        "stored.* messages at positions the store does not hold dropped",
+        extra={"fields": {"count": len(forged), "first": min(forged),
+                          "store_last_seq": store.last_seq}},
+    )  # fmt: skip
 
 
 class _Live:
@@ -254,12 +268,14 @@ class _Live:
             return
         size = len(msg.data)
         if self.bytes + size > self.max_bytes:
-            self.overflow = True  # free the memory now; the consumer learns on its next step
-            self.items.clear()
+            self.overflow = self.stats.behind = True  # free the memory now; the
+            self.items.clear()  # consumer learns on its next step
             self.bytes = 0
         else:
             self.items.append((seq, msg.data))
             self.bytes += size
+            self.stats.received += 1
+        self.stats.waiting = self.bytes
         self._wake.set()
 
     def check(self, last: int | None) -> None:
@@ -269,7 +285,7 @@ class _Live:
     def take(self) -> list[tuple[int, bytes]]:
         items = list(self.items)
         self.items.clear()
-        self.bytes = 0
+        self.bytes = self.stats.waiting = 0
         self._wake.clear()
         return items
 
