@@ -98,7 +98,8 @@ def decode(
     ``max_depth=None`` skips the depth scan, for messages whose nested parts are
     kept as ``msgspec.Raw`` (a store page, a ``stored.*`` message): msgspec then
     builds nothing deep, and a ``RecursionError`` while skipping is still caught."""
-    data = raw.encode() if isinstance(raw, str) else bytes(raw)
+    # a str with a lone surrogate cannot be UTF-8: keep it, so decoding names it
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
     check_json(data, max_bytes=max_bytes, max_depth=max_depth, what=what)
     try:
         return decoder.decode(data)
