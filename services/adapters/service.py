@@ -160,7 +160,7 @@ class AdaptersService(Service):
         for name, subject, request_type, handler in routes:
             handle = self._concurrent(endpoint(request_type, handler))
             await self.micro.add_endpoint(name=name, subject=subject, handler=handle)
-        self.spawn(self._follow_store(), "follow")
+        self.supervise(self._follow_store, "follow")  # resumes after self._position
         fields = {"secrets_file": self.settings.secrets_file, "secrets": self.secrets_state}
         if self.secrets_state == "missing":
             self.log.warning("secrets file not found: providers without env secrets run dry",

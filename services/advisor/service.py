@@ -88,7 +88,7 @@ class AdvisorService(AdvisorEndpoints, Service):
             await self.micro.add_endpoint(
                 name=name, subject=subject, handler=endpoint(request_type, handler)
             )
-        self.spawn(self._sync(), "sync")
+        self.supervise(self._sync, "sync")  # resumes after self.position
         if self.settings.telemetry_interval_s > 0:
             self.spawn(self._sample_forever(), "telemetry")
         try:
