@@ -216,7 +216,13 @@ class Supervisor:
             log.warning("cannot reconnect, retrying",
                         extra={"fields": {"service": slot.name, "error": str(e)}})  # fmt: skip
             return None
-        service = slot.factory(bus, config)
+        try:
+            service = slot.factory(bus, config)
+        except Exception as e:
+            await bus.close()
+            log.error("cannot build a fresh instance, retrying", exc_info=e,
+                      extra={"fields": {"service": slot.name}})  # fmt: skip
+            return None
         try:
             await service.start()
         except BaseException as e:
