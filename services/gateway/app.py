@@ -41,12 +41,6 @@ async def events(request: web.Request) -> web.Response:
     return web.Response(body=compute.ok_body(raw), content_type="application/json")
 
 
-async def _close_sockets(app: web.Application) -> None:
-    sockets = app[SOCKETS]
-    for ws in list(sockets):
-        await ws.close(code=1001, message=b"server shutting down")
-
-
 def create_app(
     bus: Bus, heartbeats: HeartbeatTracker, settings: GatewaySection | None = None
 ) -> web.Application:
@@ -54,9 +48,9 @@ def create_app(
     app[BUS] = bus
     app[HEARTBEATS] = heartbeats
     app[SETTINGS] = settings or GatewaySection()
-    sockets: set[web.WebSocketResponse] = set()
+    sockets: dict[web.WebSocketResponse, web.Request] = {}
     app[SOCKETS] = sockets
-    app.on_shutdown.append(_close_sockets)
+    app.on_shutdown.append(hooks.close_all)
     app.router.add_get("/health", health)
     app.router.add_get("/api/events", events)
     app.router.add_get("/api/modder/hooks", hooks.hooks)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 from typing import Annotated
 
 import msgspec
@@ -33,15 +34,22 @@ from schemas.system import StoredEvent, StoreReadRequest, decode_page
 from services.gateway.errors import BadRequest
 from services.gateway.parsing import convert_params, parse_query
 from services.gateway.state import BUS, SETTINGS, SOCKETS
-from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
-from services.runtime.follow import FollowError, follow, valid_pattern
+from services.runtime.follow import FollowerBehind, follow, valid_pattern
 
 CLOSE_BAD_SUBSCRIPTION = 4400
 CLOSE_TOO_SLOW = 4008
 MAX_FRAME_BYTES = 64 * 1024
 """A client frame (only the subscription message is read)."""
 SUBSCRIBE_TIMEOUT_S = 30.0
+SEND_BUFFER_BYTES = 64 * 1024
+"""The kernel's send buffer of one WebSocket: with aiohttp's own 64 KiB, what a
+client that stops reading can hold before its sends block (and time out)."""
+WS_BUFFER_BYTES = 256 * 1024
+"""Live events waiting for one client before it is closed as too slow."""
+CLOSE_GRACE_S = 30.0
+"""How long a closed client that does not read has to collect its close frame
+before its connection is dropped."""
 
 Patterns = Annotated[
     list[limits.Pattern], msgspec.Meta(min_length=1, max_length=limits.MAX_PATTERNS)
@@ -105,14 +113,19 @@ async def hooks_ws(request: web.Request) -> web.WebSocketResponse:
     event: ``{"seq": N, "event": {...}}``. A bad subscription gets one
     ``{ok: false, error}`` frame and the close code ``CLOSE_BAD_SUBSCRIPTION``."""
     send_timeout = request.app[SETTINGS].ws_send_timeout_s
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_BYTES, timeout=send_timeout)
+    ws = web.WebSocketResponse(  # no compression: a deflate context per client costs ~256 KiB
+        heartbeat=30, max_msg_size=MAX_FRAME_BYTES, timeout=send_timeout, compress=False
+    )
     await ws.prepare(request)
-    request.app[SOCKETS].add(ws)
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+    request.app[SOCKETS][ws] = request
     try:
         sub = await _subscription(request, ws)
         if sub is None:
             return ws
-        task = asyncio.create_task(_pump(request.app[BUS], ws, sub, send_timeout))
+        task = asyncio.create_task(_pump(request, ws, sub, send_timeout))
         try:
             async for msg in ws:  # the client may only close; other frames are ignored
                 if msg.type == WSMsgType.ERROR:
@@ -122,7 +135,7 @@ async def hooks_ws(request: web.Request) -> web.WebSocketResponse:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     finally:
-        request.app[SOCKETS].discard(ws)
+        request.app[SOCKETS].pop(ws, None)
     return ws
 
 
@@ -150,36 +163,36 @@ async def _subscription(request: web.Request, ws: web.WebSocketResponse) -> Hook
         error = str(e) or "no subscription message in time"
         with contextlib.suppress(ConnectionError):
             await ws.send_json({"ok": False, "error": f"invalid subscription: {error}"})
-        await _close(ws, CLOSE_BAD_SUBSCRIPTION, "invalid subscription", SUBSCRIBE_TIMEOUT_S)
+        reason, timeout = "invalid subscription", SUBSCRIBE_TIMEOUT_S
+        await _close(request, ws, CLOSE_BAD_SUBSCRIPTION, reason, timeout)
         return None
 
 
-async def _pump(bus: Bus, ws: web.WebSocketResponse, sub: HooksSubscribe, timeout: float) -> None:
+async def _pump(
+    request: web.Request, ws: web.WebSocketResponse, sub: HooksSubscribe, timeout: float
+) -> None:
     """Send followed events until the client closes, falls behind, or the store fails."""
     last = sub.after
     try:
-        async for item in follow(bus, sub.subjects, sub.after):
+        bus = request.app[BUS]
+        async for item in follow(bus, sub.subjects, sub.after, max_buffer_bytes=WS_BUFFER_BYTES):
+            seq = _SEQ.match(item)
+            if seq is not None:  # the frame is buffered before send_frame can time out
+                last = int(seq.group(1))
             async with asyncio.timeout(timeout):
                 await ws.send_frame(item, WSMsgType.TEXT)
-            seq = _SEQ.match(item)
-            if seq is not None:
-                last = int(seq.group(1))
     except TimeoutError:
-        await _close(ws, CLOSE_TOO_SLOW, _too_slow(last), timeout)
+        await _close(request, ws, CLOSE_TOO_SLOW, _too_slow(last), timeout)
         return
-    except FollowError as e:
-        if hasattr(e, "last"):  # FollowerBehind: its buffer overflowed
-            resume = last if last is not None else getattr(e, "last", None)
-            await _close(ws, CLOSE_TOO_SLOW, _too_slow(resume), timeout)
-            return
-        await _fail(ws, str(e), timeout)
+    except FollowerBehind as e:
+        await _close(request, ws, CLOSE_TOO_SLOW, _too_slow(max(last or 0, e.last)), timeout)
         return
-    except GpurouteError as e:
-        await _fail(ws, str(e), timeout)
+    except GpurouteError as e:  # FollowError: the store cannot be read
+        await _fail(request, ws, str(e), timeout)
         return
     except ConnectionError:
         pass
-    await _close(ws, 1000, "", timeout)
+    await _close(request, ws, 1000, "", timeout)
 
 
 def _too_slow(last: int | None) -> str:
@@ -188,16 +201,38 @@ def _too_slow(last: int | None) -> str:
     return f"too slow: reconnect with after={last}"
 
 
-async def _fail(ws: web.WebSocketResponse, error: str, timeout: float) -> None:
+async def _fail(
+    request: web.Request, ws: web.WebSocketResponse, error: str, timeout: float
+) -> None:
     with contextlib.suppress(ConnectionError, TimeoutError):
         async with asyncio.timeout(timeout):
             await ws.send_json({"ok": False, "error": error})
-    await _close(ws, 1011, "error", timeout)
+    await _close(request, ws, 1011, "error", timeout)
 
 
-async def _close(ws: web.WebSocketResponse, code: int, reason: str, timeout: float) -> None:
-    """Close within ``timeout``: a client that does not read gets the close
-    frame queued behind its unread data and the transport closed under it."""
-    with contextlib.suppress(TimeoutError, ConnectionError):
+async def _close(
+    request: web.Request, ws: web.WebSocketResponse, code: int, reason: str, timeout: float
+) -> None:
+    """Close within ``timeout``. A client that does not read finds the close
+    frame behind its unread data if it reads within ``CLOSE_GRACE_S``; then its
+    connection is dropped (which also ends the handler waiting on it)."""
+    transport = request.transport
+    try:
         async with asyncio.timeout(timeout):
             await ws.close(code=code, message=reason.encode()[:123])
+    except (TimeoutError, ConnectionError):
+        if transport is not None:
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_S, transport.abort)
+
+
+async def close_all(app: web.Application) -> None:
+    """On shutdown: a close frame to every client that takes it within a second,
+    then every connection dropped, so no stalled client holds the shutdown."""
+    sockets = app[SOCKETS]
+    clients = list(sockets.items())
+    await asyncio.gather(
+        *(_close(request, ws, 1001, "server shutting down", 1.0) for ws, request in clients)
+    )
+    for _, request in clients:
+        if request.transport is not None:
+            request.transport.abort()

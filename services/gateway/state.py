@@ -15,4 +15,5 @@ from services.runtime.config import GatewaySection
 BUS = web.AppKey("bus", Bus)
 HEARTBEATS = web.AppKey("heartbeats", HeartbeatTracker)
 SETTINGS = web.AppKey("settings", GatewaySection)
-SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+SOCKETS = web.AppKey("sockets", dict[web.WebSocketResponse, web.Request])
+"""Open modder WebSockets and the requests that opened them (for their transports)."""
