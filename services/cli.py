@@ -195,18 +195,11 @@ def _config(args: argparse.Namespace) -> Config:
     )
 
 
-async def _serve(config: Config, names: Sequence[str]) -> None:
+async def _serve(config: Config, names: Sequence[str], connect_deadline: float) -> None:
     from services.runtime.runner import run
 
-    await run(config, [(n, _load(SERVICES[n])) for n in names])
-
-
-async def _reachable(url: str) -> None:
-    """Raise ``BusError`` unless NATS answers at ``url`` within ``CONNECT_DEADLINE_S``."""
-    from services.runtime.bus import Bus
-
-    bus = await Bus.connect(url, source="cli", connect_deadline=CONNECT_DEADLINE_S)
-    await bus.close()
+    factories = [(n, _load(SERVICES[n])) for n in names]
+    await run(config, factories, connect_deadline=connect_deadline)
 
 
 async def _tail(url: str, patterns: list[str], after: int | None) -> None:
@@ -260,16 +253,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("up", "serve"):
             config = _config(args)
             if args.command == "serve":
-                config.nats.url = url = nats_url(config.nats.url, config.data_path)
+                config.nats.url = nats_url(config.nats.url, config.data_path)
             setup_logging(config.log_level, config.data_path / "gpuroute.log")
             names = list(SERVICES) if args.command == "up" else [args.name]
             if args.command == "up":  # /health then requires each service it starts
                 expect = config.gateway.expect_services
                 config.gateway.expect_services = list(dict.fromkeys([*names, *expect]))
+            # serve: an unreachable NATS is said within CONNECT_DEADLINE_S, not 10 s
+            deadline = CONNECT_DEADLINE_S if args.command == "serve" else 10.0
             with contextlib.suppress(KeyboardInterrupt):
-                if args.command == "serve":  # say so now, not after the runner's 10 s
-                    asyncio.run(_reachable(url))
-                asyncio.run(_serve(config, names))
+                asyncio.run(_serve(config, names, deadline))
         elif args.command == "tail":
             setup_logging("WARNING")
             url = nats_url(args.nats_url, args.data_dir)

@@ -49,7 +49,11 @@ async def run(
     *,
     stop: asyncio.Event | None = None,
     announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    connect_deadline: float = 10.0,
 ) -> None:
+    """Run ``factories`` until SIGINT/SIGTERM or ``stop``. ``connect_deadline``:
+    how long the first connection to NATS may take before start fails with one
+    line (signals stop the wait at once)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,7 +65,7 @@ async def run(
         lock = DataDirLock(config.data_path)  # the embedded server and the store own files there
         lock.acquire()
     server: EmbeddedNats | None = None
-    supervisor = Supervisor(config, factories)
+    supervisor = Supervisor(config, factories, connect_deadline=connect_deadline)
     try:
         # Ctrl-C must work while starting too (e.g. NATS is not reachable yet)
         startup = asyncio.create_task(_start(config, supervisor, announce))
@@ -144,8 +148,15 @@ class Supervisor:
     in reverse order. :meth:`current` is the running instance of a service
     (None while it is being replaced)."""
 
-    def __init__(self, config: Config, factories: Sequence[tuple[str, ServiceFactory]]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        factories: Sequence[tuple[str, ServiceFactory]],
+        *,
+        connect_deadline: float = 10.0,
+    ) -> None:
         self.config = config
+        self._connect_deadline = connect_deadline
         self._slots = [_Slot(name, factory) for name, factory in factories]
         self._watchers: list[asyncio.Task[None]] = []
         self._url = ""
@@ -162,7 +173,7 @@ class Supervisor:
         stops what was started)."""
         self._url = url
         for slot in self._slots:
-            bus = await Bus.connect(url, source=slot.name)
+            bus = await Bus.connect(url, source=slot.name, connect_deadline=self._connect_deadline)
             slot.service = slot.factory(bus, self.config)
             await slot.service.start()
         for slot in self._slots:
