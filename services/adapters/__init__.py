@@ -5,9 +5,9 @@ One job contract (``contract.py``), live HTTP clients per provider, a dry-run st
 registry that decides, per provider, live or dry-run and says why (``registry.py``), the
 job book folded from ``adapter.*`` events (``tracking.py``: which jobs are live, what a
 restarted service needs to answer for them), inline outputs saved as files
-(``artifacts.py``), and the service that serves them over NATS (``service.py``). The types that cross NATS
-live in ``schemas/adapters.py``, the ``[adapters]`` config section in
-``schemas/adapter_settings.py``.
+(``artifacts.py``), and the service that serves them over NATS (``service.py``). The
+types that cross NATS live in ``schemas/adapters.py``, the ``[adapters]`` config section
+in ``schemas/adapter_settings.py``.
 """
 
 from schemas.adapter_settings import AdaptersSettings, RetryPolicy
