@@ -105,8 +105,9 @@ def decode(
         return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise
-    except UnicodeDecodeError as e:
-        raise msgspec.DecodeError(f"invalid UTF-8 in {what} at byte {e.start}") from None
+    except UnicodeDecodeError:
+        # msgspec reports the offset inside the string it was decoding, not in ``raw``
+        raise msgspec.DecodeError(f"invalid UTF-8 inside a string of the {what}") from None
     except RecursionError:
         raise msgspec.DecodeError(f"{what} is nested too deeply") from None
     except (ValueError, TypeError, OverflowError) as e:
