@@ -32,7 +32,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import aiohttp
 import msgspec
@@ -250,7 +250,7 @@ class ProviderHttp:
         """The reply's JSON body as ``type_``, bounded by ``schemas.limits`` (size,
         nesting, UTF-8); ``MalformedResponseError`` naming the problem if it is not."""
         try:
-            decoder: msgspec.json.Decoder[T] = _decoder(type_)
+            decoder: msgspec.json.Decoder[T] = limits.decoder_for(type_)
             return limits.decode(decoder, reply.body, max_bytes=MAX_JSON_BYTES, what="answer")
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise MalformedResponseError(
@@ -340,17 +340,6 @@ class ProviderHttp:
             self.provider, call,
             f"answer of {size} bytes is over the limit of {self._max_body} bytes",
         )  # fmt: skip
-
-
-_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
-
-
-def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
-    """One decoder per answer type, built once (msgspec perf tips)."""
-    found = _DECODERS.get(type_)
-    if found is None:
-        found = _DECODERS[type_] = msgspec.json.Decoder(type_)
-    return found
 
 
 def _error_text(data: object) -> str | None:
