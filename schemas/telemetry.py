@@ -1,8 +1,13 @@
-"""Telemetry: what the advisor knows about the local GPUs and host, and its event.
+"""Telemetry: the GPUs and host of one node, and its event.
 
-Events (stored, folded by the advisor into the context of each decision):
+Events (stored; published by the telemetry service of each node, folded by the
+advisor and the budget service):
 
-    telemetry.sampled     TelemetrySample: GPUs (NVML) and host (psutil), one reading
+    telemetry.sampled     TelemetrySample: GPUs (NVML) and host (psutil) of one node
+
+A node publishes a sample when a reading moved past its deadband or a
+keep-alive interval passed (services/telemetry/, docs/telemetry.md), so the
+newest sample of a node is its current state until the next one.
 
 Payloads are lenient so an older reader skips newer fields. ``None`` in a
 reading means the field could not be read, never 0. Units: MiB as NVML and
@@ -17,6 +22,7 @@ from typing import Annotated
 import msgspec
 
 from schemas.envelope import Timestamp, event_type
+from schemas.limits import MAX_NAME, MAX_TEXT
 
 # Finite ranges: a forged or corrupt reading (JSON 1e309 is inf) is refused at
 # decode instead of reaching a decision's arithmetic.
@@ -24,6 +30,11 @@ MiB = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
 Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
 
 MIB = 1 << 20
+
+NodeId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+"""A node's id: by default its host name (letters, digits, ``.``, ``_``, ``-``)."""
 
 
 class GpuDevice(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,6 +81,9 @@ class TelemetrySample(msgspec.Struct, frozen=True, kw_only=True):
     ``sample_id`` equals the id of the event that carried it. ``reason`` is set
     when GPUs could not be listed (no library, no driver, no GPU: a normal
     state); ``source`` says what produced it (``nvml``, ``recorded``, ``none``).
+    ``node`` is the node sampled (None: a sample from before nodes, when the
+    advisor sampled its own host); ``trigger`` says why it was published (the
+    reading that moved past its deadband, ``first sample``, ``keep-alive``).
     """
 
     sample_id: str
@@ -79,8 +93,17 @@ class TelemetrySample(msgspec.Struct, frozen=True, kw_only=True):
     driver_version: str | None = None
     reason: str | None = None
     source: str = "nvml"
+    node: NodeId | None = None
+    trigger: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None = None
+
+
+def empty_sample(sample_id: str, ts: float, reason: str) -> TelemetrySample:
+    """A sample with nothing known: for a decision made before any telemetry arrived."""
+    return TelemetrySample(sample_id=sample_id, ts=ts, reason=reason, source="none")
 
 
 TelemetrySampledEvent = event_type(
-    "telemetry.sampled", TelemetrySample, "A reading of the local GPUs (NVML) and host (psutil)."
+    "telemetry.sampled",
+    TelemetrySample,
+    "A reading of one node's GPUs (NVML) and host (psutil), published when it moved.",
 )

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import msgspec
 
 from schemas.adapter_settings import AdaptersSettings
+from schemas.telemetry_settings import TelemetrySettings
 from services.runtime.errors import ConfigError
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -44,7 +45,8 @@ class AdvisorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed_file: str | None = None
     """Provider profiles published once on first start; None: the embedded providers.toml."""
     telemetry_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
-    """Seconds between telemetry.sampled events; 0 turns sampling off."""
+    """Ignored: the telemetry service samples now ([telemetry] interval_s). Kept so
+    that config files written for older versions still load."""
     ready_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     """How long start waits for the advisor to rebuild its state from the store."""
 
@@ -77,6 +79,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """[adapters]: secrets file and provider settings (schemas/adapter_settings.py,
     docs/adapters.md)."""
     gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
+    telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
+    """[telemetry]: node id, sampling interval, keep-alive and deadbands
+    (schemas/telemetry_settings.py, docs/telemetry.md)."""
 
     @property
     def data_path(self) -> Path:
