@@ -61,14 +61,27 @@ class EventType:
     description: str
     payload: type[msgspec.Struct]
     envelope: type[Event]
+    publishers: tuple[str, ...] = ()
+    """Services that publish it (the subject registry, ``schemas/subjects.py``)."""
+    readers: tuple[str, ...] = ()
+    """Services that follow or consume it, beyond those that read every event."""
 
 
 _BY_SUBJECT: dict[str, EventType] = {}
 _BY_PAYLOAD: dict[type[msgspec.Struct], EventType] = {}
 
 
-def event_type(subject: str, payload: type[msgspec.Struct], description: str) -> type[Event]:
-    """Register ``payload`` as the data of events on ``subject``.
+def event_type(
+    subject: str,
+    payload: type[msgspec.Struct],
+    description: str,
+    *,
+    publishers: tuple[str, ...] = (),
+    readers: tuple[str, ...] = (),
+) -> type[Event]:
+    """Register ``payload`` as the data of events on ``subject``, published by
+    ``publishers`` and read by ``readers`` (service names; the NATS permissions
+    and the AsyncAPI document follow from them).
 
     Must run at import time of a ``schemas`` module: the union decoder is built
     once, on first use, from everything registered by then.
@@ -84,7 +97,7 @@ def event_type(subject: str, payload: type[msgspec.Struct], description: str) ->
             name, [("data", payload)], bases=(Event,), tag=subject, frozen=True, kw_only=True
         ),
     )
-    et = EventType(subject, description, payload, envelope)
+    et = EventType(subject, description, payload, envelope, tuple(publishers), tuple(readers))
     _BY_SUBJECT[subject] = et
     _BY_PAYLOAD[payload] = et
     return envelope
