@@ -30,6 +30,9 @@ class NatsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     stream_max_age_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600
     """How long JetStream keeps events; the SQLite store keeps them forever."""
+    creds: str | None = None
+    """A credentials file (user, password) to log in to ``url`` with; None: the
+    data directory's own (``gpuroute up`` makes them), else no login."""
 
 
 class HttpConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
