@@ -30,15 +30,15 @@ class Deadbands(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     (0: any change publishes). A reading that appears or disappears (read before,
     unknown now), a GPU added or lost, a new driver or a new reason always does."""
 
-    vram_mb: Band = 256
+    vram_mb: Band = 256.0
     """VRAM used and free, per GPU."""
-    gpu_util_pct: Band = 20
+    gpu_util_pct: Band = 20.0
     """GPU utilisation, per GPU."""
-    temperature_c: Band = 5
+    temperature_c: Band = 5.0
     """GPU temperature, per GPU."""
-    ram_mb: Band = 512
+    ram_mb: Band = 512.0
     """Host RAM available."""
-    cpu_pct: Band = 25
+    cpu_pct: Band = 25.0
     """Host CPU utilisation."""
 
 

@@ -38,6 +38,7 @@ from services.runtime.service import VERSION
 SERVICES: dict[str, str] = {
     "store": "services.store.service:StoreService",
     "adapters": "services.adapters.service:AdaptersService",
+    "telemetry": "services.telemetry.service:TelemetryService",
     "advisor": "services.advisor.service:AdvisorService",
     "gateway": "services.gateway.service:GatewayService",
 }

@@ -3,7 +3,7 @@
 The service (its messages are in ``schemas/advisor.py``, ``schemas/providers.py`` and
 ``schemas/telemetry.py``; docs/advisor.md):
 
-    service.py    AdvisorService: its lifecycle, state from the store, seeding, telemetry
+    service.py    AdvisorService: its lifecycle, state from the store, seeding
     endpoints.py  the request/reply handlers (mixed into AdvisorService)
     jobs.py       JobConsumer: job.submitted -> job.advised
     replay.py     ``gpuroute replay --what-if``: rebuild recorded decisions from the log
@@ -12,7 +12,6 @@ The service (its messages are in ``schemas/advisor.py``, ``schemas/providers.py`
 The pure core:
 
     jobspec.py    parsing a job spec and filling in its defaults
-    telemetry.py  TelemetrySource, NvmlTelemetry (pynvml + psutil), RecordedTelemetry
     config.py     AdvisorConfig: thresholds and constants, from TOML or embedded defaults
     vram.py       derived attributes: pixels, VRAM demand, minutes per target
     registry.py   provider profiles and their fold (provider.upserted / provider.removed)
@@ -23,6 +22,7 @@ The pure core:
     whatif.py     re-run recorded decisions under another config
     errors.py     AdvisorError and its subclasses
 
-Nothing in the core touches NATS, HTTP, a clock or the disk except telemetry
-(through its injectable modules) and the explicit TOML loaders.
+Nothing in the core touches NATS, HTTP, a clock or the disk except the explicit
+TOML loaders. Telemetry reaches it as ``telemetry.sampled`` events
+(services/telemetry/ samples each node).
 """

@@ -16,27 +16,42 @@ import msgspec
 from schemas import Event
 from services.advisor import registry
 from services.advisor.registry import RegistryState
-from services.advisor.state import AdvisorState
+from services.advisor.state import AdvisorEvent, AdvisorState
 from services.advisor.state import apply as apply_advisor
 
 
 class AdvisorProjection:
+    """``node``: the node whose telemetry is folded (``AdvisorState.node``)."""
+
     name = "advisor"
     type_prefix: str | None = None  # the follow() patterns already select the events
+    version = 1
+    """Bump when ``state.apply`` or ``AdvisorState`` changes: snapshots of another
+    version are not loaded."""
+
+    def __init__(self, node: str | None = None) -> None:
+        self.node = node
 
     def initial(self) -> AdvisorState:
-        return AdvisorState()
+        return AdvisorState(node=self.node)
 
     def apply(self, state: AdvisorState, event: Event) -> AdvisorState:
-        return apply_advisor(state, event.payload)
+        payload = event.payload
+        if not isinstance(payload, AdvisorEvent):
+            return state  # a replay of the whole log: an event the advisor does not follow
+        return apply_advisor(state, payload)
 
     def to_builtins(self, state: AdvisorState) -> Any:
         return msgspec.to_builtins(state)
+
+    def from_builtins(self, data: Any) -> AdvisorState:
+        return msgspec.convert(data, AdvisorState)
 
 
 class ProviderRegistryProjection:
     name = "providers"
     type_prefix: str | None = "provider."
+    version = 1
 
     def initial(self) -> RegistryState:
         return RegistryState()
@@ -46,3 +61,6 @@ class ProviderRegistryProjection:
 
     def to_builtins(self, state: RegistryState) -> Any:
         return msgspec.to_builtins(state)
+
+    def from_builtins(self, data: Any) -> RegistryState:
+        return msgspec.convert(data, RegistryState)

@@ -11,16 +11,18 @@ The request/reply handlers are in ``endpoints.py`` (mixed into the service);
 commands among them publish through :meth:`AdvisorService._publish_and_wait`,
 which waits until the event came back folded from the store. ``jobs.py``
 consumes ``job.submitted`` and publishes ``job.advised`` with what
-:meth:`AdvisorService._decide` returns: the decision and its inputs. Telemetry
-is sampled in a worker thread every ``[advisor] telemetry_interval_s`` and
-published as ``telemetry.sampled``. Subjects and types: ``schemas/advisor.py``,
+:meth:`AdvisorService._decide` returns: the decision and its inputs. The
+advisor decides for one node, ``[telemetry] node`` (default: the host name, as
+the telemetry service on the same host publishes it); it folds only that
+node's ``telemetry.sampled`` (services/telemetry/ samples; the advisor does
+not), and each decision records the id of the sample it used, whose event
+names the node. Subjects and types: ``schemas/advisor.py``,
 ``schemas/providers.py``, ``schemas/telemetry.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import msgspec
 
@@ -36,7 +38,6 @@ from services.advisor.projection import AdvisorProjection
 from services.advisor.registry import load_seed, seed_payloads
 from services.advisor.rules import Decider
 from services.advisor.state import FOLLOWED, AdvisorState, all_flags
-from services.advisor.telemetry import NvmlTelemetry, TelemetrySource
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.runtime.endpoints import endpoint
@@ -59,17 +60,15 @@ class AdvisorService(AdvisorEndpoints, Service):
     name = "advisor"
     description = "Decides where each job runs; provider registry, cost preview, flags."
 
-    def __init__(
-        self, bus: Bus, config: Config, *, telemetry: TelemetrySource | None = None
-    ) -> None:
+    def __init__(self, bus: Bus, config: Config) -> None:
         super().__init__(bus, config)
         self.settings = config.advisor
         self.rules = load_config(self.settings.config)
         self.digest = config_digest(self.rules)
         self.seed = load_seed(self.settings.seed_file)
-        self.telemetry = telemetry
-        self.host = socket.gethostname()
-        self.projector = Projector(AdvisorProjection())
+        self.node = config.telemetry.node_id()
+        """The node whose telemetry the decisions use (read here, never in the fold)."""
+        self.projector = Projector(AdvisorProjection(node=self.node))
         self.ready = asyncio.Event()
         """Set once the history is folded and the registry seeded: endpoints answer."""
         self._history_done = False
@@ -89,8 +88,6 @@ class AdvisorService(AdvisorEndpoints, Service):
                 name=name, subject=subject, handler=endpoint(request_type, handler)
             )
         self.supervise(self._sync, "sync")  # resumes after self.position
-        if self.settings.telemetry_interval_s > 0:
-            self.spawn(self._sample_forever(), "telemetry")
         try:
             await asyncio.wait_for(self.ready.wait(), self.settings.ready_timeout_s)
         except TimeoutError:
@@ -103,8 +100,6 @@ class AdvisorService(AdvisorEndpoints, Service):
         await self.jobs.stop()
         for future in self._applied.values():
             future.cancel()
-        if self.telemetry is not None:
-            await asyncio.to_thread(self.telemetry.close)
 
     # -- state: history from the store, then live --------------------------------
 
@@ -198,7 +193,7 @@ class AdvisorService(AdvisorEndpoints, Service):
             for event in events:
                 self._applied.pop(event.id, None)
 
-    # -- seeding, telemetry ---------------------------------------------------------
+    # -- seeding ---------------------------------------------------------------
 
     async def _seed(self) -> None:
         payloads = seed_payloads(self.state.registry, self.seed)
@@ -214,27 +209,6 @@ class AdvisorService(AdvisorEndpoints, Service):
             "seeded the provider registry",
             extra={"fields": {"providers": len(events), "folded": folded}},
         )
-
-    async def _sample_forever(self) -> None:
-        if self.telemetry is None:
-            self.telemetry = await asyncio.to_thread(NvmlTelemetry)
-        source = self.telemetry
-        while True:
-            eid = self.bus.ids.new()
-            try:
-                sample = await asyncio.to_thread(source.sample, eid, self.clock.now())
-                event = make_event(
-                    sample,
-                    id=eid,
-                    key=self.host,
-                    ts=sample.ts,
-                    source=self.name,
-                    correlation_id=eid,
-                )
-                await self.bus.publish(event)
-            except GpurouteError as e:
-                self.log.warning("telemetry not published", extra={"fields": {"error": str(e)}})
-            await asyncio.sleep(self.settings.telemetry_interval_s)
 
     # -- job.submitted -> job.advised: the decision with its inputs ----------------
 

@@ -1,8 +1,9 @@
 """The advisor's own projection: what the next decision's context is built from.
 
 ``apply(state, payload)`` folds the payloads of the events the advisor follows
-(:data:`FOLLOWED`): telemetry samples (the latest wins), provider events (into
-the registry), flag changes and the remote queue depth. Pure, like every fold:
+(:data:`FOLLOWED`): telemetry samples of the node it decides for (the latest
+wins), provider events (into the registry), flag changes and the remote queue
+depth. Pure, like every fold:
 folding the same events of the log up to a position gives the same state, which
 is how a what-if replay rebuilds the context of a recorded decision.
 ``context(state)`` turns it into a ``DecisionContext``.
@@ -15,12 +16,11 @@ import msgspec
 from schemas.advisor import GpuList, QueueDepthChanged
 from schemas.flags import DEFAULTS, FlagsChanged, apply_flags
 from schemas.providers import ProviderRemoved, ProviderUpserted
-from schemas.telemetry import TelemetrySample
+from schemas.telemetry import TelemetrySample, empty_sample
 from services.advisor import registry
 from services.advisor.decision import DecisionContext
 from services.advisor.pricing import remote_enabled
 from services.advisor.registry import RegistryState
-from services.advisor.telemetry import empty_sample
 
 FOLLOWED = ("flags.changed", "provider.>", "queue.depth.changed", "telemetry.sampled")
 """Subject patterns of the events folded here (and nothing else)."""
@@ -33,19 +33,28 @@ AdvisorEvent = (
 
 
 class AdvisorState(msgspec.Struct, frozen=True, kw_only=True):
-    """``flags`` holds only flags set by events; :func:`all_flags` fills in defaults."""
+    """``flags`` holds only flags set by events; :func:`all_flags` fills in defaults.
+
+    ``node`` is the node whose telemetry the decisions use, fixed when the state
+    is made (the service passes ``[telemetry] node``); ``telemetry`` is its latest
+    sample. None: samples of any node (a log from before node ids, tests)."""
 
     telemetry: TelemetrySample | None = None
     flags: dict[str, bool] = {}
     registry: RegistryState = RegistryState()
     remote_queue_depth: int = 0
+    node: str | None = None
 
 
 def apply(state: AdvisorState, payload: AdvisorEvent) -> AdvisorState:
-    """Fold one event the advisor follows. A flag not in ``schemas.flags.DEFAULTS``
-    is ignored; a queue other than ``remote`` changes nothing."""
+    """Fold one event the advisor follows. A sample of another node than
+    ``state.node``, a flag not in ``schemas.flags.DEFAULTS`` and a queue other
+    than ``remote`` change nothing. A sample without a node (written before node
+    ids, by the advisor's own sampler) counts for every node."""
     match payload:
-        case TelemetrySample():
+        case TelemetrySample(node=node):
+            if node is not None and state.node is not None and node != state.node:
+                return state
             return msgspec.structs.replace(state, telemetry=payload)
         case ProviderUpserted() | ProviderRemoved():
             return msgspec.structs.replace(state, registry=registry.apply(state.registry, payload))

@@ -1,4 +1,4 @@
-"""GPU and host telemetry: one sample of every GPU NVML can see, plus CPU/RAM.
+"""Where readings come from: NVML and psutil on a real node, recordings in tests.
 
 Side effects (NVML, psutil) enter only through :class:`NvmlTelemetry`, which
 takes the ``pynvml`` and ``psutil`` modules as parameters so tests can hand it
@@ -30,11 +30,6 @@ import msgspec
 from schemas.telemetry import MIB, GpuDevice, HostStats, TelemetrySample
 
 T = TypeVar("T")
-
-
-def empty_sample(sample_id: str, ts: float, reason: str) -> TelemetrySample:
-    """A sample with nothing known: for a decision made before any telemetry arrived."""
-    return TelemetrySample(sample_id=sample_id, ts=ts, reason=reason, source="none")
 
 
 class TelemetrySource(Protocol):

@@ -16,10 +16,11 @@ import msgspec
 from schemas import Event, decode_event
 from schemas.telemetry import TelemetrySample
 from services.advisor.service import AdvisorService
-from services.advisor.telemetry import RecordedTelemetry
 from services.gateway.service import GatewayService
 from services.runtime.bus import Bus
 from services.runtime.config import Config
+from services.telemetry.service import TelemetryService
+from services.telemetry.sources import RecordedTelemetry
 from tests.support import wait_for
 
 from .factories import gpu, sample
@@ -32,16 +33,22 @@ NO_GPU = sample(sample_id="recorded")
 async def running_advisor(
     config: Config, telemetry: TelemetrySample = NO_GPU
 ) -> AsyncIterator[AdvisorService]:
-    """An advisor that publishes one recorded sample at start (then every hour)."""
-    config.advisor.telemetry_interval_s = 3600
+    """An advisor beside this node's telemetry service, which publishes one
+    recorded sample at start (then nothing moves: a keep-alive every hour)."""
+    config.telemetry.keepalive_s = 3600
     bus = await Bus.connect(config.nats.url or "", source="advisor")
-    service = AdvisorService(bus, config, telemetry=RecordedTelemetry([telemetry]))
+    sampler_bus = await Bus.connect(config.nats.url or "", source="telemetry")
+    service = AdvisorService(bus, config)
+    sampler = TelemetryService(sampler_bus, config, source=RecordedTelemetry([telemetry]))
     try:
         await service.start()
+        await sampler.start()
         await wait_for(lambda: service.state.telemetry is not None, timeout=10)
         yield service
     finally:
+        await sampler.stop()
         await service.stop()
+        await sampler_bus.close()
         await bus.close()
 
 
