@@ -49,26 +49,44 @@ SUBJECT_PREFIX: Final = "gpuroute.adapters."
 HEALTH: Final = command(
     "gpuroute.adapters.health",
     "health of every provider, or one (publishes adapter.health_checked).",
+    clients=("gateway",),
+    request="HealthRequest",
+    reply="HealthResponse",
 )
 SUBMIT: Final = command(
     "gpuroute.adapters.submit",
     "submit a job to a provider (publishes adapter.submitted).",
+    clients=("gateway",),
+    request="SubmitRequest",
+    reply="SubmitResult",
 )
 POLL: Final = command(
     "gpuroute.adapters.poll",
     "status, artifacts and logs of a remote job (publishes adapter.status_changed on a change).",
+    clients=("gateway",),
+    request="PollRequest",
+    reply="PollResult",
 )
 CANCEL: Final = command(
     "gpuroute.adapters.cancel",
     "cancel a remote job.",
+    clients=("gateway",),
+    request="CancelRequest",
+    reply="CancelResult",
 )
 PROVIDERS_SUBJECT: Final = command(
     "gpuroute.adapters.providers",
     "every adapter: live or dry-run and why, secrets and settings missing to go live.",
+    clients=("gateway",),
+    request="ProvidersRequest",
+    reply="ProvidersResponse",
 )
 SIMULATE: Final = command(
     "gpuroute.adapters.simulate",
     "a seeded, deterministic transcript of a job at a provider.",
+    clients=("gateway",),
+    request="SimulateRequest",
+    reply="SimTranscript",
 )
 
 
@@ -446,11 +464,22 @@ class AdapterHealthChecked(msgspec.Struct, frozen=True, kw_only=True):
 
 
 AdapterSubmittedEvent = event_type(
-    "adapter.submitted", AdapterSubmitted, "A job was handed to a GPU provider (or refused)."
+    "adapter.submitted",
+    AdapterSubmitted,
+    "A job was handed to a GPU provider (or refused).",
+    publishers=("adapters",),
+    readers=("adapters",),
 )
 AdapterStatusChangedEvent = event_type(
-    "adapter.status_changed", AdapterStatusChanged, "A provider job's status changed."
+    "adapter.status_changed",
+    AdapterStatusChanged,
+    "A provider job's status changed.",
+    publishers=("adapters",),
+    readers=("adapters",),
 )
 AdapterHealthCheckedEvent = event_type(
-    "adapter.health_checked", AdapterHealthChecked, "A GPU provider's health was checked."
+    "adapter.health_checked",
+    AdapterHealthChecked,
+    "A GPU provider's health was checked.",
+    publishers=("adapters",),
 )

@@ -39,7 +39,13 @@ class FlagsChanged(msgspec.Struct, frozen=True, kw_only=True):
     flags: FlagValues
 
 
-FlagsChangedEvent = event_type("flags.changed", FlagsChanged, "Feature flags were changed.")
+FlagsChangedEvent = event_type(
+    "flags.changed",
+    FlagsChanged,
+    "Feature flags were changed.",
+    publishers=("advisor",),
+    readers=("advisor", "adapters", "budget"),
+)
 
 
 def apply_flags(current: dict[str, bool], change: FlagsChanged) -> dict[str, bool]:

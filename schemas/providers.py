@@ -36,22 +36,42 @@ from schemas.subjects import command
 PROVIDERS_LIST_SUBJECT = command(
     "gpuroute.providers.list",
     "ProviderListQuery -> ProviderList (optionally of one kind).",
+    server="advisor",
+    clients=("gateway",),
+    request="ProviderListQuery",
+    reply="ProviderList",
 )
 PROVIDERS_GET_SUBJECT = command(
     "gpuroute.providers.get",
     "ProviderRef -> ProviderProfile (404 when unknown).",
+    server="advisor",
+    clients=("gateway",),
+    request="ProviderRef",
+    reply="ProviderProfile",
 )
 PROVIDERS_PUT_SUBJECT = command(
     "gpuroute.providers.put",
     "ProviderPut -> ProviderChanged; publishes provider.upserted (409 if create and it exists).",
+    server="advisor",
+    clients=("gateway",),
+    request="ProviderPut",
+    reply="ProviderChanged",
 )
 PROVIDERS_DELETE_SUBJECT = command(
     "gpuroute.providers.delete",
     "ProviderRef -> ProviderChanged; publishes provider.removed (404 when unknown).",
+    server="advisor",
+    clients=("gateway",),
+    request="ProviderRef",
+    reply="ProviderChanged",
 )
 PROVIDERS_STATS_SUBJECT = command(
     "gpuroute.providers.stats",
     "ProvidersQuery -> ProviderStats.",
+    server="advisor",
+    clients=("gateway",),
+    request="ProvidersQuery",
+    reply="ProviderStats",
 )
 
 # Every number is bounded to a finite, generous range, so no input can make an
@@ -259,8 +279,16 @@ class ProviderStats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 ProviderUpsertedEvent = event_type(
-    "provider.upserted", ProviderUpserted, "A provider profile was created or replaced."
+    "provider.upserted",
+    ProviderUpserted,
+    "A provider profile was created or replaced.",
+    publishers=("advisor",),
+    readers=("advisor",),
 )
 ProviderRemovedEvent = event_type(
-    "provider.removed", ProviderRemoved, "A provider was removed from the registry."
+    "provider.removed",
+    ProviderRemoved,
+    "A provider was removed from the registry.",
+    publishers=("advisor",),
+    readers=("advisor",),
 )

@@ -106,4 +106,6 @@ TelemetrySampledEvent = event_type(
     "telemetry.sampled",
     TelemetrySample,
     "A reading of one node's GPUs (NVML) and host (psutil), published when it moved.",
+    publishers=("telemetry",),
+    readers=("advisor", "budget"),
 )
