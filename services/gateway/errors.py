@@ -4,13 +4,23 @@ One envelope (:func:`error_response`) and one map from exceptions to status
 codes (:func:`status_of`), used by the middleware for everything a handler
 raises and by :mod:`services.gateway.server` for what aiohttp refuses before a
 handler runs (a request line over 8,190 bytes, a bad header, a body that
-does not arrive in time):
+does not arrive in time). The gateway's own exceptions::
 
-    HttpError (status, message)   our own: BadRequest 400, RequestTimeout 408
+    GatewayError (GpurouteError)  502: the gateway cannot serve the route (a reply
+    |                             that is not a JSON object, a port in use at start)
+    +-- HttpError (status)        a request the gateway refuses
+        +-- BadRequest            400
+        +-- RequestTimeout        408, the connection is closed
+
+and how every failure maps:
+
+    HttpError                     its status and message
     web.HTTPException             aiohttp's keep their status (404 unknown route, 405, 413)
     msgspec Decode/ValidationError 400, msgspec's message with the JSON path
     RequestPayloadError           400, a body aiohttp cannot de-chunk or decompress
-    ServiceCallError              the service's code (400/404/409...; 503 none answers, 504)
+    ServiceCallError              the service's code (400/404/409...; 503 none answers, 504);
+                                  an adapter failure (``schemas.adapters.AdapterFailure``)
+                                  answers its fields, and a 429 its ``Retry-After``
     other GpurouteError           502
     ConnectionError               the client went away: logged at debug, no answer is possible
     anything else                 500, logged once with its traceback
@@ -18,12 +28,14 @@ does not arrive in time):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from schemas.adapters import decode_failure
 from services.runtime.errors import GpurouteError, ServiceCallError
 from services.runtime.logs import get_logger
 
@@ -31,7 +43,11 @@ log = get_logger("gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class HttpError(GpurouteError):
+class GatewayError(GpurouteError):
+    """Root of the gateway's errors (see the module docstring)."""
+
+
+class HttpError(GatewayError):
     """A request the gateway refuses, with the status to answer."""
 
     status = 400
@@ -78,6 +94,25 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     return 500, f"internal error: {type(exc).__name__}"
 
 
+def service_error_response(exc: ServiceCallError) -> web.Response:
+    """A service's error: an adapter failure keeps its fields (``{ok: false, error,
+    kind, provider, call, reason, provider_status?, retry_after_s?}``) and a 429
+    says ``Retry-After``; any other is the plain envelope."""
+    status, message = status_of(exc)
+    failure = decode_failure(exc.description)
+    if failure is None:
+        return error_response(status, message)
+    response = web.Response(
+        body=b'{"ok":false,' + msgspec.json.encode(failure)[1:],
+        status=status,
+        content_type="application/json",
+    )
+    retry_after = failure.retry_after_s
+    if status == 429 and retry_after is not None and math.isfinite(retry_after):
+        response.headers["Retry-After"] = str(math.ceil(max(retry_after, 0.0)))
+    return response
+
+
 def _http_message(exc: web.HTTPException) -> str:
     if exc.status == 413:  # aiohttp's text names the limit and the size
         return exc.text or exc.reason
@@ -98,6 +133,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except ConnectionError as e:
         log.debug("client went away", extra={"fields": {"path": request.path, "reason": str(e)}})
         return error_response(499, "client closed the connection", close=True)
+    except ServiceCallError as e:
+        return service_error_response(e)
     except Exception as e:
         status, message = status_of(e)
         if status >= 500 and not isinstance(e, GpurouteError):

@@ -14,22 +14,40 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from schemas import limits
 from schemas.subjects import STORE_STATS
 from schemas.system import StoreStats
-from services.gateway.state import BUS, HEARTBEATS, SETTINGS
+from services.gateway.state import CALLER, HEARTBEATS, SETTINGS
+from services.gateway.table import Inputs
 from services.runtime.errors import GpurouteError
 
 STORE_TIMEOUT_S = 2.0
+_stats = msgspec.json.Decoder(StoreStats)
 
 
-async def health(request: web.Request) -> web.Response:
-    bus, beats = request.app[BUS], request.app[HEARTBEATS]
+class HealthReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of ``/health`` (the document's schema of it)."""
+
+    ok: bool
+    problems: list[str]
+    """One sentence per problem; empty when ``ok``."""
+    nats: dict[str, bool]
+    store: dict[str, Any]
+    """``ok`` and the store's ``StoreStats``, or ``ok: false`` and ``error``."""
+    services: dict[str, list[dict[str, Any]]]
+    """Per service, its instances: the newest heartbeat, ``age_s``, ``stale``."""
+    heartbeats: dict[str, int]
+
+
+async def health(request: web.Request, inputs: Inputs) -> web.Response:
+    caller, beats = request.app[CALLER], request.app[HEARTBEATS]
     problems: list[str] = []
-    body: dict[str, Any] = {"nats": {"connected": bus.connected}}
-    if not bus.connected:
+    body: dict[str, Any] = {"nats": {"connected": caller.connected}}
+    if not caller.connected:
         problems.append("nats: not connected")
     try:
-        stats = await bus.call(STORE_STATS, {}, StoreStats, timeout=STORE_TIMEOUT_S)
+        raw = await caller.call_raw(STORE_STATS, b"{}", timeout=STORE_TIMEOUT_S)
+        stats = limits.decode(_stats, raw, what="store stats")
     except (GpurouteError, msgspec.MsgspecError) as e:
         body["store"] = {"ok": False, "error": str(e)}
         problems.append(f"store: {e}")

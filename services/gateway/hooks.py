@@ -30,12 +30,13 @@ from aiohttp import WSMsgType, web
 
 from schemas import event_types, limits
 from schemas.subjects import STORE_READ
-from schemas.system import StoredEvent, StoreReadRequest, decode_page
+from schemas.system import StoredEvent, StoreReadRequest
 from services.gateway.errors import BadRequest
-from services.gateway.parsing import convert_params, parse_query
-from services.gateway.state import BUS, SETTINGS, SOCKETS
+from services.gateway.parsing import convert_params
+from services.gateway.state import CALLER, FOLLOWER, SETTINGS, SOCKETS
+from services.gateway.table import Inputs, ok_body
 from services.runtime.errors import GpurouteError
-from services.runtime.follow import FollowerBehind, follow, valid_pattern
+from services.runtime.follow import FollowerBehind, valid_pattern
 
 CLOSE_BAD_SUBSCRIPTION = 4400
 CLOSE_TOO_SLOW = 4008
@@ -66,10 +67,23 @@ class HooksSubscribe(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     after: limits.Position | None = None
 
 
-class _Hooks(msgspec.Struct, kw_only=True):
-    ok: bool = True
+class HooksWsQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The WebSocket's query; without it the first client frame is a
+    :class:`HooksSubscribe`."""
+
+    subjects: Annotated[str, msgspec.Meta(max_length=limits.MAX_PATTERNS * 257)] = ">"
+    """Comma-separated subject patterns."""
+    after: limits.Position | None = None
+
+
+class HooksReply(msgspec.Struct, frozen=True, kw_only=True):
+    """``topic``: the pattern matched (``job`` becomes ``job.>``); the rest is the
+    store's page (``StoredPage``)."""
+
     topic: str
     events: list[StoredEvent]
+    last_seq: int = 0
+    more: bool = False
 
 
 _subscribe_decoder = msgspec.json.Decoder(HooksSubscribe)
@@ -96,18 +110,18 @@ def topic_pattern(topic: str) -> str:
     return topic.rstrip(".") + ".>"
 
 
-async def hooks(request: web.Request) -> web.Response:
-    q = parse_query(request, HooksQuery)
+async def hooks(request: web.Request, inputs: Inputs) -> web.Response:
+    """The store's page as it came, with the ``topic`` it matched."""
+    q: HooksQuery = inputs.query
     pattern = topic_pattern(q.topic)
     check_patterns([pattern], what="query: topic")
     req = StoreReadRequest(limit=q.limit, patterns=[pattern], last=True)
-    raw = await request.app[BUS].call_raw(STORE_READ, msgspec.json.encode(req))
-    page = decode_page(raw)
-    body = msgspec.json.encode(_Hooks(topic=pattern, events=page.events))
-    return web.Response(body=body, content_type="application/json")
+    raw = await request.app[CALLER].call_raw(STORE_READ, msgspec.json.encode(req))
+    topic = b'"topic":' + msgspec.json.encode(pattern)
+    return web.Response(body=ok_body(raw, topic), content_type="application/json")
 
 
-async def hooks_ws(request: web.Request) -> web.WebSocketResponse:
+async def hooks_ws(request: web.Request, inputs: Inputs) -> web.WebSocketResponse:
     """Query ``subjects`` (comma-separated patterns) and ``after``, or a first
     client message ``{"subjects": [...], "after": N}``. Then one text frame per
     event: ``{"seq": N, "event": {...}}``. A bad subscription gets one
@@ -174,8 +188,8 @@ async def _pump(
     """Send followed events until the client closes, falls behind, or the store fails."""
     last = sub.after
     try:
-        bus = request.app[BUS]
-        async for item in follow(bus, sub.subjects, sub.after, max_buffer_bytes=WS_BUFFER_BYTES):
+        events = request.app[FOLLOWER](sub.subjects, sub.after, max_buffer_bytes=WS_BUFFER_BYTES)
+        async for item in events:
             seq = _SEQ.match(item)
             if seq is not None:  # the frame is buffered before send_frame can time out
                 last = int(seq.group(1))

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 from aiohttp import web
 
 from schemas import limits
@@ -31,16 +32,6 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 MAX_BODY_BYTES = limits.MAX_EVENT_BYTES
 """A body becomes (part of) an event at most, so it is bounded like one."""
-
-_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
-
-
-def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
-    decoder = _decoders.get(type_)
-    if decoder is None:
-        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
-    return decoder
-
 
 async def read_raw(request: web.Request) -> bytes:
     """The body's bytes, within the request time bound (408 otherwise)."""
@@ -60,16 +51,46 @@ async def read_body(request: web.Request, type_: type[T]) -> T:
     raw = await read_raw(request)
     if not raw.strip():
         raw = b"{}"
-    value: T = limits.decode(_decoder(type_), raw, max_bytes=MAX_BODY_BYTES, what="JSON")
+    value: T = limits.decode(limits.decoder_for(type_), raw, max_bytes=MAX_BODY_BYTES, what="JSON")
     return value
 
 
 def parse_query(request: web.Request, type_: type[S]) -> S:
-    """The query string as ``type_`` (see the module docstring)."""
-    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
-    if repeated:
-        raise BadRequest(f"invalid query: parameter `{repeated[0]}` is given more than once")
-    return convert_params(dict(request.query), type_, what="query")
+    """The query string as ``type_`` (see the module docstring). A list field is
+    given by repeating its parameter (``?types=job.&types=flags.``, OpenAPI's
+    default ``form`` style); any other repeated parameter is a 400."""
+    lists = _list_fields(type_)
+    params: dict[str, Any] = {}
+    for name in request.query:
+        if name in params:
+            continue
+        values = request.query.getall(name)
+        if name in lists:
+            params[name] = values
+        elif len(values) > 1:
+            raise BadRequest(f"invalid query: parameter `{_clip(name)}` is given more than once")
+        else:
+            params[name] = values[0]
+    return convert_params(params, type_, what="query")
+
+
+_lists: dict[type[msgspec.Struct], frozenset[str]] = {}
+
+
+def _list_fields(type_: type[msgspec.Struct]) -> frozenset[str]:
+    """The encoded names of ``type_``'s fields that hold a list (optional or not)."""
+    names = _lists.get(type_)
+    if names is None:
+        info = msgspec.inspect.type_info(type_)
+        fields = info.fields if isinstance(info, msgspec.inspect.StructType) else ()
+        names = _lists[type_] = frozenset(f.encode_name for f in fields if _is_list(f.type))
+    return names
+
+
+def _is_list(t: msgspec.inspect.Type) -> bool:
+    if isinstance(t, msgspec.inspect.UnionType):
+        return any(_is_list(u) for u in t.types)
+    return isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.SetType))
 
 
 def path_params(request: web.Request, type_: type[S], **extra: Any) -> S:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 
 import msgspec
 from aiohttp import web
@@ -10,15 +11,12 @@ from nats.aio.msg import Msg
 
 from schemas.subjects import HEARTBEAT, PING
 from services.gateway.app import create_app
+from services.gateway.errors import GatewayError
 from services.gateway.heartbeats import HeartbeatTracker
 from services.gateway.server import GatewayRunner
 from services.runtime.config import Config
-from services.runtime.errors import GpurouteError
+from services.runtime.follow import follow
 from services.runtime.service import Service
-
-
-class GatewayError(GpurouteError):
-    pass
 
 
 class GatewayService(Service):
@@ -36,12 +34,15 @@ class GatewayService(Service):
 
         self._beats = await self.bus.nc.subscribe(HEARTBEAT, cb=on_beat)
         await self.bus.nc.publish(PING)  # services started earlier beat now, not in 5 s
-        self.app = create_app(self.bus, self.heartbeats, settings)
+        http = self.config.http
+        self.app = create_app(
+            self.bus, functools.partial(follow, self.bus), self.heartbeats, settings,
+            bind_host=http.host,
+        )
         self._runner = GatewayRunner(
             self.app, request_timeout_s=settings.request_timeout_s, access_log=None
         )
         await self._runner.setup()
-        http = self.config.http
         site = web.TCPSite(self._runner, http.host, http.port)
         try:
             await site.start()

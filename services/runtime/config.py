@@ -7,6 +7,7 @@ nested Structs with defaults, so an old file stays valid.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +55,10 @@ class AdvisorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How long start waits for the advisor to rebuild its state from the store."""
 
 
+TOKEN_ENV = "GPUROUTE_TOKEN"
+MIN_TOKEN = 16
+
+
 class GatewaySection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """[gateway]: what ``/health`` expects, and how long a client may hold the gateway."""
 
@@ -69,6 +74,32 @@ class GatewaySection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Seconds one WebSocket send may wait for a client before it is closed."""
     max_instances: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
     """Service instances ``/health`` tracks; heartbeats of more are ignored and counted."""
+    hosts: list[Annotated[str, msgspec.Meta(min_length=1, max_length=253)]] = msgspec.field(
+        default_factory=list
+    )
+    """Host names the gateway serves besides the loopback names and its bind address
+    (a request with another ``Host`` is a 421: DNS rebinding)."""
+    origins: list[Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]] = (
+        msgspec.field(default_factory=list)
+    )
+    """Browser origins allowed besides the gateway's own (``https://dash.example``);
+    a request with another ``Origin`` is a 403."""
+    token: Annotated[str, msgspec.Meta(min_length=MIN_TOKEN, max_length=4096)] | None = None
+    """Bearer token every route but ``/health`` needs; ``GPUROUTE_TOKEN`` in the
+    environment wins over it. Required to bind beyond loopback. Never logged."""
+    read_token: bool = True
+    """With a token: reads (GET) need it too; false: only routes that change state."""
+
+    def bearer_token(self) -> str | None:
+        """``GPUROUTE_TOKEN`` when set and not empty, else ``token``; a
+        :class:`ConfigError` when the environment's is shorter than ``MIN_TOKEN``."""
+        env = os.environ.get(TOKEN_ENV)
+        if env and len(env) < MIN_TOKEN:
+            raise ConfigError(TOKEN_ENV, f"a token needs at least {MIN_TOKEN} characters")
+        return env or self.token
+
+    def __repr__(self) -> str:  # the token must never reach a log line
+        return "GatewaySection(...)"
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -99,7 +99,7 @@ async def test_a_body_over_the_limit_is_413_naming_it(gateway):
 async def test_a_url_over_8190_bytes_is_json_and_one_log_line(gateway, caplog):
     caplog.set_level(logging.DEBUG)
     answer = await raw_exchange(
-        gateway, b"GET /api/events?key=" + b"k" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        gateway, b"GET /api/events?key=" + b"k" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     )
     status, body = split(answer)
     assert status == 400 and body["ok"] is False and "8190" in body["error"]
@@ -111,7 +111,9 @@ async def test_a_url_over_8190_bytes_is_json_and_one_log_line(gateway, caplog):
 
 
 async def test_a_bad_header_is_json(gateway):
-    answer = await raw_exchange(gateway, b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    answer = await raw_exchange(
+        gateway, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n"
+    )
     status, body = split(answer)
     assert status == 400 and body["ok"] is False and "malformed request" in body["error"]
 
@@ -120,7 +122,7 @@ async def test_a_body_shorter_than_its_length_is_408_then_closed(gateway):
     started = asyncio.get_running_loop().time()
     answer = await raw_exchange(
         gateway,
-        b"PUT /api/flags HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"flags\":",
+        b"PUT /api/flags HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"flags\":",
     )
     status, body = split(answer)
     assert status == 408 and "did not arrive within 1s" in body["error"]
@@ -128,14 +130,14 @@ async def test_a_body_shorter_than_its_length_is_408_then_closed(gateway):
 
 
 async def test_headers_that_never_end_are_closed_in_time(gateway):
-    answer = await raw_exchange(gateway, b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    answer = await raw_exchange(gateway, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     assert answer == b""  # closed by the gateway after request_timeout_s, not held
 
 
 async def test_a_client_that_resets_mid_body_logs_at_debug(gateway, caplog):
     caplog.set_level(logging.DEBUG)
     _reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    writer.write(b"PUT /api/flags HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    writer.write(b"PUT /api/flags HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
     await writer.drain()
     await asyncio.sleep(0.1)  # the handler is reading the body
     writer.transport.abort()

@@ -1,0 +1,200 @@
+"""The route table: every HTTP route of the gateway, declared once.
+
+Each row names its method and path, the Struct of its query, body and path
+parameters, the subject it calls (or the handler that answers it here), the
+reply type, the timeout and the statuses its service may answer. ``app.py``
+registers the handlers from it and ``openapi.py`` writes the OpenAPI document
+from it, so the two cannot disagree. Queries and bodies use the strict
+request types (``forbid_unknown_fields``): a typo is a 400 naming the field.
+docs/gateway.md lists the routes for people.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.adapters import (
+    CANCEL,
+    HEALTH,
+    POLL,
+    PROVIDERS_SUBJECT,
+    SIMULATE,
+    SUBMIT,
+    CancelRequest,
+    CancelResult,
+    HealthRequest,
+    HealthResponse,
+    NoBody,
+    PollQuery,
+    PollRequest,
+    PollResult,
+    ProvidersRequest,
+    ProvidersResponse,
+    SimTranscript,
+    SimulateRequest,
+    SubmitRequest,
+    SubmitResult,
+)
+from schemas.advisor import (
+    ADVISE_SUBJECT,
+    COSTS_SUBJECT,
+    FLAGS_GET_SUBJECT,
+    FLAGS_SET_SUBJECT,
+    GPUS_SUBJECT,
+    CostPreview,
+    CostRequest,
+    Decision,
+    FlagsQuery,
+    FlagsUpdate,
+    FlagsView,
+    GpuList,
+    GpuListRequest,
+)
+from schemas.jobs import JobSpec
+from schemas.providers import (
+    PROVIDERS_DELETE_SUBJECT,
+    PROVIDERS_GET_SUBJECT,
+    PROVIDERS_LIST_SUBJECT,
+    PROVIDERS_PUT_SUBJECT,
+    PROVIDERS_STATS_SUBJECT,
+    ProviderChanged,
+    ProviderList,
+    ProviderListQuery,
+    ProviderProfile,
+    ProviderPut,
+    ProviderRef,
+    ProvidersQuery,
+    ProviderStats,
+)
+from schemas.subjects import STORE_READ
+from schemas.system import StoredPage, StoreReadRequest
+from services.gateway import documents, health, hooks
+from services.gateway.errors import BadRequest
+from services.gateway.table import (
+    COMMAND_TIMEOUT_S,
+    PROVIDER_CALL_TIMEOUT_S,
+    Inputs,
+    Route,
+)
+
+
+def _events(i: Inputs) -> StoreReadRequest:
+    q: StoreReadRequest = i.query
+    if q.patterns or q.types:
+        hooks.check_patterns([*(q.patterns or []), *(q.types or [])])
+    return q
+
+
+def _create_provider(i: Inputs) -> ProviderPut:
+    return ProviderPut(profile=i.body, create=True)
+
+
+def _put_provider(i: Inputs) -> ProviderPut:
+    path_id = i.path(ProviderRef).id
+    profile: ProviderProfile = i.body
+    if profile.id != path_id:
+        raise BadRequest(
+            f"invalid body: `id` {profile.id!r} differs from the path's {path_id!r} - at `$.id`"
+        )
+    return ProviderPut(profile=profile)
+
+
+def _poll(i: Inputs) -> PollRequest:
+    return i.path(PollRequest, provider=i.query.provider, job_id=i.query.job_id)
+
+
+def _cancel(i: Inputs) -> CancelRequest:
+    return i.path(CancelRequest, provider=i.query.provider, job_id=i.query.job_id)
+
+
+def _no_request(i: Inputs) -> ProvidersRequest:
+    return ProvidersRequest()
+
+
+GPU = "/api/providers/gpu"
+ADAPTER_ERRORS = (404, 429, 502, 504)
+"""A provider's failure (an ``AdapterFailure`` body; 429 with ``Retry-After``)."""
+
+
+def _adapter(method: str, path: str, **row: Any) -> Route:
+    """A row of the adapters service: its replies carry their own ``ok``."""
+    return Route(method=method, path=GPU + path, tag="adapters", envelope=False,
+                 errors=ADAPTER_ERRORS, **row)  # fmt: skip
+
+TABLE: tuple[Route, ...] = (
+    # -- the gateway itself ------------------------------------------------------
+    Route(method="GET", path="/health", tag="gateway", handler=health.health, open=True,
+          reply=health.HealthReply, errors=(503,),
+          summary="NATS, the store, expected services and faults; 503 naming each problem"),
+    Route(method="GET", path="/openapi.json", tag="gateway", handler=documents.openapi,
+          reply=dict[str, Any], summary="this document (OpenAPI 3.1)"),
+    Route(method="GET", path="/asyncapi.json", tag="gateway", handler=documents.asyncapi,
+          reply=dict[str, Any], errors=(404,),
+          summary="the AsyncAPI 3.0 document of every NATS subject"),
+    Route(method="GET", path="/docs", tag="gateway", handler=documents.docs_page,
+          content_type="text/html",
+          summary="a page that renders this document for people (text/html)"),
+    # -- events ------------------------------------------------------------------
+    Route(method="GET", path="/api/events", tag="events", subject=STORE_READ,
+          query=StoreReadRequest, reply=StoredPage, request=_events,
+          summary="stored events: after, limit, type/types (prefixes), patterns, key, last"),
+    Route(method="GET", path="/api/modder/hooks", tag="events", subject=STORE_READ,
+          query=hooks.HooksQuery, reply=hooks.HooksReply, handler=hooks.hooks,
+          summary="the newest events whose type matches a topic (a subject pattern)"),
+    Route(method="GET", path="/api/modder/hooks/ws", tag="events", query=hooks.HooksWsQuery,
+          handler=hooks.hooks_ws, own_query=True, websocket=True,
+          summary="WebSocket: stored events after a position, then live, one frame each"),
+    # -- the compute advisor -----------------------------------------------------
+    Route(method="GET", path="/api/gpu/list", subject=GPUS_SUBJECT, query=GpuListRequest,
+          reply=GpuList, summary="devices, flags, the raw sample with debug", tag="advisor"),
+    Route(method="POST", path="/api/compute/advise", subject=ADVISE_SUBJECT,
+          body=JobSpec, reply=Decision,
+          summary="where a job would run and why (no job is created)", tag="advisor"),
+    Route(method="POST", path="/api/compute/costs", subject=COSTS_SUBJECT, body=CostRequest,
+          reply=CostPreview, summary="cost preview of every target", tag="advisor"),
+    Route(method="GET", path="/api/providers", subject=PROVIDERS_LIST_SUBJECT,
+          query=ProviderListQuery, reply=ProviderList,
+          summary="every registered provider (of one kind)", tag="advisor"),
+    Route(method="POST", path="/api/providers", subject=PROVIDERS_PUT_SUBJECT,
+          body=ProviderProfile, reply=ProviderChanged, request=_create_provider,
+          status=201, timeout=COMMAND_TIMEOUT_S, errors=(409,),
+          summary="register a provider (409 if the id exists)", tag="advisor"),
+    Route(method="GET", path="/api/providers/stats", subject=PROVIDERS_STATS_SUBJECT,
+          query=ProvidersQuery, reply=ProviderStats,
+          summary="totals, by kind, storage, persisted", tag="advisor"),
+    Route(method="GET", path="/api/providers/{id}", subject=PROVIDERS_GET_SUBJECT,
+          query=ProvidersQuery, path_type=ProviderRef, reply=ProviderProfile, errors=(404,),
+          summary="one provider's profile", tag="advisor"),
+    Route(method="PUT", path="/api/providers/{id}", subject=PROVIDERS_PUT_SUBJECT,
+          body=ProviderProfile, body_from_path=True, path_type=ProviderRef,
+          reply=ProviderChanged, request=_put_provider, timeout=COMMAND_TIMEOUT_S,
+          summary="create or replace a provider (the body's id defaults to the path's)",
+          tag="advisor"),
+    Route(method="DELETE", path="/api/providers/{id}", subject=PROVIDERS_DELETE_SUBJECT,
+          path_type=ProviderRef, reply=ProviderChanged, timeout=COMMAND_TIMEOUT_S,
+          errors=(404,), summary="remove a provider", tag="advisor"),
+    Route(method="GET", path="/api/flags", subject=FLAGS_GET_SUBJECT, query=FlagsQuery,
+          reply=FlagsView, summary="every flag with its value and default", tag="advisor"),
+    Route(method="PUT", path="/api/flags", subject=FLAGS_SET_SUBJECT, body=FlagsUpdate,
+          reply=FlagsView, timeout=COMMAND_TIMEOUT_S,
+          summary="change flags (records only the ones whose value changes)", tag="advisor"),
+    # -- the GPU provider adapters -----------------------------------------------
+    _adapter("POST", "/health", subject=HEALTH, body=HealthRequest,
+             reply=HealthResponse, timeout=PROVIDER_CALL_TIMEOUT_S,
+             summary="health of every provider, or the one named"),
+    _adapter("POST", "/submit", subject=SUBMIT, body=SubmitRequest,
+             reply=SubmitResult, timeout=PROVIDER_CALL_TIMEOUT_S,
+             summary="submit a job to a provider (dry-run without its token)"),
+    _adapter("GET", "/poll/{id}", subject=POLL, query=PollQuery,
+             body=NoBody, path_type=PollRequest, reply=PollResult, request=_poll,
+             timeout=PROVIDER_CALL_TIMEOUT_S,
+             summary="status, artifacts and logs of a remote job (id as submit returned it)"),
+    _adapter("POST", "/cancel/{id}", subject=CANCEL, query=PollQuery,
+             body=NoBody, path_type=CancelRequest, reply=CancelResult, request=_cancel,
+             timeout=PROVIDER_CALL_TIMEOUT_S, summary="cancel a remote job"),
+    _adapter("GET", "/providers", subject=PROVIDERS_SUBJECT, body=NoBody,
+             reply=ProvidersResponse, request=_no_request,
+             summary="live or dry-run per provider, and what is missing to go live"),
+    _adapter("POST", "/simulate", subject=SIMULATE, body=SimulateRequest,
+             reply=SimTranscript, summary="a seeded, deterministic transcript of a job"),
+)  # fmt: skip
