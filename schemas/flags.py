@@ -16,14 +16,23 @@ from schemas.limits import MAX_NAME
 
 ENABLE_COMPUTE = "features.enable_compute"
 ENABLE_PUBLIC_GPU_ADAPTERS = "features.enable_public_gpu_adapters"
+ENABLE_PERF = "features.enable_perf"
+ENABLE_PERF_BUDGETS = "features.enable_perf_budgets"
+ENABLE_PERF_PROFILER_DASHBOARD = "features.enable_perf_profiler_dashboard"
 
 DEFAULTS: dict[str, bool] = {
     ENABLE_COMPUTE: False,
     ENABLE_PUBLIC_GPU_ADAPTERS: False,
+    ENABLE_PERF: False,
+    ENABLE_PERF_BUDGETS: False,
+    ENABLE_PERF_PROFILER_DASHBOARD: False,
 }
 DESCRIPTIONS: dict[str, str] = {
     ENABLE_COMPUTE: "The advisor may send jobs to remote providers.",
     ENABLE_PUBLIC_GPU_ADAPTERS: "Adapters may make live calls to provider APIs.",
+    ENABLE_PERF: "Budgets and the profiler dashboard (turns on both parts below).",
+    ENABLE_PERF_BUDGETS: "The budget service delays jobs that do not fit (legacy name).",
+    ENABLE_PERF_PROFILER_DASHBOARD: "The profiler dashboard answers (legacy name).",
 }
 
 
