@@ -26,7 +26,7 @@ from services.advisor.state import context
 from .golden_grid import BENCH_SPECS, configs, cost_requests, specs, states
 
 DECISIONS = "0f21d4b00631e1e7aa3d68ba04d23b645340e88be29d052f261d30c86c3743a9"
-ADVISED = "c59dd328dfff77a76e8ed15841b2b39a7162d2795ebf9bd4c2870072b7b6eb3b"
+ADVISED = "756947d08b205896e6d6edaf072452ad825c2e2ac1f66fc37b92b66e1e4d1cb6"
 PREVIEWS = "9efd96cc7d6dac0983dd5eaf0af6a39eca2843f4d64d6d038a8265e40fde22fc"
 
 encode = msgspec.json.encode
