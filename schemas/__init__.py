@@ -4,7 +4,17 @@ Importing this package registers every event type; decode any event with
 :func:`decode_event`.
 """
 
-from schemas import adapter_settings, adapters, advisor, flags, jobs, providers, system, telemetry
+from schemas import (
+    adapter_settings,
+    adapters,
+    advisor,
+    budget,
+    flags,
+    jobs,
+    providers,
+    system,
+    telemetry,
+)
 from schemas.envelope import (
     SCHEMA_VERSION,
     Event,
@@ -26,6 +36,7 @@ __all__ = [
     "adapter_settings",
     "adapters",
     "advisor",
+    "budget",
     "decode_event",
     "encode_event",
     "event_type",
