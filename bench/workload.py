@@ -13,7 +13,8 @@ import random
 from collections.abc import Iterator
 
 from schemas import Event
-from schemas.jobs import JobAdvised, JobFailed, JobSpec, JobStarted, JobSubmitted, JobSucceeded
+from schemas.advisor import JobAdvised
+from schemas.jobs import JobFailed, JobSpec, JobStarted, JobSubmitted, JobSucceeded
 from services.runtime.clock import ManualClock
 from services.runtime.ids import IdGenerator
 

@@ -12,7 +12,9 @@ is HTTP-like (400 bad input, 404 unknown job, 429 rate limited, 502 provider err
 provider timeout) and whose description is an :class:`AdapterFailure` as one line of JSON.
 Requests are lenient (an older service skips newer fields); the ``*Body`` types are the
 strict forms the gateway decodes HTTP bodies with (``NoBody`` for the routes that take
-none), so an unknown field in any HTTP body is a 400 naming it.
+none), derived with ``schemas.strict.strict``, so an unknown field in any HTTP body is a
+400 naming it. A job handed to a provider (:class:`ProviderJob`) is the one job spec,
+``schemas.jobs.JobSpec``, plus the provider's input.
 
 The ``[adapters]`` config section is in ``schemas/adapter_settings.py``. No type here ever
 holds a secret value.
@@ -27,6 +29,8 @@ import msgspec
 
 from schemas import limits
 from schemas.envelope import event_type
+from schemas.jobs import JobSpec
+from schemas.strict import strict
 from schemas.subjects import command
 
 ProviderName = Literal["runpod", "huggingface", "replicate", "modal"]
@@ -93,8 +97,9 @@ SIMULATE: Final = command(
 # --- the job contract: a job and the results of each call ---------------------------
 
 
-class ProviderJob(msgspec.Struct, frozen=True, kw_only=True):
-    """A job to hand to a provider.
+class ProviderJob(JobSpec, frozen=True, kw_only=True):
+    """A job to hand to a provider: the job spec every service takes
+    (``schemas.jobs.JobSpec``: kind, sizes, steps, model, ...) plus the provider input.
 
     ``input`` is the provider's model input, sent as the provider expects it (RunPod
     ``{"input": ...}``, Replicate ``{"input": ...}``, the HF endpoint's JSON body, the
@@ -104,14 +109,14 @@ class ProviderJob(msgspec.Struct, frozen=True, kw_only=True):
     same job always gets the same dry-run answer.
     """
 
-    input: dict[str, Any]
+    input: dict[str, Any] = {}
     job_id: str | None = None
     target: str | None = None
     seed: Seed | None = None
 
 
-class ProviderJobBody(ProviderJob, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A job as a client sends it over HTTP: an unknown field is an error."""
+ProviderJobBody = strict(ProviderJob)
+"""A job as a client sends it over HTTP: an unknown field is an error."""
 
 
 class SubmitResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -242,8 +247,9 @@ SIM_MAX_SECONDS: Final = 86_400.0
 SIM_MIN_UNITS_PER_S: Final = 0.001
 SIM_MAX_UNITS_PER_S: Final = 1_000_000.0
 SIM_MAX_UNITS: Final = 10_000_000
-"""The largest job (``job.input["steps"]``) the simulation takes. With the bounds above,
-every time in a transcript stays below 2**53 ms: no overflow, no precision loss."""
+"""The largest job (``job.input["steps"]``, else the spec's ``steps``) the simulation
+takes. With the bounds above, every time in a transcript stays below 2**53 ms: no
+overflow, no precision loss."""
 
 SimSeconds = Annotated[float, msgspec.Meta(ge=0, le=SIM_MAX_SECONDS)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -314,8 +320,7 @@ class HealthRequest(msgspec.Struct, frozen=True, kw_only=True):
     provider: ProviderName | None = None
 
 
-class HealthBody(HealthRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
+HealthBody = strict(HealthRequest)
 
 
 class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -333,9 +338,7 @@ class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True):
     job: ProviderJob
 
 
-class SubmitBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    provider: ProviderName
-    job: ProviderJobBody
+SubmitBody = strict(SubmitRequest)
 
 
 class NoBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -390,11 +393,7 @@ class SimulateRequest(msgspec.Struct, frozen=True, kw_only=True):
     profile: ProviderProfile | None = None
 
 
-class SimulateBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    provider: ProviderName
-    job: ProviderJobBody
-    seed: Seed
-    profile: ProviderProfile | None = None
+SimulateBody = strict(SimulateRequest)
 
 
 # --- events --------------------------------------------------------------------------

@@ -6,15 +6,17 @@ Events (stored, folded by the advisor into the context of each decision):
 
 The advisor also folds ``telemetry.sampled`` (schemas/telemetry.py),
 ``provider.upserted`` and ``provider.removed`` (schemas/providers.py) and
-``flags.changed`` (schemas/flags.py). ``job.advised`` (schemas/jobs.py) carries
-the decision; its ``inputs`` hold an :class:`AdvisedInputs` (as plain JSON),
-which is what a what-if replay re-runs.
+``flags.changed`` (schemas/flags.py), and publishes:
+
+    job.advised           JobAdvised: where a job runs, with the typed inputs
+                          (:class:`AdvisedInputs`) a what-if replay re-runs
 
 Request/reply endpoints (``nats.micro``, service ``gpuroute-advisor``) are the
 ``*_SUBJECT`` constants below, each with its request and reply type (the
-provider registry's are in schemas/providers.py). Request types are strict (an
-unknown field is an error, like an HTTP body); replies and event payloads are
-lenient so an older reader skips newer fields.
+provider registry's are in schemas/providers.py). Every type here is lenient
+(an older reader skips newer fields), requests too: they are messages between
+services. Where a person types one (an HTTP body, a query) it is decoded as its
+strict form, ``schemas.strict.strict(T)``, so a typo is an error naming it.
 
 Units: GB (10^9 bytes) for VRAM demand and offers, USD, minutes of wall-clock
 unless a name says otherwise.
@@ -28,8 +30,8 @@ import msgspec
 
 from schemas.envelope import event_type
 from schemas.flags import FlagValues
-from schemas.jobs import JobKind, Target
-from schemas.providers import MAX_VRAM_GB, Name, PriceSnapshot, ProviderStats
+from schemas.jobs import TARGET_PATTERN, JobKind, JobSpec, JobSpecBody, Target
+from schemas.providers import Name, PriceSnapshot, ProviderStats
 from schemas.subjects import command
 from schemas.telemetry import GpuDevice, TelemetrySample
 
@@ -37,39 +39,45 @@ from schemas.telemetry import GpuDevice, TelemetrySample
 
 ADVISE_SUBJECT = command(
     "gpuroute.advisor.advise",
-    "AdvisorJobSpecBody -> Decision: what would the advisor decide (no job is created).",
+    "JobSpec -> Decision: what would the advisor decide (no job is created).",
+    clients=("gateway",),
+    request="JobSpec",
+    reply="Decision",
 )
 COSTS_SUBJECT = command(
     "gpuroute.advisor.costs",
     "CostRequest -> CostPreview.",
+    clients=("gateway",),
+    request="CostRequest",
+    reply="CostPreview",
 )
 GPUS_SUBJECT = command(
     "gpuroute.advisor.gpus",
     "GpuListRequest -> GpuList: the latest telemetry sample the advisor folded.",
+    clients=("gateway",),
+    request="GpuListRequest",
+    reply="GpuList",
 )
 FLAGS_GET_SUBJECT = command(
     "gpuroute.flags.get",
     "FlagsQuery -> FlagsView.",
+    server="advisor",
+    clients=("gateway",),
+    request="FlagsQuery",
+    reply="FlagsView",
 )
 FLAGS_SET_SUBJECT = command(
     "gpuroute.flags.set",
     "FlagsUpdate -> FlagsView; publishes flags.changed (400 naming an unknown flag).",
+    server="advisor",
+    clients=("gateway",),
+    request="FlagsUpdate",
+    reply="FlagsView",
 )
 
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 HeadroomGb = Annotated[float, msgspec.Meta(ge=0, le=1024)]
-# Bounds of a job spec (also of the config's [defaults]): generous, finite, so
-# the largest admitted job still gets finite minutes, VRAM and costs.
-Side = Annotated[int, msgspec.Meta(ge=1, le=16384)]
-Steps = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
-Tokens = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
-AudioSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
-MAX_COST_USD = 1_000_000.0
 MAX_QUEUE_DEPTH = 1_000_000_000
-
-
-class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of request bodies: a typo is an error naming the field."""
 
 
 # -- remote queue --------------------------------------------------------------
@@ -85,11 +93,11 @@ class QueueDepthChanged(msgspec.Struct, frozen=True, kw_only=True):
 # -- flags ---------------------------------------------------------------------
 
 
-class FlagsQuery(_Request, frozen=True):
+class FlagsQuery(msgspec.Struct, frozen=True, kw_only=True):
     pass
 
 
-class FlagsUpdate(_Request, frozen=True):
+class FlagsUpdate(msgspec.Struct, frozen=True, kw_only=True):
     """``{"flags": {"features.enable_compute": true}}``; names from schemas.flags.DEFAULTS."""
 
     flags: FlagValues
@@ -106,40 +114,7 @@ class FlagsView(msgspec.Struct, frozen=True, kw_only=True):
     applied: bool = True
 
 
-# -- job spec, derived attributes, thresholds -----------------------------------
-
-TARGET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-TargetName = Annotated[str, msgspec.Meta(pattern=TARGET_PATTERN)]
-
-
-class AdvisorJobSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """A job as the advisor reads it: schemas.jobs.JobSpec's fields, bounded,
-    plus ``tokens`` (llm) and ``audio_seconds`` (speech).
-
-    Left-out sizes take the advisor config's ``[defaults]``. ``vram_gb`` is an
-    explicit VRAM hint (GB) that replaces the estimate; ``max_cost_usd`` caps a
-    remote estimate; ``prefer`` (``local``, ``cpu``, ``remote`` or a provider
-    id) wins when feasible; ``debug`` asks for the details block.
-    """
-
-    kind: JobKind = "image"
-    width: Side | None = None
-    height: Side | None = None
-    batch: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
-    frames: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
-    steps: Steps | None = None
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
-    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=MAX_VRAM_GB)] | None = None
-    max_cost_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)] | None = None
-    prefer: TargetName | None = None
-    debug: bool = False
-    tokens: Tokens | None = None
-    audio_seconds: AudioSeconds | None = None
-
-
-class AdvisorJobSpecBody(AdvisorJobSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The body of ``POST /api/compute/advise`` and of an advise request: strict."""
-
+# -- derived attributes, thresholds ----------------------------------------------
 
 VramSource = Literal["hint", "model", "formula"]
 
@@ -214,7 +189,7 @@ class CpuThresholds(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RuleThresholds(msgspec.Struct, frozen=True, kw_only=True):
-    """The ``[rules]`` the advisor ran with (its config holds the strict twins)."""
+    """The ``[rules]`` the advisor ran with (its config file is read as the strict form)."""
 
     local_gpu: LocalGpuThresholds = LocalGpuThresholds()
     remote: RemoteThresholds = RemoteThresholds()
@@ -224,7 +199,12 @@ class RuleThresholds(msgspec.Struct, frozen=True, kw_only=True):
 # -- the decision --------------------------------------------------------------
 
 RuleName = Literal[
-    "preferred_target", "local_gpu", "remote_cheapest", "cpu_small_job", "wait_for_local_gpu"
+    "preferred_target",
+    "local_gpu",
+    "remote_cheapest",
+    "cpu_small_job",
+    "wait_for_local_gpu",
+    "infeasible",
 ]
 
 
@@ -268,7 +248,9 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     ``provider_id``/``gpu`` name the rented GPU when remote; ``gpu_index`` the
     local GPU. ``estimated_minutes`` includes a remote cold start;
     ``estimate_usd`` is the rounded cost (energy for local/CPU/wait).
-    ``details`` is set when the spec asked for ``debug``.
+    ``details`` is set when the spec asked for ``debug``. An ``infeasible``
+    decision (no target can ever run the job; the reason has the numbers)
+    carries no minutes and no price.
     """
 
     target: Target
@@ -297,22 +279,45 @@ class AdvisedInputs(msgspec.Struct, frozen=True, kw_only=True):
     and ``telemetry_sample_id``/``registry_version``/``flags``/
     ``remote_queue_depth`` check that rebuild. ``decision`` is the full decision
     (without details), for comparing.
+
+    Every field has a default only so that the ``"inputs": {}`` of events written
+    before ``inputs`` was typed (by other publishers, or without inputs) still
+    decodes: such inputs have no ``decision`` and cannot be re-run
+    (:attr:`JobAdvised.replayable`).
     """
 
-    spec: AdvisorJobSpec
-    telemetry_sample_id: str
-    flags: dict[str, bool]
-    registry_version: int
-    remote_queue_depth: int
-    state_position: int
-    config_digest: str
-    decision: Decision
+    spec: JobSpec = JobSpec()
+    telemetry_sample_id: str = ""
+    flags: dict[str, bool] = {}
+    registry_version: int = 0
+    remote_queue_depth: int = 0
+    state_position: int = 0
+    config_digest: str = ""
+    decision: Decision | None = None
+
+
+class JobAdvised(msgspec.Struct, frozen=True, kw_only=True):
+    """The advisor's decision. ``target`` is a :data:`~schemas.jobs.Target`;
+    ``provider`` is set when remote; ``inputs`` records what the decision used."""
+
+    target: str
+    rule: str
+    reason: str
+    provider: str | None = None
+    estimate_usd: float | None = None
+    inputs: AdvisedInputs | None = None
+
+    @property
+    def replayable(self) -> AdvisedInputs | None:
+        """The inputs, when they hold a decision to re-run (None otherwise)."""
+        inputs = self.inputs
+        return inputs if inputs is not None and inputs.decision is not None else None
 
 
 # -- cost preview --------------------------------------------------------------
 
 
-class CostRequest(_Request, frozen=True):
+class CostRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Body of ``POST /api/compute/costs``.
 
     ``queue``: ``remote`` (compare every provider), ``local``, ``cpu`` or a
@@ -320,7 +325,7 @@ class CostRequest(_Request, frozen=True):
     """
 
     queue: Annotated[str, msgspec.Meta(pattern=TARGET_PATTERN)] = "remote"
-    job: AdvisorJobSpecBody | None = None
+    job: JobSpec | None = None
     duration_minutes: Annotated[float, msgspec.Meta(gt=0, le=10_080)] | None = None
     debug: bool = False
 
@@ -378,7 +383,7 @@ class CostPreview(msgspec.Struct, frozen=True, kw_only=True):
 # -- GPU list ------------------------------------------------------------------
 
 
-class GpuListRequest(_Request, frozen=True):
+class GpuListRequest(msgspec.Struct, frozen=True, kw_only=True):
     debug: bool = False
 
 
@@ -395,6 +400,17 @@ class GpuList(msgspec.Struct, frozen=True, kw_only=True):
     raw: TelemetrySample | None = None
 
 
-QueueDepthChangedEvent = event_type(
-    "queue.depth.changed", QueueDepthChanged, "The number of jobs waiting in a queue changed."
+JobAdvisedEvent = event_type(
+    "job.advised", JobAdvised, "The advisor decided where a job runs.", publishers=("advisor",)
 )
+QueueDepthChangedEvent = event_type(
+    "queue.depth.changed",
+    QueueDepthChanged,
+    "The number of jobs waiting in a queue changed.",
+    publishers=("scheduler",),
+    readers=("advisor",),
+)
+
+
+AdvisorJobSpecBody = JobSpecBody
+"""The older name of ``strict(JobSpec)``, for code not moved yet (the same type)."""

@@ -1,62 +1,87 @@
-"""Job lifecycle events: what the job table projection folds.
+"""Jobs: the one job spec every service takes, and the job lifecycle events.
 
-``job.submitted`` carries the validated job spec; the advisor answers with
-``job.advised``; a runner reports ``job.started`` and a terminal event.
+:class:`JobSpec` is what a client asks to run. It is the ``spec`` of
+``job.submitted``, the body of the advisor's advise and cost routes (and of the
+scheduler's ``POST /api/jobs``), and what the advisor decides on; a job handed
+to a provider is this spec plus the provider's input
+(``schemas.adapters.ProviderJob``). Where a person types a spec (an HTTP body)
+it is decoded as ``schemas.strict.strict(JobSpec)``, where an unknown field is
+an error; between services it stays lenient.
+
+Events: ``job.submitted`` carries the spec; the advisor answers with
+``job.advised`` (``schemas/advisor.py``: its payload holds the typed decision
+inputs); a runner reports ``job.started`` and a terminal event.
+
+Spelling: **cancelled**, everywhere (the ``job.cancelled`` event, the
+``cancelled`` job and adapter statuses). Every stored event and status already
+says it, so no old log changes meaning, and it is RunPod's and Modal's word;
+Replicate's ``canceled`` is mapped where its answer enters
+(``services/adapters/replicate.py``). Where a person types a status or an
+event name (a query, a filter, a subject pattern), :func:`spelling` accepts
+``canceled`` too.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Final, Literal
 
 import msgspec
 
 from schemas.envelope import event_type
+from schemas.providers import MAX_VRAM_GB
+from schemas.strict import strict
 
 JobKind = Literal["image", "video", "llm", "speech", "other"]
-Target = Literal["local", "cpu", "remote", "wait", "rejected"]
+Target = Literal["local", "cpu", "remote", "wait", "infeasible", "rejected"]
+"""``wait``: the job fits once something frees; ``infeasible``: no target can ever
+run it; ``rejected``: an older advisor's answer to a spec it could not accept."""
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+# Bounds of a job spec (also of the advisor config's [defaults]): generous and
+# finite, so the largest admitted job still gets finite minutes, VRAM and costs.
+Side = Annotated[int, msgspec.Meta(ge=1, le=16384)]
+Steps = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+Tokens = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+AudioSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+MAX_COST_USD = 1_000_000.0
+TARGET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TargetName = Annotated[str, msgspec.Meta(pattern=TARGET_PATTERN)]
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What a client asks to run. Units: pixels, frames, GB of VRAM, USD.
+    """What a client asks to run. Units: pixels, frames, GB of VRAM (10^9 bytes),
+    USD, seconds of audio.
 
-    Lenient about unknown fields, as every message between services is; HTTP
-    bodies decode as :class:`JobSpecBody`, which is strict.
+    Left-out sizes take the advisor config's ``[defaults]``; a field a kind does
+    not use is ignored by it (``tokens`` for an image). ``vram_gb`` is an explicit
+    VRAM demand that replaces the estimate; ``max_cost_usd`` caps a remote
+    estimate; ``prefer`` (``local``, ``cpu``, ``remote`` or a provider id) wins
+    when feasible; ``debug`` asks the advisor for its details block. Every bad
+    value fails with msgspec's message naming the path (``Expected `int` >= 1 -
+    at `$.width```).
     """
 
     kind: JobKind = "image"
-    width: PositiveInt | None = None
-    height: PositiveInt | None = None
-    batch: PositiveInt = 1
-    frames: PositiveInt = 1
-    steps: PositiveInt | None = None
-    model: str | None = None
-    vram_gb: NonNegative | None = None
-    max_cost_usd: NonNegative | None = None
-    prefer: str | None = None
+    width: Side | None = None
+    height: Side | None = None
+    batch: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
+    frames: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
+    steps: Steps | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    vram_gb: Annotated[float, msgspec.Meta(gt=0, le=MAX_VRAM_GB)] | None = None
+    max_cost_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)] | None = None
+    prefer: TargetName | None = None
     debug: bool = False
+    tokens: Tokens | None = None
+    audio_seconds: AudioSeconds | None = None
 
 
-class JobSpecBody(JobSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A job spec as a client sends it: an unknown field is an error."""
+JobSpecBody = strict(JobSpec)
+"""The spec as a person types it (an HTTP body): an unknown field is an error."""
 
 
 class JobSubmitted(msgspec.Struct, frozen=True, kw_only=True):
     spec: JobSpec
-
-
-class JobAdvised(msgspec.Struct, frozen=True, kw_only=True):
-    """The advisor's decision. ``target`` is local, cpu, remote or wait;
-    ``provider`` is set when remote. ``inputs`` records what the decision used."""
-
-    target: str
-    rule: str
-    reason: str
-    provider: str | None = None
-    estimate_usd: float | None = None
-    inputs: dict[str, Any] = {}
 
 
 class JobStarted(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,9 +102,33 @@ class JobCancelled(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
-JobSubmittedEvent = event_type("job.submitted", JobSubmitted, "A client asked to run a job.")
-JobAdvisedEvent = event_type("job.advised", JobAdvised, "The advisor decided where a job runs.")
-JobStartedEvent = event_type("job.started", JobStarted, "A job began running on its target.")
-JobSucceededEvent = event_type("job.succeeded", JobSucceeded, "A job finished successfully.")
-JobFailedEvent = event_type("job.failed", JobFailed, "A job ended with an error.")
-JobCancelledEvent = event_type("job.cancelled", JobCancelled, "A job was cancelled.")
+CANCELLED: Final = "cancelled"
+_OTHER_SPELLING = re.compile(r"(?<![a-z])canceled(?![a-z])")
+
+
+def spelling(typed: str) -> str:
+    """What a person typed (a status, an event name, a subject pattern) in the
+    spelling gpuroute uses: ``canceled`` becomes ``cancelled`` as a whole word
+    (``job.canceled`` -> ``job.cancelled``); anything else is returned as is."""
+    return _OTHER_SPELLING.sub(CANCELLED, typed) if "canceled" in typed else typed
+
+
+JobSubmittedEvent = event_type(
+    "job.submitted",
+    JobSubmitted,
+    "A client asked to run a job.",
+    publishers=("scheduler",),
+    readers=("advisor",),  # its JetStream consumer
+)
+JobStartedEvent = event_type(
+    "job.started", JobStarted, "A job began running on its target.", publishers=("scheduler",)
+)
+JobSucceededEvent = event_type(
+    "job.succeeded", JobSucceeded, "A job finished successfully.", publishers=("scheduler",)
+)
+JobFailedEvent = event_type(
+    "job.failed", JobFailed, "A job ended with an error.", publishers=("scheduler",)
+)
+JobCancelledEvent = event_type(
+    f"job.{CANCELLED}", JobCancelled, "A job was cancelled.", publishers=("scheduler",)
+)

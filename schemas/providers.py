@@ -7,9 +7,10 @@ Events (stored, folded by the advisor into its provider registry):
 
 Request/reply endpoints (``nats.micro``, service ``gpuroute-advisor``) are the
 ``PROVIDERS_*_SUBJECT`` constants below, each with its request and reply type.
-Request types are strict (an unknown field is an error, like an HTTP body), as
-are the ``*Body`` twins of the profile a client or the seed file writes;
-replies and event payloads are lenient so an older reader skips newer fields.
+Every type here is lenient (an older reader skips newer fields), requests too:
+they are messages between services. A profile a person types (an HTTP body, the
+seed file) is decoded as :data:`ProviderProfileBody`, its strict form
+(``schemas.strict.strict``), where an unknown field at any level is an error.
 
 Units: GB (10^9 bytes) for VRAM offers, USD, seconds where a name says ``_s``.
 
@@ -29,6 +30,7 @@ from msgspec import UNSET, UnsetType
 
 from schemas.envelope import event_type
 from schemas.limits import MAX_NAME, MAX_TEXT
+from schemas.strict import strict
 from schemas.subjects import command
 
 # -- subjects ------------------------------------------------------------------
@@ -92,10 +94,6 @@ Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 MAX_GPUS = 64
 """GPU offers in one profile."""
 MAX_AUTH_FIELDS = 32
-
-
-class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of request bodies: a typo is an error naming the field."""
 
 
 # -- profiles ------------------------------------------------------------------
@@ -182,24 +180,8 @@ class ProviderProfile(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"`id` {self.id!r} is reserved; pick another id")
 
 
-class GpuOfferBody(GpuOffer, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class PriceSnapshotBody(PriceSnapshot, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class HardwareProfileBody(HardwareProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
-
-
-class ProviderProfileBody(ProviderProfile, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A profile as a client or the seed file writes it: every level is strict."""
-
-    gpus: Annotated[tuple[GpuOfferBody, ...], msgspec.Meta(min_length=1, max_length=MAX_GPUS)]
-    price_snapshot: PriceSnapshotBody
-    hardware: HardwareProfileBody = HardwareProfileBody()
+ProviderProfileBody = strict(ProviderProfile)
+"""A profile as a client or the seed file writes it: every level is strict."""
 
 
 # -- events, requests, replies -------------------------------------------------
@@ -217,24 +199,24 @@ class ProviderRemoved(msgspec.Struct, frozen=True, kw_only=True):
     reason: Text = ""
 
 
-class ProvidersQuery(_Request, frozen=True):
+class ProvidersQuery(msgspec.Struct, frozen=True, kw_only=True):
     pass
 
 
-class ProviderListQuery(_Request, frozen=True):
+class ProviderListQuery(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /api/providers?kind=modal``: only the providers of that kind."""
 
     kind: ProviderKind | None = None
 
 
-class ProviderRef(_Request, frozen=True):
+class ProviderRef(msgspec.Struct, frozen=True, kw_only=True):
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class ProviderPut(_Request, frozen=True):
+class ProviderPut(msgspec.Struct, frozen=True, kw_only=True):
     """Upsert a profile; with ``create`` it must not exist yet."""
 
-    profile: ProviderProfileBody
+    profile: ProviderProfile
     create: bool = False
 
 

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from schemas import Event
-from schemas.jobs import JobAdvised, JobSpec, JobStarted, JobSubmitted, JobSucceeded
+from schemas.advisor import JobAdvised
+from schemas.jobs import JobSpec, JobStarted, JobSubmitted, JobSucceeded
 from services.runtime.bus import Bus
 
 BIN = Path(sys.executable).parent

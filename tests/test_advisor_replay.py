@@ -94,9 +94,9 @@ async def log(store, bus, config) -> Path:  # type: ignore[no-untyped-def]
 
 def decisions(db: Path) -> dict[str, AdvisedInputs]:
     return {
-        e.key: msgspec.convert(e.payload.inputs, AdvisedInputs)
+        e.key: e.payload.replayable
         for _, e in stored_events(db, "job.advised")
-        if e.payload.inputs
+        if e.payload.replayable
     }
 
 

@@ -10,9 +10,9 @@ import nats.js.errors
 import pytest
 
 from schemas import Event, make_event
-from schemas.advisor import AdvisedInputs, QueueDepthChanged
+from schemas.advisor import AdvisedInputs, JobAdvised, QueueDepthChanged
 from schemas.flags import DEFAULTS, FlagsChanged
-from schemas.jobs import JobAdvised, JobSpec, JobSubmitted
+from schemas.jobs import JobSpec, JobSubmitted
 from schemas.subjects import STORE_STATS, STREAM
 from schemas.system import StoreStats
 from services.advisor.config import DEFAULT_CONFIG, config_digest
@@ -46,7 +46,8 @@ async def test_job_submitted_is_advised_with_the_inputs_it_used(bus, config):
     assert isinstance(data, JobAdvised)
     assert (data.target, data.rule, data.provider) == ("local", "local_gpu", None)
     assert "GPU 0 (NVIDIA GeForce RTX 4090) has 21.47 GB free" in data.reason
-    inputs = msgspec.convert(data.inputs, AdvisedInputs)
+    inputs = data.replayable
+    assert isinstance(inputs, AdvisedInputs) and inputs.decision is not None
     [(_, sample)] = stored_events(config.events_db, "telemetry.sampled")
     assert inputs.telemetry_sample_id == sample.id == sample.payload.sample_id
     assert inputs.flags == DEFAULTS
@@ -75,7 +76,7 @@ async def test_flags_and_queue_depth_reach_decisions_as_events(bus, config):
     assert off.target == "wait" and "features.enable_compute is off" in off.reason
     assert on.target == "remote" and on.provider and on.estimate_usd > 0
     assert full.target == "wait" and "queue saturated: depth 9 >= 8" in full.reason
-    assert msgspec.convert(full.inputs, AdvisedInputs).remote_queue_depth == 9
+    assert full.inputs.remote_queue_depth == 9
 
 
 async def test_a_redelivered_job_is_advised_once(bus, config):
@@ -137,12 +138,22 @@ async def test_an_invalid_submitted_event_is_acked_unanswered(bus, config):
     assert answers == ["valid"]
 
 
-async def test_a_spec_the_advisor_cannot_accept_is_rejected_with_the_field(bus, config):
-    async with running_advisor(config):
+async def test_a_spec_over_the_bounds_is_a_dead_letter_not_a_job(bus, config):
+    """JobSpec is one type, bounded, in the event too: the store dead-letters a
+    job.submitted whose spec breaks a bound and the advisor, running the same
+    check, counts it and answers nothing (it used to decode the spec a third time
+    and answer ``rejected``)."""
+    async with running_advisor(config) as advisor:
         await bus.publish(submit(bus, "huge", width=100_000, height=64))
-        data = (await advised(config.events_db, ["huge"]))["huge"].payload
-    assert (data.target, data.rule) == ("rejected", "invalid_spec")
-    assert "Expected `int` <= 16384 - at `$.width`" in data.reason
+        await bus.publish(submit(bus, "fine", width=64, height=64))
+        await advised(config.events_db, ["fine"])
+        await wait_for(lambda: advisor.jobs.invalid == 1)
+
+        async def dead_letters() -> int:
+            return (await bus.call(STORE_STATS, {}, StoreStats)).dead_letters
+
+        assert await wait_for(lambda: dead_letters()) == 1
+    assert [e.key for _, e in stored_events(config.events_db, "job.advised")] == ["fine"]
 
 
 async def test_seeding_happens_once_with_deterministic_ids(bus, config):
@@ -158,21 +169,13 @@ async def test_seeding_happens_once_with_deterministic_ids(bus, config):
 
 
 async def test_tokens_and_audio_survive_the_submitted_event(bus, config):
-    raw_spec = {"kind": "llm", "model": "llama-3-8b", "tokens": 4000}
+    """One JobSpec: the event's spec carries ``tokens`` and ``audio_seconds``."""
     async with running_advisor(config):
-        event = make_event(
-            JobSubmitted(spec=JobSpec(kind="llm", model="llama-3-8b")),
-            id="sub-1",
-            key="llm-1",
-            ts=1.0,
-            source="test",
-        )
-        body = msgspec.json.encode(event).replace(
-            b'"model":"llama-3-8b"', msgspec.json.encode(raw_spec)[1:-1]
-        )
-        await bus.js.publish("job.submitted", body, headers={"Nats-Msg-Id": "sub-1"})
-        data = (await advised(config.events_db, ["llm-1"]))["llm-1"].payload
-    assert msgspec.convert(data.inputs, AdvisedInputs).spec.tokens == 4000
+        await bus.publish(submit(bus, "llm-1", kind="llm", model="llama-3-8b", tokens=4000))
+        await bus.publish(submit(bus, "asr-1", kind="speech", audio_seconds=90.5))
+        got = await advised(config.events_db, ["llm-1", "asr-1"])
+    assert got["llm-1"].payload.inputs.spec.tokens == 4000
+    assert got["asr-1"].payload.inputs.spec.audio_seconds == 90.5
 
 
 async def test_a_deeply_nested_submitted_event_does_not_stop_the_consumer(bus, config):

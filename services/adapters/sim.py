@@ -131,7 +131,8 @@ def simulate(
 
 
 def _units(provider: str, job: ProviderJob) -> int:
-    steps = job.input.get("steps")
+    """The job's size: the provider input's ``steps``, else the job spec's."""
+    steps = job.input.get("steps", job.steps)
     if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
         if steps > SIM_MAX_UNITS:
             reason = f"job.input.steps must be at most {SIM_MAX_UNITS}, got {steps}"

@@ -1,4 +1,4 @@
-"""Advisor thresholds and constants: one strict Struct, loaded from TOML.
+"""Advisor thresholds and constants: one Struct, read strictly from TOML.
 
 The Python defaults below are the embedded default (``ops/advisor.toml`` is a
 copy an operator edits; a test keeps the two equal). A TOML file may set any
@@ -33,19 +33,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from schemas.advisor import (
-    AudioSeconds,
-    CpuThresholds,
-    LocalGpuThresholds,
-    RemoteThresholds,
-    RuleThresholds,
-    Side,
-    Steps,
-    Tokens,
-)
+from schemas.advisor import RuleThresholds
+from schemas.jobs import AudioSeconds, Side, Steps, Tokens
 from schemas.limits import MAX_NAME
 from schemas.providers import MAX_SECONDS, MAX_VRAM_GB, Name, Price, Speed
-from services.advisor.errors import ConfigError
+from schemas.strict import lenient, strict
+from services.advisor.errors import AdvisorConfigError
 
 Gb = Annotated[float, msgspec.Meta(ge=0, le=MAX_VRAM_GB)]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
@@ -55,44 +48,12 @@ Watts = Annotated[float, msgspec.Meta(ge=0, le=100_000)]
 Factor = Annotated[float, msgspec.Meta(gt=0, le=100_000)]
 
 
-class _Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of every config section: immutable, keyword-only, typos rejected."""
+class _Section(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every config section: immutable, keyword-only. A file is read as the
+    strict form (``schemas.strict.strict``), so a typo is an error naming it."""
 
 
-class LocalGpuRule(LocalGpuThresholds, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Rule 1: a local GPU takes the job when free VRAM >= demand * (1 + fraction) + gb."""
-
-
-class RemoteRule(RemoteThresholds, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Rule 2: the cheapest fitting provider, when ``features.enable_compute`` is on.
-
-    The remote queue is saturated (rule skipped) when its depth >= ``queue_saturated_at``.
-    A provider GPU fits when its VRAM >= demand + ``headroom_gb``.
-    """
-
-
-class CpuRule(CpuThresholds, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Rule 3: the CPU takes a job that is small enough on every count below.
-
-    ``max_megapixels`` bounds width*height*batch*frames/1e6 (image/video only);
-    ``ram_factor``: available RAM must be >= demand * ram_factor (skipped when
-    RAM is unknown).
-    """
-
-
-class RulesConfig(RuleThresholds, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Rules run in this order; rule 4 (wait for the local GPU) always closes.
-
-    The defaults are those of the lenient twins in ``schemas/advisor.py``
-    (``RuleThresholds``), which a decision's details report.
-    """
-
-    local_gpu: LocalGpuRule = LocalGpuRule()
-    remote: RemoteRule = RemoteRule()
-    cpu: CpuRule = CpuRule()
-
-
-class KindVram(_Strict, frozen=True):
+class KindVram(_Section, frozen=True):
     base_gb: Gb
     per_megapixel_gb: Annotated[float, msgspec.Meta(ge=0, le=1024)] = 0.0
 
@@ -117,7 +78,7 @@ def _models_gb() -> dict[str, float]:
     }
 
 
-class VramConfig(_Strict, frozen=True):
+class VramConfig(_Section, frozen=True):
     image: KindVram = KindVram(base_gb=6.5, per_megapixel_gb=1.5)
     video: KindVram = KindVram(base_gb=10.0, per_megapixel_gb=0.6)
     speech: KindVram = KindVram(base_gb=4.0)
@@ -131,7 +92,7 @@ class VramConfig(_Strict, frozen=True):
     ] = msgspec.field(default_factory=_models_gb)
 
 
-class CpuSlowdown(_Strict, frozen=True):
+class CpuSlowdown(_Section, frozen=True):
     """How many times longer the CPU takes than the reference GPU, per kind."""
 
     image: Factor = 40.0
@@ -141,7 +102,7 @@ class CpuSlowdown(_Strict, frozen=True):
     other: Factor = 10.0
 
 
-class SpeedConfig(_Strict, frozen=True):
+class SpeedConfig(_Section, frozen=True):
     """Run time on the reference GPU.
 
     image/video: overhead_s + s_per_megapixel_step * megapixels * steps * batch * frames;
@@ -159,7 +120,7 @@ class SpeedConfig(_Strict, frozen=True):
     cpu_slowdown: CpuSlowdown = CpuSlowdown()
 
 
-class JobDefaults(_Strict, frozen=True):
+class JobDefaults(_Section, frozen=True):
     """Values used when a job spec leaves a field out."""
 
     width: Side = 1024
@@ -169,7 +130,7 @@ class JobDefaults(_Strict, frozen=True):
     audio_seconds: AudioSeconds = 60.0
 
 
-class PricingConfig(_Strict, frozen=True):
+class PricingConfig(_Section, frozen=True):
     """Local energy cost, result transfer size, rounding.
 
     Local and CPU cost is energy only: watts * hours * usd_per_kwh / 1000.
@@ -185,7 +146,7 @@ class PricingConfig(_Strict, frozen=True):
     round_digits: Annotated[int, msgspec.Meta(ge=0, le=8)] = 4
 
 
-class PriceOverride(_Strict, frozen=True):
+class PriceOverride(_Section, frozen=True):
     """Replace or scale a registered provider's price at decision time.
 
     Set exactly one of ``price_usd`` (with ``unit``) or ``multiplier``. ``gpu``
@@ -203,8 +164,11 @@ class PriceOverride(_Strict, frozen=True):
             raise ValueError("set exactly one of `price_usd` or `multiplier`")
 
 
-class AdvisorConfig(_Strict, frozen=True):
-    rules: RulesConfig = RulesConfig()
+class AdvisorConfig(_Section, frozen=True):
+    """``rules`` run in their numbered order; rule 4 (wait for the local GPU) closes
+    them (see ``services/advisor/rules.py``)."""
+
+    rules: RuleThresholds = RuleThresholds()
     vram: VramConfig = VramConfig()
     speed: SpeedConfig = SpeedConfig()
     defaults: JobDefaults = JobDefaults()
@@ -220,9 +184,9 @@ DEFAULT_CONFIG = AdvisorConfig()
 def parse_config(data: bytes | str, source: str = "<config>") -> AdvisorConfig:
     """Decode TOML text into a config; errors name ``source`` and the field."""
     try:
-        return msgspec.toml.decode(data, type=AdvisorConfig)
+        return lenient(msgspec.toml.decode(data, type=strict(AdvisorConfig)))
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise ConfigError(source, str(e)) from e
+        raise AdvisorConfigError(source, str(e)) from e
 
 
 def load_config(path: Path | str | None = None) -> AdvisorConfig:
@@ -232,7 +196,7 @@ def load_config(path: Path | str | None = None) -> AdvisorConfig:
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise ConfigError(path, f"cannot read: {e.strerror or e}") from e
+        raise AdvisorConfigError(path, f"cannot read: {e.strerror or e}") from e
     return parse_config(data, str(path))
 
 

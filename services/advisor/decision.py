@@ -18,7 +18,8 @@ from typing import Annotated
 
 import msgspec
 
-from schemas.advisor import AdvisorJobSpec, Decision
+from schemas.advisor import Decision
+from schemas.jobs import JobSpec
 from schemas.telemetry import TelemetrySample
 from services.advisor.registry import RegistryState
 
@@ -43,7 +44,7 @@ class AdviceRecord(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     job_id: str
-    spec: AdvisorJobSpec
+    spec: JobSpec
     context: DecisionContext
     decision: Decision
     config_digest: str

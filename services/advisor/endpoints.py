@@ -27,8 +27,6 @@ from schemas.advisor import (
     FLAGS_GET_SUBJECT,
     FLAGS_SET_SUBJECT,
     GPUS_SUBJECT,
-    AdvisorJobSpec,
-    AdvisorJobSpecBody,
     CostPreview,
     CostRequest,
     FlagsQuery,
@@ -38,6 +36,7 @@ from schemas.advisor import (
     GpuListRequest,
 )
 from schemas.flags import DEFAULTS, DESCRIPTIONS, FlagsChanged
+from schemas.jobs import JobSpec
 from schemas.providers import (
     PROVIDERS_DELETE_SUBJECT,
     PROVIDERS_GET_SUBJECT,
@@ -87,7 +86,7 @@ class AdvisorEndpoints:
     rules: AdvisorConfig
     projector: Projector[AdvisorState]
     ready: asyncio.Event
-    _replies: dict[AdvisorJobSpec, bytes]
+    _replies: dict[JobSpec, bytes]
     _decider: tuple[AdvisorState, AdvisorConfig, Decider] | None
 
     @property
@@ -114,7 +113,7 @@ class AdvisorEndpoints:
 
     def _endpoints(self) -> list[tuple[str, str, type[Any], Callable[[Any], Awaitable[Any]]]]:
         return [
-            ("advise", ADVISE_SUBJECT, AdvisorJobSpecBody, self.advise),
+            ("advise", ADVISE_SUBJECT, JobSpec, self.advise),
             ("costs", COSTS_SUBJECT, CostRequest, self.costs),
             ("gpus", GPUS_SUBJECT, GpuListRequest, self.gpus),
             ("providers-list", PROVIDERS_LIST_SUBJECT, ProviderListQuery, self.providers),
@@ -136,7 +135,7 @@ class AdvisorEndpoints:
                 503, "the advisor is still rebuilding its state (is the store running?)"
             ) from None
 
-    async def advise(self, spec: AdvisorJobSpecBody) -> bytes:
+    async def advise(self, spec: JobSpec) -> bytes:
         """The encoded Decision. A decision is a pure function of the spec and the
         state, so replies are kept per spec until the next fold changes the state."""
         await self._wait_ready()

@@ -1,44 +1,47 @@
 """Errors raised by the advisor core.
 
     GpurouteError (services/runtime/errors.py)
+    ├── ConfigError (services/runtime/errors.py)
+    │   └── AdvisorConfigError      (also an AdvisorError) an advisor config or seed
+    │       │                       file is unreadable or invalid
+    │       └── UnknownOverride     a what-if price override names what the log never had
     └── AdvisorError                root: catch this to catch everything below
-        ├── ConfigError             a config or seed file is unreadable or invalid
-        │   └── UnknownOverride     a what-if price override names what the log never had
+        ├── AdvisorConfigError      (above)
         ├── ProviderNotFound        a cost preview or command named an unknown provider
         └── CostRequestError        a cost request that cannot be priced (no job, no duration)
 
+A config error is the runtime's :class:`ConfigError` (``path``, ``problem``),
+so whoever reports a bad file catches one class for every service's files.
 Validation of request bodies and event payloads is msgspec's job: its
 ``msgspec.ValidationError`` already names the bad field with a JSON path
-(``Expected `int` >= 1 - at `$.width```) and is passed to callers verbatim, never
-wrapped. Telemetry never raises for a missing GPU, driver or NVML library: that
-is a normal state reported inside the sample.
+(``Expected `int` >= 1 - at `$.width```) and is passed to callers verbatim,
+never wrapped. Telemetry never raises for a missing GPU, driver or NVML
+library: that is a normal state reported inside the sample.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from services.runtime.errors import GpurouteError
+from services.runtime.errors import ConfigError, GpurouteError
 
 
 class AdvisorError(GpurouteError):
     """Root of every error the advisor core raises on purpose."""
 
 
-class ConfigError(AdvisorError):
+class AdvisorConfigError(AdvisorError, ConfigError):
     """A TOML file could not be read or does not match its schema.
 
-    ``path`` is the file; ``detail`` is msgspec's message, which names the field
+    ``path`` is the file; ``problem`` is msgspec's message, which names the field
     (``Expected `float` >= 0.0 - at `$.rules.local_gpu.headroom_gb```).
     """
 
-    def __init__(self, path: Path | str, detail: str) -> None:
-        self.path = str(path)
-        self.detail = detail
-        super().__init__(f"{self.path}: {detail}")
+    def __init__(self, path: Path | str, problem: str) -> None:
+        ConfigError.__init__(self, str(path), problem)
 
 
-class UnknownOverride(ConfigError):
+class UnknownOverride(AdvisorConfigError):
     """A what-if file's ``[[price_overrides]]`` entry names a provider (or a GPU of
     one) that the replayed log never registered: it would silently change nothing."""
 

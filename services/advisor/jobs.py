@@ -8,14 +8,15 @@ and its inputs, and acks only after JetStream stored it.
 
 Only a valid event is answered: a message on ``job.submitted`` that does not
 decode as one (over ``limits.MAX_EVENT_BYTES``, nested deeper than
-``limits.MAX_JSON_DEPTH``, invalid UTF-8, not JSON, not an event, or its type
-is not the subject) is the store's to dead-letter, not a job; the advisor acks
-it, counts it (``JobConsumer.invalid``), logs a warning and publishes nothing.
-Every decode goes through ``schemas.limits.decode``, which turns any failure
-(``RecursionError`` included) into ``msgspec.DecodeError``, so no message can
-stop the consumer. A valid event
-whose spec the advisor cannot accept (a width over 16384, say) is answered
-with target ``rejected``, rule ``invalid_spec`` and the field in the reason.
+``limits.MAX_JSON_DEPTH``, invalid UTF-8, not JSON, not an event, its type is
+not the subject, or its spec breaks a bound of ``schemas.jobs.JobSpec``, a
+width over 16384, say) is the store's to dead-letter with msgspec's message
+naming the field, not a job; the advisor acks it, counts it
+(``JobConsumer.invalid``), logs a warning and publishes nothing. Each message
+is decoded once, as the typed event (the spec is the same ``JobSpec`` the
+advisor decides on), through ``schemas.limits.decode``, which turns any
+failure (``RecursionError`` included) into ``msgspec.DecodeError``, so no
+message can stop the consumer.
 
 :class:`JobConsumer` subscribes, batches, publishes and acks; the decision
 comes from the ``decide`` callable it is given (the service's, which reads the
@@ -36,8 +37,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from schemas import Event, decode_event, limits, make_event
-from schemas.advisor import AdvisorJobSpec
-from schemas.jobs import JobAdvised
+from schemas.advisor import JobAdvised
+from schemas.jobs import JobSpec, JobSubmitted
 from schemas.subjects import STREAM
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
@@ -56,24 +57,6 @@ def advised_id(submitted_id: str) -> str:
     return derived_id(submitted_id, "advised")
 
 
-class _SubmittedData(msgspec.Struct):
-    spec: msgspec.Raw
-
-
-class _Submitted(msgspec.Struct):
-    """A job.submitted envelope, its spec kept raw: it is decoded as the advisor's
-    spec (fields schemas.jobs.JobSpec does not know, like ``tokens``, survive)."""
-
-    id: str
-    key: str
-    data: _SubmittedData
-    correlation_id: str | None = None
-
-
-_submitted_decoder = msgspec.json.Decoder(_Submitted)
-_spec_decoder = msgspec.json.Decoder(AdvisorJobSpec)
-
-
 class JobConsumer:
     """Takes job.submitted in batches of up to ``BATCH``; :meth:`run` until cancelled,
     then :meth:`stop`. ``decide`` answers one valid spec; ``source`` names the
@@ -82,7 +65,7 @@ class JobConsumer:
     def __init__(
         self,
         bus: Bus,
-        decide: Callable[[AdvisorJobSpec], JobAdvised],
+        decide: Callable[[JobSpec], JobAdvised],
         *,
         source: str,
         log: logging.Logger,
@@ -158,16 +141,16 @@ class JobConsumer:
         for msg in done:
             await msg.ack()
 
-    def _valid(self, msg: Msg) -> _Submitted | None:
-        """The envelope of a valid job.submitted event, its spec kept raw; None (counted
-        and logged) when the store would dead-letter it: the same checks as the store's."""
+    def _valid(self, msg: Msg) -> Event | None:
+        """The valid job.submitted event in ``msg``; None (counted and logged) when the
+        store would dead-letter it: the same checks as the store's."""
         try:
             size = limits.MAX_EVENT_BYTES  # decode_event checks depth, not size
             limits.check_json(msg.data, max_bytes=size, max_depth=None, what=SUBJECT)
             event = decode_event(msg.data)
-            if event.type != SUBJECT:
+            if not isinstance(event.payload, JobSubmitted):
                 raise ValueError(f"type {event.type!r} does not match subject {SUBJECT!r}")
-            return limits.decode(_submitted_decoder, msg.data, max_depth=None, what=SUBJECT)
+            return event
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
             self.invalid += 1
             self.log.warning(
@@ -176,17 +159,10 @@ class JobConsumer:
             )
             return None
 
-    def _advised(self, submitted: _Submitted) -> Event:
-        """The job.advised event for one job: a decision with its inputs, or a
-        rejection (target ``rejected``) naming the field the advisor cannot accept."""
-        try:  # the whole message passed the size and depth checks in _valid
-            spec = limits.decode(_spec_decoder, submitted.data.spec, max_depth=None, what="spec")
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            data = JobAdvised(target="rejected", rule="invalid_spec", reason=f"job spec: {e}")
-        else:
-            data = self.decide(spec)
+    def _advised(self, submitted: Event) -> Event:
+        """The job.advised event for one job: the decision with its inputs."""
         return make_event(
-            data,
+            self.decide(submitted.payload.spec),
             id=advised_id(submitted.id),
             key=submitted.key,
             ts=self.clock.now(),

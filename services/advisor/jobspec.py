@@ -1,9 +1,9 @@
 """The job spec as the advisor reads it: parsing and the filled-in shape.
 
-The two Structs live in ``schemas/advisor.py``: :class:`AdvisorJobSpec`
-travels inside events and replies (lenient about unknown fields, so an older
-service skips newer ones) and :class:`AdvisorJobSpecBody` is what an HTTP body
-or a request decodes into (an unknown field is an error). Every bad value
+The spec is ``schemas.jobs.JobSpec``, the one every service takes: it travels
+inside ``job.submitted`` and advise requests (lenient about unknown fields,
+so an older service skips newer ones); a body a person typed decodes as its
+strict form ``JobSpecBody`` (an unknown field is an error). Every bad value
 fails with msgspec's message naming the path, e.g. ``Expected `int` >= 1 - at
 `$.width```; pass it on verbatim.
 
@@ -18,23 +18,24 @@ import re
 import msgspec
 
 from schemas import limits
-from schemas.advisor import AdvisorJobSpec, AdvisorJobSpecBody
+from schemas.jobs import JobSpec, JobSpecBody
 from services.advisor.config import AdvisorConfig
 
-_body_decoder = msgspec.json.Decoder(AdvisorJobSpecBody)
+_body_decoder = msgspec.json.Decoder(JobSpecBody)
 
 
-def parse_job_spec(raw: bytes | str) -> AdvisorJobSpec:
-    """Decode an HTTP/request body; raises ``msgspec.ValidationError`` naming the field
-    or ``msgspec.DecodeError`` (any other failure, see ``schemas.limits.decode``)."""
+def parse_job_spec(raw: bytes | str) -> JobSpec:
+    """Decode a body a person typed; raises ``msgspec.ValidationError`` naming the
+    field or ``msgspec.DecodeError`` (any other failure, see ``schemas.limits.decode``)."""
     return as_event_spec(limits.decode(_body_decoder, raw, what="job spec"))
 
 
-def as_event_spec(spec: AdvisorJobSpec) -> AdvisorJobSpec:
-    """The lenient form of a spec, for recording inside an event."""
-    if type(spec) is AdvisorJobSpec:
+def as_event_spec(spec: JobSpec) -> JobSpec:
+    """The lenient form of a spec (a strict one compares unequal to it), for
+    recording inside an event and as a key of the advise reply cache."""
+    if type(spec) is JobSpec:
         return spec
-    return AdvisorJobSpec(**msgspec.structs.asdict(spec))
+    return JobSpec(**msgspec.structs.asdict(spec))
 
 
 class Shape(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,7 +66,7 @@ def params_from_model_name(model: str | None) -> float | None:
     return float(found[-1]) if found else None
 
 
-def shape(spec: AdvisorJobSpec, config: AdvisorConfig) -> Shape:
+def shape(spec: JobSpec, config: AdvisorConfig) -> Shape:
     """Fill the defaults in. Pixels count only for image and video jobs.
 
     ``megapixels_total`` is width * height * batch * frames / 1e6.

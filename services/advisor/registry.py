@@ -33,8 +33,9 @@ from schemas.providers import (
     ProviderStats,
     ProviderUpserted,
 )
+from schemas.strict import lenient, strict
 from services.advisor.config import PriceOverride
-from services.advisor.errors import ConfigError
+from services.advisor.errors import AdvisorConfigError
 
 SEED_FILE = "providers.toml"
 
@@ -55,7 +56,7 @@ def apply(state: RegistryState, payload: RegistryEvent) -> RegistryState:
     match payload:
         case ProviderUpserted(profile=profile, origin=origin):
             providers = dict(state.providers)
-            providers[profile.id] = _lenient(profile)
+            providers[profile.id] = lenient(profile)
             return RegistryState(
                 version=state.version + 1,
                 providers=dict(sorted(providers.items())),
@@ -97,17 +98,11 @@ _profile_decoder = msgspec.json.Decoder(ProviderProfileBody)
 def parse_profile(raw: bytes | str) -> ProviderProfile:
     """Decode an HTTP body strictly; raises ``msgspec.ValidationError`` naming the field
     or ``msgspec.DecodeError`` (any other failure, see ``schemas.limits.decode``)."""
-    return _lenient(limits.decode(_profile_decoder, raw, what="provider profile"))
+    return lenient(limits.decode(_profile_decoder, raw, what="provider profile"))
 
 
-def _lenient(profile: ProviderProfile) -> ProviderProfile:
-    if type(profile) is ProviderProfile and all(type(g) is GpuOffer for g in profile.gpus):
-        return profile
-    return msgspec.convert(msgspec.to_builtins(profile), ProviderProfile)
-
-
-class _SeedFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    providers: tuple[ProviderProfileBody, ...] = ()
+class _SeedFile(msgspec.Struct, frozen=True, kw_only=True):
+    providers: tuple[ProviderProfile, ...] = ()
 
 
 def load_seed(path: Path | str | None = None) -> tuple[ProviderProfile, ...]:
@@ -120,16 +115,16 @@ def load_seed(path: Path | str | None = None) -> tuple[ProviderProfile, ...]:
         try:
             data = Path(path).read_bytes()
         except OSError as e:
-            raise ConfigError(path, f"cannot read: {e.strerror or e}") from e
+            raise AdvisorConfigError(path, f"cannot read: {e.strerror or e}") from e
     try:
-        seed = msgspec.toml.decode(data, type=_SeedFile)
+        seed = msgspec.toml.decode(data, type=strict(_SeedFile))
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise ConfigError(source, str(e)) from e
+        raise AdvisorConfigError(source, str(e)) from e
     ids = [p.id for p in seed.providers]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise ConfigError(source, f"duplicate provider id {dupes[0]!r} - at `$.providers`")
-    return tuple(_lenient(p) for p in seed.providers)
+        raise AdvisorConfigError(source, f"duplicate provider id {dupes[0]!r} - at `$.providers`")
+    return tuple(lenient(p) for p in seed.providers)
 
 
 def seed_payloads(

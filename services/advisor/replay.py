@@ -9,8 +9,9 @@ recorded telemetry sample id, registry version, flags and queue depth check
 the rebuild. Each decision is then re-run with FILE's thresholds and prices
 (``whatif.what_if``).
 
-A ``job.advised`` without inputs (published by something else) is counted and
-skipped; one whose context cannot be rebuilt (a log cut short, say) is listed
+A ``job.advised`` without inputs (published by something else, or before
+inputs were recorded: its ``inputs`` is ``{}`` or null), or one that does not
+decode, is counted and skipped; one whose context cannot be rebuilt (a log cut short, say) is listed
 as a mismatch and not re-run.
 
 A ``[[price_overrides]]`` entry of FILE must name a provider the log registered
@@ -29,8 +30,7 @@ from pathlib import Path
 import msgspec
 
 from schemas import decode_event
-from schemas.advisor import AdvisedInputs
-from schemas.jobs import JobAdvised
+from schemas.advisor import AdvisedInputs, JobAdvised
 from schemas.providers import ProviderUpserted
 from services.advisor.config import AdvisorConfig, config_digest, load_config
 from services.advisor.decision import AdviceRecord
@@ -85,14 +85,13 @@ def recorded_decisions(rows: Iterable[tuple[int, str, bytes]]) -> RecordedDecisi
     seen: dict[str, set[str]] = {}
     for seq, subject, body in rows:
         if subject == "job.advised":
-            event = decode_event(body)
-            data = event.payload
-            assert isinstance(data, JobAdvised)
             try:
-                inputs = msgspec.convert(data.inputs, AdvisedInputs) if data.inputs else None
-            except msgspec.ValidationError:
-                inputs = None
-            if inputs is None:
+                event = decode_event(body)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                event = None  # inputs another publisher wrote, not ours
+            data = None if event is None else event.payload
+            inputs = data.replayable if isinstance(data, JobAdvised) else None
+            if event is None or inputs is None:
                 without += 1
             else:
                 advised.append((inputs.state_position, event.key, inputs))
@@ -109,6 +108,7 @@ def recorded_decisions(rows: Iterable[tuple[int, str, bytes]]) -> RecordedDecisi
         while i < len(followed) and followed[i][0] <= position:
             state = apply(state, followed[i][1])
             i += 1
+        assert inputs.decision is not None  # only replayable inputs were kept
         problem = _check(state, inputs)
         if problem is not None:
             result.mismatches.append(f"{job_id}: {problem}")

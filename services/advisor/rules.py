@@ -32,7 +32,6 @@ from typing import NamedTuple
 import msgspec
 
 from schemas.advisor import (
-    AdvisorJobSpec,
     Candidate,
     ContextSnapshot,
     Decision,
@@ -41,7 +40,7 @@ from schemas.advisor import (
     RuleName,
 )
 from schemas.flags import ENABLE_COMPUTE
-from schemas.jobs import Target
+from schemas.jobs import JobSpec, Target
 from services.advisor.config import AdvisorConfig, config_digest
 from services.advisor.decision import AdviceRecord, DecisionContext
 from services.advisor.jobspec import as_event_spec
@@ -75,7 +74,7 @@ class _Job:
 
     __slots__ = ("d", "options", "quotes", "spec")
 
-    def __init__(self, spec: AdvisorJobSpec, d: JobDerived) -> None:
+    def __init__(self, spec: JobSpec, d: JobDerived) -> None:
         self.spec = spec
         self.d = d
         self.options: list[_Option | None] = [None, None, None]
@@ -230,7 +229,7 @@ class Decider:
         )
         return _Option(cand)
 
-    def _cpu(self, spec: AdvisorJobSpec, d: JobDerived) -> _Option:
+    def _cpu(self, spec: JobSpec, d: JobDerived) -> _Option:
         rule = self.config.rules.cpu
         ram = self._ram
         ram_need = d.vram_demand_gb * rule.ram_factor
@@ -287,7 +286,7 @@ class Decider:
                 return _WAIT_PREFERRED
         return self._remote(job, only=prefer)
 
-    def decide(self, spec: AdvisorJobSpec, details: bool | None = None) -> Decision:
+    def decide(self, spec: JobSpec, details: bool | None = None) -> Decision:
         """Where ``spec`` should run; ``details`` (default: the spec's ``debug``) adds
         the details block. Options after the one chosen are weighed only for details."""
         d = derive(spec, self.config)
@@ -349,7 +348,7 @@ class Decider:
         )
 
 
-def _summary(spec: AdvisorJobSpec, d: JobDerived) -> str:
+def _summary(spec: JobSpec, d: JobDerived) -> str:
     if spec.kind in ("image", "video"):
         frames = f" x {d.frames} frames" if spec.kind == "video" else ""
         what = f"{spec.kind} {d.width}x{d.height} ({d.pixels:,} px) x batch {d.batch}{frames}"
@@ -358,7 +357,7 @@ def _summary(spec: AdvisorJobSpec, d: JobDerived) -> str:
     return f"{what}: VRAM demand {d.vram_demand_gb:.2f} GB ({d.vram_formula})."
 
 
-def decide(spec: AdvisorJobSpec, context: DecisionContext, config: AdvisorConfig) -> Decision:
+def decide(spec: JobSpec, context: DecisionContext, config: AdvisorConfig) -> Decision:
     """Where ``spec`` should run given ``context``; pure and deterministic."""
     return Decider(context, config).decide(spec)
 
@@ -380,7 +379,7 @@ def snapshot(context: DecisionContext) -> ContextSnapshot:
 
 
 def advise(
-    job_id: str, spec: AdvisorJobSpec, context: DecisionContext, config: AdvisorConfig
+    job_id: str, spec: JobSpec, context: DecisionContext, config: AdvisorConfig
 ) -> AdviceRecord:
     """Decide and keep the inputs: the payload to publish as ``job.advised``."""
     return AdviceRecord(

@@ -27,8 +27,8 @@ import asyncio
 import msgspec
 
 from schemas import Event, decode_event, make_event
-from schemas.advisor import AdvisedInputs, AdvisorJobSpec
-from schemas.jobs import JobAdvised
+from schemas.advisor import AdvisedInputs, JobAdvised
+from schemas.jobs import JobSpec
 from schemas.subjects import STORE_READ
 from schemas.system import StoreReadRequest, decode_page, decode_stored
 from services.advisor.config import AdvisorConfig, config_digest, load_config
@@ -74,7 +74,7 @@ class AdvisorService(AdvisorEndpoints, Service):
         self._history_done = False
         self._applied: dict[str, asyncio.Future[None]] = {}
         self.jobs = JobConsumer(bus, self._decide, source=self.name, log=self.log)
-        self._replies: dict[AdvisorJobSpec, bytes] = {}
+        self._replies: dict[JobSpec, bytes] = {}
         """Encoded advise replies for the current state (cleared by every fold)."""
         self._decider: tuple[AdvisorState, AdvisorConfig, Decider] | None = None
         """The rules prepared for a state (see ``_decider_for``)."""
@@ -212,13 +212,13 @@ class AdvisorService(AdvisorEndpoints, Service):
 
     # -- job.submitted -> job.advised: the decision with its inputs ----------------
 
-    def _decide(self, spec: AdvisorJobSpec) -> JobAdvised:
+    def _decide(self, spec: JobSpec) -> JobAdvised:
         state = self.state
         return job_advised(spec, state, self._decider_for(state), self.position, self.digest)
 
 
 def job_advised(
-    spec: AdvisorJobSpec, state: AdvisorState, decider: Decider, position: int, digest: str
+    spec: JobSpec, state: AdvisorState, decider: Decider, position: int, digest: str
 ) -> JobAdvised:
     """The ``job.advised`` payload for ``spec``: the decision (without details) with
     the inputs to re-run it. ``decider``: the rules prepared for ``state``, which the
@@ -240,5 +240,5 @@ def job_advised(
         reason=decision.reason,
         provider=decision.provider_id,
         estimate_usd=decision.estimate_usd,
-        inputs=msgspec.to_builtins(inputs),
+        inputs=inputs,
     )

@@ -13,7 +13,8 @@ the CPU multiplies by ``speed.cpu_slowdown.<kind>``, a provider GPU divides by
 
 from __future__ import annotations
 
-from schemas.advisor import AdvisorJobSpec, JobDerived, VramSource
+from schemas.advisor import JobDerived, VramSource
+from schemas.jobs import JobSpec
 from schemas.providers import GpuOffer, ProviderProfile
 from services.advisor.config import AdvisorConfig
 from services.advisor.jobspec import Shape, shape
@@ -24,7 +25,7 @@ def _r(x: float) -> float:
 
 
 def vram_demand(
-    spec: AdvisorJobSpec, s: Shape, config: AdvisorConfig
+    spec: JobSpec, s: Shape, config: AdvisorConfig
 ) -> tuple[float, VramSource, str]:
     """VRAM demand in GB, where it came from, and the formula with its numbers."""
     if spec.vram_gb is not None:
@@ -62,7 +63,7 @@ def vram_demand(
     )
 
 
-def reference_minutes(spec: AdvisorJobSpec, s: Shape, config: AdvisorConfig) -> float:
+def reference_minutes(spec: JobSpec, s: Shape, config: AdvisorConfig) -> float:
     """Run time on the reference GPU, in minutes (formulas in ``SpeedConfig``)."""
     sp = config.speed
     match spec.kind:
@@ -80,12 +81,12 @@ def reference_minutes(spec: AdvisorJobSpec, s: Shape, config: AdvisorConfig) -> 
     return _r((sp.overhead_s + seconds) / 60)
 
 
-def transfer_gb(spec: AdvisorJobSpec, s: Shape, config: AdvisorConfig) -> float:
+def transfer_gb(spec: JobSpec, s: Shape, config: AdvisorConfig) -> float:
     p = config.pricing
     return _r(p.transfer_base_gb + p.transfer_gb_per_megapixel * s.megapixels_total)
 
 
-def derive(spec: AdvisorJobSpec, config: AdvisorConfig) -> JobDerived:
+def derive(spec: JobSpec, config: AdvisorConfig) -> JobDerived:
     s = shape(spec, config)
     gb, source, formula = vram_demand(spec, s, config)
     ref = reference_minutes(spec, s, config)

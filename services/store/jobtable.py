@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 
 from schemas import Event
+from schemas.advisor import JobAdvised
 from schemas.jobs import (
-    JobAdvised,
     JobCancelled,
     JobFailed,
     JobStarted,
@@ -36,6 +36,7 @@ JobTable = dict[str, JobRow]
 class JobTableProjection:
     name = "jobs"
     type_prefix: str | None = "job."
+    version = 1
 
     def initial(self) -> JobTable:
         return {}
@@ -63,3 +64,6 @@ class JobTableProjection:
 
     def to_builtins(self, state: JobTable) -> Any:
         return {job_id: msgspec.to_builtins(row) for job_id, row in sorted(state.items())}
+
+    def from_builtins(self, data: Any) -> JobTable:
+        return msgspec.convert(data, JobTable)

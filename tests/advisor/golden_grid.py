@@ -14,8 +14,9 @@ from typing import Any
 
 import msgspec
 
-from schemas.advisor import AdvisorJobSpec, AdvisorJobSpecBody, CostRequest
+from schemas.advisor import CostRequest
 from schemas.flags import FlagsChanged
+from schemas.jobs import JobSpec, JobSpecBody
 from schemas.providers import (
     GpuOffer,
     HardwareProfile,
@@ -92,18 +93,18 @@ def _pick(i: int, k: int, values: tuple[Any, ...]) -> Any:
     return values[(h >> 7) % len(values)]
 
 
-def specs(n: int = 240) -> list[AdvisorJobSpec]:
+def specs(n: int = 240) -> list[JobSpec]:
     """``n`` mixed specs, the bench's specs and some of its unique ones."""
     out = [
-        AdvisorJobSpec(**{name: _pick(i, k, vals) for k, (name, vals) in enumerate(_DIMS.items())})
+        JobSpec(**{name: _pick(i, k, vals) for k, (name, vals) in enumerate(_DIMS.items())})
         for i in range(n)
     ]
-    out += [AdvisorJobSpec(**s) for s in BENCH_SPECS]
+    out += [JobSpec(**s) for s in BENCH_SPECS]
     out += [
-        AdvisorJobSpec(**{**BENCH_SPECS[i % 8], "width": 64 + i * 211 % 16320, "height": 512})
+        JobSpec(**{**BENCH_SPECS[i % 8], "width": 64 + i * 211 % 16320, "height": 512})
         for i in range(24)
     ]
-    out.append(AdvisorJobSpec())
+    out.append(JobSpec())
     return out
 
 
@@ -295,10 +296,10 @@ def configs() -> list[tuple[str, AdvisorConfig]]:
     ]
 
 
-def cost_requests(spec_list: list[AdvisorJobSpec]) -> Iterator[CostRequest]:
+def cost_requests(spec_list: list[JobSpec]) -> Iterator[CostRequest]:
     queues = ("remote", "local", "cpu", "modal", "lan-box", "acme", "nope")
     for i, spec in enumerate(spec_list[:60]):
-        job = msgspec.convert(msgspec.to_builtins(spec), AdvisorJobSpecBody)
+        job = msgspec.convert(msgspec.to_builtins(spec), JobSpecBody)
         yield CostRequest(queue=queues[i % len(queues)], job=job, debug=i % 5 == 0)
     for i, minutes in enumerate((0.5, 7.0, 61.25, 600.0)):
         yield CostRequest(queue=queues[i], duration_minutes=minutes)

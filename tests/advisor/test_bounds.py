@@ -21,14 +21,9 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from schemas.advisor import (
-    AdvisorJobSpec,
-    AdvisorJobSpecBody,
-    CostRequest,
-    FlagsUpdate,
-    QueueDepthChanged,
-)
+from schemas.advisor import CostRequest, FlagsUpdate, QueueDepthChanged
 from schemas.flags import FlagsChanged
+from schemas.jobs import JobSpec, JobSpecBody
 from schemas.providers import ProviderProfileBody, ProviderPut, ProviderRef, ProviderUpserted
 from services.advisor.config import DEFAULT_CONFIG, AdvisorConfig
 from services.advisor.pricing import preview_costs
@@ -40,7 +35,7 @@ from services.advisor.state import AdvisorState, context
 from .factories import ON, gpu, sample
 
 Pick = Callable[[str, float, float], float]
-REQUEST_TYPES = (AdvisorJobSpecBody, CostRequest, ProviderPut, AdvisorConfig)
+REQUEST_TYPES = (JobSpecBody, CostRequest, ProviderPut, AdvisorConfig)
 DIVISORS = {"relative_speed", "throughput_factor", "local_relative_speed"}
 EXTRA = {"billing_increment_s": 0.001}
 """Values a field admits besides its bounds: the smallest non-zero billing increment."""
@@ -138,7 +133,7 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def specs(pick: Pick) -> Iterator[AdvisorJobSpec]:
+def specs(pick: Pick) -> Iterator[JobSpec]:
     for kind in ("image", "video", "llm", "speech", "other"):
         for hint in (1.0, None):
             base = {
@@ -146,8 +141,8 @@ def specs(pick: Pick) -> Iterator[AdvisorJobSpec]:
                 "model": "big-999999b" if kind == "llm" else "sdxl", "vram_gb": hint,
                 "max_cost_usd": 1.0, "tokens": 1, "audio_seconds": 1.0, "debug": True,
             }  # fmt: skip
-            yield admitted(AdvisorJobSpecBody, base, pick)
-    yield admitted(AdvisorJobSpecBody, {"prefer": "edge", "max_cost_usd": 1.0}, pick)
+            yield admitted(JobSpecBody, base, pick)
+    yield admitted(JobSpecBody, {"prefer": "edge", "max_cost_usd": 1.0}, pick)
 
 
 def low(name: str, lo: float, hi: float) -> float:
@@ -223,7 +218,7 @@ def test_extreme_admitted_inputs_give_finite_answers(name: str, pick: Pick) -> N
          "$.hardware"),
         (ProviderProfileBody, {**PROFILE, "gpus": [{**PROFILE["gpus"][0],
          "relative_speed": 1e-300}]}, "$.gpus[0].relative_speed"),
-        (AdvisorJobSpecBody, {"max_cost_usd": 1e300}, "$.max_cost_usd"),
+        (JobSpecBody, {"max_cost_usd": 1e300}, "$.max_cost_usd"),
         (AdvisorConfig, {"speed": {"overhead_s": 1e300}}, "$.speed.overhead_s"),
         (AdvisorConfig, {"price_overrides": [{"provider": "x", "multiplier": 1e300}]},
          "$.price_overrides[0].multiplier"),
@@ -239,7 +234,7 @@ def test_absurd_numbers_are_refused_naming_the_field(
 @pytest.mark.parametrize("raw", [b'{"vram_gb": 1e309}', b'{"width": 1e309}'])
 def test_json_infinity_is_refused(raw: bytes) -> None:
     with pytest.raises(msgspec.ValidationError):
-        msgspec.json.decode(raw, type=AdvisorJobSpecBody)
+        msgspec.json.decode(raw, type=JobSpecBody)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])

@@ -11,7 +11,7 @@ from services.advisor.config import (
     load_config,
     parse_config,
 )
-from services.advisor.errors import ConfigError
+from services.advisor.errors import AdvisorConfigError
 
 OPS_FILE = Path(__file__).resolve().parents[2] / "ops" / "advisor.toml"
 
@@ -54,7 +54,7 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
 def test_errors_name_file_and_field(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(AdvisorConfigError) as exc:
         load_config(path)
     assert str(exc.value).startswith(f"{path}: ")
     assert message in str(exc.value)
@@ -62,7 +62,7 @@ def test_errors_name_file_and_field(tmp_path: Path, text: str, message: str) -> 
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(AdvisorConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
 
 

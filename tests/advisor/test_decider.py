@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from schemas.advisor import AdvisorJobSpec, QueueDepthChanged
+from schemas.advisor import QueueDepthChanged
 from schemas.flags import FlagsChanged
+from schemas.jobs import JobSpec
 from services.advisor.config import DEFAULT_CONFIG, parse_config
 from services.advisor.endpoints import AdvisorEndpoints
 from services.advisor.projection import AdvisorProjection
@@ -14,7 +15,7 @@ from services.runtime.projection import Projector
 
 from .factories import sample
 
-BIG = AdvisorJobSpec(width=1024, height=1024, batch=2)
+BIG = JobSpec(width=1024, height=1024, batch=2)
 
 
 def endpoints(state: AdvisorState) -> AdvisorEndpoints:
@@ -52,5 +53,5 @@ def test_providers_are_priced_only_when_a_decision_needs_them(seeded: RegistrySt
     off = Decider(context(AdvisorState(telemetry=sample(), registry=seeded)), DEFAULT_CONFIG)
     off.decide(BIG)
     assert off._table is None  # remote not considered: nothing to price
-    off.decide(AdvisorJobSpec(debug=True))  # the details list every provider's minutes
+    off.decide(JobSpec(debug=True))  # the details list every provider's minutes
     assert off._table is not None

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import msgspec
 
-from schemas.advisor import AdvisorJobSpec
+from schemas.jobs import JobSpec
 from services.advisor.config import config_digest
 from services.advisor.errors import CostRequestError, ProviderNotFound
 from services.advisor.pricing import preview_costs
@@ -101,7 +101,7 @@ def test_cost_previews_are_unchanged() -> None:
 
 def _decide(spec: dict[str, object], state: str, config: str = "default") -> bytes:
     ctx = context(dict(STATES)[state])
-    return encode(decide(AdvisorJobSpec(**spec), ctx, dict(CONFIGS)[config]))  # type: ignore[arg-type]
+    return encode(decide(JobSpec(**spec), ctx, dict(CONFIGS)[config]))  # type: ignore[arg-type]
 
 
 def test_spot_check_remote_cheapest() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.advisor import AdvisorJobSpec, AdvisorJobSpecBody
+from schemas.jobs import JobSpec, JobSpecBody
 from services.advisor.config import DEFAULT_CONFIG
 from services.advisor.jobspec import (
     as_event_spec,
@@ -15,9 +15,9 @@ from services.advisor.jobspec import (
 
 def test_defaults() -> None:
     spec = parse_job_spec(b"{}")
-    assert spec == AdvisorJobSpec()
+    assert spec == JobSpec()
     assert (spec.kind, spec.batch, spec.frames, spec.debug) == ("image", 1, 1, False)
-    assert type(spec) is AdvisorJobSpec
+    assert type(spec) is JobSpec
 
 
 @pytest.mark.parametrize(
@@ -40,14 +40,14 @@ def test_bad_field_is_named(body: bytes, message: str) -> None:
 
 
 def test_event_form_skips_unknown_fields() -> None:
-    spec = msgspec.json.decode(b'{"width": 512, "added_later": 1}', type=AdvisorJobSpec)
+    spec = msgspec.json.decode(b'{"width": 512, "added_later": 1}', type=JobSpec)
     assert spec.width == 512
 
 
 def test_body_converts_to_event_form() -> None:
-    body = AdvisorJobSpecBody(width=640, height=480, debug=True)
+    body = JobSpecBody(width=640, height=480, debug=True)
     spec = as_event_spec(body)
-    assert type(spec) is AdvisorJobSpec
+    assert type(spec) is JobSpec
     assert msgspec.json.encode(spec) == msgspec.json.encode(body)
 
 
@@ -66,13 +66,13 @@ def test_params_from_model_name(name: str | None, params: float | None) -> None:
 
 
 def test_shape_fills_defaults_and_counts_pixels() -> None:
-    s = shape(AdvisorJobSpec(width=1024, height=512, batch=2), DEFAULT_CONFIG)
+    s = shape(JobSpec(width=1024, height=512, batch=2), DEFAULT_CONFIG)
     assert s.pixels == 524_288
     assert s.megapixels_total == pytest.approx(1.048576)
     assert s.steps == DEFAULT_CONFIG.defaults.steps
-    video = shape(AdvisorJobSpec(kind="video", width=512, height=512, frames=24), DEFAULT_CONFIG)
+    video = shape(JobSpec(kind="video", width=512, height=512, frames=24), DEFAULT_CONFIG)
     assert video.megapixels_total == pytest.approx(512 * 512 * 24 / 1e6)
-    llm = shape(AdvisorJobSpec(kind="llm", model="llama-3-8b"), DEFAULT_CONFIG)
+    llm = shape(JobSpec(kind="llm", model="llama-3-8b"), DEFAULT_CONFIG)
     assert (llm.pixels, llm.params_b) == (0, 8.0)
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.advisor import AdvisorJobSpec, CostRequest
+from schemas.advisor import CostRequest
+from schemas.jobs import JobSpec
 from schemas.providers import (
     GpuOffer,
     HardwareProfile,
@@ -11,6 +12,7 @@ from schemas.providers import (
     ProviderProfile,
     ProviderUpserted,
 )
+from schemas.strict import strict
 from services.advisor.config import AdvisorConfig, parse_config
 from services.advisor.errors import CostRequestError, ProviderNotFound
 from services.advisor.pricing import (
@@ -123,7 +125,7 @@ def test_remote_flag_on_is_not_informational(seeded: RegistryState, config: Advi
 
 
 def test_job_spec_preview(seeded: RegistryState, config: AdvisorConfig) -> None:
-    job = AdvisorJobSpec(kind="llm", model="codellama-34b", debug=True)
+    job = JobSpec(kind="llm", model="codellama-34b", debug=True)
     p = preview_costs(CostRequest(queue="remote", job=job, debug=True), seeded, ON, config)
     assert p.job is not None and p.job.vram_demand_gb == 69.5
     vram: dict[tuple[str | None, str | None], float] = {
@@ -132,7 +134,7 @@ def test_job_spec_preview(seeded: RegistryState, config: AdvisorConfig) -> None:
     assert all(vram[(e.provider_id, e.gpu)] >= 70 for e in p.comparison)
     assert len(p.comparison) == 5
     assert all(e.breakdown.vram_surcharge_usd > 0 for e in p.comparison)
-    too_big = AdvisorJobSpec(kind="llm", model="llama-3-70b")  # 141.5 GB + 0.5 headroom > 141 GB
+    too_big = JobSpec(kind="llm", model="llama-3-70b")  # 141.5 GB + 0.5 headroom > 141 GB
     assert preview_costs(CostRequest(job=too_big), seeded, ON, config).estimate is None
 
 
@@ -171,7 +173,8 @@ def test_bad_requests(seeded: RegistryState, config: AdvisorConfig) -> None:
     ):
         msgspec.json.decode(b'{"duration_minutes": 0}', type=CostRequest)
     with pytest.raises(msgspec.ValidationError, match="unknown field `minutes`"):
-        msgspec.json.decode(b'{"minutes": 2}', type=CostRequest)
+        msgspec.json.decode(b'{"minutes": 2}', type=strict(CostRequest))  # as a person types it
+    assert msgspec.json.decode(b'{"minutes": 2}', type=CostRequest) == CostRequest()
     empty = preview_costs(CostRequest(duration_minutes=1), RegistryState(), {}, config)
     assert empty.estimate is None
     assert "no registered provider can run this job" in empty.warnings

@@ -15,7 +15,7 @@ from schemas.providers import (
     ProviderUpserted,
 )
 from services.advisor.config import PriceOverride
-from services.advisor.errors import ConfigError
+from services.advisor.errors import AdvisorConfigError
 from services.advisor.registry import (
     RegistryState,
     apply,
@@ -156,7 +156,7 @@ def test_bad_seed_file(tmp_path: Path) -> None:
         'price_snapshot = { date = "2026-01-01", source = "s" }\n'
         'gpus = [{ gpu = "T4", vram_gb = 16, price_usd = -0.1 }]\n'
     )
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(AdvisorConfigError) as exc:
         load_seed(path)
     assert (
         str(exc.value) == f"{path}: Expected `float` >= 0.0 - at `$.providers[0].gpus[0].price_usd`"
@@ -167,7 +167,7 @@ def test_bad_seed_file(tmp_path: Path) -> None:
         'gpus = [{ gpu = "T4", vram_gb = 16, price_usd = 0.1 }]\n'
     )
     path.write_text(path.read_text() * 2)
-    with pytest.raises(ConfigError, match="duplicate provider id 'x'"):
+    with pytest.raises(AdvisorConfigError, match="duplicate provider id 'x'"):
         load_seed(path)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.advisor import AdvisorJobSpec, AdvisorJobSpecBody
+from schemas.jobs import JobSpec, JobSpecBody
 from services.advisor.config import AdvisorConfig, config_digest, parse_config
 from services.advisor.decision import AdviceRecord, DecisionContext
 from services.advisor.jobspec import parse_job_spec
@@ -13,8 +13,8 @@ from services.advisor.vram import derive
 
 from .factories import ON, MakeContext, gpu
 
-SMALL = AdvisorJobSpec(width=512, height=512)  # 0.26 MP: small enough for the CPU
-BIG = AdvisorJobSpec(width=1024, height=1024)  # 1.05 MP: too big for the CPU by default
+SMALL = JobSpec(width=512, height=512)  # 0.26 MP: small enough for the CPU
+BIG = JobSpec(width=1024, height=1024)  # 1.05 MP: too big for the CPU by default
 
 
 def test_local_gpu_with_room_takes_the_job(
@@ -102,18 +102,18 @@ def test_saturated_queue(
 
 
 def test_max_cost(make_context: MakeContext, config: AdvisorConfig) -> None:
-    cheap = AdvisorJobSpec(width=1024, height=1024, max_cost_usd=0.0001)
+    cheap = JobSpec(width=1024, height=1024, max_cost_usd=0.0001)
     d = decide(cheap, make_context(flags=ON), config)
     assert d.target == "wait"
     assert "> max cost $0.0001" in d.reason
     roomy = decide(
-        AdvisorJobSpec(width=1024, height=1024, max_cost_usd=1), make_context(flags=ON), config
+        JobSpec(width=1024, height=1024, max_cost_usd=1), make_context(flags=ON), config
     )
     assert roomy.target == "remote" and "max cost $1" in roomy.reason
 
 
 def test_no_provider_fits(make_context: MakeContext, config: AdvisorConfig) -> None:
-    d = decide(AdvisorJobSpec(kind="llm", model="llama-3.1-405b"), make_context(flags=ON), config)
+    d = decide(JobSpec(kind="llm", model="llama-3.1-405b"), make_context(flags=ON), config)
     assert d.target == "wait"
     assert "no provider fits 811.50 GB + 0.5 GB headroom" in d.reason
     assert "hf-endpoints: largest GPU 141 GB" in d.reason
@@ -122,15 +122,15 @@ def test_no_provider_fits(make_context: MakeContext, config: AdvisorConfig) -> N
 def test_preferred_target_honoured_when_feasible(
     make_context: MakeContext, config: AdvisorConfig
 ) -> None:
-    spec = AdvisorJobSpec(width=512, height=512, prefer="cpu")
+    spec = JobSpec(width=512, height=512, prefer="cpu")
     d = decide(spec, make_context(gpu()), config)
     assert (d.target, d.rule) == ("cpu", "preferred_target")
     assert d.reason.count("Preferred target cpu honoured") == 1
     modal = decide(
-        AdvisorJobSpec(width=512, height=512, prefer="modal"), make_context(flags=ON), config
+        JobSpec(width=512, height=512, prefer="modal"), make_context(flags=ON), config
     )
     assert (modal.target, modal.provider_id, modal.rule) == ("remote", "modal", "preferred_target")
-    remote = decide(AdvisorJobSpec(prefer="remote"), make_context(gpu(), flags=ON), config)
+    remote = decide(JobSpec(prefer="remote"), make_context(gpu(), flags=ON), config)
     assert (remote.target, remote.rule) == ("remote", "preferred_target")
 
 
@@ -156,7 +156,7 @@ def test_preferred_target_not_feasible_falls_back(
     make_context: MakeContext, config: AdvisorConfig, prefer: str, flags: dict[str, bool], why: str
 ) -> None:
     d = decide(
-        AdvisorJobSpec(width=1024, height=1024, prefer=prefer),
+        JobSpec(width=1024, height=1024, prefer=prefer),
         make_context(gpu(), flags=flags),
         config,
     )
@@ -204,17 +204,17 @@ def test_debug_details(make_context: MakeContext, config: AdvisorConfig) -> None
 
 def test_decide_is_pure_and_replayable(make_context: MakeContext, config: AdvisorConfig) -> None:
     ctx = make_context(gpu(free_mib=4096), flags=ON, depth=1)
-    spec = AdvisorJobSpecBody(width=768, height=768, batch=2, debug=True)
+    spec = JobSpecBody(width=768, height=768, batch=2, debug=True)
     first = msgspec.json.encode(decide(spec, ctx, config))
     wire_ctx = msgspec.json.decode(msgspec.json.encode(ctx), type=DecisionContext)
-    wire_spec = msgspec.json.decode(msgspec.json.encode(spec), type=AdvisorJobSpec)
+    wire_spec = msgspec.json.decode(msgspec.json.encode(spec), type=JobSpec)
     assert msgspec.json.encode(decide(wire_spec, wire_ctx, config)) == first
     assert msgspec.json.encode(decide(spec, ctx, config)) == first
 
 
 def test_advise_records_inputs(make_context: MakeContext, config: AdvisorConfig) -> None:
-    rec = advise("job-1", AdvisorJobSpecBody(width=512, height=512), make_context(), config)
-    assert type(rec.spec) is AdvisorJobSpec
+    rec = advise("job-1", JobSpecBody(width=512, height=512), make_context(), config)
+    assert type(rec.spec) is JobSpec
     assert rec.decision == decide(rec.spec, rec.context, config)
     assert rec.config_digest == config_digest(config)
     raw = msgspec.json.encode(rec)

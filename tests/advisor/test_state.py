@@ -3,8 +3,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas.advisor import AdvisorJobSpec, QueueDepthChanged
+from schemas.advisor import QueueDepthChanged
 from schemas.flags import DEFAULTS, FlagsChanged
+from schemas.jobs import JobSpec
 from schemas.providers import ProviderRemoved
 from services.advisor.config import AdvisorConfig
 from services.advisor.registry import load_seed, seed_payloads
@@ -45,7 +46,7 @@ def test_fold_builds_the_decision_context(config: AdvisorConfig) -> None:
     assert ctx.remote_queue_depth == 4
     assert "modal" not in ctx.registry.providers and ctx.registry.version == 7
     assert msgspec.json.encode(build(events)) == msgspec.json.encode(state)
-    assert decide(AdvisorJobSpec(), ctx, config).target == "local"
+    assert decide(JobSpec(), ctx, config).target == "local"
 
 
 def test_flags_merge_and_unknown_flags_are_ignored() -> None:
@@ -58,13 +59,13 @@ def test_flags_merge_and_unknown_flags_are_ignored() -> None:
         ]
     )
     assert state.flags == {compute: False, adapters: True}
-    assert all_flags(AdvisorState()) == {compute: False, adapters: False}
+    assert all_flags(AdvisorState()) == dict(sorted(DEFAULTS.items()))  # every known flag
 
 
 def test_context_before_any_telemetry(config: AdvisorConfig) -> None:
     ctx = context(AdvisorState())
     assert ctx.telemetry.gpus == () and ctx.telemetry.reason == "no telemetry sample received yet"
-    assert decide(AdvisorJobSpec(width=512, height=512), ctx, config).target == "cpu"
+    assert decide(JobSpec(width=512, height=512), ctx, config).target == "cpu"
 
 
 def test_gpu_list() -> None:

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.advisor import AdvisorJobSpec
+from schemas.jobs import JobSpec
 from schemas.providers import GpuOffer, HardwareProfile, PriceSnapshot, ProviderProfile
 from services.advisor.config import AdvisorConfig, parse_config
 from services.advisor.vram import derive, remote_run_minutes
 
 
 def test_image_formula(config: AdvisorConfig) -> None:
-    d = derive(AdvisorJobSpec(width=1024, height=1024, batch=2), config)
+    d = derive(JobSpec(width=1024, height=1024, batch=2), config)
     mp = 1024 * 1024 * 2 / 1e6
     assert d.pixels == 1_048_576
     assert d.vram_demand_gb == pytest.approx(6.5 + 1.5 * mp, abs=1e-4)
@@ -20,34 +20,34 @@ def test_image_formula(config: AdvisorConfig) -> None:
 
 
 def test_video_counts_frames(config: AdvisorConfig) -> None:
-    d = derive(AdvisorJobSpec(kind="video", width=512, height=512, frames=48), config)
+    d = derive(JobSpec(kind="video", width=512, height=512, frames=48), config)
     assert d.megapixels_total == pytest.approx(512 * 512 * 48 / 1e6, abs=1e-4)
     assert d.vram_demand_gb == pytest.approx(10 + 0.6 * d.megapixels_total, abs=1e-3)
 
 
 def test_known_model_and_hint(config: AdvisorConfig) -> None:
-    d = derive(AdvisorJobSpec(model="FLUX-dev", width=512, height=512), config)
+    d = derive(JobSpec(model="FLUX-dev", width=512, height=512), config)
     assert d.vram_source == "model"
     assert d.vram_demand_gb == pytest.approx(22 + 1.5 * 0.262144, abs=1e-4)
-    hinted = derive(AdvisorJobSpec(vram_gb=30, model="sdxl"), config)
+    hinted = derive(JobSpec(vram_gb=30, model="sdxl"), config)
     assert (hinted.vram_demand_gb, hinted.vram_source) == (30, "hint")
 
 
 def test_llm_by_model_size(config: AdvisorConfig) -> None:
-    assert derive(AdvisorJobSpec(kind="llm", model="llama-3-70b"), config).vram_demand_gb == 141.5
-    assert derive(AdvisorJobSpec(kind="llm"), config).vram_demand_gb == 7 * 2 + 1.5
-    d = derive(AdvisorJobSpec(kind="llm", model="llama-3-8b", tokens=1000), config)
+    assert derive(JobSpec(kind="llm", model="llama-3-70b"), config).vram_demand_gb == 141.5
+    assert derive(JobSpec(kind="llm"), config).vram_demand_gb == 7 * 2 + 1.5
+    d = derive(JobSpec(kind="llm", model="llama-3-8b", tokens=1000), config)
     assert d.minutes_reference_gpu == pytest.approx((5 + 0.003 * 8 * 1000) / 60, abs=1e-4)
     assert d.pixels == 0
 
 
 def test_speech_and_other(config: AdvisorConfig) -> None:
     speech = derive(
-        AdvisorJobSpec(kind="speech", model="whisper-large-v3", audio_seconds=600), config
+        JobSpec(kind="speech", model="whisper-large-v3", audio_seconds=600), config
     )
     assert speech.vram_demand_gb == 4.0
     assert speech.minutes_reference_gpu == pytest.approx((5 + 0.05 * 600) / 60, abs=1e-4)
-    other = derive(AdvisorJobSpec(kind="other"), config)
+    other = derive(JobSpec(kind="other"), config)
     assert (other.vram_demand_gb, other.minutes_local_gpu, other.minutes_cpu) == (4.0, 1.0, 10.0)
 
 
@@ -55,7 +55,7 @@ def test_constants_come_from_config() -> None:
     config = parse_config(
         "[vram.image]\nbase_gb = 2.0\nper_megapixel_gb = 0.0\n[speed]\nlocal_relative_speed = 2.0\n"
     )
-    d = derive(AdvisorJobSpec(), config)
+    d = derive(JobSpec(), config)
     assert d.vram_demand_gb == 2.0
     assert d.minutes_local_gpu == pytest.approx(d.minutes_reference_gpu / 2, abs=1e-4)
 

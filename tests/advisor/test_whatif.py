@@ -5,7 +5,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from schemas.advisor import AdvisorJobSpec
+from schemas.jobs import JobSpec
 from services.advisor.config import AdvisorConfig, load_config, parse_config
 from services.advisor.decision import AdviceRecord
 from services.advisor.rules import advise
@@ -20,20 +20,20 @@ OPS_FILE = Path(__file__).resolve().parents[2] / "ops" / "advisor.toml"
 def log(make_context: MakeContext, config: AdvisorConfig) -> list[AdviceRecord]:
     """A small mixed log, encoded and decoded as the store would hand it back."""
     jobs = [
-        (AdvisorJobSpec(width=1024, height=1024), make_context(gpu())),
-        (AdvisorJobSpec(width=512, height=512), make_context()),
-        (AdvisorJobSpec(width=1024, height=1024), make_context()),
-        (AdvisorJobSpec(width=1024, height=1024, batch=2), make_context(flags=ON)),
-        (AdvisorJobSpec(kind="llm", model="llama-3-8b"), make_context(flags=ON)),
+        (JobSpec(width=1024, height=1024), make_context(gpu())),
+        (JobSpec(width=512, height=512), make_context()),
+        (JobSpec(width=1024, height=1024), make_context()),
+        (JobSpec(width=1024, height=1024, batch=2), make_context(flags=ON)),
+        (JobSpec(kind="llm", model="llama-3-8b"), make_context(flags=ON)),
         (
-            AdvisorJobSpec(kind="video", width=512, height=512, frames=24),
+            JobSpec(kind="video", width=512, height=512, frames=24),
             make_context(flags=ON, depth=9),
         ),
         (
-            AdvisorJobSpec(kind="speech", model="whisper-large-v3"),
+            JobSpec(kind="speech", model="whisper-large-v3"),
             make_context(gpu(free_mib=2048), flags=ON),
         ),
-        (AdvisorJobSpec(width=768, height=768, prefer="modal"), make_context(flags=ON)),
+        (JobSpec(width=768, height=768, prefer="modal"), make_context(flags=ON)),
     ]
     records = [advise(f"job-{i}", spec, ctx, config) for i, (spec, ctx) in enumerate(jobs)]
     raw = [msgspec.json.encode(r) for r in records]

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from schemas import encode_event, limits
-from schemas.jobs import JobAdvised
+from schemas.advisor import JobAdvised
 from schemas.system import StoreStats
 from services.runtime.bus import Bus
 from services.runtime.errors import BusError, ServiceCallError
