@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import msgspec
 
 from schemas.adapter_settings import AdaptersSettings
+from schemas.budget import BudgetSettings
 from schemas.telemetry_settings import TelemetrySettings
 from services.runtime.errors import ConfigError
 
@@ -116,6 +117,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
     """[telemetry]: node id, sampling interval, keep-alive and deadbands
     (schemas/telemetry_settings.py, docs/telemetry.md)."""
+    budget: BudgetSettings = msgspec.field(default_factory=BudgetSettings)
+    """[budget]: the limits of a first start, profiler periods (schemas/budget.py,
+    docs/perf.md)."""
 
     @property
     def data_path(self) -> Path:
