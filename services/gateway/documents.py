@@ -10,6 +10,7 @@ is not part of this version.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,20 +24,25 @@ from services.gateway.table import Inputs
 @dataclass(frozen=True)
 class Documents:
     openapi: bytes
-    asyncapi: bytes | None
 
 
 DOCUMENTS = web.AppKey("documents", Documents)
 
 
 def build(openapi_document: dict[str, Any]) -> Documents:
+    return Documents(openapi=msgspec.json.encode(openapi_document))
+
+
+@functools.cache
+def asyncapi_bytes() -> bytes | None:
+    """The AsyncAPI document, encoded on first use (None: not in this version).
+    Built lazily so that a type it cannot describe fails this route, not the
+    gateway's start."""
     try:
         from schemas.asyncapi import asyncapi_document  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        asyncapi = None
-    else:
-        asyncapi = msgspec.json.encode(asyncapi_document())
-    return Documents(openapi=msgspec.json.encode(openapi_document), asyncapi=asyncapi)
+        return None
+    return msgspec.json.encode(asyncapi_document())
 
 
 async def openapi(request: web.Request, inputs: Inputs) -> web.Response:
@@ -44,7 +50,7 @@ async def openapi(request: web.Request, inputs: Inputs) -> web.Response:
 
 
 async def asyncapi(request: web.Request, inputs: Inputs) -> web.Response:
-    body = request.app[DOCUMENTS].asyncapi
+    body = asyncapi_bytes()
     if body is None:
         raise HttpError("no AsyncAPI document in this version (schemas/asyncapi.py)", 404)
     return web.Response(body=body, content_type="application/json")

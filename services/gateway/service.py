@@ -58,8 +58,12 @@ class GatewayService(Service):
         self.log.info("listening", extra={"fields": {"url": self.url}})
 
     async def teardown(self) -> None:
-        await self._runner.cleanup()
-        await self._beats.unsubscribe()
+        # setup may have failed part way: undo only what it did
+        runner, beats = getattr(self, "_runner", None), getattr(self, "_beats", None)
+        if runner is not None:
+            await runner.cleanup()
+        if beats is not None:
+            await beats.unsubscribe()
 
     def restart_config(self) -> Config:
         """A replacement serves on the port this instance got (``--http-port 0`` too)."""
