@@ -1,4 +1,4 @@
-"""The ``gpuroute`` command: up, serve, tail, replay, schema.
+"""The ``gpuroute`` command: up, serve, tail, replay, schema, creds.
 
 This module is the composition root: the only place that knows every
 service and every projection by name. Nothing prints a traceback:
@@ -27,7 +27,9 @@ from typing import Any, NoReturn
 
 import msgspec
 
+from schemas.subjects import MODDER, USERS
 from services.runtime.config import Config, load_config
+from services.runtime.credentials import Credentials, find_credentials, load_credentials
 from services.runtime.errors import GpurouteError
 from services.runtime.logs import setup_logging
 from services.runtime.runner import NATS_URL_FILE
@@ -143,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service alone against a NATS server")
     serve.add_argument("name", choices=sorted(SERVICES), help="the service to run")
     _common(serve, embedded=False)
+    serve.add_argument(
+        "--creds",
+        metavar="FILE",
+        help="log in to NATS with this credentials file (default: [nats] creds, else "
+        "<data-dir>/credentials/NAME.toml when `gpuroute up` made it, else no login)",
+    )
 
     tail = sub.add_parser("tail", help="print events as JSON lines: stored after N, then live")
     tail.add_argument(
@@ -164,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DATA_DIR,
         help=f"where a running `gpuroute up` wrote {NATS_URL_FILE} ({DEFAULT_DATA_DIR})",
     )
+    tail.add_argument(
+        "--creds",
+        metavar="FILE",
+        help="log in to NATS with this credentials file (default: the modder's of "
+        "<data-dir>, when `gpuroute up` made it)",
+    )
 
     replay = sub.add_parser("replay", help="rebuild a projection from an event log, without NATS")
     replay.add_argument("--db", required=True, type=Path, help="path of an events.db")
@@ -181,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument(
         "--subjects", action="store_true", help="print the subject registry instead"
     )
+    schema.add_argument(
+        "--asyncapi",
+        action="store_true",
+        help="print the AsyncAPI 3.0 document of every subject instead",
+    )
+
+    creds = sub.add_parser(
+        "creds", help="print a NATS user's login (URL with user:password) for a data dir"
+    )
+    creds.add_argument("user", choices=USERS, help="modder: reads events, publishes nothing")
+    creds.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"the data directory of `gpuroute up` ({DEFAULT_DATA_DIR})",
+    )
     return parser
 
 
@@ -193,6 +222,7 @@ def _config(args: argparse.Namespace) -> Config:
         nats__port=getattr(args, "nats_port", None),
         http__host=args.http_host,
         http__port=args.http_port,
+        nats__creds=getattr(args, "creds", None),
     )
 
 
@@ -203,11 +233,15 @@ async def _serve(config: Config, names: Sequence[str], connect_deadline: float) 
     await run(config, factories, connect_deadline=connect_deadline)
 
 
-async def _tail(url: str, patterns: list[str], after: int | None) -> None:
+async def _tail(
+    url: str, patterns: list[str], after: int | None, creds: Credentials | None
+) -> None:
     from services.runtime.bus import Bus
     from services.runtime.follow import follow
 
-    bus = await Bus.connect(url, source="tail", connect_deadline=CONNECT_DEADLINE_S)
+    bus = await Bus.connect(
+        url, source="tail", connect_deadline=CONNECT_DEADLINE_S, credentials=creds
+    )
     try:
         async for item in follow(bus, patterns, after):
             sys.stdout.write(item.decode() + "\n")
@@ -236,6 +270,12 @@ def _replay(args: argparse.Namespace) -> None:
 def _schema(args: argparse.Namespace) -> None:
     import schemas
 
+    if args.asyncapi:
+        from schemas.asyncapi import asyncapi_document
+
+        document = msgspec.json.encode(asyncapi_document())
+        sys.stdout.write(msgspec.json.format(document, indent=2).decode() + "\n")
+        return
     if args.subjects:
         for s in schemas.registry():
             sys.stdout.write(
@@ -246,6 +286,18 @@ def _schema(args: argparse.Namespace) -> None:
         msgspec.json.format(msgspec.json.encode(schemas.events_json_schema()), indent=2).decode()
         + "\n"
     )
+
+
+def _creds(args: argparse.Namespace) -> None:
+    """The URL (with the user's password) and inbox prefix of ``args.user``."""
+    data_dir = Path(args.data_dir)
+    found = find_credentials(data_dir, args.user)
+    if found is None:
+        raise GpurouteError(
+            f"no credentials for {args.user} in {data_dir}: run `gpuroute up` there first"
+        )
+    sys.stdout.write(found.url(nats_url(None, data_dir)) + "\n")
+    sys.stdout.write(f"inbox prefix: {found.inbox_prefix}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,12 +319,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "tail":
             setup_logging("WARNING")
             url = nats_url(args.nats_url, args.data_dir)
+            tail_creds = (
+                load_credentials(args.creds)
+                if args.creds
+                else find_credentials(Path(args.data_dir), MODDER)
+            )
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_tail(url, args.patterns, args.after))
+                asyncio.run(_tail(url, args.patterns, args.after, tail_creds))
         elif args.command == "replay":
             _replay(args)
         elif args.command == "schema":
             _schema(args)
+        elif args.command == "creds":
+            _creds(args)
     except GpurouteError as e:
         print(f"gpuroute: error: {e}", file=sys.stderr)
         return 1

@@ -39,6 +39,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from schemas import Event, encode_event, limits, make_event, stream_subjects
 from schemas.subjects import DLQ_PREFIX, DLQ_STREAM, STREAM
 from services.runtime.clock import Clock, SystemClock
+from services.runtime.credentials import Credentials
 from services.runtime.errors import BusError, ServiceCallError
 from services.runtime.ids import IdGenerator
 from services.runtime.logs import get_logger
@@ -149,8 +150,16 @@ class Bus:
         clock: Clock | None = None,
         ids: IdGenerator | None = None,
         connect_deadline: float = 10.0,
+        credentials: Credentials | None = None,
     ) -> Bus:
-        """Connect (retrying until ``connect_deadline`` seconds) and reconnect forever after."""
+        """Connect (retrying until ``connect_deadline`` seconds) and reconnect forever after.
+
+        ``credentials``: log in as that user (its password and inbox prefix);
+        None for a server without authentication."""
+        login: dict[str, Any] = {}
+        if credentials is not None:
+            login = dict(user=credentials.user, password=credentials.password,
+                         inbox_prefix=credentials.inbox_prefix)  # fmt: skip
 
         conn = _ConnState()
 
@@ -190,6 +199,7 @@ class Bus:
                         reconnected_cb=on_reconnect,
                         error_cb=on_error,
                         closed_cb=on_closed,
+                        **login,
                     ),
                     timeout=max(0.1, deadline - loop.time()),
                 )

@@ -5,6 +5,10 @@ The embedded nats-server and the store own files in the data directory
 each other's events. :class:`DataDirLock` holds an exclusive ``flock`` on
 ``<data-dir>/gpuroute.lock`` (released by the kernel if the process dies) and
 names the pid that holds it when it is taken.
+
+The data directory is private: :func:`private_dir` makes it (and JetStream's
+folder) 0700, :func:`write_private` writes a file 0600 (credentials, the NATS
+URL); ``events.db`` and the log are created 0600 where they are opened.
 """
 
 from __future__ import annotations
@@ -17,6 +21,25 @@ from typing import IO
 from services.runtime.errors import GpurouteError
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it 0700: only its owner may list
+    or open what is inside, whatever mode an older version created it with."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, replacing it atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+    os.replace(tmp, path)
+
+
 class DataDirInUse(GpurouteError):
     pass
 
@@ -27,7 +50,7 @@ class DataDirLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         f = open(self.path, "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

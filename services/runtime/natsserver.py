@@ -5,7 +5,9 @@ the data directory, on one host and port (0 picks a free port), and waits for
 ``Server is ready``. Failures are one readable line (:class:`NatsServerError`):
 a missing binary, a busy port, a server that exits or does not get ready.
 The server's own log is drained continuously (so its pipe never fills) and
-written to ``<store_dir>/nats-server.log``.
+written to ``<store_dir>/nats-server.log``. With ``config_file`` (the
+``authorization`` block of ``credentials.py``) every client must log in as a
+user of it; ``store_dir`` is made 0700.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
+from services.runtime.datadir import private_dir
 from services.runtime.errors import NatsServerError
 
 _LISTEN = re.compile(r"Listening for client connections on (\S+):(\d+)")
@@ -43,9 +46,15 @@ def find_binary() -> Path:
 
 class EmbeddedNats:
     def __init__(
-        self, store_dir: Path, host: str = "127.0.0.1", port: int = 4222, name: str = "gpuroute"
+        self,
+        store_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 4222,
+        name: str = "gpuroute",
+        config_file: Path | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
+        self.config_file = config_file
         self.host = host
         self.port = port
         self.name = name
@@ -62,11 +71,13 @@ class EmbeddedNats:
     def start(self, timeout: float = 15.0) -> str:
         """Start the server; return its URL once it accepts clients."""
         binary = find_binary()
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.store_dir)
         args = [
             str(binary), "-a", self.host, "-p", str(self.port if self.port else -1),
             "-js", "-sd", str(self.store_dir), "-n", self.name,
         ]  # fmt: skip
+        if self.config_file is not None:  # the flags above override what it says
+            args += ["-c", str(self.config_file)]
         try:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

@@ -18,21 +18,33 @@ and subscriptions, ``nats.micro`` endpoints and JetStream consumers are made
 in ``setup()``, so a fresh instance is the one code path that is known to
 re-create all of them. :meth:`Service.restart_config` lets an instance pass on
 what it chose (the gateway keeps the HTTP port it got).
+
+Each service logs in to NATS as its own user (``credentials.py``,
+``permissions.py``): the embedded server is started with an ``authorization``
+block and the credentials are made in the data directory on first start; a
+configured server is logged in to with ``[nats] creds`` or the data
+directory's credentials of that service, and without a login when there are
+none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 
 from services.runtime.bus import Bus
 from services.runtime.config import Config
-from services.runtime.datadir import DataDirLock
+from services.runtime.credentials import (
+    Credentials,
+    ensure_credentials,
+    find_credentials,
+    load_credentials,
+    write_server_conf,
+)
+from services.runtime.datadir import DataDirLock, private_dir, write_private
 from services.runtime.logs import get_logger
 from services.runtime.natsserver import EmbeddedNats
 from services.runtime.service import HEALTHY_AFTER_S, RESTART_MAX_S, RESTART_MIN_S, Service
@@ -56,6 +68,7 @@ async def run(
     line (signals stop the wait at once)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    private_dir(config.data_path)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
@@ -65,7 +78,10 @@ async def run(
         lock = DataDirLock(config.data_path)  # the embedded server and the store own files there
         lock.acquire()
     server: EmbeddedNats | None = None
-    supervisor = Supervisor(config, factories, connect_deadline=connect_deadline)
+    credentials = _credentials(config, [name for name, _ in factories])
+    supervisor = Supervisor(
+        config, factories, connect_deadline=connect_deadline, credentials=credentials
+    )
     try:
         # Ctrl-C must work while starting too (e.g. NATS is not reachable yet)
         startup = asyncio.create_task(_start(config, supervisor, announce))
@@ -78,7 +94,7 @@ async def run(
         else:
             server = startup.result()
             if server is not None:
-                _write_private(config.data_path / NATS_URL_FILE, server.url + "\n")
+                write_private(config.data_path / NATS_URL_FILE, server.url + "\n")
             announce("gpuroute: running " + ", ".join(n for n, _ in factories) + " (Ctrl-C stops)")
             await stopping
         stopping.cancel()
@@ -94,14 +110,17 @@ async def run(
                 loop.remove_signal_handler(sig)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600, replacing it atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)
-        f.write(text)
-    os.replace(tmp, path)
+def _credentials(config: Config, names: Sequence[str]) -> dict[str, Credentials]:
+    """Who each service logs in as: for the embedded server its own user of
+    the data directory (made on first start); else ``[nats] creds``, else the
+    data directory's file for it; absent: no login."""
+    if config.nats.url is None:
+        return ensure_credentials(config.data_path)
+    if config.nats.creds:
+        creds = load_credentials(config.nats.creds)
+        return {name: creds for name in names}
+    found = {name: find_credentials(config.data_path, name) for name in names}
+    return {name: c for name, c in found.items() if c is not None}
 
 
 async def _start(
@@ -113,7 +132,10 @@ async def _start(
     server: EmbeddedNats | None = None
     url = config.nats.url
     if url is None:
-        server = EmbeddedNats(config.data_path / "nats", config.nats.host, config.nats.port)
+        folder = config.data_path / "nats"
+        users = supervisor.credentials.values()  # every user's, the modder's too
+        auth = await asyncio.to_thread(write_server_conf, folder, users)
+        server = EmbeddedNats(folder, config.nats.host, config.nats.port, config_file=auth)
         try:
             url = await asyncio.to_thread(server.start)
         except BaseException:
@@ -154,9 +176,11 @@ class Supervisor:
         factories: Sequence[tuple[str, ServiceFactory]],
         *,
         connect_deadline: float = 10.0,
+        credentials: Mapping[str, Credentials] | None = None,
     ) -> None:
         self.config = config
         self._connect_deadline = connect_deadline
+        self.credentials = dict(credentials or {})
         self._slots = [_Slot(name, factory) for name, factory in factories]
         self._watchers: list[asyncio.Task[None]] = []
         self._url = ""
@@ -173,7 +197,12 @@ class Supervisor:
         stops what was started)."""
         self._url = url
         for slot in self._slots:
-            bus = await Bus.connect(url, source=slot.name, connect_deadline=self._connect_deadline)
+            bus = await Bus.connect(
+                url,
+                source=slot.name,
+                connect_deadline=self._connect_deadline,
+                credentials=self.credentials.get(slot.name),
+            )
             slot.service = slot.factory(bus, self.config)
             await slot.service.start()
         for slot in self._slots:
@@ -222,7 +251,9 @@ class Supervisor:
     async def _fresh(self, slot: _Slot, config: Config) -> Service | None:
         """A started new instance of ``slot``'s service, or None (logged)."""
         try:
-            bus = await Bus.connect(self._url, source=slot.name)
+            bus = await Bus.connect(
+                self._url, source=slot.name, credentials=self.credentials.get(slot.name)
+            )
         except Exception as e:
             log.warning("cannot reconnect, retrying",
                         extra={"fields": {"service": slot.name, "error": str(e)}})  # fmt: skip

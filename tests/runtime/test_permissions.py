@@ -1,0 +1,244 @@
+"""NATS permissions from the registry: every forgery of issue 11 is refused by
+the server, each user can do what its service does, credentials are private."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import msgspec
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from schemas.subjects import HEARTBEAT, MODDER, SERVICES, STORE_READ, STREAM, USERS
+from schemas.system import Heartbeat, StoredPage, StoreReadRequest
+from services import cli
+from services.runtime.bus import Bus
+from services.runtime.credentials import (
+    Credentials,
+    credentials_path,
+    ensure_credentials,
+    load_credentials,
+    write_server_conf,
+)
+from services.runtime.errors import ConfigError
+from services.runtime.natsserver import EmbeddedNats
+from services.runtime.permissions import permissions
+
+
+class Login:
+    """A raw connection as one user that records the server's refusals."""
+
+    def __init__(self, nc: Client, errors: list[str]) -> None:
+        self.nc = nc
+        self.errors = errors
+        self.refused = asyncio.Event()
+
+    async def wait_refused(self, subject: str) -> None:
+        while not any(subject in e for e in self.errors):
+            self.refused.clear()
+            await asyncio.wait_for(self.refused.wait(), 5)
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[tuple[EmbeddedNats, dict[str, Credentials]]]:
+    creds = ensure_credentials(tmp_path / "data")
+    conf = write_server_conf(tmp_path / "data" / "nats", creds.values())
+    server = EmbeddedNats(tmp_path / "data" / "nats", port=0, config_file=conf)
+    server.start()
+    yield server, creds
+    server.stop()
+
+
+@pytest.fixture
+async def login(
+    secured: tuple[EmbeddedNats, dict[str, Credentials]],
+) -> AsyncIterator[object]:
+    server, creds = secured
+    opened: list[Client] = []
+
+    async def connect(user: str) -> Login:
+        errors: list[str] = []
+        holder: list[Login] = []
+
+        async def on_error(e: Exception) -> None:
+            errors.append(str(e).lower())
+            holder[0].refused.set()
+
+        c = creds[user]
+        nc = await nats.connect(server.url, user=c.user, password=c.password,
+                                inbox_prefix=c.inbox_prefix, error_cb=on_error,
+                                max_reconnect_attempts=0)  # fmt: skip
+        opened.append(nc)
+        holder.append(Login(nc, errors))
+        return holder[0]
+
+    yield connect
+    for nc in opened:
+        await nc.close()
+
+
+async def _store_with_consumer(login: object) -> Login:
+    store: Login = await login("store")  # type: ignore[operator]
+    bus = Bus(store.nc, source="store")
+    await bus.ensure_streams()
+    await bus.js.add_consumer(
+        STREAM, ConsumerConfig(durable_name="store", ack_policy=AckPolicy.ALL)
+    )
+    return store
+
+
+async def test_forged_flags_changed_is_refused_for_modder_and_non_owner(login: object) -> None:
+    store = await _store_with_consumer(login)
+    for user in (MODDER, "adapters", "gateway"):
+        forger: Login = await login(user)  # type: ignore[operator]
+        js = forger.nc.jetstream(timeout=0.5)
+        with pytest.raises(nats.errors.Error):
+            await js.publish("flags.changed", b'{"type":"flags.changed"}')
+        await forger.wait_refused('publish to "flags.changed"')
+    info = await store.nc.jetstream().stream_info(STREAM)
+    assert info.state.messages == 0
+    owner: Login = await login("advisor")  # type: ignore[operator]
+    await owner.nc.jetstream().publish("flags.changed", b"{}")  # the registry's publisher
+    assert (await store.nc.jetstream().stream_info(STREAM)).state.messages == 1
+
+
+async def test_forged_stored_broadcast_with_a_huge_seq_reaches_nobody(login: object) -> None:
+    reader: Login = await login("gateway")  # type: ignore[operator]
+    seen: list[bytes] = []
+
+    async def on_msg(msg: object) -> None:
+        seen.append(msg.data)  # type: ignore[attr-defined]
+
+    await reader.nc.subscribe("stored.>", cb=on_msg)
+    await reader.nc.flush()
+    forged = b'{"seq":%d,"event":{"type":"flags.changed"}}' % 10**15
+    for user in (MODDER, "advisor", "gateway"):
+        forger: Login = await login(user)  # type: ignore[operator]
+        await forger.nc.publish("stored.flags.changed", forged)
+        await forger.nc.flush()
+        await forger.wait_refused('publish to "stored.flags.changed"')
+    await reader.nc.flush()
+    assert seen == []
+    store: Login = await login("store")  # type: ignore[operator]
+    await store.nc.publish("stored.flags.changed", b"{}")
+    await store.nc.flush()
+    await reader.nc.flush()
+    assert seen == [b"{}"]
+
+
+async def test_only_the_store_may_delete_its_consumer(login: object) -> None:
+    store = await _store_with_consumer(login)
+    for user in (MODDER, "advisor", "gateway", "adapters"):
+        other: Login = await login(user)  # type: ignore[operator]
+        with pytest.raises(nats.errors.Error):
+            await other.nc.jetstream(timeout=0.5).delete_consumer(STREAM, "store")
+        await other.wait_refused("$js.api.consumer.delete.gpuroute.store")
+        with pytest.raises(nats.errors.Error):
+            await other.nc.jetstream(timeout=0.5).delete_stream(STREAM)
+    info = await store.nc.jetstream().consumer_info(STREAM, "store")
+    assert info.name == "store"
+
+
+async def test_twenty_thousand_fake_heartbeats_from_the_modder_reach_nobody(
+    login: object,
+) -> None:
+    gateway: Login = await login("gateway")  # type: ignore[operator]
+    beats: list[bytes] = []
+
+    async def on_beat(msg: object) -> None:
+        beats.append(msg.data)  # type: ignore[attr-defined]
+
+    await gateway.nc.subscribe(HEARTBEAT, cb=on_beat)
+    await gateway.nc.flush()
+    modder: Login = await login(MODDER)  # type: ignore[operator]
+    for i in range(20_000):
+        fake = Heartbeat(service="x", instance=str(i), version="0", pid=1, uptime_s=0, ts=0)
+        await modder.nc.publish(HEARTBEAT, msgspec.json.encode(fake))
+    await modder.nc.flush(timeout=30)
+    await modder.wait_refused('publish to "svc.heartbeat"')
+    await gateway.nc.flush()
+    assert beats == []
+    assert modder.nc.is_connected  # refused, not disconnected
+
+
+async def test_modder_reads_events_and_the_store_and_publishes_nothing_else(
+    login: object,
+) -> None:
+    modder: Login = await login(MODDER)  # type: ignore[operator]
+    store: Login = await login("store")  # type: ignore[operator]
+
+    async def answer(msg: object) -> None:
+        page = StoredPage(events=[], last_seq=7)
+        await msg.respond(msgspec.json.encode(page))  # type: ignore[attr-defined]
+
+    await store.nc.subscribe(STORE_READ, cb=answer)
+    await store.nc.flush()
+    reply = await modder.nc.request(
+        STORE_READ, msgspec.json.encode(StoreReadRequest()), timeout=5
+    )
+    assert msgspec.json.decode(reply.data, type=StoredPage).last_seq == 7
+    await modder.nc.subscribe("stored.job.>")
+    await modder.nc.subscribe("job.>")
+    await modder.nc.subscribe(HEARTBEAT)  # not an event: refused
+    await modder.wait_refused('subscription to "svc.heartbeat"')
+    assert not any("stored.job" in e or '"job.>' in e for e in modder.errors)
+    perms = permissions(MODDER)
+    assert set(perms.publish) == {STORE_READ, "$SRV.>"} and not perms.allow_responses
+
+
+@pytest.mark.parametrize("user", SERVICES)
+async def test_each_service_publishes_only_its_own_subjects(login: object, user: str) -> None:
+    me: Login = await login(user)  # type: ignore[operator]
+    allowed = [s for s in permissions(user).publish if "*" not in s and ">" not in s]
+    assert allowed, user
+    for subject in allowed:
+        await me.nc.publish(subject, b"{}")
+    await me.nc.publish("flags.changed" if user != "advisor" else "job.failed", b"{}")
+    await me.nc.flush()
+    await me.wait_refused("permissions violation for publish")
+    assert len(me.errors) == 1, me.errors
+
+
+def test_credentials_are_private_and_kept(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = ensure_credentials(data)
+    assert set(first) == set(USERS)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "credentials").stat().st_mode) == 0o700
+    for user in USERS:
+        path = credentials_path(data, user)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert load_credentials(path) == first[user]
+    assert ensure_credentials(data) == first  # passwords survive a restart
+    assert len({c.password for c in first.values()}) == len(USERS)
+    conf = write_server_conf(data / "nats", first.values())
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert "***" in repr(first[MODDER]) and first[MODDER].password not in repr(first[MODDER])
+
+
+def test_a_bad_credentials_file_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text('user = "store"\npasword = "typo"\n')
+    with pytest.raises(ConfigError, match=r"x\.toml: not a credentials file"):
+        load_credentials(path)
+    with pytest.raises(ConfigError, match="cannot read credentials"):
+        load_credentials(tmp_path / "missing.toml")
+
+
+def test_creds_command_prints_the_modder_login(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    assert cli.main(["creds", "modder", "--data-dir", str(data)]) == 1
+    assert "run `gpuroute up` there first" in capsys.readouterr().err
+    creds = ensure_credentials(data)[MODDER]
+    (data / "nats.url").write_text("nats://127.0.0.1:4999\n")
+    assert cli.main(["creds", "modder", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"nats://modder:{creds.password}@127.0.0.1:4999", "inbox prefix: _INBOX.modder"]
