@@ -1,0 +1,311 @@
+"""Admission: which waiting jobs may go, and why the others wait. Pure.
+
+A job is ``delayed`` (waiting, with a reason), ``queued`` (admitted: it holds
+its declared ``perf`` and one of ``max_running_jobs`` slots, and may start
+now) or ``running``. Jobs are evaluated in registration order (first come,
+first served among jobs that fit): a small job may pass a big one that does
+not fit, but a delayed job older than ``starvation_age_s`` that does not fit
+is not passed again (the jobs behind it wait with the code ``behind``).
+
+What a resource holds (``held``): the telemetry's figure, less what finished
+or was evicted after that sample was taken (``Credit``), plus what admitted
+jobs and registered assets declare that the sample cannot show yet (a job not
+started before the sample, an asset registered after it). So two jobs
+registered in the same second never both take the last free VRAM, and a
+finished job frees its share at once, before the next sample. Time is the
+event's timestamp: nothing here reads a clock.
+
+Reason codes: ``fits``, ``budgets_off``, ``vram``, ``ram``, ``cpu``,
+``running_jobs``, ``queue_depth``, ``behind``, ``infeasible`` (a request above
+the limit itself: refused, never left waiting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from schemas.budget import BudgetLimits, Metrics, Perf, QueueState, Transition
+
+RESOURCES = ("vram", "ram", "cpu")
+LIMIT_NAME = {"vram": "max_vram_mb", "ram": "max_mem_mb", "cpu": "max_cpu_percent"}
+WORD = {"vram": "VRAM", "ram": "RAM", "cpu": "CPU"}
+
+
+class Job(msgspec.Struct, kw_only=True):
+    job_id: str
+    job_type: str
+    perf: Perf
+    state: QueueState
+    code: str
+    reason: str
+    registered: float
+    since: float
+    started: float | None = None
+
+
+class Credit(msgspec.Struct, array_like=True):
+    """Declared use that ended at ``ts``, still inside the latest sample's figure."""
+
+    ts: float
+    vram: float
+    ram: float
+    cpu: float
+
+
+class Book(msgspec.Struct, kw_only=True):
+    """``jobs`` in registration order (the order of the line)."""
+
+    limits: BudgetLimits = BudgetLimits()
+    limits_set: bool = False
+    """A change recorded limits (else the service records the config's first)."""
+    enforce: bool = False
+    metrics: Metrics | None = None
+    jobs: dict[str, Job] = {}
+    credits: list[Credit] = []
+
+
+class Refused(Exception):
+    """A command that changes nothing: ``code`` and the sentence."""
+
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        self.status = status
+        self.code = code
+        self.reason = reason
+        super().__init__(reason)
+
+
+def demand(perf: Perf, resource: str) -> float:
+    if resource == "vram":
+        return perf.vram_mb
+    if resource == "ram":
+        return perf.ram_mb
+    return perf.cpu_percent
+
+
+def limit_of(limits: BudgetLimits, resource: str) -> float:
+    value: float = getattr(limits, LIMIT_NAME[resource])
+    return value
+
+
+def in_use(metrics: Metrics | None, resource: str) -> float | None:
+    if metrics is None:
+        return None
+    if resource == "vram":
+        return metrics.vram_used_mb
+    if resource == "ram":
+        return metrics.ram_used_mb
+    return metrics.cpu_percent
+
+
+def shown(book: Book, ts: float | None) -> bool:
+    """Whether the latest sample can show what began at ``ts``."""
+    return ts is not None and book.metrics is not None and ts <= book.metrics.ts
+
+
+def set_metrics(book: Book, metrics: Metrics) -> None:
+    book.metrics = metrics
+    book.credits = [c for c in book.credits if c.ts > metrics.ts]
+
+
+def credit(book: Book, ts: float, vram: float = 0, ram: float = 0, cpu: float = 0) -> None:
+    book.credits.append(Credit(ts, vram, ram, cpu))
+
+
+def held(book: Book, unseen_assets: dict[str, float]) -> dict[str, float]:
+    """What each resource holds now (see the module docstring)."""
+    out: dict[str, float] = {}
+    for r in RESOURCES:
+        used = in_use(book.metrics, r)
+        base = 0.0
+        if used is not None:
+            base = max(0.0, used - sum(getattr(c, r) for c in book.credits))
+        out[r] = base + unseen_assets.get(r, 0.0)
+    for job in book.jobs.values():
+        if job.state != "delayed" and not shown(book, job.started):
+            for r in RESOURCES:
+                out[r] += demand(job.perf, r)
+    return out
+
+
+def num(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def _unit(resource: str) -> str:
+    return "%" if resource == "cpu" else " MB"
+
+
+def infeasible(job: Job, limits: BudgetLimits) -> str | None:
+    for r in RESOURCES:
+        need, cap = demand(job.perf, r), limit_of(limits, r)
+        if need > cap:
+            u = _unit(r)
+            return (
+                f"infeasible: {num(need)}{u} {WORD[r]} requested, above {LIMIT_NAME[r]} "
+                f"{num(cap)} itself: it can never run under these limits"
+            )
+    return None
+
+
+def _holders(book: Book, resource: str) -> str:
+    running = [j for j in book.jobs.values() if j.state == "running"]
+    queued = [j for j in book.jobs.values() if j.state == "queued"]
+    u = _unit(resource)
+    parts = [
+        f"{len(js)} job{'s' if len(js) != 1 else ''} {what} "
+        f"{num(sum(demand(j.perf, resource) for j in js))}{u}"
+        for js, what in ((running, "running hold"), (queued, "queued reserve"))
+        if js
+    ]
+    used = in_use(book.metrics, resource)
+    if used is not None and book.metrics is not None:
+        parts.append(f"telemetry {book.metrics.sample_id} shows {num(used)}{u} in use")
+    return "; ".join(parts) or "nothing else holds any"
+
+
+def verdict(
+    job: Job, book: Book, now_held: dict[str, float], slots_taken: int, ahead: int
+) -> tuple[str, str] | None:
+    """Why ``job`` must wait, or None when it may go. ``slots_taken``: queued
+    plus running jobs; ``ahead``: waiting jobs before it in line."""
+    limits = book.limits
+    for r in RESOURCES:
+        need = demand(job.perf, r)
+        cap = limit_of(limits, r)
+        free = cap - now_held[r]
+        if need > 0 and need > free:
+            u = _unit(r)
+            return r, (
+                f"{r}: {num(need)}{u} requested, {num(max(free, 0))}{u} free under "
+                f"{LIMIT_NAME[r]} {num(cap)} ({_holders(book, r)})"
+            )
+    if slots_taken >= limits.max_running_jobs:
+        return "running_jobs", (
+            f"running_jobs: {slots_taken} jobs running or queued, max_running_jobs "
+            f"{limits.max_running_jobs}"
+        )
+    if ahead >= limits.max_queue_depth:
+        return "queue_depth", (
+            f"queue_depth: {ahead} jobs waiting ahead of it, max_queue_depth "
+            f"{limits.max_queue_depth}"
+        )
+    return None
+
+
+def fits_reason(job: Job, book: Book, now_held: dict[str, float]) -> tuple[str, str]:
+    if not book.enforce:
+        return "budgets_off", (
+            "budgets_off: budgets are off (features.enable_perf and "
+            "features.enable_perf_budgets are false): queued without checks"
+        )
+    parts = []
+    for r in RESOURCES:
+        need = demand(job.perf, r)
+        if need > 0:
+            free = limit_of(book.limits, r) - now_held[r]
+            parts.append(f"{num(need)}{_unit(r)} {WORD[r]} of {num(free)}{_unit(r)} free")
+    return "fits", "fits: " + (", ".join(parts) if parts else "it declares no CPU, RAM or VRAM")
+
+
+def counts_of(jobs: Iterable[Job]) -> dict[str, int]:
+    out = {"queued": 0, "delayed": 0, "running": 0}
+    for job in jobs:
+        out[job.state] += 1
+    return out
+
+
+def evaluate(
+    book: Book, now: float, n: int, now_held: dict[str, float], new: str | None = None
+) -> list[Transition]:
+    """Admit what may go, in line order; reject what can never run; update the
+    reasons of what waits. ``new``: a job just registered (its transition is
+    reported even when it stays delayed). Mutates ``book`` and ``now_held``."""
+    transitions: list[Transition] = []
+    counts = counts_of(book.jobs.values())
+    taken = counts["queued"] + counts["running"]
+    blocker: Job | None = None
+    ahead = 0
+    for job in list(book.jobs.values()):
+        if job.state != "delayed":
+            ahead += job.state == "queued"
+            continue
+        previous: QueueState | None = None if job.job_id == new else "delayed"
+        bad = infeasible(job, book.limits) if book.enforce else None
+        if bad is not None:
+            del book.jobs[job.job_id]
+            transitions.append(_t(n, job, "rejected", previous, "infeasible", bad))
+            continue
+        why = verdict(job, book, now_held, taken, ahead) if book.enforce else None
+        if why is None and blocker is not None:
+            age = now - blocker.registered
+            why = "behind", (
+                f"behind: job {blocker.job_id} has waited {age:.1f} s for {blocker.code} "
+                f"(over starvation_age_s {num(book.limits.starvation_age_s)}) and goes first"
+            )
+        if why is None:
+            job.code, job.reason = fits_reason(job, book, now_held)
+            job.state, job.since = "queued", now
+            for r in RESOURCES:
+                now_held[r] += demand(job.perf, r)
+            taken += 1
+            transitions.append(_t(n, job, "queued", previous, job.code, job.reason))
+        else:
+            job.code, job.reason = why
+            if previous is None:
+                transitions.append(_t(n, job, "delayed", None, job.code, job.reason))
+            starving = now - job.registered > book.limits.starvation_age_s
+            if blocker is None and starving and why[0] != "behind":
+                blocker = job
+        ahead += 1
+    return transitions
+
+
+def _t(
+    n: int, job: Job, state: QueueState, previous: QueueState | None, code: str, reason: str
+) -> Transition:
+    return Transition(
+        n=n, job_id=job.job_id, state=state, previous=previous, code=code, reason=reason
+    )
+
+
+def start(book: Book, job_id: str, now: float, n: int) -> Transition:
+    """queued -> running; :class:`Refused` (nothing changed) otherwise."""
+    job = book.jobs.get(job_id)
+    if job is None:
+        raise Refused(404, "unknown", f"unknown job {job_id!r} (not registered, or finished)")
+    if job.state == "delayed":
+        raise Refused(409, job.code, f"job {job_id!r} is delayed: {job.reason}")
+    if job.state == "running":
+        raise Refused(409, "running", f"job {job_id!r} is already running")
+    running = sum(j.state == "running" for j in book.jobs.values())
+    if book.enforce and running >= book.limits.max_running_jobs:
+        raise Refused(
+            409,
+            "running_jobs",
+            f"running_jobs: {running} jobs running, max_running_jobs "
+            f"{book.limits.max_running_jobs}",
+        )
+    job.state, job.since, job.started = "running", now, now
+    job.code, job.reason = "started", f"started: holds {_declared(job.perf)}"
+    return _t(n, job, "running", "queued", job.code, job.reason)
+
+
+def finish(book: Book, job_id: str, status: str, now: float, n: int) -> Transition:
+    """Forget the job; what the latest sample shows of it is credited back."""
+    job = book.jobs.pop(job_id, None)
+    if job is None:
+        raise Refused(404, "unknown", f"unknown job {job_id!r} (not registered, or finished)")
+    if job.state == "running" and shown(book, job.started):
+        p = job.perf
+        credit(book, now, vram=p.vram_mb, ram=p.ram_mb, cpu=p.cpu_percent)
+    reason = f"{status}: job {job_id!r} ended ({job.state}); frees {_declared(job.perf)}"
+    return _t(n, job, "finished", job.state, status, reason)
+
+
+def _declared(perf: Perf) -> str:
+    return (
+        f"{num(perf.vram_mb)} MB VRAM, {num(perf.ram_mb)} MB RAM, "
+        f"{num(perf.cpu_percent)}% CPU"
+    )

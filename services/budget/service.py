@@ -1,0 +1,307 @@
+"""The budget as a service: one writer over the pure fold, on NATS.
+
+On start the state is rebuilt by the runtime :class:`Follower` from the
+store (``fold.FOLLOWED``: the budget's own events, flags and telemetry), then
+live. Before answering, the service also waits until it has folded the
+newest change JetStream holds (``_stream_last_n``): an event acknowledged by
+the stream but not stored yet must not be decided past.
+
+Every change goes through one writer (:meth:`BudgetService._write_loop`):
+requests queue a build function; the writer runs the queued builds in order
+(each applies its input event to the state with ``fold.apply`` and returns
+the events to publish), publishes the batch pipelined, and answers each
+request once JetStream acknowledged its events. One writer means one order:
+the log's, so a replay decides what the service decided. A batch that cannot
+be published fails the service (``Service.spawn``); the runner starts a fresh
+instance, which rebuilds from the store what was really stored.
+
+Background loops: the evaluation timer (every ``evaluation_interval``, and
+at once when a telemetry sample or a flag arrives: a change is recorded only
+when it admits, rejects or evicts something), the hot-path profile flush and
+the periodic ``profiler.snapshot``. One budget instance per machine: it is
+that machine's budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+import nats.errors
+
+from schemas import Event, decode_event
+from schemas.budget import (
+    AssetEvicted,
+    BudgetChange,
+    BudgetLimits,
+    BudgetState,
+    Inputs,
+    LimitsUpdated,
+    ProfilerSnapshot,
+    Transition,
+    Trigger,
+)
+from schemas.subjects import STREAM
+from schemas.telemetry import TelemetrySample
+from services.budget import fold, profiler
+from services.budget.endpoints import BudgetEndpoints
+from services.budget.fold import BudgetFold, BudgetProjection, Outcome
+from services.runtime.bus import Bus
+from services.runtime.config import Config
+from services.runtime.endpoints import EndpointError, endpoint
+from services.runtime.errors import BusError
+from services.runtime.follower import Follower
+from services.runtime.service import Service
+from services.runtime.snapshots import Snapshots
+
+RECENT_TRANSITIONS = 10_000
+"""Transitions kept for ``poll`` (older ones: the ``budget.state`` events)."""
+WRITTEN = ("budget.state", "budget.limits.updated", "asset.registered", "asset.touched",
+           "asset.evicted", "profiler.mark", "profiler.span", "profiler.reset",
+           "profiler.snapshot")  # fmt: skip
+
+Build = Callable[[], tuple[list[Event], Any]]
+
+
+class BudgetService(BudgetEndpoints, Service):
+    name = "budget"
+    description = "Keeps the machine inside its CPU/RAM/VRAM budget; lazy assets; profiler."
+
+    def __init__(self, bus: Bus, config: Config) -> None:
+        super().__init__(bus, config)
+        self.settings = config.budget
+        self.follower = Follower(
+            bus, BudgetProjection(node=config.telemetry.node_id()), fold.FOLLOWED,
+            log=self.log, snapshots=Snapshots(config.data_path / "snapshots"),
+            hold_ready=True, on_apply=self._on_fold,
+        )  # fmt: skip
+        self.ready = self.follower.ready
+        self.hot = profiler.HotPaths("service.budget")
+        self.recent: deque[Transition] = deque(maxlen=RECENT_TRANSITIONS)
+        self._queue: list[tuple[Build, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._evaluate_now = asyncio.Event()
+        self._dash_seen = (0, 0)
+
+    @property
+    def state(self) -> BudgetFold:
+        return self.follower.state
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def setup(self) -> None:
+        assert self.micro is not None
+        for name, subject, request_type, handler in self._endpoints():
+            await self.micro.add_endpoint(
+                name=name, subject=subject, handler=endpoint(request_type, handler)
+            )
+        self.supervise(self.follower.run, "follow")
+        self.spawn(self._go_live(), "live")
+
+    async def teardown(self) -> None:
+        for _, future in self._queue:
+            future.cancel()
+        await self.follower.close()
+
+    async def _go_live(self) -> None:
+        await self.follower.loaded.wait()
+        last = await self._stream_last_n()
+        while self.state.n < last:
+            self.log.warning(
+                "waiting for the store to hold the budget's newest change",
+                extra={"fields": {"folded": self.state.n, "in_stream": last}},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._evaluate_now.wait(), self.settings.ready_timeout_s)
+            self._evaluate_now.clear()
+        self.spawn(self._write_loop(), "writer")
+        self.hot.on = self.state.dashboard_on()
+        if not self.state.book.limits_set:
+            await self._submit(lambda: self._limits(self.settings.limits, "config"))
+        self.ready.set()
+        self.log.info("budget ready", extra={"fields": {"n": self.state.n,
+                                                        "jobs": len(self.state.book.jobs)}})
+        self.supervise(self._evaluation_timer, "evaluation")
+        self.supervise(self._profile_loop, "profiler")
+
+    async def _stream_last_n(self) -> int:
+        """The newest change number among the budget's events JetStream holds."""
+        last = 0
+        for subject in WRITTEN:
+            try:
+                msg = await self.bus.js.get_last_msg(STREAM, subject)
+                event = decode_event(msg.data or b"")
+            except (nats.errors.Error, msgspec.DecodeError, msgspec.ValidationError):
+                continue  # none on that subject (or unreadable: the store will say)
+            data = event.payload
+            n = data.payload.n if isinstance(data, BudgetState) else getattr(data, "n", 0)
+            last = max(last, n)
+        return last
+
+    def _on_fold(self, seq: int, event: Event) -> None:
+        data = event.payload
+        if isinstance(data, TelemetrySample) or event.type == "flags.changed":
+            self.hot.on = self.state.dashboard_on()
+            self._evaluate_now.set()
+
+    # -- the writer --------------------------------------------------------------
+
+    async def _submit(self, build: Build) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((build, future))
+        self._wake.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            events: list[Event] = []
+            answers: list[tuple[asyncio.Future[Any], Any]] = []
+            for build, future in batch:
+                try:
+                    built, answer = build()
+                except Exception as e:  # a refusal, or a bug: that request's error only
+                    if not future.done():
+                        future.set_exception(e)
+                    continue
+                events.extend(built)
+                answers.append((future, answer))
+            try:
+                if events:
+                    await self.bus.publish_many(events)
+            except BusError as e:
+                for future, _ in answers:
+                    if not future.done():
+                        future.set_exception(EndpointError(503, f"not recorded: {e}"))
+                raise  # the state is ahead of the log: a fresh instance rebuilds it
+            for future, answer in answers:
+                if not future.done():
+                    future.set_result(answer)
+
+    def _inputs(self, limits: BudgetLimits | None = None) -> Inputs:
+        """What changed since the last change: the newest sample, the flag, limits."""
+        state, book = self.state, self.state.book
+        sample = state.sample if state.sample is not None and state.sample != book.metrics else None
+        enforce = state.enforce()
+        return Inputs(
+            metrics=sample,
+            enforce=enforce if enforce != book.enforce else None,
+            limits=limits if limits is not None and limits != book.limits else None,
+        )
+
+    def _change(
+        self, trigger: Trigger, key: str, limits: BudgetLimits | None = None, **request: Any
+    ) -> tuple[Event, Outcome]:
+        """Apply one change to the state; the event that records it (decisions
+        filled in) and its outcome. :class:`~services.budget.admission.Refused`
+        leaves the state as it was."""
+        state = self.state
+        data = BudgetChange(n=state.n + 1, inputs=self._inputs(limits), **request)
+        stamp = BudgetState(trigger=trigger, payload=data, timestamp=self.clock.now())
+        event = self.bus.event(stamp, key=key)
+        with self.hot.span(trigger):
+            outcome = fold.apply(state, event)
+        assert outcome is not None
+        recorded = msgspec.structs.replace(stamp, payload=outcome.record(data, state))
+        self.recent.extend(outcome.transitions)
+        self._log(trigger, outcome)
+        return msgspec.structs.replace(event, data=recorded), outcome
+
+    def _changed(self, trigger: Trigger, **request: Any) -> tuple[list[Event], Outcome]:
+        """A change plus its ``asset.evicted`` outputs."""
+        event, outcome = self._change(trigger, request.get("job_id") or "budget", **request)
+        return [event, *self._evictions(outcome)], outcome
+
+    def _limits(
+        self, limits: BudgetLimits, origin: Literal["api", "config"]
+    ) -> tuple[list[Event], Any]:
+        old = self.state.book.limits
+        event, outcome = self._change("limits.updated", "limits", limits=limits)
+        changed = [f for f in msgspec.structs.fields(BudgetLimits)
+                   if getattr(old, f.name) != getattr(limits, f.name)]  # fmt: skip
+        update = LimitsUpdated(limits=limits, changed=[f.name for f in changed],
+                               origin=origin, n=self.state.n)  # fmt: skip
+        self.log.info("limits updated", extra={"fields": {"origin": origin,
+                                                          "changed": update.changed}})
+        return [event, self.bus.event(update, key="limits"), *self._evictions(outcome)], None
+
+    def _evictions(self, outcome: Outcome) -> list[Event]:
+        return [
+            self.bus.event(
+                AssetEvicted(asset_id=a.asset_id, size_mb=a.size_mb, device=a.device,
+                             code="requested" if reason.startswith("requested") else "pressure",
+                             reason=reason, owner=a.owner, n=self.state.n),
+                key=a.asset_id,
+            )
+            for a, reason in outcome.evicted
+        ]  # fmt: skip
+
+    def _log(self, trigger: str, outcome: Outcome) -> None:
+        for t in outcome.transitions:
+            level = 20 if t.state in ("delayed", "rejected") else 10  # INFO, else DEBUG
+            self.log.log(level, "job " + t.state, extra={"fields": {
+                "job_id": t.job_id, "code": t.code, "reason": t.reason, "n": t.n,
+                "trigger": trigger}})  # fmt: skip
+        for asset, reason in outcome.evicted:
+            self.log.info("asset evicted", extra={"fields": {"asset_id": asset.asset_id,
+                                                             "reason": reason}})
+
+    # -- background loops ----------------------------------------------------------
+
+    async def evaluate(self, trigger: Trigger) -> list[Transition]:
+        """Re-evaluate; record a change only when it decides something."""
+
+        def build() -> tuple[list[Event], list[Transition]]:
+            trial = copy.deepcopy(self.state)
+            data = BudgetChange(n=trial.n + 1, inputs=self._inputs())
+            stamp = BudgetState(trigger=trigger, timestamp=self.clock.now(), payload=data)
+            outcome = fold.apply(trial, self.bus.event(stamp, key="budget"))
+            if outcome is None or not (outcome.transitions or outcome.evicted):
+                return [], []
+            events, outcome = self._changed(trigger)
+            return events, outcome.transitions
+
+        transitions: list[Transition] = await self._submit(build)
+        return transitions
+
+    async def _evaluation_timer(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                interval = self.state.book.limits.evaluation_interval
+                await asyncio.wait_for(self._evaluate_now.wait(), interval)
+            self._evaluate_now.clear()
+            await self.evaluate("evaluation")
+
+    async def _profile_loop(self) -> None:
+        """Hot-path aggregates every ``profile_flush_s``; a ``profiler.snapshot``
+        every ``snapshot_interval_s`` when marks or spans changed the dashboard."""
+        loop = asyncio.get_running_loop()
+        next_snapshot = loop.time() + self.settings.snapshot_interval_s
+        while True:
+            await asyncio.sleep(self.settings.profile_flush_s)
+            for span in self.hot.drain():
+                await self.span(span)
+            interval = self.settings.snapshot_interval_s
+            if interval > 0 and loop.time() >= next_snapshot:
+                next_snapshot = loop.time() + interval
+                await self._snapshot_event()
+
+    async def _snapshot_event(self) -> None:
+        dash = self.state.dash
+        seen = (dash.n_spans, dash.n_marks)
+        if seen == self._dash_seen:
+            return
+        self._dash_seen = seen
+
+        def build() -> tuple[list[Event], None]:
+            data = ProfilerSnapshot(dashboard=profiler.dashboard(dash, 10), n=self.state.n)
+            return [self.bus.event(data, key="profiler")], None
+
+        await self._submit(build)
