@@ -30,6 +30,16 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 if it is missing, else make it
+    0600: for files others open by name (SQLite, the log handler), which
+    would create them with the umask's mode."""
+    path = Path(path)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    path.chmod(0o600)
+    return path
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` with mode 0600, replacing it atomically."""
     tmp = path.with_name(path.name + ".tmp")

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from services.runtime.datadir import private_dir, private_file
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -43,7 +45,7 @@ def setup_logging(level: str = "INFO", log_file: Path | None = None) -> None:
     formatter = JsonFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
+        private_file(private_dir(log_file.parent) / log_file.name)  # 0600 in a 0700 folder
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)

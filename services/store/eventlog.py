@@ -28,6 +28,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from services.runtime.datadir import private_file
 from services.runtime.errors import StoreError
 from services.store import reads
 
@@ -132,6 +133,9 @@ class EventLog:
     @classmethod
     async def open(cls, path: Path, tracking_name: str = "store") -> EventLog:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for name in (path.name, path.name + "-wal", path.name + "-shm"):
+            if name == path.name or (path.parent / name).exists():  # SQLite copies the mode
+                private_file(path.parent / name)
         try:
             writer = await aiosqlite.connect(path, isolation_level=None)
             for pragma in PRAGMAS:

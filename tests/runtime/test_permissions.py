@@ -242,3 +242,24 @@ def test_creds_command_prints_the_modder_login(
     assert cli.main(["creds", "modder", "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [f"nats://modder:{creds.password}@127.0.0.1:4999", "inbox prefix: _INBOX.modder"]
+
+
+async def test_events_db_and_log_are_private(tmp_path: Path) -> None:
+    from services.runtime.logs import setup_logging
+    from services.store.eventlog import EventLog
+
+    data = tmp_path / "data"
+    log = data / "gpuroute.log"
+    setup_logging("WARNING", log)
+    try:
+        eventlog = await EventLog.open(data / "events.db")
+        await eventlog.close()
+    finally:
+        setup_logging("WARNING")  # let go of the file handler
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for path in (log, data / "events.db"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    (data / "events.db").chmod(0o644)  # made by an older version: tightened on open
+    eventlog = await EventLog.open(data / "events.db")
+    await eventlog.close()
+    assert stat.S_IMODE((data / "events.db").stat().st_mode) == 0o600
