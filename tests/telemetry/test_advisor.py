@@ -4,7 +4,7 @@ on a real nats-server and store."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from functools import partial
 
 import msgspec
 import pytest
@@ -20,6 +20,7 @@ from services.telemetry.service import TelemetryService
 from services.telemetry.sources import RecordedTelemetry
 from tests.advisor.factories import gpu, sample
 from tests.advisor.service_support import advised, stored_events
+from tests.gateway.conftest import running
 from tests.support import wait_for
 
 
@@ -28,29 +29,17 @@ def node_config(config: Config, node: str) -> Config:
     return msgspec.structs.replace(config, telemetry=telemetry)
 
 
-@contextlib.asynccontextmanager
-async def running(service_type: type, config: Config, **kw: object) -> AsyncIterator[object]:
-    bus = await Bus.connect(config.nats.url or "", source=service_type.name)  # type: ignore[attr-defined]
-    service = service_type(bus, config, **kw)
-    try:
-        await service.start()
-        yield service
-    finally:
-        await service.stop()
-        await bus.close()
-
-
 @pytest.mark.usefixtures("store")
 async def test_the_advisor_decides_with_the_sample_of_its_node(bus: Bus, config: Config) -> None:
     a, b = node_config(config, "box-a"), node_config(config, "box-b")
-    with_gpu = RecordedTelemetry([sample(gpu(0, free_mib=20 * 1024))])
-    without = RecordedTelemetry([sample()])
+    sampler_a = partial(TelemetryService, source=RecordedTelemetry([sample(gpu(0))]))
+    sampler_b = partial(TelemetryService, source=RecordedTelemetry([sample()]))
     async with contextlib.AsyncExitStack() as stack:
-        advisor = await stack.enter_async_context(running(AdvisorService, a))
+        advisor = await stack.enter_async_context(running(AdvisorService, a, "advisor"))
         assert isinstance(advisor, AdvisorService) and advisor.node == "box-a"
-        await stack.enter_async_context(running(TelemetryService, a, source=with_gpu))
+        await stack.enter_async_context(running(sampler_a, a, "telemetry"))
         await wait_for(lambda: advisor.state.telemetry is not None)
-        await stack.enter_async_context(running(TelemetryService, b, source=without))
+        await stack.enter_async_context(running(sampler_b, b, "telemetry"))
         await wait_for(lambda: len(stored_events(config.events_db, "telemetry.sampled")) == 2)
         job = bus.event(JobSubmitted(spec=JobSpec(width=1024, height=1024)), key="job-a")
         await bus.publish(job)
