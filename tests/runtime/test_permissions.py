@@ -263,3 +263,56 @@ async def test_events_db_and_log_are_private(tmp_path: Path) -> None:
     eventlog = await EventLog.open(data / "events.db")
     await eventlog.close()
     assert stat.S_IMODE((data / "events.db").stat().st_mode) == 0o600
+
+
+async def test_up_runs_every_service_as_its_own_user(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The embedded server of ``up`` requires a login; each service works as
+    its own user: a scheduler-published job is consumed by the advisor,
+    advised, stored, and read back by the modder; nothing is refused."""
+    from schemas.jobs import JobSpec, JobSubmitted
+    from services.runtime.config import load_config
+    from services.runtime.credentials import find_credentials
+    from services.runtime.runner import NATS_URL_FILE, run
+    from tests.support import wait_for
+
+    names = ["store", "adapters", "advisor", "telemetry", "gateway"]
+    config = load_config(data_dir=str(tmp_path / "data"), nats__port=0, http__port=0)
+    config.advisor.ready_timeout_s = 5
+    running, stop = asyncio.Event(), asyncio.Event()
+    factories = [(n, cli._load(cli.SERVICES[n])) for n in names]
+    task = asyncio.create_task(
+        run(config, factories, stop=stop,
+            announce=lambda line: line.startswith("gpuroute: running") and running.set())
+    )
+    try:
+        await asyncio.wait_for(running.wait(), 60)
+        data = config.data_path
+        url = (data / NATS_URL_FILE).read_text().strip()
+        host, port = url.removeprefix("nats://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        assert b'"auth_required":true' in await reader.readline()  # the server's INFO
+        writer.close()
+        scheduler = await Bus.connect(url, source="scheduler",
+                                      credentials=find_credentials(data, "scheduler"))  # fmt: skip
+        modder = await Bus.connect(url, source="modder",
+                                   credentials=find_credentials(data, MODDER))  # fmt: skip
+        try:
+            job = await scheduler.emit(JobSubmitted(spec=JobSpec(width=512, height=512)), key="j1")
+
+            async def advised() -> bool:
+                page = await modder.call(STORE_READ, StoreReadRequest(type="job."), StoredPage)
+                return len(page.events) == 2
+
+            await wait_for(advised, timeout=30)
+            assert job.type == "job.submitted"
+        finally:
+            await scheduler.close()
+            await modder.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    refused = [str(r.__dict__) for r in caplog.records if "permissions violation" in
+               str(r.__dict__).lower()]  # fmt: skip
+    assert refused == []
