@@ -1,4 +1,4 @@
-"""The decision: local GPU, remote provider, CPU, or wait. A pure function.
+"""The decision: local GPU, remote provider, CPU, wait or infeasible. A pure function.
 
 ``decide(spec, context, config)`` reads nothing else (no clock, no I/O, no
 randomness), so a replay with the recorded inputs gets the same decision.
@@ -13,7 +13,12 @@ The rules, in order, each switchable and tuned in ``[rules]`` of the config:
    GPU that fits the VRAM demand and whose estimate <= the spec's max cost.
 3. ``cpu_small_job``: the CPU, when the job is small enough (megapixels,
    minutes, RAM) and its kind is allowed there.
-4. ``wait_for_local_gpu``: otherwise, wait for the local GPU.
+4. ``wait_for_local_gpu``: otherwise, wait for the local GPU, when the job will
+   fit once something frees.
+5. ``infeasible``: no target can ever run the job (its VRAM demand is above
+   every local GPU's total and every provider's largest offer, or its max cost
+   is below every fitting price, and the CPU cannot take it): the reason says
+   why for each target with the numbers; no minutes, no price.
 
 The reason names the rule that fired and, in order, why each earlier rule did
 not, with the numbers used. With the flag off it says remote was not
@@ -48,6 +53,9 @@ from services.advisor.pricing import energy_rate, remote_enabled
 from services.advisor.quotes import PriceTable, Quote
 from services.advisor.vram import derive
 
+_NO_SAMPLE = "none"
+"""The sample id of ``state.context``'s stand-in before any telemetry arrived."""
+
 
 class _Option(NamedTuple):
     candidate: Candidate
@@ -64,6 +72,7 @@ _LABEL: dict[RuleName, str] = {
     "cpu_small_job": "CPU",
     "preferred_target": "Preferred target",
     "wait_for_local_gpu": "Wait",
+    "infeasible": "Infeasible",
 }
 _WAIT_PREFERRED = _no("preferred_target", "wait", "waiting is not a target one can prefer")
 
@@ -229,10 +238,9 @@ class Decider:
         )
         return _Option(cand)
 
-    def _cpu(self, spec: JobSpec, d: JobDerived) -> _Option:
+    def _cpu_never(self, spec: JobSpec, d: JobDerived) -> list[str]:
+        """Why the CPU can never take the job (nothing that frees changes these)."""
         rule = self.config.rules.cpu
-        ram = self._ram
-        ram_need = d.vram_demand_gb * rule.ram_factor
         problems: list[str] = []
         if not rule.enabled:
             problems.append("rule disabled in config")
@@ -242,6 +250,13 @@ class Decider:
             problems.append(f"too big: {d.megapixels_total:.2f} MP > {self._max_mp} MP")
         if d.minutes_cpu > rule.max_minutes:
             problems.append(f"too slow: est. {d.minutes_cpu:.1f} min > {self._max_min} min")
+        return problems
+
+    def _cpu(self, spec: JobSpec, d: JobDerived) -> _Option:
+        rule = self.config.rules.cpu
+        ram = self._ram
+        ram_need = d.vram_demand_gb * rule.ram_factor
+        problems = self._cpu_never(spec, d)
         if ram is not None and ram < ram_need:
             problems.append(f"RAM {ram:.1f} GB available < {ram_need:.1f} GB needed")
         if problems:
@@ -288,7 +303,9 @@ class Decider:
 
     def decide(self, spec: JobSpec, details: bool | None = None) -> Decision:
         """Where ``spec`` should run; ``details`` (default: the spec's ``debug``) adds
-        the details block. Options after the one chosen are weighed only for details."""
+        the details block. Options after the one chosen are weighed only for details.
+        When none is feasible: ``infeasible`` if no target can ever run the job
+        (:meth:`_never`), else wait for the local GPU."""
         d = derive(spec, self.config)
         job = _Job(spec, d)
         lines = [_summary(spec, d)]
@@ -310,8 +327,14 @@ class Decider:
         if not self.remote_on and not any(x.startswith("Remote:") for x in lines):
             lines.append(f"Remote: not considered, {ENABLE_COMPUTE} is off.")
         if chosen is None:
-            lines.append("Waiting for the local GPU.")
-            chosen = _Option(self._wait(d))
+            never = self._never(job)
+            if never is None:
+                lines.append("Waiting for the local GPU.")
+                chosen = _Option(self._wait(d))
+            else:  # no minutes, no price: it will not run
+                lines.append(f"Infeasible: no target can ever run this job ({never}).")
+                chosen = _no("infeasible", "infeasible", never)
+            rule = chosen.candidate.rule
         c = chosen.candidate
         return Decision(
             target=c.target,
@@ -326,6 +349,71 @@ class Decider:
             estimate_usd=c.estimate_usd,
             details=self._details(job) if (spec.debug if details is None else details) else None,
         )
+
+    def _never(self, job: _Job) -> str | None:
+        """Why no target can ever run the job, one clause per target with the
+        numbers; None when one could once something frees (VRAM, RAM, the remote
+        queue) or changes at run time (a flag, a provider's enabled switch).
+
+        Local: a sample lists no GPU, or every GPU's total VRAM is below the need
+        (unknown before the first sample or for a GPU whose total NVML could not
+        read). Remote: its rule is disabled, or no registered provider, enabled or
+        not, has an offer that fits, or the cheapest that fits costs more than the
+        spec's ``max_cost_usd``. CPU: a reason that does not depend on free RAM."""
+        d = job.d
+        local = self._local_never(d)
+        cpu = self._cpu_never(job.spec, d)
+        if local is None or not cpu:
+            return None
+        remote = self._remote_never(job)
+        if remote is None:
+            return None
+        return f"local GPU: {local}; remote: {remote}; CPU: {'; '.join(cpu)}"
+
+    def _local_never(self, d: JobDerived) -> str | None:
+        rule = self.config.rules.local_gpu
+        if not rule.enabled:
+            return "rule disabled in config"
+        t = self.context.telemetry
+        if t.sample_id == _NO_SAMPLE:
+            return None
+        if not t.gpus:
+            return f"no GPU ({t.reason or 'none reported'})"
+        totals = [g.total_gb for g in t.gpus]
+        if any(total is None for total in totals):
+            return None
+        need = d.vram_demand_gb * self._local_factor + rule.headroom_gb
+        largest = max(total for total in totals if total is not None)
+        if largest >= need:
+            return None
+        return f"largest GPU has {largest:.2f} GB in all < {need:.2f} GB needed"
+
+    def _remote_never(self, job: _Job) -> str | None:
+        if not self.config.rules.remote.enabled:
+            return "rule disabled in config"
+        d, max_cost = job.d, job.spec.max_cost_usd
+        providers = self.context.registry.providers.values()
+        if not providers:
+            return "no provider registered"
+        need = d.vram_demand_gb + self.config.rules.remote.headroom_gb
+        largest = max(g.vram_gb for p in providers for g in p.gpus)
+        if largest < need:
+            return (
+                f"largest offer of any provider {largest:g} GB < {d.vram_demand_gb:.2f} GB"
+                f" + {self._headroom}"
+            )
+        if max_cost is None:
+            return None
+        found = self.table.quotes(
+            d.minutes_reference_gpu, True, d.vram_demand_gb, d.transfer_gb, include_disabled=True
+        )
+        if found and found[0].total_usd > max_cost:
+            best = found[0]
+            return (
+                f"cheapest fitting offer ({best.provider_id}, {best.offer.gpu}) costs"
+                f" ~${best.total_usd:.4f} > max cost ${max_cost:g}"
+            )
+        return None
 
     def _wait(self, d: JobDerived) -> Candidate:
         return Candidate(

@@ -4,14 +4,16 @@ import msgspec
 import pytest
 
 from schemas.jobs import JobSpec, JobSpecBody
+from schemas.telemetry import empty_sample
 from services.advisor.config import AdvisorConfig, config_digest, parse_config
 from services.advisor.decision import AdviceRecord, DecisionContext
 from services.advisor.jobspec import parse_job_spec
 from services.advisor.pricing import Work, compare_providers
+from services.advisor.registry import RegistryState
 from services.advisor.rules import advise, decide
 from services.advisor.vram import derive
 
-from .factories import ON, MakeContext, gpu
+from .factories import GIB, ON, MakeContext, gpu
 
 SMALL = JobSpec(width=512, height=512)  # 0.26 MP: small enough for the CPU
 BIG = JobSpec(width=1024, height=1024)  # 1.05 MP: too big for the CPU by default
@@ -102,10 +104,15 @@ def test_saturated_queue(
 
 
 def test_max_cost(make_context: MakeContext, config: AdvisorConfig) -> None:
+    """A max cost below every fitting price, with no GPU and a job too big for the
+    CPU, can never run: infeasible with the numbers and no price (it used to wait)."""
     cheap = JobSpec(width=1024, height=1024, max_cost_usd=0.0001)
     d = decide(cheap, make_context(flags=ON), config)
-    assert d.target == "wait"
+    assert (d.target, d.rule) == ("infeasible", "infeasible")
     assert "> max cost $0.0001" in d.reason
+    # disabled providers count too: an operator may enable one
+    assert "remote: cheapest fitting offer (lan-box, RTX 4090) costs ~$0.0002" in d.reason
+    assert d.estimate_usd is None and d.estimated_minutes is None and d.provider_id is None
     roomy = decide(
         JobSpec(width=1024, height=1024, max_cost_usd=1), make_context(flags=ON), config
     )
@@ -114,9 +121,37 @@ def test_max_cost(make_context: MakeContext, config: AdvisorConfig) -> None:
 
 def test_no_provider_fits(make_context: MakeContext, config: AdvisorConfig) -> None:
     d = decide(JobSpec(kind="llm", model="llama-3.1-405b"), make_context(flags=ON), config)
-    assert d.target == "wait"
+    assert (d.target, d.rule) == ("infeasible", "infeasible")
     assert "no provider fits 811.50 GB + 0.5 GB headroom" in d.reason
     assert "hf-endpoints: largest GPU 141 GB" in d.reason
+    assert (
+        "Infeasible: no target can ever run this job (local GPU: no GPU (NVML unavailable:"
+        " NVML Shared Library Not Found); remote: largest offer of any provider 141 GB"
+        " < 811.50 GB + 0.5 GB headroom;"
+        " CPU: too slow:" in d.reason
+    )
+    assert d.estimate_usd is None
+
+
+def test_wait_only_for_a_job_that_fits_once_something_frees(
+    make_context: MakeContext, config: AdvisorConfig
+) -> None:
+    big = JobSpec(width=1024, height=1024, vram_gb=30)  # 30 x 1.1 + 1 = 34 GB local
+    busy = gpu(free_mib=2 * GIB, total_mib=40 * GIB)  # 40 GB in all, 2 GB free now
+    d = decide(big, make_context(busy), config)
+    assert (d.target, d.rule) == ("wait", "wait_for_local_gpu") and d.estimate_usd is not None
+    small = gpu(free_mib=2 * GIB, total_mib=24 * GIB)  # never 34 GB; providers fit
+    assert decide(big, make_context(small), config).target == "wait"  # the flag may turn on
+    no_fit = decide(big, make_context(small, registry=RegistryState()), config)
+    assert no_fit.target == "infeasible"
+    assert "largest GPU has 25.77 GB in all < 34.00 GB needed" in no_fit.reason
+    assert "remote: no provider registered" in no_fit.reason
+    unknown = msgspec.structs.replace(small, memory_total_mib=None)
+    assert decide(big, make_context(unknown, registry=RegistryState()), config).target == "wait"
+    before_telemetry = msgspec.structs.replace(
+        make_context(registry=RegistryState()), telemetry=empty_sample("none", 0.0, "no sample")
+    )
+    assert decide(big, before_telemetry, config).target == "wait"
 
 
 def test_preferred_target_honoured_when_feasible(
