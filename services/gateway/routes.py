@@ -79,9 +79,11 @@ from services.gateway.table import (
 
 
 def _events(i: Inputs) -> StoreReadRequest:
+    """``patterns`` must be subject patterns; ``type``/``types`` are prefixes
+    (``job.``), which no subject pattern may end with."""
     q: StoreReadRequest = i.query
-    if q.patterns or q.types:
-        hooks.check_patterns([*(q.patterns or []), *(q.types or [])])
+    if q.patterns:
+        hooks.check_patterns(q.patterns)
     return q
 
 
