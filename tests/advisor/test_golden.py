@@ -6,6 +6,12 @@ The digests below were generated from the code of commit c9a2fd5 (before any
 optimisation): sha256 over each output encoded with msgspec.json, one per line.
 A mismatch means some decision, reason text, rounding or field order changed:
 find which with the spot checks, or by diffing the outputs against that commit.
+
+Regenerated on purpose since: job.advised for the three perf flags recorded in
+``inputs.flags`` (0a478a9); decisions and job.advised for rule 5, ``infeasible``
+(4471 of the 13650 decisions and 426 of the 1820 payloads were ``wait`` and are
+``infeasible`` now; nothing else differs, checked by re-running with the
+infeasible check switched off, which gives the earlier digests).
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from services.advisor.state import context
 
 from .golden_grid import BENCH_SPECS, configs, cost_requests, specs, states
 
-DECISIONS = "0f21d4b00631e1e7aa3d68ba04d23b645340e88be29d052f261d30c86c3743a9"
-ADVISED = "756947d08b205896e6d6edaf072452ad825c2e2ac1f66fc37b92b66e1e4d1cb6"
+DECISIONS = "80086c968f997bab9092d3e7688dad3c9c04e587537dd8d31b77ae5fbe1f37e5"
+ADVISED = "f4937bd858158aebcdb70dcf8cde3f5f903b5291683be44cf13172deb4511de8"
 PREVIEWS = "9efd96cc7d6dac0983dd5eaf0af6a39eca2843f4d64d6d038a8265e40fde22fc"
 
 encode = msgspec.json.encode
@@ -129,10 +135,10 @@ def test_spot_check_preferred_provider_with_price_overrides() -> None:
     )
 
 
-def test_spot_check_nothing_fits_waits() -> None:
+def test_spot_check_nothing_fits_is_infeasible() -> None:
     spec = {"kind": "llm", "model": "Llama-3-70B", "max_cost_usd": 0.02}
     assert _decide(spec, "gpu6-on-depth3", "tuned") == (
-        b'{"target":"wait","rule":"wait_for_local_gpu","reason":"llm job (Llama-3-70B): VRAM'
+        b'{"target":"infeasible","rule":"infeasible","reason":"llm job (Llama-3-70B): VRAM'
         b" demand 141.50 GB (70B params x 2 B/param + 1.5 GB overhead = 141.50 GB). Local GPU:"
         b" rule disabled in config. Remote: no provider fits 141.50 GB + 2.25 GB headroom"
         b" (hf-endpoints: largest GPU 141 GB < 141.50 GB + 2.25 GB headroom; lan-box: disabled;"
@@ -140,9 +146,11 @@ def test_spot_check_nothing_fits_waits() -> None:
         b" GB < 141.50 GB + 2.25 GB headroom; runpod-pod: largest GPU 80 GB < 141.50 GB + 2.25"
         b" GB headroom; runpod-serverless: largest GPU 141 GB < 141.50 GB + 2.25 GB headroom)."
         b" CPU: llm jobs are not allowed on the CPU; RAM 51.5 GB available < 169.8 GB needed."
-        b' Waiting for the local GPU.","vram_demand_gb":141.5,"remote_considered":true,'
-        b'"provider_id":null,"gpu":null,"gpu_index":null,"estimated_minutes":1.8753,'
-        b'"estimate_usd":0.0,"details":null}'
+        b" Infeasible: no target can ever run this job (local GPU: rule disabled in config;"
+        b" remote: largest offer of any provider 141 GB < 141.50 GB + 2.25 GB headroom; CPU:"
+        b' llm jobs are not allowed on the CPU).","vram_demand_gb":141.5,"remote_considered":'
+        b'true,"provider_id":null,"gpu":null,"gpu_index":null,"estimated_minutes":null,'
+        b'"estimate_usd":null,"details":null}'
     )
 
 
