@@ -63,6 +63,13 @@ def message_types(row: Subject) -> tuple[Any, Any]:
     return _resolve(row.request, row), _resolve(row.reply, row)
 
 
+def _schema_hook(t: type) -> dict[str, Any]:
+    """``object`` (``dict[str, object]``) is any JSON value, as ``Any`` is."""
+    if t is object:
+        return {"description": "any JSON value"}
+    raise NotImplementedError
+
+
 def _channel_id(name: str) -> str:
     return _ID.sub("_", name.replace(".>", "").replace(">", "all"))
 
@@ -101,7 +108,9 @@ def asyncapi_document() -> dict[str, Any]:
     for row in rows:
         types += [t for t in message_types(row) if t is not None]
     unique = list(dict.fromkeys(types))
-    refs, components = msgspec.json.schema_components(unique, ref_template=_REF)
+    refs, components = msgspec.json.schema_components(
+        unique, ref_template=_REF, schema_hook=_schema_hook
+    )
     schema_of = dict(zip(unique, refs, strict=True))
 
     channels: dict[str, Any] = {}
