@@ -1,14 +1,27 @@
-"""Exceptions of the gpuroute runtime.
+"""Exceptions of the gpuroute runtime, and the root of every package's errors.
 
     GpurouteError                 root: every error we raise on purpose
     ├── ConfigError               a config or secrets file is unreadable or invalid
+    │   └── AdvisorConfigError    (services/advisor/errors.py) an advisor config or seed file
     ├── NatsServerError           the embedded nats-server could not start
     ├── BusError                  NATS is unreachable or refused a publish
     ├── StoreError                the SQLite event log failed
-    └── ServiceCallError          a request/reply endpoint answered with an error
-        (``code`` is HTTP-like: 400 bad input, 404 not found, 503 unavailable)
+    ├── ServiceCallError          a request/reply endpoint answered with an error
+    │                             (``code`` is HTTP-like: 400 bad input, 404 not found,
+    │                             503 unavailable)
+    ├── EndpointError             (endpoints.py) a handler's answer as a service error:
+    │                             ``code`` and ``description`` go back to the caller
+    ├── FollowError               (follow.py) the store cannot be read while following
+    │   └── FollowerBehind        (follow.py) a live follower fell too far behind;
+    │                             carries the position to resume from
+    ├── DataDirInUse              (datadir.py) another gpuroute holds the data directory
+    ├── AdvisorError              (services/advisor/errors.py) the advisor's root
+    ├── AdapterError              (services/adapters/errors.py) the adapters' root
+    └── GatewayError              (services/gateway/errors.py) the gateway's root
 
-Foreign exceptions are translated where they enter our code
+The classes marked with a module live beside the code that raises them; every
+runtime one is listed here (``tests/runtime/test_error_tree.py`` keeps this
+tree complete). Foreign exceptions are translated where they enter our code
 (``raise StoreError(...) from e``); messages are one readable line.
 """
 
