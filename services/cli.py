@@ -29,7 +29,13 @@ import msgspec
 
 from schemas.subjects import MODDER, USERS
 from services.runtime.config import Config, load_config
-from services.runtime.credentials import Credentials, find_credentials, load_credentials
+from services.runtime.credentials import (
+    Credentials,
+    authorization_conf,
+    ensure_credentials,
+    find_credentials,
+    load_credentials,
+)
 from services.runtime.errors import GpurouteError
 from services.runtime.logs import setup_logging
 from services.runtime.runner import NATS_URL_FILE
@@ -200,11 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the AsyncAPI 3.0 document of every subject instead",
     )
+    schema.add_argument(
+        "--openapi", action="store_true", help="print the gateway's OpenAPI 3.1 document instead"
+    )
 
     creds = sub.add_parser(
         "creds", help="print a NATS user's login (URL with user:password) for a data dir"
     )
-    creds.add_argument("user", choices=USERS, help="modder: reads events, publishes nothing")
+    creds.add_argument(
+        "user", nargs="?", choices=USERS, help="modder: reads events, publishes nothing"
+    )
+    creds.add_argument(
+        "--nats-conf",
+        action="store_true",
+        help="instead: make every user's credentials in --data-dir (kept if there) and "
+        "print nats-server's authorization block for them (ops/nats/)",
+    )
     creds.add_argument(
         "--data-dir",
         default=DEFAULT_DATA_DIR,
@@ -270,6 +287,13 @@ def _replay(args: argparse.Namespace) -> None:
 def _schema(args: argparse.Namespace) -> None:
     import schemas
 
+    if args.openapi:
+        from services.gateway.openapi import document as openapi_document
+        from services.gateway.routes import TABLE
+
+        encoded = msgspec.json.encode(openapi_document(TABLE))
+        sys.stdout.write(msgspec.json.format(encoded, indent=2).decode() + "\n")
+        return
     if args.asyncapi:
         from schemas.asyncapi import asyncapi_document
 
@@ -291,6 +315,11 @@ def _schema(args: argparse.Namespace) -> None:
 def _creds(args: argparse.Namespace) -> None:
     """The URL (with the user's password) and inbox prefix of ``args.user``."""
     data_dir = Path(args.data_dir)
+    if args.nats_conf:
+        sys.stdout.write(authorization_conf(ensure_credentials(data_dir).values()))
+        return
+    if args.user is None:
+        raise GpurouteError("creds: name a user, or pass --nats-conf")
     found = find_credentials(data_dir, args.user)
     if found is None:
         raise GpurouteError(
@@ -300,6 +329,13 @@ def _creds(args: argparse.Namespace) -> None:
     sys.stdout.write(f"inbox prefix: {found.inbox_prefix}\n")
 
 
+def _needs_token(config: Config) -> bool:
+    """A gateway bound beyond loopback without a token would let anyone drive it."""
+    from services.gateway.guard import is_loopback
+
+    return not is_loopback(config.http.host) and config.gateway.bearer_token() is None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -307,6 +343,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = _config(args)
             if args.command == "serve":
                 config.nats.url = nats_url(config.nats.url, config.data_path)
+            gateway = args.command == "up" or args.name == "gateway"
+            if gateway and _needs_token(config):  # before anything is created
+                print(f"gpuroute: error: --http-host {config.http.host} is not a loopback "
+                      "address: set [gateway] token or GPUROUTE_TOKEN first", file=sys.stderr)
+                return 2
             setup_logging(config.log_level, config.data_path / "gpuroute.log")
             names = list(SERVICES) if args.command == "up" else [args.name]
             if args.command == "up":  # /health then requires each service it starts
