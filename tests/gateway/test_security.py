@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 from typing import Any
 
 import aiohttp
@@ -138,3 +139,18 @@ async def test_a_read_token_false_gateway_guards_only_changes(config: Config):
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         flags = b'{"flags": {"features.enable_compute": true}}'
         assert (await send(gateway, "PUT", "/api/flags", flags, **bearer))[0] == 503
+
+
+def test_up_beyond_loopback_without_a_token_refuses_to_start(tmp_path, monkeypatch):
+    from tests.support import gpuroute
+
+    monkeypatch.delenv("GPUROUTE_TOKEN", raising=False)
+    p = gpuroute("up", "--http-host", "0.0.0.0", "--data-dir", str(tmp_path),
+                 stderr=subprocess.PIPE)  # fmt: skip
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 2
+    assert err.decode().strip().splitlines() == [
+        "gpuroute: error: --http-host 0.0.0.0 is not a loopback address: "
+        "set [gateway] token or GPUROUTE_TOKEN first"
+    ]
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created
