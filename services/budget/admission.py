@@ -110,7 +110,7 @@ def set_metrics(book: Book, metrics: Metrics) -> None:
 
 
 def credit(book: Book, ts: float, vram: float = 0, ram: float = 0, cpu: float = 0) -> None:
-    book.credits.append(Credit(ts, vram, ram, cpu))
+    book.credits.append(Credit(float(ts), float(vram), float(ram), float(cpu)))
 
 
 def held(book: Book, unseen_assets: dict[str, float]) -> dict[str, float]:

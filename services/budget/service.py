@@ -34,7 +34,7 @@ from typing import Any, Literal
 import msgspec
 import nats.errors
 
-from schemas import Event, decode_event
+from schemas import Event, decode_event, encode_event
 from schemas.budget import (
     AssetEvicted,
     BudgetChange,
@@ -205,7 +205,10 @@ class BudgetService(BudgetEndpoints, Service):
         state = self.state
         data = BudgetChange(n=state.n + 1, inputs=self._inputs(limits), **request)
         stamp = BudgetState(trigger=trigger, payload=data, timestamp=self.clock.now())
-        event = self.bus.event(stamp, key=key)
+        # applied as the log will hold it (a float given as 3600 is 3600.0 there),
+        # so a replay folds the very same values
+        event = decode_event(encode_event(self.bus.event(stamp, key=key)))
+        stamp = event.payload
         with self.hot.span(trigger):
             outcome = fold.apply(state, event)
         assert outcome is not None

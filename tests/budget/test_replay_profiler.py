@@ -1,0 +1,135 @@
+"""A replay of the log re-decides every change byte for byte; a restart
+rebuilds the same state; the profiler dashboard, its flag and reset."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+
+import msgspec
+import pytest
+
+from schemas import budget as b
+from schemas import decode_event
+from services.budget.client import BudgetClient
+from services.budget.fold import BudgetProjection, replay
+from services.runtime.clock import ManualClock
+from services.runtime.errors import ServiceCallError
+from services.runtime.projection import canonical
+from tests.budget.support import Client, budgets_on, running_budget, sample
+from tests.support import wait_for
+
+pytestmark = pytest.mark.usefixtures("store")
+
+
+def stored(db) -> list:  # type: ignore[no-untyped-def]
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT body FROM events ORDER BY seq").fetchall()
+    return [decode_event(body) for (body,) in rows]
+
+
+def last_n(db) -> int:  # type: ignore[no-untyped-def]
+    """The newest change number the store holds."""
+    return max(
+        (e.payload.payload.n if e.type == "budget.state" else getattr(e.payload, "n", 0)
+         for e in stored(db)),
+        default=0,
+    )  # fmt: skip
+
+
+async def test_a_replay_of_the_log_reproduces_every_queue_state_and_reason(bus, config):
+    await budgets_on(bus)
+    clock = ManualClock(time.time())
+    projection = BudgetProjection(node=config.telemetry.node_id())
+    async with running_budget(config, clock, max_vram_mb=8192, max_running_jobs=3,
+                              starvation_age_s=20, lazy_asset_target_mb=500) as budget:  # fmt: skip
+        api, client = Client(bus), BudgetClient(bus, owner="painter")
+        await client.register("ckpt", 2000)
+        for i in range(6):
+            await api.register(f"j{i}", vram_mb=1500 + 500 * i, ram_mb=100 * i)
+            clock.advance(7)
+        await api.start("j0")
+        await bus.emit(sample(bus, vram_used=8000, ts=clock.now()), key="node")
+        await wait_for(lambda: budget.state.sample is not None)
+        await budget.evaluate("evaluation")
+        await api.finish("j0")
+        await bus.call(b.APPLY, {"max_vram_mb": 12000}, b.BudgetSnapshot)
+        await asyncio.gather(*(api.register(f"c{i}", vram_mb=300) for i in range(20)))
+        await api.finish("j1", "cancelled")
+        await bus.call(b.REFRESH, {}, b.Transitions)
+        live = canonical(projection.to_builtins(budget.state))
+        n = budget.state.n
+        await wait_for(lambda: last_n(config.events_db) >= n)
+    events = stored(config.events_db)
+    changes = [e for e in events if e.type == "budget.state"]
+    assert len(changes) > 25
+    assert {c.payload.trigger for c in changes} >= {
+        "limits.updated", "job.registered", "job.started", "job.finished", "evaluation"}
+    state, problems = replay(events)
+    assert problems == []
+    state.node = projection.node
+    assert canonical(projection.to_builtins(state)) == live
+    # and a restarted service rebuilds the same state from the store
+    async with running_budget(config, clock) as again:
+        assert canonical(projection.to_builtins(again.state)) == live
+
+
+async def test_a_tampered_decision_is_named_by_the_replay(bus, config):
+    async with running_budget(config):
+        await Client(bus).register("x", vram_mb=1)
+    events = stored(config.events_db)
+    i, change = next((i, e) for i, e in enumerate(events) if e.type == "budget.state"
+                     and e.payload.trigger == "job.registered")  # fmt: skip
+    answer = msgspec.structs.replace(change.payload.payload.answer, reason="forged")
+    forged = msgspec.structs.replace(change.payload.payload, answer=answer)
+    events[i] = msgspec.structs.replace(
+        change, data=msgspec.structs.replace(change.payload, payload=forged)
+    )
+    _, problems = replay(events)
+    assert len(problems) == 1 and "job.registered" in problems[0] and "forged" in problems[0]
+
+
+async def test_the_dashboard_needs_its_flag_and_shows_time_memory_categories_marks(bus, config):
+    async with running_budget(config):
+        client = BudgetClient(bus, owner="painter")
+        with pytest.raises(ServiceCallError) as e:
+            await bus.call(b.DASHBOARD, {}, b.Dashboard)
+        assert e.value.code == 409 and "features.enable_perf" in e.value.description
+        await budgets_on(bus)
+        await wait_for(lambda: _ok(bus))
+        await client.mark("scene loaded", category="render", metadata={"scene": "intro"})
+        with client.profile("hydrate_scene", category="render"):
+            blob = bytearray(8 << 20)  # 8 MB more RSS
+        del blob
+
+        @client.profile("encode", category="io")
+        async def encode() -> None:
+            await asyncio.sleep(0.01)
+
+        await encode()
+        await client.flush()
+        await bus.call(b.SPAN, {"name": "hydrate_scene", "category": "render",
+                                "wall_ms": 500, "count": 4, "max_ms": 200}, b.Recorded)  # fmt: skip
+        dash = await bus.call(b.DASHBOARD, {"limit": 5}, b.Dashboard)
+        assert [s.name for s in dash.top_time] == ["hydrate_scene", "encode"]
+        hydrate = dash.top_time[0]
+        assert (hydrate.count, hydrate.max_ms) == (5, 200)
+        assert dash.top_memory[0].name == "hydrate_scene"
+        assert dash.top_memory[0].max_memory_kb >= 4096
+        assert [c.category for c in dash.categories] == ["render", "io"]
+        assert dash.recent[0].name == "scene loaded" and dash.marks == 1
+        await bus.call(b.RESET, {}, b.Recorded)
+        dash = await bus.call(b.DASHBOARD, {}, b.Dashboard)
+        assert (dash.spans, dash.marks, dash.top_time) == (0, 0, [])
+        health = await bus.call(b.HEALTH, {}, b.PerfHealth)
+        assert health.budgets and health.dashboard
+
+
+async def _ok(bus) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        await bus.call(b.DASHBOARD, {}, b.Dashboard)
+        return True
+    except ServiceCallError:
+        return False
