@@ -48,12 +48,14 @@ SERVICES: dict[str, str] = {
     "adapters": "services.adapters.service:AdaptersService",
     "telemetry": "services.telemetry.service:TelemetryService",
     "advisor": "services.advisor.service:AdvisorService",
+    "budget": "services.budget.service:BudgetService",
     "gateway": "services.gateway.service:GatewayService",
 }
 
 PROJECTIONS: dict[str, str] = {
     "jobs": "services.store.jobtable:JobTableProjection",
     "providers": "services.advisor.projection:ProviderRegistryProjection",
+    "budget": "services.budget.fold:BudgetProjection",
 }
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
