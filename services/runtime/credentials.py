@@ -101,9 +101,14 @@ def ensure_credentials(data_dir: Path, users: Iterable[str] = USERS) -> dict[str
     return found
 
 
+def authorization_conf(creds: Iterable[Credentials]) -> str:
+    """nats-server's ``authorization`` block for ``creds``."""
+    return authorization({c.user: c.password for c in creds})
+
+
 def write_server_conf(folder: Path, creds: Iterable[Credentials]) -> Path:
-    """Write nats-server's ``authorization`` block for ``creds`` to
-    ``<folder>/auth.conf`` (0600) and return its path."""
+    """Write :func:`authorization_conf` to ``<folder>/auth.conf`` (0600) and
+    return its path."""
     path = private_dir(folder) / AUTH_CONF
-    write_private(path, authorization({c.user: c.password for c in creds}))
+    write_private(path, authorization_conf(creds))
     return path
