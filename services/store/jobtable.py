@@ -9,6 +9,7 @@ import msgspec
 from schemas import Event
 from schemas.advisor import JobAdvised
 from schemas.jobs import (
+    CANCELLED,
     JobCancelled,
     JobFailed,
     JobStarted,
@@ -51,7 +52,9 @@ class JobTableProjection:
             case JobSubmitted(spec=spec):
                 row.state, row.kind, row.submitted_ts = "submitted", spec.kind, event.ts
             case JobAdvised(target=target, provider=provider, rule=rule):
-                row.state, row.target, row.provider, row.rule = "advised", target, provider, rule
+                # an infeasible job will never run: that is its state, not "advised"
+                now = "infeasible" if target == "infeasible" else "advised"
+                row.state, row.target, row.provider, row.rule = now, target, provider, rule
             case JobStarted(target=target, provider=provider):
                 row.state, row.target, row.provider = "running", target, provider
             case JobSucceeded():
@@ -59,7 +62,7 @@ class JobTableProjection:
             case JobFailed(error=error):
                 row.state, row.error = "failed", error
             case JobCancelled():
-                row.state = "cancelled"
+                row.state = CANCELLED
         return state
 
     def to_builtins(self, state: JobTable) -> Any:
