@@ -50,24 +50,31 @@ def fuzz(base_url: str, seen: dict[str, Counter[int]], failures: list[str]) -> i
             op = result.ok()
             counts = seen.setdefault(f"{op.method.upper()} {op.path}", Counter())
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-                @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                          phases=[Phase.explicit, Phase.generate],
-                          suppress_health_check=list(HealthCheck))  # fmt: skip
-                @given(op.as_strategy(generation_mode=mode))
-                def one(case: schemathesis.Case, counts: Counter[int] = counts) -> None:
-                    nonlocal tried
-                    tried += 1
-                    response = case.call(base_url=base_url, session=session, timeout=30)
-                    counts[response.status_code] += 1
-                    problem = _problem(case, response)
-                    if problem:
-                        failures.append(f"{case.method} {case.formatted_path}: {problem}"[:600])
-
                 try:
-                    one()
+                    tried += _cases(op, mode, base_url, session, counts, failures)
                 except Unsatisfiable:  # nothing to violate: no parameter and no body
                     assert mode is GenerationMode.NEGATIVE, op.label
+    return tried
+
+
+def _cases(op: Any, mode: GenerationMode, base_url: str, session: requests.Session,
+           counts: Counter[int], failures: list[str]) -> int:  # fmt: skip
+    tried = 0
+
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+              phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(op.as_strategy(generation_mode=mode))
+    def one(case: schemathesis.Case) -> None:
+        nonlocal tried
+        tried += 1
+        response = case.call(base_url=base_url, session=session, timeout=30)
+        counts[response.status_code] += 1
+        problem = _problem(case, response)
+        if problem:
+            failures.append(f"{case.method} {case.formatted_path}: {problem}"[:600])
+
+    one()
     return tried
 
 
