@@ -28,11 +28,12 @@ import asyncio
 import contextlib
 import copy
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
 import nats.errors
+from nats.micro.request import Request
 
 from schemas import Event, decode_event, encode_event
 from schemas.budget import (
@@ -66,6 +67,7 @@ WRITTEN = ("budget.state", "budget.limits.updated", "asset.registered", "asset.t
            "profiler.snapshot")  # fmt: skip
 
 Build = Callable[[], tuple[list[Event], Any]]
+MicroHandler = Callable[[Request], Awaitable[None]]
 
 
 class BudgetService(BudgetEndpoints, Service):
@@ -87,6 +89,7 @@ class BudgetService(BudgetEndpoints, Service):
         self._wake = asyncio.Event()
         self._evaluate_now = asyncio.Event()
         self._dash_seen = (0, 0)
+        self._requests: set[asyncio.Task[None]] = set()
 
     @property
     def state(self) -> BudgetFold:
@@ -98,12 +101,31 @@ class BudgetService(BudgetEndpoints, Service):
         assert self.micro is not None
         for name, subject, request_type, handler in self._endpoints():
             await self.micro.add_endpoint(
-                name=name, subject=subject, handler=endpoint(request_type, handler)
+                name=name, subject=subject, handler=self._each(endpoint(request_type, handler))
             )
         self.supervise(self.follower.run, "follow")
         self.spawn(self._go_live(), "live")
 
+    def _each(self, handle: MicroHandler) -> MicroHandler:
+        """Run each request in a task of its own: nats-py hands a subscription's
+        messages to its callback one at a time, and a command waits for its
+        JetStream ack, so answering in the callback would do one request per
+        subject per round trip. Tasks start in arrival order and queue on the
+        writer before their first pause, so the order of requests is kept."""
+
+        async def answer(request: Request) -> None:
+            await handle(request)
+
+        async def each(request: Request) -> None:
+            task = asyncio.create_task(answer(request))
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
+
+        return each
+
     async def teardown(self) -> None:
+        for task in list(self._requests):
+            task.cancel()
         for _, future in self._queue:
             future.cancel()
         await self.follower.close()

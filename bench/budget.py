@@ -1,0 +1,202 @@
+"""Budget register -> start -> finish cycles over NATS, beside a raw nats-py echo.
+
+    python bench/budget.py [--seconds 3] [--inflight 64] [--rounds 2]
+
+Starts an embedded nats-server, the store and the budget service as their own
+processes (``gpuroute serve store|budget``, as deployed, budgets on), and the
+raw echo responder of ``bench/advise.py`` in a third. Then, from this process,
+keeps ``--inflight`` cycles in flight (each: register a job with a ``perf``
+block, start it, finish it: three requests, three ``budget.state`` events)
+and, in turn, ``--inflight`` echo requests. Prints ONE JSON object: echo
+requests/s, budget cycles/s with p50/p99 of one cycle, ``ratio`` = cycles/s /
+echo requests/s (goal >= 0.3, p99 < 10 ms), and the same cycles with the
+profiler flag on (the service then times its own hot paths):
+``profiler_cost`` = 1 - cycles/s with it / cycles/s without (goal < 0.05).
+
+``BENCH_PROFILE_BUDGET=FILE`` runs the budget service under cProfile (stats in FILE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import nats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from advise import ECHO_SUBJECT, measure, spawn, summary  # noqa: E402
+
+from schemas import encode_event, make_event  # noqa: E402
+from schemas.budget import FINISH, REGISTER, SNAPSHOT, START  # noqa: E402
+from schemas.flags import (  # noqa: E402
+    ENABLE_PERF_BUDGETS,
+    ENABLE_PERF_PROFILER_DASHBOARD,
+    FlagsChanged,
+)
+from schemas.subjects import STREAM  # noqa: E402
+from services.runtime.ids import IdGenerator  # noqa: E402
+from services.runtime.natsserver import EmbeddedNats  # noqa: E402
+
+CONFIG = """
+[budget]
+profile_flush_s = 1.0
+[budget.limits]
+max_running_jobs = 256
+max_queue_depth = 10000
+max_vram_mb = 4000000
+max_mem_mb = 16000000
+max_cpu_percent = 100
+"""
+ERROR = "Nats-Service-Error-Code"
+
+
+async def cycles(
+    nc: nats.NATS, seconds: float, inflight: int, tag: str
+) -> tuple[int, int, float, list[float]]:
+    """(cycles, errors, elapsed s, cycle latencies s) of ``inflight`` loops."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    errors = 0
+    deadline = loop.time() + seconds
+
+    async def worker(i: int) -> None:
+        nonlocal errors
+        n = 0
+        while loop.time() < deadline:
+            job = msgspec.json.encode({"job_id": f"{tag}-{i}-{n}"})
+            reg = msgspec.json.encode({"job_id": f"{tag}-{i}-{n}", "job_type": "render",
+                                       "perf": {"cpu_percent": 0.1, "ram_mb": 10,
+                                                "vram_mb": 10}})  # fmt: skip
+            n += 1
+            t0 = time.perf_counter()
+            for subject, body in ((REGISTER, reg), (START, job), (FINISH, job)):
+                msg = await nc.request(subject, body, timeout=10)
+                if msg.headers and ERROR in msg.headers:
+                    errors += 1
+                    break
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(inflight)))
+    return len(latencies) - errors, errors, time.perf_counter() - start, latencies
+
+
+async def set_flag(nc: nats.NATS, name: str, value: bool) -> None:
+    ids = IdGenerator()
+    event = make_event(FlagsChanged(flags={name: value}), id=ids.new(), key="flags",
+                       ts=time.time(), source="bench")  # fmt: skip
+    await nc.jetstream().publish("flags.changed", encode_event(event),
+                                 headers={"Nats-Msg-Id": event.id})  # fmt: skip
+
+
+async def wait_stream(nc: nats.NATS) -> None:
+    """Until the store has created the event stream."""
+    for _ in range(300):
+        try:
+            await nc.jetstream().stream_info(STREAM)
+            return
+        except nats.errors.Error:
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the store did not create the stream within 30 s")
+
+
+async def wait_ready(nc: nats.NATS) -> None:
+    for _ in range(300):
+        try:
+            msg = await nc.request(SNAPSHOT, b"{}", timeout=1)
+            if not (msg.headers and ERROR in msg.headers):
+                return
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the budget did not answer within 30 s")
+
+
+async def bench(args: argparse.Namespace) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="gpuroute-bench-") as tmp:
+        server = EmbeddedNats(Path(tmp) / "nats", port=0)
+        url = server.start()
+        config = Path(tmp) / "gpuroute.toml"
+        config.write_text(CONFIG)
+        gpuroute = str(Path(sys.executable).parent / "gpuroute")
+        common = ("--nats-url", url, "--data-dir", str(Path(tmp) / "data"),
+                  "--log-level", "ERROR", "--config", str(config))  # fmt: skip
+        procs = [spawn(gpuroute, "serve", "store", *common)]
+        try:
+            nc = await nats.connect(url)
+            await wait_stream(nc)
+            await set_flag(nc, ENABLE_PERF_BUDGETS, True)
+            prof = os.environ.get("BENCH_PROFILE_BUDGET")
+            pre = (sys.executable, "-m", "cProfile", "-o", prof, gpuroute) if prof else (gpuroute,)
+            procs.append(spawn(*pre, "serve", "budget", *common))
+            echo = spawn(sys.executable, str(ROOT / "bench" / "advise.py"), "--echo-server",
+                         url, stdout=subprocess.PIPE)  # fmt: skip
+            procs.append(echo)
+            assert echo.stdout is not None
+            await asyncio.to_thread(echo.stdout.readline)
+            await wait_ready(nc)
+            await measure(nc, ECHO_SUBJECT, 1.0, args.inflight)  # warm-up
+            await cycles(nc, 1.0, args.inflight, "warm")
+            echo_runs, budget_runs, profiled_runs = [], [], []
+            for r in range(args.rounds):
+                echo_runs.append(await measure(nc, ECHO_SUBJECT, args.seconds, args.inflight))
+                await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, False)
+                await asyncio.sleep(0.3)
+                budget_runs.append(await cycles(nc, args.seconds, args.inflight, f"off{r}"))
+                await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, True)
+                await asyncio.sleep(0.3)
+                profiled_runs.append(await cycles(nc, args.seconds, args.inflight, f"on{r}"))
+            await nc.drain()
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            server.stop()
+    e, c, p = summary(echo_runs), summary(budget_runs), summary(profiled_runs)
+    ratio = round(float(c["throughput_rps"]) / float(e["throughput_rps"]), 3)
+    cost = round(1 - float(p["throughput_rps"]) / float(c["throughput_rps"]), 3)
+    return {
+        "bench": "budget",
+        "inflight": args.inflight,
+        "seconds_per_round": args.seconds,
+        "rounds": args.rounds,
+        "echo": e,
+        "cycles": c,
+        "cycles_profiled": p,
+        "ratio": ratio,
+        "profiler_cost": cost,
+        "goal": {"ratio": 0.3, "p99_ms": 10, "profiler_cost": 0.05},
+        "meets_goal": ratio >= 0.3 and float(c["p99_ms"]) < 10,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=3.0, help="per measured round and target")
+    p.add_argument("--inflight", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=2)
+    print(json.dumps(asyncio.run(bench(p.parse_args()))))
+
+
+if __name__ == "__main__":
+    main()
