@@ -25,7 +25,7 @@ Request types are strict (a typo is a 400); event payloads are lenient.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -125,7 +125,7 @@ class JobRegister(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     job_id: Name
     job_type: Name = "job"
     perf: Perf | None = None
-    payload: Annotated[dict[str, object], msgspec.Meta(max_length=256)] | None = None
+    payload: Annotated[dict[str, Any], msgspec.Meta(max_length=256)] | None = None
 
 
 class JobRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -103,8 +103,17 @@ def check_patterns(patterns: list[str], what: str = "subject pattern") -> None:
             raise BadRequest(f"invalid {what}: {p[:80]!r} is not a subject pattern")
 
 
+TOPIC_ALIASES = {
+    "on_perf_budget_state": "budget.state",
+    "on_perf_profiler_snapshot": "profiler.snapshot",
+}
+"""Topic names the existing modder clients use, for the event types they mean."""
+
+
 def topic_pattern(topic: str) -> str:
-    """``job`` means every ``job.*`` subject; an exact type or a pattern stays as given."""
+    """``job`` means every ``job.*`` subject; an exact type or a pattern stays as
+    given; an alias (:data:`TOPIC_ALIASES`) is its event type."""
+    topic = TOPIC_ALIASES.get(topic, topic)
     if "*" in topic or ">" in topic or topic in event_types():
         return topic
     return topic.rstrip(".") + ".>"
@@ -171,6 +180,7 @@ async def _subscription(request: web.Request, ws: web.WebSocketResponse) -> Hook
             sub = limits.decode(
                 _subscribe_decoder, first.data, max_bytes=MAX_FRAME_BYTES, what="subscription"
             )
+        sub = msgspec.structs.replace(sub, subjects=[TOPIC_ALIASES.get(s, s) for s in sub.subjects])
         check_patterns(sub.subjects)
         return sub
     except (msgspec.ValidationError, msgspec.DecodeError, BadRequest, TimeoutError) as e:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas import budget
 from schemas.adapters import (
     CANCEL,
     HEALTH,
@@ -123,6 +124,11 @@ def _adapter(method: str, path: str, **row: Any) -> Route:
     return Route(method=method, path=GPU + path, tag="adapters", envelope=False,
                  errors=ADAPTER_ERRORS, **row)  # fmt: skip
 
+def _perf(method: str, path: str, **row: Any) -> Route:
+    """A row of the budget service, under ``/api/perf``."""
+    return Route(method=method, path="/api/perf" + path, tag="budget", **row)
+
+
 TABLE: tuple[Route, ...] = (
     # -- the gateway itself ------------------------------------------------------
     Route(method="GET", path="/health", tag="gateway", handler=health.health, open=True,
@@ -200,4 +206,46 @@ TABLE: tuple[Route, ...] = (
              summary="live or dry-run per provider, and what is missing to go live"),
     _adapter("POST", "/simulate", subject=SIMULATE, body=SimulateRequest,
              reply=SimTranscript, summary="a seeded, deterministic transcript of a job"),
+    # -- the budget service (docs/perf.md) ----------------------------------------
+    _perf("GET", "/budgets", subject=budget.SNAPSHOT, query=budget.Snapshot,
+          reply=budget.BudgetSnapshot,
+          summary="limits, live metrics, queued/delayed/running jobs, assets"),
+    _perf("POST", "/budgets/apply", subject=budget.APPLY, body=budget.LimitsApply,
+          reply=budget.BudgetSnapshot, timeout=COMMAND_TIMEOUT_S,
+          summary="change limits (400 naming a bad one; nothing changes)"),
+    _perf("POST", "/budgets/jobs/register", subject=budget.REGISTER, body=budget.JobRegister,
+          reply=budget.JobAnswer, timeout=COMMAND_TIMEOUT_S, errors=(409, 429),
+          summary="register a job with its perf: queued, delayed (reason) or rejected"),
+    _perf("POST", "/budgets/jobs/start", subject=budget.START, body=budget.JobRef,
+          reply=budget.JobAnswer, timeout=COMMAND_TIMEOUT_S, errors=(404, 409),
+          summary="start a queued job (409 with the reason when it may not)"),
+    _perf("POST", "/budgets/jobs/finish", subject=budget.FINISH, body=budget.JobFinish,
+          reply=budget.JobAnswer, timeout=COMMAND_TIMEOUT_S, errors=(404,),
+          summary="a job ended: frees its budget, re-evaluates at once"),
+    _perf("POST", "/budgets/jobs/refresh", subject=budget.REFRESH, body=budget.Refresh,
+          reply=budget.Transitions, timeout=COMMAND_TIMEOUT_S,
+          summary="re-evaluate now; the transitions it made"),
+    _perf("GET", "/budgets/jobs/poll", subject=budget.POLL, query=budget.Poll,
+          reply=budget.Transitions, summary="transitions after a change number"),
+    _perf("POST", "/budgets/assets/register", subject=budget.ASSET_REGISTER,
+          body=budget.AssetRegister, reply=budget.AssetAnswer, timeout=COMMAND_TIMEOUT_S,
+          errors=(429,), summary="register a lazily loaded asset"),
+    _perf("POST", "/budgets/assets/touch", subject=budget.ASSET_TOUCH, body=budget.AssetRef,
+          reply=budget.AssetAnswer, timeout=COMMAND_TIMEOUT_S, errors=(404,),
+          summary="an asset was used (LRU order)"),
+    _perf("POST", "/budgets/assets/evict", subject=budget.ASSET_EVICT, body=budget.AssetEvict,
+          reply=budget.Evicted, timeout=COMMAND_TIMEOUT_S,
+          summary="evict least recently used assets until target_mb is freed"),
+    _perf("POST", "/profiler/mark", subject=budget.MARK, body=budget.Mark,
+          reply=budget.Recorded, timeout=COMMAND_TIMEOUT_S, summary="record a mark"),
+    _perf("POST", "/profiler/span", subject=budget.SPAN, body=budget.Span,
+          reply=budget.Recorded, timeout=COMMAND_TIMEOUT_S,
+          summary="record timed code (one run, or an aggregate)"),
+    _perf("GET", "/profiler/dashboard", subject=budget.DASHBOARD, query=budget.DashboardQuery,
+          reply=budget.Dashboard, errors=(409,),
+          summary="top_time, top_memory, categories, recent marks (409: flag off)"),
+    _perf("POST", "/profiler/reset", subject=budget.RESET, body=budget.ProfilerResetRequest,
+          reply=budget.Recorded, timeout=COMMAND_TIMEOUT_S, summary="reset the dashboard"),
+    _perf("GET", "/health", subject=budget.HEALTH, query=budget.Health,
+          reply=budget.PerfHealth, summary="perf flags, queue counts, top offenders"),
 )  # fmt: skip
