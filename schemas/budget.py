@@ -31,6 +31,7 @@ import msgspec
 
 from schemas.envelope import Timestamp, event_type
 from schemas.limits import MAX_NAME, MAX_TEXT, Position
+from schemas.strict import strict
 from schemas.subjects import command
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
@@ -251,18 +252,6 @@ class LimitsUpdated(msgspec.Struct, frozen=True, kw_only=True):
 # -- assets --------------------------------------------------------------------
 
 
-class AssetRegister(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A lazily loaded asset (a checkpoint, a LoRA, a texture, LLM weights).
-    Registering an id again replaces it and counts as a use."""
-
-    asset_id: Name
-    size_mb: MB
-    kind: Name = "asset"
-    device: Device = "vram"
-    metadata: Metadata = {}
-    owner: Name | None = None
-
-
 class AssetRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     asset_id: Name
 
@@ -276,13 +265,21 @@ class AssetEvict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class AssetRegistered(msgspec.Struct, frozen=True, kw_only=True):
-    asset_id: str
-    size_mb: int
-    kind: str = "asset"
+    """A lazily loaded asset (a checkpoint, a LoRA, a texture, LLM weights).
+    Registering an id again replaces it and counts as a use. ``n``: set by the
+    service (a request's is ignored)."""
+
+    asset_id: Name
+    size_mb: MB
+    kind: Name = "asset"
     device: Device = "vram"
-    metadata: dict[str, Scalar] = {}
-    owner: str | None = None
+    metadata: Metadata = {}
+    owner: Name | None = None
     n: int = 0
+
+
+AssetRegister = strict(AssetRegistered)
+"""The request (``POST /api/perf/budgets/assets/register``): strict."""
 
 
 class AssetTouched(msgspec.Struct, frozen=True, kw_only=True):
@@ -327,13 +324,16 @@ class Evicted(msgspec.Struct, frozen=True, kw_only=True):
 # -- profiler ------------------------------------------------------------------
 
 
-class Mark(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ProfilerMark(msgspec.Struct, frozen=True, kw_only=True):
+    """A named moment. ``n``: set by the service (a request's is ignored)."""
+
     name: Name
     category: Name = "default"
     metadata: Metadata = {}
+    n: int = 0
 
 
-class Span(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ProfilerSpan(msgspec.Struct, frozen=True, kw_only=True):
     """Timed code: ``wall_ms`` in total over ``count`` runs (1: one run),
     ``max_ms`` the longest; ``memory_delta_kb`` the memory it added
     (``memory_source``: ``rss``, ``tracemalloc`` or ``none``)."""
@@ -346,25 +346,12 @@ class Span(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     memory_delta_kb: Annotated[int, msgspec.Meta(ge=-(1 << 40), le=1 << 40)] = 0
     memory_source: Literal["rss", "tracemalloc", "none"] = "none"
     metadata: Metadata = {}
-
-
-class ProfilerMark(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    category: str = "default"
-    metadata: dict[str, Scalar] = {}
     n: int = 0
 
 
-class ProfilerSpan(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    category: str = "default"
-    wall_ms: float
-    count: int = 1
-    max_ms: float | None = None
-    memory_delta_kb: int = 0
-    memory_source: str = "none"
-    metadata: dict[str, Scalar] = {}
-    n: int = 0
+Mark = strict(ProfilerMark)
+Span = strict(ProfilerSpan)
+"""The requests (``POST /api/perf/profiler/mark|span``): strict."""
 
 
 class ProfilerReset(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,32 +13,12 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.budget import AssetRegistered, AssetView, Device, Scalar
+from schemas.budget import AssetRegistered, AssetView, Device
 from services.budget import admission
 from services.budget.admission import Book
 
-
-class Asset(msgspec.Struct, kw_only=True):
-    asset_id: str
-    size_mb: int
-    kind: str
-    device: Device
-    owner: str | None
-    registered: float
-    last_used: float
-    metadata: dict[str, Scalar] = {}
-
-    def view(self) -> AssetView:
-        return AssetView(
-            asset_id=self.asset_id,
-            size_mb=self.size_mb,
-            kind=self.kind,
-            device=self.device,
-            owner=self.owner,
-            registered=self.registered,
-            last_used=self.last_used,
-            metadata=self.metadata,
-        )
+Asset = AssetView
+"""An asset on the shelf is what the snapshot shows of it."""
 
 
 Shelf = dict[str, Asset]
@@ -49,7 +29,7 @@ def register(shelf: Shelf, data: AssetRegistered, now: float) -> Asset:
     registration time (the telemetry already shows it)."""
     old = shelf.pop(data.asset_id, None)
     same = old is not None and (old.size_mb, old.device) == (data.size_mb, data.device)
-    asset = Asset(
+    asset = AssetView(
         asset_id=data.asset_id,
         size_mb=data.size_mb,
         kind=data.kind,
@@ -66,8 +46,7 @@ def register(shelf: Shelf, data: AssetRegistered, now: float) -> Asset:
 def touch(shelf: Shelf, asset_id: str, now: float) -> Asset | None:
     asset = shelf.pop(asset_id, None)
     if asset is not None:
-        asset.last_used = now
-        shelf[asset_id] = asset
+        asset = shelf[asset_id] = msgspec.structs.replace(asset, last_used=now)
     return asset
 
 

@@ -160,11 +160,11 @@ class BudgetClient:
         """Time a block (``with``/``async with``) or every call of a function (decorator)."""
         return Profile(self, name, category, metadata or {})
 
-    async def send_span(self, span: b.Span) -> int:
+    async def send_span(self, span: b.ProfilerSpan) -> int:
         answer: b.Recorded = await self._call(b.SPAN, span, b.Recorded)
         return answer.n
 
-    def _send_later(self, span: b.Span) -> None:
+    def _send_later(self, span: b.ProfilerSpan) -> None:
         task = asyncio.get_running_loop().create_task(self.send_span(span))
         self._pending.add(task)
         task.add_done_callback(self._sent)
@@ -196,17 +196,17 @@ class Profile:
         self.name, self.category, self.metadata = name, category, metadata
         self._t0 = 0.0
         self._mem0 = 0
-        self.span: b.Span | None = None
+        self.span: b.ProfilerSpan | None = None
 
     def __enter__(self) -> Profile:
         self._mem0, _ = _memory()
         self._t0 = time.perf_counter()
         return self
 
-    def _end(self) -> b.Span:
+    def _end(self) -> b.ProfilerSpan:
         wall = time.perf_counter() - self._t0
         mem, source = _memory()
-        self.span = b.Span(name=self.name, category=self.category, wall_ms=wall * 1000,
+        self.span = b.ProfilerSpan(name=self.name, category=self.category, wall_ms=wall * 1000,
                            memory_delta_kb=(mem - self._mem0) // 1024,
                            memory_source=source,  # type: ignore[arg-type]
                            metadata=self.metadata)  # fmt: skip

@@ -73,6 +73,7 @@ from schemas.budget import (
     Transitions,
 )
 from schemas.flags import DEFAULTS, ENABLE_PERF, ENABLE_PERF_PROFILER_DASHBOARD
+from schemas.strict import lenient
 from services.budget import admission, assets, fold, profiler
 from services.budget.admission import Refused
 from services.budget.fold import BudgetFold
@@ -158,7 +159,7 @@ class BudgetEndpoints:
             delayed=[j.job_id for j in jobs if j.queue_state == "delayed"],
             running=[j.job_id for j in jobs if j.queue_state == "running"],
             jobs=jobs,
-            assets=[a.view() for a in state.shelf.values()],
+            assets=list(state.shelf.values()),
             n=state.n,
         )
 
@@ -227,16 +228,12 @@ class BudgetEndpoints:
 
     # -- assets --------------------------------------------------------------------
 
-    async def register_asset(self, request: AssetRegister) -> AssetAnswer:
+    async def register_asset(self, request: AssetRegistered) -> AssetAnswer:
         def build() -> tuple[list[Event], AssetAnswer]:
             shelf = self.state.shelf
             if request.asset_id not in shelf and len(shelf) >= MAX_ASSETS:
                 raise Refused(429, "full", f"{MAX_ASSETS} assets registered (MAX_ASSETS)")
-            data = AssetRegistered(
-                asset_id=request.asset_id, size_mb=request.size_mb, kind=request.kind,
-                device=request.device, metadata=request.metadata, owner=request.owner,
-                n=self.state.n + 1,
-            )  # fmt: skip
+            data = msgspec.structs.replace(lenient(request), n=self.state.n + 1)
             return self._asset_event(data, request.asset_id)
 
         answer: AssetAnswer = await self._command(build)
@@ -258,7 +255,7 @@ class BudgetEndpoints:
         event = self.bus.event(data, key=asset_id)
         with self.hot.span(event.type):
             fold.apply(self.state, event)
-        return [event], AssetAnswer(asset=self.state.shelf[asset_id].view(), n=self.state.n)
+        return [event], AssetAnswer(asset=self.state.shelf[asset_id], n=self.state.n)
 
     async def evict(self, request: AssetEvict) -> Evicted:
         def build() -> tuple[list[Event], Evicted]:
@@ -275,18 +272,11 @@ class BudgetEndpoints:
 
     # -- profiler ------------------------------------------------------------------
 
-    async def mark(self, request: Mark) -> Recorded:
-        data = ProfilerMark(name=request.name, category=request.category,
-                            metadata=request.metadata)  # fmt: skip
-        return await self._profiler_event(data, request.name)
+    async def mark(self, request: ProfilerMark) -> Recorded:
+        return await self._profiler_event(lenient(request), request.name)
 
-    async def span(self, request: Span) -> Recorded:
-        data = ProfilerSpan(
-            name=request.name, category=request.category, wall_ms=request.wall_ms,
-            count=request.count, max_ms=request.max_ms, memory_delta_kb=request.memory_delta_kb,
-            memory_source=request.memory_source, metadata=request.metadata,
-        )  # fmt: skip
-        return await self._profiler_event(data, request.name)
+    async def span(self, request: ProfilerSpan) -> Recorded:
+        return await self._profiler_event(lenient(request), request.name)
 
     async def reset(self, _: ProfilerResetRequest) -> Recorded:
         return await self._profiler_event(ProfilerReset(), "profiler")

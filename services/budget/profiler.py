@@ -28,7 +28,6 @@ from schemas.budget import (
     MarkView,
     ProfilerMark,
     ProfilerSpan,
-    Span,
     SpanStats,
 )
 
@@ -159,11 +158,11 @@ class HotPaths:
         finally:
             self.record(name, time.perf_counter() - t0)
 
-    def drain(self) -> list[Span]:
+    def drain(self) -> list[ProfilerSpan]:
         """What was gathered since the last drain, one aggregate per name."""
         calls, self._calls = self._calls, {}
         return [
-            Span(name=name, category=self.category, count=int(c), wall_ms=total * 1000,
+            ProfilerSpan(name=name, category=self.category, count=int(c), wall_ms=total * 1000,
                  max_ms=longest * 1000)
             for name, (c, total, longest) in sorted(calls.items())
         ]  # fmt: skip

@@ -312,7 +312,7 @@ class BudgetService(BudgetEndpoints, Service):
         while True:
             await asyncio.sleep(self.settings.profile_flush_s)
             for span in self.hot.drain():
-                await self.span(span)
+                await self.span(span)  # lenient already: sent as it is
             interval = self.settings.snapshot_interval_s
             if interval > 0 and loop.time() >= next_snapshot:
                 next_snapshot = loop.time() + interval

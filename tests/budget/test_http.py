@@ -50,12 +50,14 @@ async def test_the_perf_routes_answer_as_docs_perf_md_says(bus, config):
         assert status == 200 and body["budgets"] and body["counts"]["running"] == 0
         status, body = await http.post("/api/perf/profiler/reset")
         assert status == 200
-        status, body = await http.get(
-            "/api/modder/hooks?topic=on_perf_budget_state&limit=100"
-        )
-        assert status == 200 and body["topic"] == "budget.state"
-        triggers = [e["event"]["data"]["trigger"] for e in body["events"]]
-        assert {"job.registered", "job.started", "job.finished"} <= set(triggers)
+        wanted = {"job.registered", "job.started", "job.finished"}
+        await wait_for(lambda: _triggers(http, wanted))  # once the store holds them
+
+
+async def _triggers(http, wanted: set[str]) -> bool:  # type: ignore[no-untyped-def]
+    status, body = await http.get("/api/modder/hooks?topic=on_perf_budget_state&limit=100")
+    assert status == 200 and body["topic"] == "budget.state"
+    return wanted <= {e["event"]["data"]["trigger"] for e in body["events"]}
 
 
 async def test_the_dashboard_route_names_the_flag_while_it_is_off(bus, config):
