@@ -73,3 +73,12 @@ async def test_the_dashboard_route_names_the_flag_while_it_is_off(bus, config):
 async def _dash(http) -> bool:  # type: ignore[no-untyped-def]
     status, _ = await http.get("/api/perf/profiler/dashboard")
     return bool(status == 200)
+
+
+async def test_the_hooks_websocket_takes_the_alias(bus, config):
+    async with running_budget(config), running_gateway(config) as http:
+        await http.post("/api/perf/budgets/jobs/register", REGISTER)
+        url = http.base + "/api/modder/hooks/ws?subjects=on_perf_budget_state&after=0"
+        async with http.session.ws_connect(url) as ws:
+            frame = await ws.receive_json(timeout=10)
+    assert frame["event"]["type"] == "budget.state"
