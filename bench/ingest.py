@@ -1,6 +1,7 @@
 """Ingest benchmark: events published through the bus until the store holds them.
 
     python bench/ingest.py [--events N] [--chunk C] [--store subprocess|inproc]
+                           [--catchup-only] [--profile FILE]
 
 Starts its own nats-server (embedded, port 0, temp dir) and a store, either as
 a subprocess (``gpuroute serve store``, the default: on a 2-core machine the
@@ -11,7 +12,17 @@ counts them all. In the same run it measures two ceilings on this machine:
 raw nats-py ``js.publish_async`` + ``publish_async_completed()`` of the same
 payloads to a fresh stream, and raw ``sqlite3`` ``executemany`` of the same
 rows into the store's schema (WAL, synchronous=NORMAL, one transaction per
-batch). Prints one JSON object; asserts nothing about time.
+batch).
+
+The catch-up measurement (on by default with a subprocess store) publishes N
+more events while no store runs, then starts one and times it until it holds
+them all; beside it, in the same run, a raw nats-py durable push consumer
+with AckAll reads the same N messages of the same stream (its callback only
+counts, and acks every ``RAW_ACK_EVERY``-th and the last message), and the
+ratio of the two is the store's goal (>= 0.7). ``--catchup-only`` skips the
+end-to-end run and the publish/sqlite ceilings; ``--profile FILE`` runs the
+catching-up store under cProfile and writes its stats to FILE.
+Prints one JSON object; asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -32,22 +43,26 @@ from typing import Any
 
 import nats
 import psutil
-from nats.js.api import StorageType, StreamConfig
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload
 
 from schemas import encode_event
-from schemas.subjects import STORE_STATS
+from schemas.subjects import STORE_STATS, STREAM
 from schemas.system import StoreStats
 from services.runtime.bus import Bus
 from services.runtime.config import load_config
 from services.runtime.errors import ServiceCallError
 from services.runtime.natsserver import EmbeddedNats
 from services.store.eventlog import PRAGMAS, SCHEMA
+from services.store.feed import MAX_ACK_PENDING
 
 ROOT = Path(__file__).resolve().parent.parent
+RAW_ACK_EVERY = 1000
+"""The raw consumer acks every this many messages (AckAll), like a store batch."""
 
 
 async def store_stats(bus: Bus) -> StoreStats:
@@ -84,7 +99,8 @@ async def end_to_end(
     bus = await Bus.connect(url, source="bench")
     try:
         await wait_store_ready(bus, proc)
-        before = (await store_stats(bus)).count
+        stats = await store_stats(bus)
+        before, count0 = stats.count + stats.dead_letters, stats.count
         n = len(events)
         pids = {"this_process": None, "nats_server": server_pid}
         if proc is not None:
@@ -94,10 +110,13 @@ async def end_to_end(
         for i in range(0, n, chunk):
             await bus.publish_many(events[i : i + chunk])
         t_published = time.perf_counter()
+        deadline = time.monotonic() + 600
         while True:
             stats = await store_stats(bus)
-            if stats.count - before >= n:
+            if stats.count + stats.dead_letters - before >= n:
                 break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"store holds {stats.count - count0} of {n} events after 600 s")
             if proc is not None and proc.poll() is not None:
                 raise SystemExit(f"store exited with code {proc.returncode}")
             await asyncio.sleep(0.02)
@@ -108,7 +127,7 @@ async def end_to_end(
             "publish_seconds": round(t_published - t0, 3),
             "events_per_s": round(n / (t_stored - t0)),
             "publish_only_per_s": round(n / (t_published - t0)),
-            "stored": stats.count - before,
+            "stored": stats.count - count0,
             "dead_letters": stats.dead_letters,
             "cpu_seconds": cpu,
         }
@@ -117,37 +136,106 @@ async def end_to_end(
 
 
 async def store_catchup(
-    url: str, data_dir: Path, events: list[Any], chunk: int, stored_before: int
+    url: str,
+    data_dir: Path,
+    events: list[Any],
+    chunk: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """The store's own drain rate: publish ``events`` while no store runs, then
     start one on the same data dir and time it until it holds them all (from
-    its first stats answer, so its start-up is not counted)."""
+    its first stats answer, so its start-up is not counted). Beside it, the
+    raw consumer's rate on the same messages."""
     bus = await Bus.connect(url, source="bench")
     proc: subprocess.Popen[bytes] | None = None
     try:
+        await bus.ensure_streams()  # as the store would (--catchup-only: none ran yet)
+        first_seq = (await bus.js.stream_info(STREAM)).state.last_seq + 1
         for i in range(0, len(events), chunk):
             await bus.publish_many(events[i : i + chunk])
-        target = stored_before + len(events)
-        proc = start_store_subprocess(url, data_dir)
+        cpu_raw = cpu_seconds(None)
+        raw_rate = await baseline_consumer(url, first_seq, len(events))
+        cpu_raw = cpu_seconds(None) - cpu_raw
+        target = first_seq + len(events) - 1
+        proc = start_store_subprocess(url, data_dir, profile)
         await wait_store_ready(bus, proc)
         t0 = time.perf_counter()
-        count0 = (await store_stats(bus)).count
+        before = await store_stats(bus)
         cpu0 = cpu_seconds(proc.pid)
-        while (count := (await store_stats(bus)).count) < target:
-            if proc.poll() is not None:
-                raise SystemExit(f"store exited with code {proc.returncode}")
-            await asyncio.sleep(0.02)
+        after = await wait_position(bus, proc, target)
         elapsed = time.perf_counter() - t0
+        rate = (after.stream_seq - before.stream_seq) / elapsed
         return {
-            "store_catchup_per_s": round((count - count0) / elapsed),
+            "store_catchup_per_s": round(rate),
             "store_catchup_cpu_seconds": round(cpu_seconds(proc.pid) - cpu0, 2),
-            "store_catchup_events": count - count0,
+            "store_catchup_events": after.stream_seq - before.stream_seq,
+            "store_catchup_dead_letters": after.dead_letters - before.dead_letters,
+            "baseline_raw_consumer_per_s": round(raw_rate),
+            "baseline_raw_consumer_cpu_seconds": round(cpu_raw, 2),
+            "ratio_catchup_vs_raw_consumer": round(rate / raw_rate, 3),
+            "goal_ratio_catchup_vs_raw_consumer": 0.7,
         }
     finally:
         await bus.close()
         if proc is not None:
             proc.terminate()
             await asyncio.to_thread(proc.wait, 20)
+
+
+async def wait_position(
+    bus: Bus, proc: subprocess.Popen[bytes], target: int, timeout: float = 600.0
+) -> StoreStats:
+    """Poll the store until its stream position reaches ``target`` (stored
+    events and dead letters both count); exit when the store dies or stalls."""
+    deadline = time.monotonic() + timeout
+    while (stats := await store_stats(bus)).stream_seq < target:
+        if proc.poll() is not None:
+            raise SystemExit(f"store exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"store reached position {stats.stream_seq} of {target} in {timeout} s"
+            )
+        await asyncio.sleep(0.02)
+    return stats
+
+
+async def baseline_consumer(url: str, first_seq: int, n: int) -> float:
+    """Raw nats-py durable push consumer with AckAll on the store's stream,
+    from ``first_seq``: messages/s until its callback has counted ``n``."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    count = 0
+    done = asyncio.Event()
+
+    async def on_message(msg: Msg) -> None:
+        nonlocal count
+        count += 1
+        if count % RAW_ACK_EVERY == 0 or count == n:
+            await msg.ack()
+        if count == n:
+            done.set()
+
+    durable = "bench-raw"
+    config = ConsumerConfig(
+        durable_name=durable,
+        deliver_subject=nc.new_inbox(),
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=first_seq,
+        ack_policy=AckPolicy.ALL,
+        ack_wait=30,
+        max_ack_pending=MAX_ACK_PENDING,
+    )
+    try:
+        t0 = time.perf_counter()
+        info = await js.add_consumer(STREAM, config)
+        sub = await js.subscribe_bind(STREAM, info.config, durable, cb=on_message, manual_ack=True)
+        await asyncio.wait_for(done.wait(), 300)
+        elapsed = time.perf_counter() - t0
+        await sub.unsubscribe()
+        await js.delete_consumer(STREAM, durable)
+        return n / elapsed
+    finally:
+        await nc.close()
 
 
 async def baseline_js(url: str, messages: list[tuple[str, bytes, str]]) -> float:
@@ -198,9 +286,16 @@ def baseline_sqlite(path: Path, rows: list[Row], batch: int) -> float:
         conn.close()
 
 
-def start_store_subprocess(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
+def start_store_subprocess(
+    url: str, data_dir: Path, profile: Path | None = None
+) -> subprocess.Popen[bytes]:
     gpuroute = Path(sys.executable).parent / "gpuroute"
-    cmd = [str(gpuroute)] if gpuroute.is_file() else [sys.executable, "-m", "services.cli"]
+    if profile is not None:
+        cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "services.cli"]
+    elif gpuroute.is_file():
+        cmd = [str(gpuroute)]
+    else:
+        cmd = [sys.executable, "-m", "services.cli"]
     cmd += ["serve", "store", "--nats-url", url, "--data-dir", str(data_dir)]
     cmd += ["--log-level", "WARNING"]
     log = open(data_dir.parent / "store.log", "wb")
@@ -224,59 +319,58 @@ async def run_inproc(
 
 
 async def main_async(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    events = list(workload.events(args.events, start=time.time()))
     server = EmbeddedNats(tmp / "nats", port=0)
     url = await asyncio.to_thread(server.start)
     proc: subprocess.Popen[bytes] | None = None
     assert server._proc is not None
     server_pid = server._proc.pid
+    out: dict[str, Any] = {"bench": "ingest", "store": args.store, "events": args.events}
+    out["chunk"] = args.chunk
     try:
         data_dir = tmp / "store"
         data_dir.mkdir()
-        if args.store == "subprocess":
-            proc = start_store_subprocess(url, data_dir)
-            result = await end_to_end(url, events, args.chunk, proc, server_pid)
-        else:
-            result = await run_inproc(url, data_dir, events, args.chunk, server_pid)
-        if proc is not None:
-            proc.terminate()
-            await asyncio.to_thread(proc.wait, 20)
-            proc = None
-        catchup: dict[str, Any] = {}
+        if not args.catchup_only:
+            events = list(workload.events(args.events, start=time.time()))
+            if args.store == "subprocess":
+                proc = start_store_subprocess(url, data_dir)
+                result = await end_to_end(url, events, args.chunk, proc, server_pid)
+                proc.terminate()
+                await asyncio.to_thread(proc.wait, 20)
+                proc = None
+            else:
+                result = await run_inproc(url, data_dir, events, args.chunk, server_pid)
+            out.update(result)
         if args.store == "subprocess" and args.catchup:
             more = list(workload.events(args.events, seed=8, start=time.time()))
-            catchup = await store_catchup(url, data_dir, more, args.chunk, result["stored"])
-
-        bodies = [(e.type, encode_event(e), e.id) for e in events]
-        js_rate = await baseline_js(url, bodies)
-        rows = [
-            (e.id, e.type, e.key, e.ts, body)
-            for e, (_, body, _) in zip(events, bodies, strict=True)
-        ]
-        sqlite_rate = await asyncio.to_thread(
-            baseline_sqlite, tmp / "baseline.db", rows, args.sqlite_batch
-        )
+            out.update(await store_catchup(url, data_dir, more, args.chunk, args.profile))
+        if not args.catchup_only:
+            out.update(await ceilings(url, tmp, events, args.sqlite_batch, out["events_per_s"]))
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
         await asyncio.to_thread(server.stop)
+    out["cpus"] = os.cpu_count()
+    return out
 
-    eps = result["events_per_s"]
+
+async def ceilings(
+    url: str, tmp: Path, events: list[Any], sqlite_batch: int, eps: float
+) -> dict[str, Any]:
+    """Raw publish and raw sqlite rates of the same events, and the end-to-end
+    rate's ratios to them (run after the end-to-end measurement)."""
+    bodies = [(e.type, encode_event(e), e.id) for e in events]
+    js_rate = await baseline_js(url, bodies)
+    rows = [
+        (e.id, e.type, e.key, e.ts, body) for e, (_, body, _) in zip(events, bodies, strict=True)
+    ]
+    sqlite_rate = await asyncio.to_thread(baseline_sqlite, tmp / "baseline.db", rows, sqlite_batch)
     return {
-        "bench": "ingest",
-        "store": args.store,
-        "events": args.events,
-        "chunk": args.chunk,
-        **result,
-        **catchup,
         "baseline_js_publish_async_per_s": round(js_rate),
         "baseline_sqlite_rows_per_s": round(sqlite_rate),
-        "sqlite_batch": args.sqlite_batch,
+        "sqlite_batch": sqlite_batch,
         "ratio_vs_js_publish_async": round(eps / js_rate, 3),
         "ratio_vs_sqlite": round(eps / sqlite_rate, 3),
-        "goal_events_per_s": 20_000,
-        "cpus": os.cpu_count(),
     }
 
 
@@ -292,6 +386,12 @@ def main() -> None:
         action="store_false",
         help="skip the store catch-up measurement (N more events, store started after)",
     )
+    p.add_argument(
+        "--catchup-only",
+        action="store_true",
+        help="only the catch-up measurement and its raw-consumer baseline",
+    )
+    p.add_argument("--profile", type=Path, help="cProfile stats of the catching-up store")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gpuroute-bench-ingest-", dir="/tmp"))
     try:

@@ -103,7 +103,7 @@ def job_events(
                     "queue_depth": rnd.randrange(0, 12),
                     "cpu_percent": round(rnd.uniform(0, 100), 1),
                     "price_per_hour_usd": 0.69,
-                    "flags": ["prefer-local"],
+                    "flags": {"features.prefer_local": True},
                 },
             )
         elif step == 3:

@@ -33,12 +33,13 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from schemas import limits
-from schemas.subjects import STORE_ACKNOWLEDGE, STORE_READ, STORE_STATS, STORED_PREFIX
+from schemas.subjects import STORE_ACKNOWLEDGE, STORE_READ, STORE_STATS
 from schemas.system import StoreAcknowledgeRequest, StoreReadRequest, StoreStats, encode_stored
 from services.runtime.endpoints import endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.service import Service
-from services.store.eventlog import Dead, EventLog, Row
+from services.store.broadcast import broadcast
+from services.store.eventlog import Dead, EventLog, Row, Stored
 from services.store.feed import Feed
 from services.store.ingest import classify, dead_letter_message, one_line
 
@@ -224,19 +225,13 @@ class StoreService(Service):
                 extra={"fields": {"stream_seq": stream_seq, "error": str(e)}},
             )
 
-    async def _broadcast(self, stored: list[tuple[int, str, bytes]]) -> None:
-        publish = self.bus.nc.publish
-        failed: Exception | None = None
-        for seq, type_, body in stored:
-            try:
-                await publish(STORED_PREFIX + type_, encode_stored(seq, body))
-            except Exception as e:  # followers repair gaps from the store
-                self.broadcast_failures += 1
-                failed = e
-        if failed is not None:
+    async def _broadcast(self, stored: list[Stored]) -> None:
+        failures, error = await broadcast(self.bus.nc, stored)
+        if failures:  # followers repair gaps from the store
+            self.broadcast_failures += failures
             self.log.warning(
                 "stored broadcast failed",
-                extra={"fields": {"error": str(failed), "failures": self.broadcast_failures}},
+                extra={"fields": {"error": str(error), "failures": self.broadcast_failures}},
             )
 
     # -- endpoints -------------------------------------------------------------
