@@ -1,0 +1,202 @@
+"""Gateway throughput over HTTP, beside an aiohttp hello-world in the same run.
+
+    python bench/gateway.py [--seconds 3] [--clients 32] [--rounds 2] [--events 2000]
+
+Starts an embedded nats-server, the store, the advisor and the gateway as
+their own processes (``gpuroute serve ...``, as deployed), publishes
+``--events`` realistic job events, and an aiohttp hello-world server in a
+fourth process. Then ``--clients`` concurrent HTTP clients (one aiohttp
+session, keep-alive) run against each target in turn for ``--seconds``,
+``--rounds`` times (after a warm-up of each): ``GET /hello``,
+``GET /api/events?limit=100`` and ``POST /api/compute/advise`` (a mix of 8 job
+specs, compute enabled). Prints ONE JSON object: req/s, p50/p99 per target
+and each gateway route's ratio to the hello-world (goal: >= 0.5 for both).
+A non-2xx answer counts as an error, not a request.
+
+``BENCH_PROFILE_GATEWAY=FILE`` runs the gateway under cProfile (stats in FILE
+when it stops); ``BENCH_PROFILE_STORE=FILE`` does the same for the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import nats
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import workload  # noqa: E402
+from advise import FLAGS_SET_SUBJECT, PAYLOADS, spawn, summary  # noqa: E402
+
+from services.runtime.bus import Bus  # noqa: E402
+from services.runtime.natsserver import EmbeddedNats  # noqa: E402
+
+Run = tuple[int, int, float, list[float]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def hello_server(port: int) -> None:
+    """The raw baseline: one aiohttp handler answering a small JSON body."""
+
+    async def hello(_: web.Request) -> web.Response:
+        return web.Response(body=b'{"ok":true,"hello":"world"}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def measure(
+    session: aiohttp.ClientSession, method: str, url: str, seconds: float, clients: int
+) -> Run:
+    """(ok, errors, elapsed s, latencies s) of ``clients`` request loops."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    errors = 0
+    deadline = loop.time() + seconds
+
+    async def client(i: int) -> None:
+        nonlocal errors
+        n = i
+        while loop.time() < deadline:
+            body = PAYLOADS[n % len(PAYLOADS)] if method == "POST" else None
+            n += clients
+            t0 = time.perf_counter()
+            async with session.request(method, url, data=body) as resp:
+                await resp.read()
+                if resp.status >= 300:
+                    errors += 1
+                    continue
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return len(latencies), errors, time.perf_counter() - start, latencies
+
+
+async def wait_http(session: aiohttp.ClientSession, method: str, url: str) -> None:
+    for _ in range(600):
+        try:
+            async with session.request(method, url, data=PAYLOADS[0]) as resp:
+                await resp.read()
+                if resp.status < 300:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"{method} {url} did not answer 2xx within 60 s")
+
+
+async def bench(args: argparse.Namespace) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="gpuroute-bench-gw-") as tmp:
+        server = EmbeddedNats(Path(tmp) / "nats", port=0)
+        url = server.start()
+        gpuroute = str(Path(sys.executable).parent / "gpuroute")
+        common = ("--nats-url", url, "--data-dir", str(Path(tmp) / "data"), "--log-level", "ERROR")
+        http_port, hello_port = free_port(), free_port()
+
+        def service(name: str, *extra: str) -> subprocess.Popen[bytes]:
+            prof = os.environ.get(f"BENCH_PROFILE_{name.upper()}")
+            pre = (sys.executable, "-m", "cProfile", "-o", prof, gpuroute) if prof else (gpuroute,)
+            return spawn(*pre, "serve", name, *common, *extra)
+
+        procs = [service("store")]
+        try:
+            bus = await Bus.connect(url, source="bench")
+            await bus.ensure_streams()
+            await bus.publish_many(workload.events(args.events, start=time.time()))
+            await bus.close()
+            procs.append(service("advisor"))
+            procs.append(service("gateway", "--http-port", str(http_port)))
+            procs.append(spawn(sys.executable, __file__, "--hello-server", str(hello_port)))
+            nc = await nats.connect(url)
+            flags = msgspec.json.encode({"flags": {"features.enable_compute": True}})
+            base = f"http://127.0.0.1:{http_port}"
+            targets = {
+                "hello": ("GET", f"http://127.0.0.1:{hello_port}/hello"),
+                "events": ("GET", f"{base}/api/events?limit=100"),
+                "advise": ("POST", f"{base}/api/compute/advise"),
+            }
+            conn = aiohttp.TCPConnector(limit=args.clients * 3)
+            headers = {"Content-Type": "application/json"}
+            async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
+                await wait_http(session, *targets["hello"])
+                await wait_http(session, *targets["events"])
+                for _ in range(300):  # the advisor first rebuilds, then takes the flag
+                    try:
+                        await nc.request(FLAGS_SET_SUBJECT, flags, timeout=1)
+                        break
+                    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                        await asyncio.sleep(0.1)
+                await wait_http(session, *targets["advise"])
+                for method, target in targets.values():  # warm-up
+                    await measure(session, method, target, 1.0, args.clients)
+                runs: dict[str, list[Run]] = {name: [] for name in targets}
+                for _ in range(args.rounds):
+                    for name, (method, target) in targets.items():
+                        runs[name].append(
+                            await measure(session, method, target, args.seconds, args.clients)
+                        )
+            await nc.drain()
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            server.stop()
+    out = {name: summary(r) for name, r in runs.items()}
+    hello = float(out["hello"]["throughput_rps"])
+    ratios = {f"ratio_{n}": round(float(out[n]["throughput_rps"]) / hello, 3) for n in out}
+    del ratios["ratio_hello"]
+    return {
+        "bench": "gateway",
+        "clients": args.clients,
+        "seconds_per_round": args.seconds,
+        "rounds": args.rounds,
+        "events_stored": args.events,
+        **out,
+        **ratios,
+        "goal": 0.5,
+        "meets_goal": all(r >= 0.5 for r in ratios.values()),
+        "cpus": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--hello-server":
+        hello_server(int(sys.argv[2]))
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--events", type=int, default=2_000, help="job events stored before the run")
+    print(json.dumps(asyncio.run(bench(p.parse_args()))))
+
+
+if __name__ == "__main__":
+    main()
