@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import workload  # noqa: E402
-from advise import FLAGS_SET_SUBJECT, PAYLOADS, spawn, summary  # noqa: E402
+from advise import PAYLOADS, spawn, summary  # noqa: E402
 
+from schemas.advisor import FLAGS_SET_SUBJECT  # noqa: E402
 from services.runtime.bus import Bus  # noqa: E402
 from services.runtime.natsserver import EmbeddedNats  # noqa: E402
 
