@@ -55,6 +55,8 @@ SERVICES: dict[str, str] = {
 PROJECTIONS: dict[str, str] = {
     "jobs": "services.store.jobtable:JobTableProjection",
     "providers": "services.advisor.projection:ProviderRegistryProjection",
+    "advisor": "services.advisor.projection:AdvisorProjection",
+    "adapters": "services.adapters.projection:AdaptersProjection",
     "budget": "services.budget.fold:BudgetProjection",
 }
 

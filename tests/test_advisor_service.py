@@ -225,8 +225,9 @@ async def test_a_stored_message_that_does_not_decode_is_skipped(bus, config):
     async with running_advisor(config) as advisor:
         position = advisor.position
         deep = b"[" * 3000 + b"]" * 3000
-        for raw in (b"{" * 3000, b'{"seq":%d,"event":%s}' % (position, deep)):
-            advisor._fold(raw)
+        for raw in (b"{" * 3000, b'{"seq":%d,"event":%s}' % (position + 1, deep)):
+            await bus.nc.publish("stored.queue.depth.changed", raw)
         await bus.emit(QueueDepthChanged(depth=3), key="remote")
         await wait_for(lambda: advisor.state.remote_queue_depth == 3)
+        assert advisor.follower.skipped == 2
     assert advisor.position > position

@@ -12,10 +12,11 @@ Endpoints (``nats.micro`` service ``gpuroute-adapters``; types in ``schemas/adap
 A provider failure is a service error with an HTTP-like code (``failures.py``). A status
 event is published when a poll or cancel sees a status other than the last one seen.
 
-One follower reads ``flags.changed``, ``adapter.submitted`` and ``adapter.status_changed``
-from the store from position 0 (history, then live; retrying with backoff while the
-store does not answer). Submit, poll and cancel wait until it has read the history (up
-to ``READY_WAIT_S``, else a 503): before that the service could not tell a live job
+The runtime's follower (``services/runtime/follower.py``) folds ``flags.changed``,
+``adapter.submitted`` and ``adapter.status_changed`` (``projection.py``) from the newest
+snapshot (else position 0) through the store, then live, retrying with backoff while the
+store does not answer. Until it has read the history, submit, poll and cancel answer a
+prompt 503 (after ``READY_GRACE_S``): before that the service could not tell a live job
 from a dry-run one, nor whether the flag is on.
 
 Flags: ``features.enable_public_gpu_adapters`` arrives only as ``flags.changed`` events,
@@ -48,7 +49,7 @@ import aiohttp
 import msgspec
 from nats.micro.request import Request
 
-from schemas import decode_event
+from schemas import Event
 from schemas.adapters import (
     CANCEL,
     HEALTH,
@@ -72,13 +73,12 @@ from schemas.adapters import (
     SimulateRequest,
     SubmitRequest,
 )
-from schemas.flags import DEFAULTS, ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged, apply_flags
-from schemas.subjects import STORE_READ
-from schemas.system import StoreReadRequest, decode_page, decode_stored
+from schemas.flags import ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged
 from services.runtime.endpoints import endpoint
-from services.runtime.errors import BusError, ConfigError, GpurouteError
-from services.runtime.follow import FollowError, follow
+from services.runtime.errors import BusError, ConfigError
+from services.runtime.follower import Follower
 from services.runtime.service import Service
+from services.runtime.snapshots import Snapshots
 
 from .artifacts import ArtifactStore
 from .contract import ProviderAdapter
@@ -94,16 +94,14 @@ from .errors import (
 )
 from .failures import endpoint_error
 from .http import HttpOptions
+from .projection import FOLLOWED, AdaptersProjection, AdaptersState
 from .registry import AdapterRegistry, build_registry
 from .secrets import SecretStore, load_secrets
 from .sim import encode_transcript, simulate
 from .tracking import JobBook
 
 MAX_IN_FLIGHT = 256
-FOLLOW_RETRY_MAX_S = 5.0
-READY_WAIT_S = 10.0
-FLAGS_SUBJECT = "flags.changed"
-FOLLOWED = [FLAGS_SUBJECT, "adapter.submitted", "adapter.status_changed"]
+READY_GRACE_S = 0.5
 SecretsState = Literal["not_set", "missing", "loaded"]
 P = TypeVar("P", bound=msgspec.Struct)
 MicroHandler = Callable[[Request], Awaitable[None]]
@@ -129,15 +127,16 @@ class AdaptersService(Service):
     async def setup(self) -> None:
         self.settings = self.config.adapters
         self.secrets, self.secrets_state = load_secret_store(self.settings.secrets_file)
-        self.flags = dict(DEFAULTS)
-        self.flags_position = 0
-        self._position = 0
-        self._ready = asyncio.Event()
-        self._book = JobBook()
+        self.follower = Follower(
+            self.bus, AdaptersProjection(instance=self.instance), FOLLOWED, log=self.log,
+            snapshots=Snapshots(self.config.data_path / "snapshots"), on_apply=self._on_fold,
+        )  # fmt: skip
+        self._live_logged = False
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._session = aiohttp.ClientSession()
         self._options = HttpOptions(
-            retry=self.settings.retry, session=self._session, known=self._book.get,
+            retry=self.settings.retry, session=self._session,
+            known=lambda provider, remote_id: self._book.get(provider, remote_id),
             on_result=self._on_result,
             artifacts=ArtifactStore(self.config.data_path / "artifacts",
                                     self.settings.artifact_max_bytes),
@@ -147,7 +146,6 @@ class AdaptersService(Service):
         self._live = self._build(enabled=True)
         self._off = self._build(enabled=False)
         self._simulated = {p: DryRunAdapter(p, "dry_run_mode") for p in self._off.providers}
-        self.registry = self._off
         assert self.micro is not None
         routes: list[tuple[str, str, type[msgspec.Struct], Callable[..., Awaitable[object]]]] = [
             ("submit", SUBMIT, SubmitRequest, self.submit),
@@ -160,7 +158,7 @@ class AdaptersService(Service):
         for name, subject, request_type, handler in routes:
             handle = self._concurrent(endpoint(request_type, handler))
             await self.micro.add_endpoint(name=name, subject=subject, handler=handle)
-        self.supervise(self._follow_store, "follow")  # resumes after self._position
+        self.supervise(self.follower.run, "follow")  # resumes after its position
         fields = {"secrets_file": self.settings.secrets_file, "secrets": self.secrets_state}
         if self.secrets_state == "missing":
             self.log.warning("secrets file not found: providers without env secrets run dry",
@@ -168,6 +166,9 @@ class AdaptersService(Service):
         self.log.info("adapters ready", extra={"fields": {**fields, **self._modes()}})
 
     async def teardown(self) -> None:
+        follower: Follower[AdaptersState] | None = getattr(self, "follower", None)
+        if follower is not None:
+            await follower.close()
         for name in ("_live", "_off"):
             registry: AdapterRegistry | None = getattr(self, name, None)
             if registry is not None:
@@ -177,8 +178,26 @@ class AdaptersService(Service):
             await session.close()
 
     @property
+    def flags(self) -> dict[str, bool]:
+        return self.follower.state.flags
+
+    @property
+    def flags_position(self) -> int:
+        """Store position of the last ``flags.changed`` folded (0: none)."""
+        return self.follower.state.flags_position
+
+    @property
+    def _book(self) -> JobBook:
+        return self.follower.state.book
+
+    @property
     def live_calls_enabled(self) -> bool:
         return self.flags.get(ENABLE_PUBLIC_GPU_ADAPTERS, False)
+
+    @property
+    def registry(self) -> AdapterRegistry:
+        """Where new submits and health checks go: the flag's mode."""
+        return self._live if self.live_calls_enabled else self._off
 
     # -- registry, flags and the job book ---------------------------------------------
 
@@ -191,78 +210,28 @@ class AdaptersService(Service):
     def _modes(self) -> dict[str, str]:
         return {d.provider: d.mode for d in self.registry.describe()}
 
-    async def _follow_store(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                head = await self._head()
-                if head <= self._position:
-                    self._ready.set()
-                async for item in follow(self.bus, FOLLOWED, after=self._position):
-                    await self._on_stored(item)
-                    if self._position >= head:
-                        self._ready.set()
-                    delay = 0.1
-            except (FollowError, msgspec.DecodeError, msgspec.ValidationError) as e:
-                level = "warning" if delay == 0.1 else "debug"
-                getattr(self.log, level)(
-                    "cannot read flags and jobs from the store yet; retrying",
-                    extra={"fields": {"error": str(e), "retry_in_s": delay}},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, FOLLOW_RETRY_MAX_S)
-
-    async def _head(self) -> int:
-        """The position of the newest stored event the follower reads (0: none)."""
-        req = StoreReadRequest(last=True, limit=1, types=FOLLOWED)
-        try:
-            raw = await self.bus.call_raw(STORE_READ, msgspec.json.encode(req))
-        except GpurouteError as e:
-            raise FollowError(f"cannot read stored events: {e}") from e
-        page = decode_page(raw)
-        return page.events[-1].seq if page.events else 0
-
-    async def _on_stored(self, item: bytes) -> None:
-        try:
-            stored = decode_stored(item)
-            event = decode_event(stored.event)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            self.log.warning(
-                "skipping an undecodable stored event", extra={"fields": {"error": str(e)}}
-            )
+    def _on_fold(self, seq: int, event: Event) -> None:
+        if not isinstance(event.payload, FlagsChanged):
             return
-        self._position = max(self._position, stored.seq)
-        payload = event.payload
-        if isinstance(payload, AdapterSubmitted | AdapterStatusChanged):
-            if payload.instance != self.instance:  # our own calls are recorded as made
-                self._book.apply(payload, event.ts)
+        self.follower.state.flags_position = seq
+        if self.live_calls_enabled == self._live_logged:
             return
-        if not isinstance(payload, FlagsChanged):
-            return
-        self.flags_position = stored.seq
-        before = self.live_calls_enabled
-        self.flags = apply_flags(self.flags, payload)
-        if self.live_calls_enabled == before:
-            return
-        self.registry = self._live if self.live_calls_enabled else self._off
+        self._live_logged = self.live_calls_enabled
         self.log.info(
             f"{ENABLE_PUBLIC_GPU_ADAPTERS} is {'on' if self.live_calls_enabled else 'off'}: "
             "new submits go to the adapters of that mode; jobs keep theirs",
-            extra={"fields": {"flags_position": stored.seq, **self._modes()}},
+            extra={"fields": {"flags_position": seq, **self._modes()}},
         )
 
     async def _until_ready(self, provider: str, call: str) -> None:
-        if self._ready.is_set():
+        if await self.follower.wait_ready(READY_GRACE_S):
             return
-        try:
-            await asyncio.wait_for(self._ready.wait(), READY_WAIT_S)
-        except TimeoutError:
-            err = NotReadyError(
-                provider, call,
-                f"the adapters service has not read its jobs and flags from the store "
-                f"within {READY_WAIT_S:g} s (is the store running?); retry shortly",
-            )  # fmt: skip
-            raise endpoint_error(err) from None
+        err = NotReadyError(
+            provider, call,
+            f"the adapters service is still loading its jobs and flags from the event store "
+            f"({self.follower.progress()}); retry shortly",
+        )  # fmt: skip
+        raise endpoint_error(err) from None
 
     def _for_job(self, provider: str, remote_id: str, call: str) -> ProviderAdapter:
         """The adapter that serves ``call`` for a job: the mode it was submitted in.

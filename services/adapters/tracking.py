@@ -56,6 +56,15 @@ class JobBook:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    def records(self) -> list[JobRecord]:
+        """Every record, least recently touched first (what :meth:`restore` takes)."""
+        return list(self._jobs.values())
+
+    def restore(self, records: list[JobRecord]) -> None:
+        """Put ``records`` back in the order :meth:`records` gave them (a snapshot)."""
+        for record in records:
+            self._put(record)
+
     def submitted(
         self, payload: AdapterSubmitted, submitted_at: float | None = None
     ) -> JobRecord | None:

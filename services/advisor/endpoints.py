@@ -4,9 +4,10 @@ Queries (advise, costs, gpus, providers list/get/stats, flags get) answer from
 the state the service has folded; commands (provider put/delete, flags set)
 validate, publish their event and wait until the event came back folded from
 the store, so the reply and any later read see the change. A flags set records
-only the flags whose value it changes, and no event when it changes none. Before the state is
-rebuilt a handler waits up to ``READY_WAIT_S``, then answers 503. Subjects and
-types: ``schemas/advisor.py``, ``schemas/providers.py``.
+only the flags whose value it changes, and no event when it changes none. Until the
+state is loaded and the registry seeded a handler answers a prompt 503 "still
+loading" (``Follower.require_ready``). Subjects and types: ``schemas/advisor.py``,
+``schemas/providers.py``.
 
 :class:`AdvisorEndpoints` is mixed into
 :class:`~services.advisor.service.AdvisorService`, which owns the state, folds
@@ -65,9 +66,9 @@ from services.advisor.state import AdvisorState, all_flags, context, gpu_list
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
 from services.runtime.errors import GpurouteError
+from services.runtime.follower import Follower
 from services.runtime.projection import Projector
 
-READY_WAIT_S = 5.0
 REPLY_CACHE_SIZE = 4096
 
 _encoder = msgspec.json.Encoder()
@@ -86,6 +87,7 @@ class AdvisorEndpoints:
     rules: AdvisorConfig
     projector: Projector[AdvisorState]
     ready: asyncio.Event
+    follower: Follower[AdvisorState]
     _replies: dict[JobSpec, bytes]
     _decider: tuple[AdvisorState, AdvisorConfig, Decider] | None
 
@@ -126,14 +128,7 @@ class AdvisorEndpoints:
         ]
 
     async def _wait_ready(self) -> None:
-        if self.ready.is_set():
-            return
-        try:
-            await asyncio.wait_for(self.ready.wait(), READY_WAIT_S)
-        except TimeoutError:
-            raise EndpointError(
-                503, "the advisor is still rebuilding its state (is the store running?)"
-            ) from None
+        await self.follower.require_ready("the advisor")
 
     async def advise(self, spec: JobSpec) -> bytes:
         """The encoded Decision. A decision is a pure function of the spec and the

@@ -24,21 +24,29 @@ store confirms it:
 
 Live messages wait in a buffer bounded in bytes; a consumer that lets it fill
 gets :class:`FollowerBehind`, carrying the position to resume after.
+
+Two faces over one mechanism: :func:`follow` yields the ``stored.*`` bytes
+(``gpuroute tail``, the WebSocket), :func:`follow_events` yields each event
+decoded once (the services' :class:`~services.runtime.follower.Follower`):
+history pages are decoded straight into typed events in one pass, live
+messages keep the event their check decoded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any, NamedTuple, Union
 
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 
-from schemas import decode_event, limits
+from schemas import Event, decode_event, event_types, limits
 from schemas.subjects import STORE_READ, STORED_PREFIX
 from schemas.system import (
     StoredPage,
@@ -46,7 +54,6 @@ from schemas.system import (
     decode_page,
     decode_stored,
     encode_stored,
-    type_of,
 )
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError, ServiceCallError
@@ -71,6 +78,17 @@ each follower counts its own in :attr:`FollowStats.skipped`."""
 
 class FollowError(GpurouteError):
     pass
+
+
+class Item(NamedTuple):
+    """One followed event: its position and the event, as stored (``raw``) and/or
+    decoded (``event``); ``error`` says why an event the store holds did not decode
+    (typed reads only: the position still counts as read)."""
+
+    seq: int
+    raw: bytes | None
+    event: Event | None = None
+    error: str | None = None
 
 
 class FollowerBehind(FollowError):
@@ -168,6 +186,45 @@ async def follow(
     and :class:`FollowerBehind` when the live buffer passes
     ``max_buffer_bytes``.
     """
+    items = _follow(bus, patterns, after, stats, max_buffer_bytes, quiet_s, typed=False)
+    async for item in items:
+        assert item.raw is not None  # untyped reads keep every event's bytes
+        yield encode_stored(item.seq, item.raw)
+
+
+async def follow_events(
+    bus: Bus,
+    patterns: list[str],
+    after: int | None = None,
+    *,
+    stats: FollowStats | None = None,
+    max_buffer_bytes: int = MAX_BUFFER_BYTES,
+    quiet_s: float = QUIET_S,
+) -> AsyncIterator[Item]:
+    """Like :func:`follow`, but each :class:`Item` carries the decoded event
+    (``event``), or ``error`` for a stored event that no longer decodes (a
+    schema change, a bug): one bad event never stops a follower."""
+    async for item in _follow(bus, patterns, after, stats, max_buffer_bytes, quiet_s, typed=True):
+        if item.event is not None or item.error is not None:
+            yield item
+            continue
+        assert item.raw is not None
+        try:
+            yield item._replace(event=decode_event(item.raw))
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            yield item._replace(error=" ".join(str(e).split()))
+
+
+async def _follow(
+    bus: Bus,
+    patterns: list[str],
+    after: int | None,
+    stats: FollowStats | None,
+    max_buffer_bytes: int,
+    quiet_s: float,
+    *,
+    typed: bool,
+) -> AsyncIterator[Item]:
     bad = [p for p in patterns if not valid_pattern(p)]
     if bad or not patterns:
         raise FollowError(f"invalid subject pattern: {bad[0] if bad else ''!r}")
@@ -177,17 +234,17 @@ async def follow(
         )
     stats = stats if stats is not None else FollowStats()
     live = _Live(stats, max_buffer_bytes)
-    store = _Store(bus, patterns, stats)
+    store = _Store(bus, patterns, stats, typed=typed)
     subs = [await bus.nc.subscribe(STORED_PREFIX + p, cb=live.on_message) for p in patterns]
     try:
         await bus.nc.flush()
         last = after if after is not None else await store.position()
         stats.last = last
         if last is not None:
-            async for seq, data in store.read(last, None):
+            async for item in store.read(last, None):
                 live.check(last)
-                last = stats.last = seq
-                yield data
+                last = stats.last = item.seq
+                yield item
         while True:
             live.check(last)
             batch = live.take()
@@ -196,21 +253,22 @@ async def follow(
                     if last is None:
                         last = stats.last = await store.position()
                         continue
-                    async for seq, data in store.read(last, None, check=True):
+                    async for item in store.read(last, None, check=True):
                         stats.recovered += 1
-                        last = stats.last = seq
-                        yield data
+                        last = stats.last = item.seq
+                        yield item
                 continue
-            for i, (seq, data) in enumerate(batch):
+            for i, item in enumerate(batch):
+                seq = item.seq
                 if last is not None and seq <= last:
                     continue  # already yielded (history, or a check read)
                 if last is not None and seq == last + 1:
                     last = stats.last = seq
-                    yield data
+                    yield item
                     continue
-                async for checked, checked_data in _check(store, batch[i:], last):
-                    last = stats.last = checked
-                    yield checked_data
+                async for checked in _check(store, batch[i:], last):
+                    last = stats.last = checked.seq
+                    yield checked
                 break
     finally:
         for sub in subs:
@@ -218,22 +276,20 @@ async def follow(
                 await sub.unsubscribe()
 
 
-async def _check(
-    store: _Store, queued: list[tuple[int, bytes]], last: int | None
-) -> AsyncIterator[tuple[int, bytes]]:
+async def _check(store: _Store, queued: list[Item], last: int | None) -> AsyncIterator[Item]:
     """One store read covering every queued message: yield what the store
     holds from ``last`` up to the highest queued position; count queued
     positions it does not hold as forged."""
-    seqs = {seq for seq, _ in queued}
+    seqs = {item.seq for item in queued}
     start = last if last is not None else min(seqs) - 1
     unconfirmed = {s for s in seqs if s > start}
-    async for seq, data in store.read(start, max(seqs), check=True):
-        if seq not in seqs:
+    async for item in store.read(start, max(seqs), check=True):
+        if item.seq not in seqs:
             store.stats.recovered += 1
-        unconfirmed.discard(seq)
+        unconfirmed.discard(item.seq)
         # above the store's newest position: forged, known before the rest is read
         _forged(store, {s for s in unconfirmed if s > store.last_seq}, unconfirmed)
-        yield seq, data
+        yield item
     _forged(store, set(unconfirmed), unconfirmed)  # the read is complete: none is real
 
 
@@ -255,7 +311,7 @@ class _Live:
     def __init__(self, stats: FollowStats, max_bytes: int) -> None:
         self.stats = stats
         self.max_bytes = max_bytes
-        self.items: deque[tuple[int, bytes]] = deque()
+        self.items: deque[Item] = deque()
         self.bytes = 0
         self.overflow = False
         self._wake = asyncio.Event()
@@ -263,8 +319,8 @@ class _Live:
     async def on_message(self, msg: Msg) -> None:
         if self.overflow:
             return
-        seq = _valid_live(msg.subject, msg.data, self.stats)
-        if seq is None:
+        item = _valid_live(msg.subject, msg.data, self.stats)
+        if item is None:
             return
         size = len(msg.data)
         if self.bytes + size > self.max_bytes:
@@ -272,7 +328,7 @@ class _Live:
             self.items.clear()  # consumer learns on its next step
             self.bytes = 0
         else:
-            self.items.append((seq, msg.data))
+            self.items.append(item)
             self.bytes += size
             self.stats.received += 1
         self.stats.waiting = self.bytes
@@ -282,7 +338,7 @@ class _Live:
         if self.overflow:
             raise FollowerBehind(last or 0, self.max_bytes)
 
-    def take(self) -> list[tuple[int, bytes]]:
+    def take(self) -> list[Item]:
         items = list(self.items)
         self.items.clear()
         self.bytes = self.stats.waiting = 0
@@ -301,12 +357,16 @@ class _Live:
 class _Store:
     """Reads of the store for one follower: history, checks, its position."""
 
-    def __init__(self, bus: Bus, patterns: list[str], stats: FollowStats) -> None:
+    def __init__(
+        self, bus: Bus, patterns: list[str], stats: FollowStats, *, typed: bool = False
+    ) -> None:
         self.bus = bus
         self.patterns = patterns
         self.stats = stats
+        self.typed = typed
         self.last_seq = 0  # the store's newest position, as of the latest read
-        # the store matches patterns through its index; ">" is every event: no filter
+        # the store matches patterns through its index (exactly: no check here);
+        # ">" is every event: no filter
         self._filter = None if ">" in patterns else list(patterns)
 
     async def position(self) -> int | None:
@@ -320,35 +380,59 @@ class _Store:
 
     async def read(
         self, after: int, until: int | None, *, check: bool = False
-    ) -> AsyncIterator[tuple[int, bytes]]:
+    ) -> AsyncIterator[Item]:
         """Matching events after ``after``, page by page, until the store has
         no more or a page reaches ``until``."""
         while True:
             if check:
                 self.stats.reads += 1
             req = StoreReadRequest(after=after, limit=PAGE, patterns=self._filter)
-            page = await self._page(req, READ_ATTEMPTS)
-            for stored in page.events:
-                if stored.seq <= after:
+            payload = msgspec.json.encode(req)
+            raw = await self._call(payload, READ_ATTEMPTS)
+            page = self._typed_page(raw) if self.typed else None
+            items, more = page if page is not None else self._raw_page(raw)
+            for item in items:
+                if item.seq <= after:
                     continue
-                after = stored.seq
-                subject = type_of(stored.event)
-                if any(subject_matches(p, subject) for p in self.patterns):
-                    yield stored.seq, encode_stored(stored.seq, bytes(stored.event))
+                after = item.seq
+                yield item
             # a full page without "more" is asked once more: a store that
             # predates "more" ends its pages only by being short
-            more = page.more or len(page.events) >= PAGE
-            if not more or not page.events or (until is not None and after >= until):
+            more = more or len(items) >= PAGE
+            if not more or not items or (until is not None and after >= until):
                 return
 
+    def _typed_page(self, raw: bytes) -> tuple[list[Item], bool] | None:
+        """The page decoded in one pass into typed events; None when any event in
+        it does not decode (then each is decoded alone, to name the bad one)."""
+        try:
+            page = limits.decode(_typed_page_decoder(), raw, max_depth=None, what="store page")
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        self.last_seq = max(self.last_seq, page.last_seq)
+        return [Item(s.seq, None, s.event) for s in page.events], page.more
+
+    def _raw_page(self, raw: bytes) -> tuple[list[Item], bool]:
+        page = self._decode(raw)
+        return [Item(s.seq, bytes(s.event)) for s in page.events], page.more
+
+    def _decode(self, raw: bytes) -> StoredPage:
+        try:
+            page = decode_page(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise FollowError(f"cannot read stored events: {e}") from e
+        self.last_seq = max(self.last_seq, page.last_seq)
+        return page
+
     async def _page(self, req: StoreReadRequest, attempts: int) -> StoredPage:
-        payload = msgspec.json.encode(req)
+        return self._decode(await self._call(msgspec.json.encode(req), attempts))
+
+    async def _call(self, payload: bytes, attempts: int) -> bytes:
+        """One store read, retried with backoff while the store answers 503/504."""
         delay = 0.1
         for attempt in range(attempts):
             try:
-                page = decode_page(await self.bus.call_raw(STORE_READ, payload))
-                self.last_seq = max(self.last_seq, page.last_seq)
-                return page
+                return await self.bus.call_raw(STORE_READ, payload)
             except ServiceCallError as e:
                 if e.code not in (503, 504) or attempt == attempts - 1:
                     raise FollowError(f"cannot read stored events: {e}") from e
@@ -359,8 +443,8 @@ class _Store:
         raise AssertionError("unreachable")
 
 
-def _valid_live(subject: str, data: bytes, stats: FollowStats) -> int | None:
-    """The position of a ``stored.*`` message, or None (logged and skipped)
+def _valid_live(subject: str, data: bytes, stats: FollowStats) -> Item | None:
+    """The event of a ``stored.*`` message, or None (logged and skipped)
     when it is not a stored event of the type its subject names: anyone can
     publish on a subject, and one bad message must not stop a follower."""
     try:
@@ -372,7 +456,7 @@ def _valid_live(subject: str, data: bytes, stats: FollowStats) -> int | None:
             raise ValueError(f"event type {event.type!r} on {subject!r}")
         if not 0 < stored.seq <= limits.MAX_SEQ:
             raise ValueError(f"position {stored.seq} out of range")
-        return stored.seq
+        return Item(stored.seq, bytes(stored.event), event)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
         global malformed_skipped
         malformed_skipped += 1
@@ -382,3 +466,16 @@ def _valid_live(subject: str, data: bytes, stats: FollowStats) -> int | None:
             extra={"fields": {"subject": subject, "reason": " ".join(str(e).split())}},
         )
         return None
+
+
+@functools.cache
+def _typed_page_decoder() -> msgspec.json.Decoder[Any]:
+    """A store page decoded straight into typed events (built on first use, once
+    every event type is registered, like :func:`schemas.decode_event`'s)."""
+    members = tuple(et.envelope for et in event_types().values())
+    stored = msgspec.defstruct("TypedStored", [("seq", int), ("event", Union[members])])  # noqa: UP007
+    page = msgspec.defstruct(
+        "TypedPage",
+        [("events", list[stored]), ("last_seq", int, 0), ("more", bool, False)],  # type: ignore[valid-type]
+    )
+    return msgspec.json.Decoder(page)

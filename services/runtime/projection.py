@@ -8,6 +8,13 @@ of a canonical encoding: JSON with sorted keys, no whitespace).
 For speed a fold may update ``state`` in place and return it; it must never
 read anything but ``state`` and ``event``.
 
+A projection declares ``version``, the version of its fold's code: bump it
+whenever the fold (or the shape of its state) changes, so that snapshots
+saved by the old code are not loaded by the new (``snapshots.py``).
+``from_builtins`` is the inverse of ``to_builtins``. The contract every
+projection keeps is tested for all of them at once
+(``tests/contracts/test_projections.py``, over ``services.cli.PROJECTIONS``).
+
 Bulk folds and snapshots run with the cyclic garbage collector paused: they
 allocate millions of short-lived, acyclic objects (freed by reference
 counting) while the state grows, and each full collection would walk the whole
@@ -34,6 +41,8 @@ class Projection(Protocol[S]):
     name: str
     type_prefix: str | None
     """Only events whose type starts with this are folded (None: all)."""
+    version: int
+    """Version of the fold's code; a snapshot of another version is not loaded."""
 
     def initial(self) -> S: ...
 
@@ -41,6 +50,11 @@ class Projection(Protocol[S]):
 
     def to_builtins(self, state: S) -> Any:
         """The state as plain JSON-able data, in a canonical form."""
+        ...
+
+    def from_builtins(self, data: Any) -> S:
+        """The state ``to_builtins`` gave (raises ``msgspec.ValidationError`` or
+        ``ValueError`` on data it did not give)."""
         ...
 
 
@@ -64,6 +78,11 @@ class Projector(Generic[S]):
         self.projection = projection
         self.state: S = projection.initial()
         self.position = 0
+
+    def reset(self, state: S | None = None, position: int = 0) -> None:
+        """Start over from ``state`` at ``position`` (default: the initial state)."""
+        self.state = self.projection.initial() if state is None else state
+        self.position = position
 
     def apply(self, seq: int, event: Event) -> None:
         if seq <= self.position:

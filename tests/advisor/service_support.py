@@ -44,6 +44,7 @@ async def running_advisor(
         await service.start()
         await sampler.start()
         await wait_for(lambda: service.state.telemetry is not None, timeout=10)
+        await wait_for(service.ready.is_set, timeout=10)  # loaded and seeded: answers
         yield service
     finally:
         await sampler.stop()

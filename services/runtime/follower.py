@@ -1,0 +1,342 @@
+"""The follower: a service's state rebuilt from a snapshot and the store, then live.
+
+Every service that folds events into its own state does it through one
+:class:`Follower` (the advisor, the adapters):
+
+1. load the newest snapshot of the projection's code version (``snapshots.py``)
+   and check that the store still holds the event it was folded up to (the
+   same log); anything wrong with it means position 0, never a crash;
+2. ask the store for the newest position the patterns match (the *head*) and
+   fold every matching event up to it through :func:`follow_events`: each
+   event is decoded once, history pages in one pass;
+3. then :attr:`loaded` is set (and :attr:`ready`, unless the service holds it
+   back to do something first, as the advisor seeds its registry), a snapshot
+   is saved, and live events are folded as they are stored.
+
+While not ready a service answers its requests with a prompt 503 "still
+loading" (:meth:`Follower.require_ready`): the service itself starts at once
+and waits for no other service. Commands that must read their own writes
+publish through :meth:`Follower.publish_and_wait`, which returns once the
+events came back folded. A store that does not answer (not started yet,
+restarting) is retried here with backoff, the one place for it; the position
+is kept, so a retry resumes where the last one stopped. A stored event that
+does not decode or fold is skipped and counted per follower
+(:attr:`Follower.skipped`); the log says so for the first few and then once
+per ``SKIP_LOG_EVERY``, so a log full of them cannot flood the service's log.
+
+Snapshots are saved every ``snapshot_every`` events or ``snapshot_every_s``
+seconds once loaded (only by time while loading), and on :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from logging import Logger
+from typing import Generic, TypeVar
+
+import msgspec
+
+from schemas import Event, limits
+from schemas.subjects import STORE_READ
+from schemas.system import StoreReadRequest, decode_page
+from services.runtime.bus import Bus
+from services.runtime.endpoints import EndpointError
+from services.runtime.errors import GpurouteError
+from services.runtime.follow import FollowError, FollowStats, Item, follow_events
+from services.runtime.projection import Projection, Projector, gc_paused, state_hash
+from services.runtime.snapshots import Snapshots
+
+S = TypeVar("S")
+
+RETRY_MIN_S = 0.1
+RETRY_MAX_S = 5.0
+READY_GRACE_S = 0.5
+"""A request that arrives while loading waits this long before its 503, so a
+client that calls right after a start does not see one for a few milliseconds
+of loading."""
+SNAPSHOT_EVERY = 10_000
+SNAPSHOT_EVERY_S = 60.0
+SKIPS_KEPT = 16
+SKIP_LOG_FIRST = 10
+SKIP_LOG_EVERY = 1000
+
+
+class _EventId(msgspec.Struct):
+    id: str
+
+
+_id_decoder = msgspec.json.Decoder(_EventId)
+
+
+class Follower(Generic[S]):
+    """One projection's state, rebuilt and kept up to date; run :meth:`run` as a
+    supervised loop of the service and :meth:`close` it on stop."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        projection: Projection[S],
+        patterns: Sequence[str],
+        *,
+        log: Logger,
+        snapshots: Snapshots | None = None,
+        hold_ready: bool = False,
+        on_apply: Callable[[int, Event], None] | None = None,
+        snapshot_every: int = SNAPSHOT_EVERY,
+        snapshot_every_s: float = SNAPSHOT_EVERY_S,
+    ) -> None:
+        self.bus = bus
+        self.projection = projection
+        self.projector = Projector(projection)
+        self.patterns = list(patterns)
+        self.log = log
+        self.snapshots = snapshots
+        self.hold_ready = hold_ready
+        self.on_apply = on_apply
+        self.snapshot_every = snapshot_every
+        self.snapshot_every_s = snapshot_every_s
+        self.loaded = asyncio.Event()
+        """Every matching event stored when loading began is folded."""
+        self.ready = asyncio.Event()
+        """The service answers (set with :attr:`loaded` unless ``hold_ready``)."""
+        self.stats = FollowStats()
+        self.head: int | None = None
+        """Newest matching position when loading began (None: not known yet)."""
+        self.restored_from: int | None = None
+        """Position of the snapshot loaded at start (None: rebuilt from 0)."""
+        self.recent_skips: deque[str] = deque(maxlen=SKIPS_KEPT)
+        self._fold_skipped = 0
+        self._applied: dict[str, asyncio.Future[bool]] = {}
+        self._last_id: str | None = None
+        self._snapshot_done = snapshots is None
+        self._saved_position = 0
+        self._saved_at = time.monotonic()
+        self._started_at = time.monotonic()
+        self._delay = RETRY_MIN_S
+        self._saving = asyncio.Lock()
+        self._initial = state_hash(projection.to_builtins(projection.initial()))
+
+    # -- what services read --------------------------------------------------
+
+    @property
+    def state(self) -> S:
+        return self.projector.state
+
+    @property
+    def position(self) -> int:
+        return self.projector.position
+
+    @property
+    def skipped(self) -> int:
+        """Messages and events this follower skipped: malformed ``stored.*``
+        messages plus stored events that did not decode or fold."""
+        return self.stats.skipped + self._fold_skipped
+
+    def progress(self) -> str:
+        head = "?" if self.head is None else str(self.head)
+        return f"folded up to position {self.position} of {head}"
+
+    async def require_ready(self, service: str, grace: float = READY_GRACE_S) -> None:
+        """Return once ready; after ``grace`` seconds raise a 503 saying so."""
+        if not await self.wait_ready(grace):
+            raise EndpointError(
+                503,
+                f"{service} is still loading its state from the event store "
+                f"({self.progress()}); retry shortly",
+            )
+
+    async def wait_ready(self, timeout: float = READY_GRACE_S) -> bool:
+        if self.ready.is_set():
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        return self.ready.is_set()
+
+    async def publish_and_wait(self, events: list[Event], timeout: float) -> bool:
+        """Publish ``events``; True once every one came back folded, False after
+        ``timeout`` seconds (published, not folded yet) or if one did not fold."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in events]
+        for event, future in zip(events, futures, strict=True):
+            self._applied[event.id] = future
+        try:
+            await self.bus.publish_many(events)
+            return all(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+        except TimeoutError:
+            return False
+        finally:
+            for event in events:
+                self._applied.pop(event.id, None)
+
+    # -- the loop ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Load, then follow forever; store errors are retried with backoff."""
+        while True:
+            try:
+                await self._follow()
+            except (GpurouteError, msgspec.DecodeError, msgspec.ValidationError) as e:
+                self.log.warning(
+                    "cannot follow the event store, retrying",
+                    extra={"fields": {"error": str(e), "retry_s": self._delay,
+                                      "position": self.position}},
+                )  # fmt: skip
+                await asyncio.sleep(self._delay)
+                self._delay = min(self._delay * 2, RETRY_MAX_S)
+
+    async def _follow(self) -> None:
+        if not self._snapshot_done:
+            await self._restore()
+        if not self.loaded.is_set():
+            self.head = await self._head()
+            await self._check_loaded()
+        async for item in follow_events(self.bus, self.patterns, self.position, stats=self.stats):
+            self._delay = RETRY_MIN_S
+            self._apply(item)
+            if not self.loaded.is_set():
+                await self._check_loaded()
+            elif self._due():
+                await self.save()
+
+    def _apply(self, item: Item) -> None:
+        seq, event = item.seq, item.event
+        if event is None:
+            self._skip(seq, item.error or "not decoded")
+            self.projector.position = max(self.projector.position, seq)
+            return
+        future = self._applied.pop(event.id, None)
+        try:
+            self.projector.apply(seq, event)
+        except (TypeError, ValueError, msgspec.ValidationError) as e:  # a fold bug: go on
+            self._skip(seq, f"fold failed: {type(e).__name__}: {e}")
+            self.projector.position = max(self.projector.position, seq)
+            if future is not None and not future.done():
+                future.set_result(False)
+            return
+        self._last_id = event.id
+        if self.on_apply is not None:
+            self.on_apply(seq, event)
+        if future is not None and not future.done():
+            future.set_result(True)
+
+    def _skip(self, seq: int, reason: str) -> None:
+        self._fold_skipped += 1
+        text = f"position {seq}: {' '.join(reason.split())}"[: limits.MAX_TEXT]
+        self.recent_skips.append(text)
+        n = self._fold_skipped
+        if n <= SKIP_LOG_FIRST or n % SKIP_LOG_EVERY == 0:
+            self.log.warning(
+                "stored event skipped",
+                extra={"fields": {"projection": self.projection.name, "reason": text,
+                                  "skipped": n}},
+            )  # fmt: skip
+
+    async def _check_loaded(self) -> None:
+        if self.head is None or self.position < self.head:
+            return
+        self.loaded.set()
+        if not self.hold_ready:
+            self.ready.set()
+        self.log.info(
+            "state loaded",
+            extra={"fields": {"projection": self.projection.name, "position": self.position,
+                              "from_snapshot": self.restored_from, "skipped": self.skipped,
+                              "seconds": round(time.monotonic() - self._started_at, 3)}},
+        )  # fmt: skip
+        if self.snapshots is not None and self.position > self._saved_position:
+            await self.save()  # the next start reads only what follows
+
+    def _due(self) -> bool:
+        if self.snapshots is None or self.position <= self._saved_position:
+            return False
+        since = time.monotonic() - self._saved_at
+        return since >= self.snapshot_every_s or (
+            self.loaded.is_set() and self.position - self._saved_position >= self.snapshot_every
+        )
+
+    # -- the store -----------------------------------------------------------
+
+    async def _read(self, req: StoreReadRequest) -> list[tuple[int, bytes]]:
+        try:
+            raw = await self.bus.call_raw(STORE_READ, msgspec.json.encode(req))
+        except GpurouteError as e:
+            raise FollowError(f"cannot read stored events: {e}") from e
+        return [(s.seq, bytes(s.event)) for s in decode_page(raw).events]
+
+    async def _head(self) -> int:
+        """The newest stored position the patterns match (0: none)."""
+        patterns = None if ">" in self.patterns else self.patterns
+        rows = await self._read(StoreReadRequest(limit=1, last=True, patterns=patterns))
+        return rows[-1][0] if rows else 0
+
+    # -- snapshots -----------------------------------------------------------
+
+    async def _restore(self) -> None:
+        """Load the snapshot and check it against the store (once per follower)."""
+        assert self.snapshots is not None
+        name, version = self.projection.name, self.projection.version
+        found = await asyncio.to_thread(self.snapshots.load, name, version, self._initial)
+        if found is not None and found.position > 0:
+            rows = await self._read(StoreReadRequest(after=found.position - 1, limit=1))
+            at = rows[0] if rows and rows[0][0] == found.position else None
+            held = at is not None and _event_id(at[1]) == found.event_id
+            if not held:
+                reason = f"the store holds no event {found.event_id} at {found.position}"
+                self.snapshots.discard(name, version, reason)
+                found = None
+        if found is not None:
+            try:
+                with gc_paused():
+                    state = self.projection.from_builtins(found.state)
+            except (msgspec.ValidationError, ValueError, TypeError) as e:
+                self.snapshots.discard(name, version, f"state does not load: {e}")
+            else:
+                self.projector.reset(state, found.position)
+                self._last_id = found.event_id
+                self._saved_position = self.restored_from = found.position
+        self._snapshot_done = True
+
+    async def save(self) -> None:
+        """Save a snapshot of the state now (errors are logged, never raised)."""
+        if self.snapshots is None:
+            return
+        async with self._saving:  # one at a time: a stop may come during a save
+            await self._save(self.snapshots)
+
+    async def _save(self, snapshots: Snapshots) -> None:
+        position, event_id = self.position, self._last_id
+        with gc_paused():
+            data = self.projector.snapshot()
+        name, version = self.projection.name, self.projection.version
+        self._saved_at = time.monotonic()
+        try:
+            size = await asyncio.to_thread(
+                snapshots.save, name, version, self._initial, position, event_id, data
+            )
+        except (OSError, TypeError, ValueError) as e:
+            self.log.warning("snapshot not saved", extra={"fields": {"error": str(e)}})
+            return
+        self._saved_position = position
+        self.log.debug(
+            "snapshot saved",
+            extra={"fields": {"projection": name, "position": position, "bytes": size}},
+        )
+
+    async def close(self) -> None:
+        """On stop: fail waiting commands, save what was folded since the last save."""
+        for future in self._applied.values():
+            future.cancel()
+        self._applied.clear()
+        if self._snapshot_done and self.position > self._saved_position:
+            await self.save()
+
+
+def _event_id(raw: bytes) -> str | None:
+    try:
+        return limits.decode(_id_decoder, raw, max_depth=None, what="event").id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
