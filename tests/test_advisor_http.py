@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from schemas.flags import DEFAULTS
 from tests.advisor.service_support import (
     NO_GPU,
     ONE_GPU,
@@ -31,10 +32,8 @@ async def test_curl_gpu_list_debug(config):
         status, body = await http.get("/api/gpu/list?debug=1")
     assert status == 200 and body["ok"] is True
     assert body["count"] == 1 and body["devices"][0]["name"] == "NVIDIA GeForce RTX 4090"
-    assert body["flags"] == {
-        "features.enable_compute": False,
-        "features.enable_public_gpu_adapters": False,
-    }
+    assert body["flags"] == dict.fromkeys(DEFAULTS, False)  # every flag, all off by default
+    assert {"features.enable_compute", "features.enable_public_gpu_adapters"} <= set(DEFAULTS)
     assert body["remote_enabled"] is False
     assert body["raw"]["host"]["cpu_count"] == 16 and body["raw"]["source"] == "recorded"
 
