@@ -1,7 +1,7 @@
 """Ingest benchmark: events published through the bus until the store holds them.
 
     python bench/ingest.py [--events N] [--chunk C] [--store subprocess|inproc]
-                           [--catchup-only] [--profile FILE]
+                           [--catchup-only] [--profile FILE] [--sync always]
 
 Starts its own nats-server (embedded, port 0, temp dir) and a store, either as
 a subprocess (``gpuroute serve store``, the default: on a 2-core machine the
@@ -22,6 +22,13 @@ counts, and acks every ``RAW_ACK_EVERY``-th and the last message), and the
 ratio of the two is the store's goal (>= 0.7). ``--catchup-only`` skips the
 end-to-end run and the publish/sqlite ceilings; ``--profile FILE`` runs the
 catching-up store under cProfile and writes its stats to FILE.
+
+``--sync always`` (or a duration) measures durability's cost instead: the
+end-to-end run and the raw publish ceiling on a fresh server with
+nats-server's default ``sync_interval`` (``2m``: acknowledged from memory)
+and then on one with the given value (``always``: fsync before every ack),
+in the same run, under ``"sync"`` in the output. Everything else measured
+runs on the default.
 Prints one JSON object; asserts nothing about time.
 """
 
@@ -61,6 +68,8 @@ from services.store.eventlog import PRAGMAS, SCHEMA
 from services.store.feed import MAX_ACK_PENDING
 
 ROOT = Path(__file__).resolve().parent.parent
+NATS_DEFAULT_SYNC = "2m"
+"""nats-server's own ``sync_interval``: what the figures without ``--sync`` use."""
 RAW_ACK_EVERY = 1000
 """The raw consumer acks every this many messages (AckAll), like a store batch."""
 
@@ -318,8 +327,38 @@ async def run_inproc(
         await bus.close()
 
 
+async def sync_compare(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The end-to-end rate and the raw publish ceiling with the default
+    ``sync_interval`` and with ``args.sync``, each on a fresh server and store."""
+    events = list(workload.events(args.events, start=time.time()))
+    bodies = [(e.type, encode_event(e), e.id) for e in events]
+    out: dict[str, Any] = {}
+    for sync in dict.fromkeys((NATS_DEFAULT_SYNC, args.sync)):
+        folder = tmp / f"sync-{sync}"
+        server = EmbeddedNats(folder / "nats", port=0, sync=sync)
+        url = await asyncio.to_thread(server.start)
+        assert server._proc is not None
+        data_dir = folder / "store"
+        data_dir.mkdir()
+        proc = start_store_subprocess(url, data_dir)
+        try:
+            result = await end_to_end(url, events, args.chunk, proc, server._proc.pid)
+            result["baseline_js_publish_async_per_s"] = round(await baseline_js(url, bodies))
+            out[sync] = result
+        finally:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 20)
+            await asyncio.to_thread(server.stop)
+    return out
+
+
 async def main_async(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    server = EmbeddedNats(tmp / "nats", port=0)
+    out_sync: dict[str, Any] = {"bench": "ingest", "events": args.events, "chunk": args.chunk}
+    if args.sync is not None:
+        out_sync["sync"] = await sync_compare(args, tmp)
+        out_sync["cpus"] = os.cpu_count()
+        return out_sync
+    server = EmbeddedNats(tmp / "nats", port=0, sync=NATS_DEFAULT_SYNC)
     url = await asyncio.to_thread(server.start)
     proc: subprocess.Popen[bytes] | None = None
     assert server._proc is not None
@@ -392,6 +431,12 @@ def main() -> None:
         help="only the catch-up measurement and its raw-consumer baseline",
     )
     p.add_argument("--profile", type=Path, help="cProfile stats of the catching-up store")
+    p.add_argument(
+        "--sync",
+        metavar="always|DURATION",
+        help=f"compare the end-to-end rate at sync_interval {NATS_DEFAULT_SYNC} (nats-server's "
+        "default) with this value, in the same run, instead of the other measurements",
+    )
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gpuroute-bench-ingest-", dir="/tmp"))
     try:

@@ -154,6 +154,8 @@ class Bus:
     ) -> Bus:
         """Connect (retrying until ``connect_deadline`` seconds) and reconnect forever after.
 
+        ``url``: one server, or several separated by commas (the nodes of a
+        cluster; nats-py picks among them and moves to another when one goes).
         ``credentials``: log in as that user (its password and inbox prefix);
         None for a server without authentication."""
         login: dict[str, Any] = {}
@@ -182,6 +184,8 @@ class Bus:
                 )
                 conn.lost.set()
 
+        # "nats://a:4222,nats://b:4222": every node of a cluster, tried in turn
+        servers = [u.strip() for u in url.split(",") if u.strip()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + connect_deadline
         while True:
@@ -190,7 +194,7 @@ class Bus:
                 # the deadline bounds it, so an unreachable URL is one error, not a hang
                 nc = await asyncio.wait_for(
                     nats.connect(
-                        url,
+                        servers,
                         name=f"gpuroute-{source}",
                         max_reconnect_attempts=-1,
                         reconnect_time_wait=0.25,

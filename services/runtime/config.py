@@ -23,6 +23,10 @@ LogLevel = Annotated[str, msgspec.Meta(pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|
 """A logging level name, any case (the CLI's ``--log-level`` takes the same names)."""
 
 
+SyncInterval = Annotated[str, msgspec.Meta(pattern=r"^(always|[1-9][0-9]{0,5}(ms|s|m|h))$")]
+"""``always`` or a nats-server duration: digits and one unit of ms, s, m, h."""
+
+
 class NatsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     url: str | None = None
     """A NATS server to use; None starts the embedded one."""
@@ -35,6 +39,11 @@ class NatsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     creds: str | None = None
     """A credentials file (user, password) to log in to ``url`` with; None: the
     data directory's own (``gpuroute up`` makes them), else no login."""
+    sync: SyncInterval = "always"
+    """Durability of the embedded server: ``always`` fsyncs every event before
+    JetStream acknowledges it; a duration (``"1s"``, ``"2m"``: nats-server's own
+    default) acknowledges from memory and flushes that often, so an OS crash can
+    lose what was acknowledged in between (docs/scaling.md has the cost)."""
 
 
 class HttpConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

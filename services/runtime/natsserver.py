@@ -8,10 +8,18 @@ The server's own log is drained continuously (so its pipe never fills) and
 written to ``<store_dir>/nats-server.log``. With ``config_file`` (the
 ``authorization`` block of ``credentials.py``) every client must log in as a
 user of it; ``store_dir`` is made 0700.
+
+Durability (``sync``): JetStream acknowledges a write once it is in the OS
+page cache and fsyncs every ``sync_interval`` (2 minutes by default), so an OS
+crash or power loss can lose writes it already acknowledged. ``sync="always"``
+fsyncs before every acknowledgement; a duration (``"1s"``, ``"2m"``) keeps the
+periodic flush at that interval. The choice is written to ``server.conf``
+(``jetstream { sync_interval: ... }``) beside ``config_file``, which it includes.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -52,9 +60,11 @@ class EmbeddedNats:
         port: int = 4222,
         name: str = "gpuroute",
         config_file: Path | None = None,
+        sync: str = "always",
     ) -> None:
         self.store_dir = Path(store_dir)
         self.config_file = config_file
+        self.sync = sync
         self.host = host
         self.port = port
         self.name = name
@@ -76,8 +86,7 @@ class EmbeddedNats:
             str(binary), "-a", self.host, "-p", str(self.port if self.port else -1),
             "-js", "-sd", str(self.store_dir), "-n", self.name,
         ]  # fmt: skip
-        if self.config_file is not None:  # the flags above override what it says
-            args += ["-c", str(self.config_file)]
+        args += ["-c", str(self._write_conf())]  # the flags above override what it says
         try:
             self._proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -94,6 +103,20 @@ class EmbeddedNats:
             self.stop()
             raise NatsServerError(reason)
         return self.url
+
+    def _write_conf(self) -> Path:
+        """The server's own config: the durability choice and, when given, an
+        include of ``config_file`` (nats-server includes only relative paths,
+        so it is written in the same folder)."""
+        folder = self.config_file.parent if self.config_file is not None else self.store_dir
+        lines = [f"jetstream {{ sync_interval: {self.sync} }}"]
+        if self.config_file is not None:
+            lines.append(f'include "{self.config_file.name}"')
+        conf = folder / "server.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return conf
 
     def _drain(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None

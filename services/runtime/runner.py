@@ -135,7 +135,8 @@ async def _start(
         folder = config.data_path / "nats"
         users = supervisor.credentials.values()  # every user's, the modder's too
         auth = await asyncio.to_thread(write_server_conf, folder, users)
-        server = EmbeddedNats(folder, config.nats.host, config.nats.port, config_file=auth)
+        server = EmbeddedNats(folder, config.nats.host, config.nats.port, config_file=auth,
+                              sync=config.nats.sync)  # fmt: skip
         try:
             url = await asyncio.to_thread(server.start)
         except BaseException:
