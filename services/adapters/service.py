@@ -47,7 +47,6 @@ from typing import Literal, TypeVar
 
 import aiohttp
 import msgspec
-from nats.micro.request import Request
 
 from schemas import Event
 from schemas.adapters import (
@@ -74,7 +73,7 @@ from schemas.adapters import (
     SubmitRequest,
 )
 from schemas.flags import ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged
-from services.runtime.endpoints import endpoint
+from services.runtime.endpoints import InFlight, endpoint
 from services.runtime.errors import BusError, ConfigError
 from services.runtime.follower import Follower
 from services.runtime.service import Service
@@ -104,7 +103,6 @@ MAX_IN_FLIGHT = 256
 READY_GRACE_S = 0.5
 SecretsState = Literal["not_set", "missing", "loaded"]
 P = TypeVar("P", bound=msgspec.Struct)
-MicroHandler = Callable[[Request], Awaitable[None]]
 
 
 def load_secret_store(path: str | None) -> tuple[SecretStore, SecretsState]:
@@ -132,7 +130,7 @@ class AdaptersService(Service):
             snapshots=Snapshots(self.config.data_path / "snapshots"), on_apply=self._on_fold,
         )  # fmt: skip
         self._live_logged = False
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._in_flight = InFlight(MAX_IN_FLIGHT, self.spawn)
         self._session = aiohttp.ClientSession()
         self._options = HttpOptions(
             retry=self.settings.retry, session=self._session,
@@ -156,7 +154,7 @@ class AdaptersService(Service):
             ("simulate", SIMULATE, SimulateRequest, self.simulate),
         ]
         for name, subject, request_type, handler in routes:
-            handle = self._concurrent(endpoint(request_type, handler))
+            handle = endpoint(request_type, handler, in_flight=self._in_flight)
             await self.micro.add_endpoint(name=name, subject=subject, handler=handle)
         self.supervise(self.follower.run, "follow")  # resumes after its position
         fields = {"secrets_file": self.settings.secrets_file, "secrets": self.secrets_state}
@@ -276,16 +274,6 @@ class AdaptersService(Service):
         )  # fmt: skip
 
     # -- endpoints ------------------------------------------------------------------
-
-    def _concurrent(self, handle: MicroHandler) -> MicroHandler:
-        async def start(req: Request) -> None:
-            self.spawn(self._limited(handle, req), "request")
-
-        return start
-
-    async def _limited(self, handle: MicroHandler, req: Request) -> None:
-        async with self._slots:
-            await handle(req)
 
     def _adapter(self, provider: str) -> ProviderAdapter:
         try:

@@ -9,8 +9,9 @@ the stream but not stored yet must not be decided past.
 Every change goes through one writer (:meth:`BudgetService._write_loop`):
 requests queue a build function; the writer runs the queued builds in order
 (each applies its input event to the state with ``fold.apply`` and returns
-the events to publish), publishes the batch pipelined, and answers each
-request once JetStream acknowledged its events. One writer means one order:
+the events to publish) and sends the batch at once; a second loop answers
+each request once JetStream acknowledged its batch, while the writer already
+decides and sends the next ones (in order on the wire). One writer means one order:
 the log's, so a replay decides what the service decided. A batch that cannot
 be published fails the service (``Service.spawn``); the runner starts a fresh
 instance, which rebuilds from the store what was really stored.
@@ -28,12 +29,11 @@ import asyncio
 import contextlib
 import copy
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
 import nats.errors
-from nats.micro.request import Request
 
 from schemas import Event, decode_event, encode_event
 from schemas.budget import (
@@ -52,22 +52,34 @@ from schemas.telemetry import TelemetrySample
 from services.budget import fold, profiler
 from services.budget.endpoints import BudgetEndpoints
 from services.budget.fold import BudgetFold, BudgetProjection, Outcome
-from services.runtime.bus import Bus
+from services.runtime.bus import Bus, Sent
 from services.runtime.config import Config
-from services.runtime.endpoints import EndpointError, endpoint
+from services.runtime.endpoints import EndpointError, InFlight, endpoint
 from services.runtime.errors import BusError
 from services.runtime.follower import Follower
 from services.runtime.service import Service
 from services.runtime.snapshots import Snapshots
 
+MAX_IN_FLIGHT = 1024
+"""Requests served at once (they wait for the writer and their acks)."""
 RECENT_TRANSITIONS = 10_000
 """Transitions kept for ``poll`` (older ones: the ``budget.state`` events)."""
 WRITTEN = ("budget.state", "budget.limits.updated", "asset.registered", "asset.touched",
            "asset.evicted", "profiler.mark", "profiler.span", "profiler.reset",
            "profiler.snapshot")  # fmt: skip
 
+BURSTS_IN_FLIGHT = 32
+"""Bursts the writer sends before the oldest one's acks are in."""
+
 Build = Callable[[], tuple[list[Event], Any]]
-MicroHandler = Callable[[Request], Awaitable[None]]
+Answer = tuple[asyncio.Future[Any], Any]
+"""A request's future and its answer (an exception: its error)."""
+
+
+def _fail(answers: list[Answer], e: BusError) -> None:
+    for future, _ in answers:
+        if not future.done():
+            future.set_exception(EndpointError(503, f"not recorded: {e}"))
 
 
 class BudgetService(BudgetEndpoints, Service):
@@ -89,7 +101,6 @@ class BudgetService(BudgetEndpoints, Service):
         self._wake = asyncio.Event()
         self._evaluate_now = asyncio.Event()
         self._dash_seen = (0, 0)
-        self._requests: set[asyncio.Task[None]] = set()
 
     @property
     def state(self) -> BudgetFold:
@@ -98,34 +109,17 @@ class BudgetService(BudgetEndpoints, Service):
     # -- lifecycle -------------------------------------------------------------
 
     async def setup(self) -> None:
+        # a command waits for its JetStream ack: each request in a task of its own
+        # (they queue on the writer in arrival order before their first pause)
+        in_flight = InFlight(MAX_IN_FLIGHT, self.spawn)
         assert self.micro is not None
         for name, subject, request_type, handler in self._endpoints():
-            await self.micro.add_endpoint(
-                name=name, subject=subject, handler=self._each(endpoint(request_type, handler))
-            )
+            handle = endpoint(request_type, handler, in_flight=in_flight)
+            await self.micro.add_endpoint(name=name, subject=subject, handler=handle)
         self.supervise(self.follower.run, "follow")
         self.spawn(self._go_live(), "live")
 
-    def _each(self, handle: MicroHandler) -> MicroHandler:
-        """Run each request in a task of its own: nats-py hands a subscription's
-        messages to its callback one at a time, and a command waits for its
-        JetStream ack, so answering in the callback would do one request per
-        subject per round trip. Tasks start in arrival order and queue on the
-        writer before their first pause, so the order of requests is kept."""
-
-        async def answer(request: Request) -> None:
-            await handle(request)
-
-        async def each(request: Request) -> None:
-            task = asyncio.create_task(answer(request))
-            self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
-
-        return each
-
     async def teardown(self) -> None:
-        for task in list(self._requests):
-            task.cancel()
         for _, future in self._queue:
             future.cancel()
         await self.follower.close()
@@ -180,31 +174,59 @@ class BudgetService(BudgetEndpoints, Service):
         return await future
 
     async def _write_loop(self) -> None:
+        """Decide each queued build in order and put its events on the wire at
+        once; :meth:`_answer_loop` answers once they are acknowledged. Sending
+        does not wait for the previous burst's acks (at most
+        ``BURSTS_IN_FLIGHT`` bursts are unacknowledged), so the wire carries
+        the events in the order they were decided."""
+        unacked: asyncio.Queue[tuple[Sent | None, list[Answer]]] = asyncio.Queue(
+            BURSTS_IN_FLIGHT
+        )
+        self.spawn(self._answer_loop(unacked), "answers")
         while True:
             await self._wake.wait()
             self._wake.clear()
             batch, self._queue = self._queue, []
             events: list[Event] = []
-            answers: list[tuple[asyncio.Future[Any], Any]] = []
+            answers: list[Answer] = []
             for build, future in batch:
                 try:
                     built, answer = build()
                 except Exception as e:  # a refusal, or a bug: that request's error only
-                    if not future.done():
-                        future.set_exception(e)
+                    answers.append((future, e))
                     continue
                 events.extend(built)
                 answers.append((future, answer))
+            sent = None
+            if events:
+                try:
+                    sent = await self.bus.send_many(events)
+                except BusError as e:
+                    _fail(answers, e)
+                    raise  # the state is ahead of the log: a fresh instance rebuilds it
+            await unacked.put((sent, answers))
+
+    async def _answer_loop(
+        self, unacked: asyncio.Queue[tuple[Sent | None, list[Answer]]]
+    ) -> None:
+        """Answer each burst's requests, in order, once its events are acknowledged
+        (a refusal too: it was decided on a state that includes earlier bursts)."""
+        while True:
+            sent, answers = await unacked.get()
             try:
-                if events:
-                    await self.bus.publish_many(events)
+                if sent is not None:
+                    await sent.acked()
             except BusError as e:
-                for future, _ in answers:
-                    if not future.done():
-                        future.set_exception(EndpointError(503, f"not recorded: {e}"))
+                _fail(answers, e)
+                while not unacked.empty():
+                    _fail(unacked.get_nowait()[1], e)
                 raise  # the state is ahead of the log: a fresh instance rebuilds it
             for future, answer in answers:
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(answer, Exception):
+                    future.set_exception(answer)
+                else:
                     future.set_result(answer)
 
     def _inputs(self, limits: BudgetLimits | None = None) -> Inputs:

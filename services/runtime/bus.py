@@ -104,6 +104,44 @@ class _Burst:
         return True
 
 
+class Sent:
+    """A burst :meth:`Bus.send_many` put on the wire; :meth:`acked` waits for its acks."""
+
+    __slots__ = ("_bus", "burst", "sent", "unsent")
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self.burst = _Burst()
+        self.sent: list[tuple[Event, bytes, str]] = []  # event, encoding, ack token
+        self.unsent: list[tuple[Event, bytes]] = []  # could not be sent: re-sent in acked()
+
+    async def acked(self) -> int:
+        """Wait until every event of the burst is acknowledged; returns how many.
+
+        Events whose ack is an error, does not come while the burst makes no
+        progress for ``publish_timeout`` (a reconnect loses in-flight acks), or
+        that could not be sent are re-sent one by one, in the burst's order,
+        with :meth:`Bus.publish` (same ids, so nothing is stored twice; a
+        refusal raises :class:`BusError` as it does there)."""
+        bus, burst, status = self._bus, self.burst, self.burst.status
+        try:
+            if burst.outstanding and not self.unsent:
+                await burst.wait(0, bus.publish_timeout)
+        finally:
+            self.forget()
+        retry = [(e, payload) for i, (e, payload, _) in enumerate(self.sent) if status[i] != _ACKED]
+        for event, payload in retry + self.unsent:
+            await bus._publish_encoded(event, payload)
+        return len(self.sent) + len(self.unsent)
+
+    def forget(self) -> None:
+        """Stop matching acks still pending (a late one is then ignored)."""
+        status, waiting = self.burst.status, self._bus._acks_waiting
+        for i, (_, _, token) in enumerate(self.sent):
+            if status[i] == _PENDING:
+                waiting.pop(token, None)
+
+
 class _ConnState:
     """What the connection callbacks need to know about their bus."""
 
@@ -326,66 +364,57 @@ class Bus:
         raise AssertionError("unreachable")
 
     async def publish_many(self, events: Iterable[Event]) -> int:
-        """Pipelined publish of a burst: up to ``PUBLISH_WINDOW`` in flight, then
-        wait for every ack.
+        """Pipelined publish of a burst: :meth:`send_many`, then wait for every
+        ack (:meth:`Sent.acked`). Returns how many were published."""
+        return await (await self.send_many(events)).acked()
+
+    async def send_many(self, events: Iterable[Event]) -> Sent:
+        """Put a burst on the wire now, in order; its acks are awaited later
+        with :meth:`Sent.acked` (call it exactly once), so that a writer can
+        decide and send its next burst while this one's acks travel.
 
         A JetStream publish is a request whose reply is the ack. Here every
         event goes out as a plain publish whose reply subject is this bus's ack
         inbox plus a token, and one subscription on that inbox matches the acks
         to a per-burst record (no future, semaphore, or JSON-to-dataclass ack per
         message, as nats-py's ``publish_async`` has: about three times less CPU
-        per event). Events whose ack is an error, does not come while the burst
-        makes no progress for ``publish_timeout`` (a reconnect loses in-flight
-        acks), or that could not be sent are re-sent one by one with
-        :meth:`publish` (same ids, so nothing is stored twice; a refusal raises
-        :class:`BusError` as it does there). Returns how many were published.
+        per event). At most ``PUBLISH_WINDOW`` of a burst are in flight: past
+        it, sending waits until half of them are acknowledged.
 
         Every event is encoded and its size checked first: when one is over
-        ``MAX_EVENT_BYTES`` the burst raises :class:`BusError` and none is sent.
+        ``MAX_EVENT_BYTES`` this raises :class:`BusError` and none is sent.
         """
         encoded = [(event, self._encode(event)) for event in events]
         prefix = await self._ack_inbox()
         waiting, tokens, publish = self._acks_waiting, self._ack_tokens, self.nc.publish
-        burst = _Burst()
-        status = burst.status
-        sent: list[tuple[Event, bytes, str]] = []
-        unsent: list[tuple[Event, bytes]] = []
+        sent = Sent(self)
+        burst, status = sent.burst, sent.burst.status
         it = iter(encoded)
         try:
             for event, payload in it:
                 if burst.outstanding >= PUBLISH_WINDOW:
                     if not await burst.wait(PUBLISH_WINDOW // 2, self.publish_timeout):
-                        unsent.append((event, payload))  # acks are overdue: stop, re-send below
-                        unsent.extend(it)
+                        sent.unsent.append((event, payload))  # acks overdue: re-sent by acked()
+                        sent.unsent.extend(it)
                         break
                 token = str(next(tokens))
                 status.append(_PENDING)
-                waiting[token] = (burst, len(sent))
+                waiting[token] = (burst, len(sent.sent))
                 try:
-                    await publish(
-                        event.type,
-                        payload,
-                        reply=prefix + token,
-                        headers={"Nats-Msg-Id": event.id},
-                    )
+                    await publish(event.type, payload, reply=prefix + token,
+                                  headers={"Nats-Msg-Id": event.id})  # fmt: skip
                 except nats.errors.Error:  # closed, or down with its buffer full
                     del waiting[token]
                     status.pop()
-                    unsent.append((event, payload))
-                    unsent.extend(it)
+                    sent.unsent.append((event, payload))
+                    sent.unsent.extend(it)
                     break
-                sent.append((event, payload, token))
+                sent.sent.append((event, payload, token))
                 burst.outstanding += 1
-            if burst.outstanding and not unsent:
-                await burst.wait(0, self.publish_timeout)
-        finally:
-            for i, (_, _, token) in enumerate(sent):
-                if status[i] == _PENDING:
-                    waiting.pop(token, None)  # a late ack is then ignored
-        retry = [(e, payload) for i, (e, payload, _) in enumerate(sent) if status[i] != _ACKED]
-        for event, payload in retry + unsent:
-            await self._publish_encoded(event, payload)
-        return len(sent) + len(unsent)
+        except BaseException:  # cancelled while waiting for the window
+            sent.forget()
+            raise
+        return sent
 
     async def _ack_inbox(self) -> str:
         """The ack inbox prefix of :meth:`publish_many` (subscribed on first use;

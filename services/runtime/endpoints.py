@@ -11,11 +11,18 @@ message (it names the bad field), the code of a raised :class:`EndpointError`,
 down, and the returned coroutine never raises: a request without a reply
 subject, or a reply that cannot be sent (connection gone, reply too large),
 is logged and dropped.
+
+Concurrency: nats-py hands a subscription's messages to its callback one at a
+time, so a handler that awaits I/O (a JetStream ack, a provider's HTTP API)
+would serve one request per subject per round trip. ``endpoint(...,
+in_flight=InFlight(n, self.spawn))`` runs each request in a task of its own,
+at most ``n`` at once across every endpoint sharing that :class:`InFlight`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import msgspec
@@ -51,13 +58,59 @@ def error_text(text: str) -> str:
     return line if len(line) <= MAX_ERROR_TEXT else line[: MAX_ERROR_TEXT - 3] + "..."
 
 
+MicroHandler = Callable[[Request], Awaitable[None]]
+Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+
+
+class InFlight:
+    """Requests served each in a task of its own, at most ``limit`` at once.
+
+    ``spawn`` starts the tasks (a service's ``Service.spawn``, so that stopping
+    the service cancels them). The micro callback waits for a free slot before
+    it starts a task: past ``limit`` the subscription's pending buffer fills
+    (nats-py's slow-consumer bounds) instead of tasks piling up without end.
+    Tasks start in arrival order and run until their first pause in that
+    order, so a handler that queues work before it awaits keeps the order of
+    requests."""
+
+    def __init__(self, limit: int, spawn: Spawn) -> None:
+        if limit < 1:
+            raise ValueError(f"in-flight limit must be at least 1, not {limit}")
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit)
+        self._spawn = spawn
+        self.busy = 0
+        """Requests being served now."""
+
+    def wrap(self, handle: MicroHandler) -> MicroHandler:
+        async def start(req: Request) -> None:
+            await self._slots.acquire()
+            try:
+                self._spawn(self._serve(handle, req), "request")
+            except BaseException:
+                self._slots.release()
+                raise
+
+        return start
+
+    async def _serve(self, handle: MicroHandler, req: Request) -> None:
+        self.busy += 1
+        try:
+            await handle(req)
+        finally:
+            self.busy -= 1
+            self._slots.release()
+
+
 def endpoint(
     request_type: type[Req],
     handler: Callable[[Req], Awaitable[Any]],
     *,
     max_bytes: int = limits.MAX_EVENT_BYTES,
-) -> Callable[[Request], Awaitable[None]]:
-    """A micro handler for ``handler``; bodies over ``max_bytes`` are a 400."""
+    in_flight: InFlight | None = None,
+) -> MicroHandler:
+    """A micro handler for ``handler``; bodies over ``max_bytes`` are a 400.
+    With ``in_flight``, each request runs in a task of its own (see :class:`InFlight`)."""
     decoder = msgspec.json.Decoder(request_type)
     what = f"{request_type.__name__} request"
 
@@ -81,7 +134,7 @@ def endpoint(
         else:
             await _send(req, reply)
 
-    return handle
+    return handle if in_flight is None else in_flight.wrap(handle)
 
 
 async def _send(req: Request, reply: bytes) -> None:
