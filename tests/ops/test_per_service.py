@@ -167,3 +167,19 @@ async def test_each_service_killed_in_turn_rebuilds_and_loses_nothing(fleet: Fle
         flow.stopping.set()
         await asyncio.gather(flowing, return_exceptions=True)
         await publisher.close()
+
+
+def test_supervisord_runs_every_service_as_its_own_program() -> None:
+    """One [program:NAME] per service (restart only the failed one), each
+    ``gpuroute serve NAME`` with its own login; a new service needs its row."""
+    import configparser
+
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read(Path(__file__).resolve().parents[2] / "ops" / "supervisord.conf")
+    group = conf["group:gpuroute"]["programs"].split(",")
+    assert sorted(group) == sorted(cli.SERVICES)
+    for name in cli.SERVICES:
+        command = conf[f"program:{name}"]["command"]
+        assert f"gpuroute serve {name} " in command
+        assert f"--creds /var/lib/gpuroute/.gpuroute/credentials/{name}.toml" in command
+        assert conf[f"program:{name}"]["stopsignal"] == "TERM"
