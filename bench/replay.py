@@ -39,7 +39,7 @@ from schemas import encode_event
 from schemas.envelope import _decoder
 from services.runtime.projection import Projector
 from services.store.eventlog import PRAGMAS, SCHEMA, iter_events
-from services.store.jobtable import JobTableProjection
+from services.scheduler.table import JobTableProjection
 
 
 def build(path: Path, n: int, batch: int = 50_000) -> float:

@@ -12,6 +12,7 @@ from schemas import (
     flags,
     jobs,
     providers,
+    scheduler,
     system,
     telemetry,
 )

@@ -401,7 +401,11 @@ class GpuList(msgspec.Struct, frozen=True, kw_only=True):
 
 
 JobAdvisedEvent = event_type(
-    "job.advised", JobAdvised, "The advisor decided where a job runs.", publishers=("advisor",)
+    "job.advised",
+    JobAdvised,
+    "The advisor decided where a job runs.",
+    publishers=("advisor",),
+    readers=("scheduler",),
 )
 QueueDepthChangedEvent = event_type(
     "queue.depth.changed",

@@ -24,7 +24,7 @@ event name (a query, a filter, a subject pattern), :func:`spelling` accepts
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -81,21 +81,45 @@ JobSpecBody = strict(JobSpec)
 
 
 class JobSubmitted(msgspec.Struct, frozen=True, kw_only=True):
+    """A job was asked for. Fields after ``spec`` come from the scheduler
+    (``schemas/scheduler.py``): what to run, so any scheduler instance can run
+    or retry it from the log alone. None/empty on events of older versions."""
+
     spec: JobSpec
+    executor: str | None = None
+    payload: Any = None
+    idempotency_key: str | None = None
+    max_attempts: int = 1
+    timeout_s: float | None = None
+    priority: int = 0
+    owner: str | None = None
+    """The scheduler instance that took the request (it runs the job)."""
 
 
 class JobStarted(msgspec.Struct, frozen=True, kw_only=True):
     target: str
     provider: str | None = None
+    attempt: int | None = None
+    executor: str | None = None
+    owner: str | None = None
+    """The scheduler instance running this attempt: its lease must stay fresh."""
 
 
 class JobSucceeded(msgspec.Struct, frozen=True, kw_only=True):
     artifacts: list[str] = []
     cost_usd: float | None = None
+    attempt: int | None = None
+    dry_run: bool = False
+    remote_id: str | None = None
+    provider: str | None = None
 
 
 class JobFailed(msgspec.Struct, frozen=True, kw_only=True):
     error: str
+    code: str | None = None
+    """``executor``, ``timeout``, ``lease_expired``, ``infeasible``, ``bad_request``,
+    ``budget``, ``attempts``; None on older events."""
+    attempt: int | None = None
 
 
 class JobCancelled(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,22 +137,23 @@ def spelling(typed: str) -> str:
     return _OTHER_SPELLING.sub(CANCELLED, typed) if "canceled" in typed else typed
 
 
+_SCHEDULER: dict[str, Any] = {"publishers": ("scheduler",), "readers": ("scheduler",)}
 JobSubmittedEvent = event_type(
     "job.submitted",
     JobSubmitted,
     "A client asked to run a job.",
     publishers=("scheduler",),
-    readers=("advisor",),  # its JetStream consumer
+    readers=("advisor", "scheduler"),  # the advisor's JetStream consumer
 )
 JobStartedEvent = event_type(
-    "job.started", JobStarted, "A job began running on its target.", publishers=("scheduler",)
+    "job.started", JobStarted, "A job began running on its target.", **_SCHEDULER
 )
 JobSucceededEvent = event_type(
-    "job.succeeded", JobSucceeded, "A job finished successfully.", publishers=("scheduler",)
+    "job.succeeded", JobSucceeded, "A job finished successfully.", **_SCHEDULER
 )
 JobFailedEvent = event_type(
-    "job.failed", JobFailed, "A job ended with an error.", publishers=("scheduler",)
+    "job.failed", JobFailed, "A job ended with an error.", **_SCHEDULER
 )
 JobCancelledEvent = event_type(
-    f"job.{CANCELLED}", JobCancelled, "A job was cancelled.", publishers=("scheduler",)
+    f"job.{CANCELLED}", JobCancelled, "A job was cancelled.", **_SCHEDULER
 )

@@ -9,7 +9,7 @@ import subprocess
 from schemas.jobs import JobFailed
 from services.runtime.projection import Projector
 from services.store.eventlog import iter_events
-from services.store.jobtable import JobTableProjection
+from services.scheduler.table import JobTableProjection
 from tests.support import BIN, lifecycle, wait_for
 
 

@@ -22,7 +22,7 @@ from schemas.providers import ProviderProfile
 from schemas.strict import lenient, strict
 from services.adapters.sim import simulate
 from services.advisor.replay import recorded_decisions
-from services.store.jobtable import JobTableProjection
+from services.scheduler.table import JobTableProjection
 
 
 def _advised(inputs: bytes) -> bytes:
