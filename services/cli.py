@@ -53,7 +53,7 @@ SERVICES: dict[str, str] = {
 }
 
 PROJECTIONS: dict[str, str] = {
-    "jobs": "services.store.jobtable:JobTableProjection",
+    "jobs": "services.scheduler.table:JobTableProjection",
     "providers": "services.advisor.projection:ProviderRegistryProjection",
     "advisor": "services.advisor.projection:AdvisorProjection",
     "adapters": "services.adapters.projection:AdaptersProjection",
