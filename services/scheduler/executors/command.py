@@ -59,8 +59,7 @@ class CommandConfigError(ValueError):
 def _resolve(program: str) -> str | None:
     if program == "python":
         return sys.executable
-    found = shutil.which(program)
-    return os.path.realpath(found) if found else None
+    return shutil.which(program)
 
 
 class CommandExecutor(Executor):
@@ -91,9 +90,11 @@ class CommandExecutor(Executor):
         """The absolute path ``argv0`` runs as; :class:`BadPayload` if not allowed."""
         if argv0 in self.allowed:
             return self.allowed[argv0]
-        resolved = os.path.realpath(argv0) if os.path.isabs(argv0) else None
-        if resolved is not None and resolved in self.allowed.values():
-            return resolved
+        if os.path.isabs(argv0):
+            real = os.path.realpath(argv0)
+            for path in self.allowed.values():
+                if os.path.realpath(path) == real:
+                    return path
         allowed = ", ".join(sorted(self.allowed)) or "nothing"
         raise BadPayload(
             f"command payload: program {argv0!r} is not on the allow-list "
@@ -189,19 +190,18 @@ class _Lines:
         self.last_stderr = ""
 
     async def pump(self, stream: asyncio.StreamReader, name: Literal["stdout", "stderr"]) -> None:
-        pending = b""
+        pending, skipping = b"", False
         while chunk := await stream.read(_CHUNK):
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
+            *complete, pending = (pending + chunk).split(b"\n")
             for raw in complete:
-                await self.line(raw, name)
+                if not skipping:
+                    await self.line(raw, name)
+                skipping = False
             if len(pending) > self.s.max_line_bytes:
-                await self.line(pending, name)  # an endless line: report its start, skip it
-                pending = b""
-                while (chunk := await stream.read(_CHUNK)) and b"\n" not in chunk:
-                    pass
-                pending = chunk.split(b"\n", 1)[1] if chunk else b""
-        if pending:
+                if not skipping:  # a line with no end in sight: report its start once
+                    await self.line(pending, name)
+                pending, skipping = b"", True
+        if pending and not skipping:
             await self.line(pending, name)
 
     async def line(self, raw: bytes, name: Literal["stdout", "stderr"]) -> None:
