@@ -183,3 +183,40 @@ def test_supervisord_runs_every_service_as_its_own_program() -> None:
         assert f"gpuroute serve {name} " in command
         assert f"--creds /var/lib/gpuroute/.gpuroute/credentials/{name}.toml" in command
         assert conf[f"program:{name}"]["stopsignal"] == "TERM"
+
+
+def config_rows(t: type, prefix: str = "") -> Iterator[tuple[str, str, str]]:
+    """(dotted key, type, default as JSON) of every leaf setting of ``t``; the
+    table of docs/configuration.md is printed from it:
+    ``python -c "from tests.ops.test_per_service import table; print(table())"``."""
+    import msgspec
+    import msgspec.inspect as mi
+
+    for f in mi.type_info(t).fields:  # type: ignore[attr-defined]
+        key = prefix + f.encode_name
+        default = f.default
+        if default is mi.NODEFAULT:
+            default = f.default_factory() if f.default_factory is not mi.NODEFAULT else None
+        if isinstance(f.type, mi.StructType) or isinstance(default, msgspec.Struct):
+            yield from config_rows(f.type.cls if isinstance(f.type, mi.StructType)
+                                   else type(default), key + ".")  # fmt: skip
+            continue
+        kinds = f.type.types if isinstance(f.type, mi.UnionType) else (f.type,)
+        kind = " or ".join(type(k).__name__.removesuffix("Type").lower() for k in kinds)
+        yield key, kind, msgspec.json.encode(default).decode()
+
+
+def table() -> str:
+    from services.runtime.config import Config
+
+    lines = ["| key | type | default |", "|---|---|---|"]
+    lines += [f"| `{k}` | {t} | `{d}` |" for k, t, d in config_rows(Config)]
+    return "\n".join(lines)
+
+
+def test_configuration_doc_lists_every_key() -> None:
+    """docs/configuration.md has the row of every key of the Config Structs,
+    with its current default (a new key, or a changed default, needs the doc)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [row for row in table().splitlines()[2:] if row not in doc]
+    assert missing == [], "regenerate the table of docs/configuration.md:\n" + "\n".join(missing)
