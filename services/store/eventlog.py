@@ -13,18 +13,22 @@ stream and stream position, apart from the events. Table ``notices`` keeps
 what an operator must acknowledge (a stream reset) across restarts.
 
 :class:`EventLog` is the async writer/reader of the store service (aiosqlite,
-WAL; one connection writes, another reads so reads never queue behind a
-batch). It keeps the set of distinct event types in the log (loaded at open
-by an index skip-scan, grown before each commit) so that reads resolve type
-filters to exact types (:mod:`services.store.reads`). :func:`iter_events` is
+WAL; one aiosqlite connection writes, and reads run on
+:class:`~services.store.reads.Readers`, plain connections on threads of their
+own, so reads never queue behind a batch nor behind each other). It keeps
+the set of distinct event types in the log (loaded at open by an index
+skip-scan, grown before each commit) so that reads resolve type filters to
+exact types (:mod:`services.store.reads`). :func:`iter_events` is
 a plain synchronous reader for replays that run without NATS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
@@ -82,6 +86,7 @@ Stored = tuple[int, str, bytes]
 """One appended event: (seq, type, body)."""
 Dead = tuple[int, str, str, bytes]
 """One dead letter: (stream_seq, subject, reason, body)."""
+T = TypeVar("T")
 
 
 def type_range(prefix: str) -> tuple[str, str]:
@@ -117,13 +122,12 @@ class EventLog:
         self,
         path: Path,
         writer: aiosqlite.Connection,
-        reader: aiosqlite.Connection,
         tracking_name: str,
     ) -> None:
         self.path = path
         self.tracking_name = tracking_name
         self._w = writer
-        self._r = reader
+        self._readers = reads.Readers(path)
         self.last_seq = 0
         self.types: set[str] = set()
         """Every event type in the log (a superset for a moment while a batch commits)."""
@@ -142,9 +146,7 @@ class EventLog:
                 await writer.execute(pragma)
             await writer.executescript(SCHEMA)
             await _migrate(writer)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            await reader.execute("PRAGMA busy_timeout=5000")
-            log = cls(path, writer, reader, tracking_name)
+            log = cls(path, writer, tracking_name)
             async with writer.execute("SELECT coalesce(max(seq), 0) FROM events") as cur:
                 row = await cur.fetchone()
                 log.last_seq = int(row[0]) if row else 0
@@ -157,7 +159,7 @@ class EventLog:
 
     async def close(self) -> None:
         await self._w.close()
-        await self._r.close()
+        await asyncio.to_thread(self._readers.close)
 
     async def tracking(self) -> tuple[int, str | None]:
         """(the stream position the log holds every event up to, 0: none;
@@ -252,8 +254,10 @@ class EventLog:
             raise StoreError(f"cannot record the stream in {self.path}: {e}") from e
 
     async def notices(self) -> list[str]:
-        async with self._r.execute("SELECT text FROM notices ORDER BY id") as cur:
-            return [str(r[0]) for r in await cur.fetchall()]
+        def query(conn: sqlite3.Connection) -> list[str]:
+            return [str(r[0]) for r in conn.execute("SELECT text FROM notices ORDER BY id")]
+
+        return await self._reading(query)
 
     async def acknowledge(self) -> int:
         """Forget every notice; returns how many there were."""
@@ -278,22 +282,48 @@ class EventLog:
         (all when both are empty), with ``key``; at most ``limit`` of them and
         at most ``max_bytes`` of bodies (but at least one). With ``last``, the
         newest that fit (still ascending)."""
+        query = self.query(after, limit, type_prefixes, key, last, patterns)
+        return await self._reading(lambda conn: reads.read_page(conn, query, max_bytes))
+
+    def query(
+        self,
+        after: int = 0,
+        limit: int = 100,
+        type_prefixes: Sequence[str] = (),
+        key: str | None = None,
+        last: bool = False,
+        patterns: Sequence[str] = (),
+    ) -> reads.Query:
+        """The query of a read, its type filters resolved to exact types."""
         types = reads.resolve(self.types, type_prefixes, patterns)
-        query = reads.Query(after=after, limit=limit, types=types, key=key, last=last)
+        return reads.Query(after=after, limit=limit, types=types, key=key, last=last)
+
+    async def read_reply(self, query: reads.Query, max_bytes: int | None) -> bytes:
+        """The page of ``query`` as the bytes of a ``StoredPage`` reply, read
+        and built in one hop to a reader thread."""
+
+        def page(conn: sqlite3.Connection) -> bytes:
+            return reads.encode_page(reads.read_page(conn, query, max_bytes), self.last_seq)
+
+        return await self._reading(page)
+
+    async def _reading(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return await reads.read_page(self._r, query, max_bytes)
+            return await self._readers.run(fn)
         except sqlite3.Error as e:
             raise StoreError(f"read from {self.path} failed: {e}") from e
 
     async def counts(self) -> tuple[int, int, int]:
         """(event count, last seq, dead letters)."""
-        async with self._r.execute(
-            "SELECT (SELECT count(*) FROM events), (SELECT coalesce(max(seq), 0) FROM events), "
-            "(SELECT count(*) FROM dead_letters)"
-        ) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1]), int(row[2])
+
+        def query(conn: sqlite3.Connection) -> tuple[int, int, int]:
+            count, last, dead = conn.execute(
+                "SELECT (SELECT count(*) FROM events), (SELECT coalesce(max(seq), 0) FROM events),"
+                " (SELECT count(*) FROM dead_letters)"
+            ).fetchone()
+            return int(count), int(last), int(dead)
+
+        return await self._reading(query)
 
     def file_bytes(self) -> int:
         return sum(

@@ -15,20 +15,34 @@ or at ``max_bytes`` of bodies, whichever comes first (always at least one
 event), so a reply of up to :data:`schemas.limits.MAX_PAGE_BYTES` plus one
 event of at most :data:`schemas.limits.MAX_EVENT_BYTES` fits NATS's
 ``max_payload``.
+
+Reads run on :class:`Readers`, a few threads with a plain ``sqlite3``
+connection each: a whole page (query, cut, and the reply bytes) is one hop
+to a thread and back. Through aiosqlite's single reader thread it was four
+(execute, two fetches, close), and every read queued behind the others:
+about 1.1k pages of 100 a second at 32 requests in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import aiosqlite
+from pathlib import Path
+from typing import TypeVar
 
 from schemas import limits
+from schemas.system import encode_stored
 from services.runtime.follow import subject_matches
 
-FETCH = 64
-"""Rows per fetch while streaming bodies (bounds what is read past a full page)."""
+READERS = 2
+"""Reader threads (and connections). SQLite releases the GIL while it steps a
+statement, so two reads overlap each other and the event loop."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,27 +111,80 @@ def plan(q: Query) -> tuple[str, list[object]]:
     return sql, [*(a for t in q.types for a in (t, q.after, n)), n]
 
 
-async def read_page(
-    conn: aiosqlite.Connection, q: Query, max_bytes: int | None = limits.MAX_PAGE_BYTES
+def read_page(
+    conn: sqlite3.Connection, q: Query, max_bytes: int | None = limits.MAX_PAGE_BYTES
 ) -> Page:
     """Run :func:`plan` and cut the result at ``limit`` events and ``max_bytes``
-    of bodies (None: no byte bound); at least one event when one matches."""
+    of bodies (None: no byte bound); at least one event when one matches.
+    Blocking: call it on a :class:`Readers` thread."""
     if q.types == ():
         return Page([], False)
     sql, args = plan(q)
     rows: list[tuple[int, bytes]] = []
     size, more = 0, False
-    async with conn.execute(sql, args) as cur:
-        while not more and (chunk := await cur.fetchmany(FETCH)):
-            for seq, body in chunk:
-                body = bytes(body)
-                if len(rows) == q.limit or (
-                    rows and max_bytes is not None and size + len(body) > max_bytes
-                ):
-                    more = True
-                    break
-                rows.append((int(seq), body))
-                size += len(body)
+    cur = conn.execute(sql, args)
+    try:
+        for seq, body in cur:  # rows are stepped one by one: nothing read past the cut
+            if len(rows) == q.limit or (
+                rows and max_bytes is not None and size + len(body) > max_bytes
+            ):
+                more = True
+                break
+            rows.append((seq, body))
+            size += len(body)
+    finally:
+        cur.close()
     if q.last:
         rows.reverse()
     return Page(rows, more)
+
+
+def encode_page(page: Page, last_seq: int) -> bytes:
+    """The reply of a read (``schemas.system.StoredPage``), built from the
+    stored bodies as they are (no decoding, no re-encoding). ``last_seq`` is
+    raised to the page's newest position: a page is never ahead of it."""
+    items = b",".join([encode_stored(seq, body) for seq, body in page.rows])
+    if page.rows:  # ascending, also with ``last``
+        last_seq = max(last_seq, page.rows[-1][0])
+    more = b"true" if page.more else b"false"
+    return b'{"events":[%s],"last_seq":%d,"more":%s}' % (items, last_seq, more)
+
+
+class Readers:
+    """A few threads, each with its own read-only ``sqlite3`` connection to
+    the log (WAL: they see every committed batch and never block the writer).
+
+    :meth:`run` hands ``fn(connection)`` to a free thread: a caller does all of
+    its SQL in that one call. Raises ``sqlite3.Error`` as ``fn`` does."""
+
+    def __init__(self, path: Path, threads: int = READERS) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="store-read")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            return fn(self._connection())
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def close(self) -> None:
+        """Wait for the reads under way, then close every connection."""
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()

@@ -34,8 +34,8 @@ from nats.aio.msg import Msg
 
 from schemas import limits
 from schemas.subjects import STORE_ACKNOWLEDGE, STORE_READ, STORE_STATS
-from schemas.system import StoreAcknowledgeRequest, StoreReadRequest, StoreStats, encode_stored
-from services.runtime.endpoints import endpoint
+from schemas.system import StoreAcknowledgeRequest, StoreReadRequest, StoreStats
+from services.runtime.endpoints import InFlight, endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.service import Service
 from services.store.broadcast import broadcast
@@ -46,6 +46,9 @@ from services.store.ingest import classify, dead_letter_message, one_line
 MAX_BATCH = 10_000
 CHECK_S = 2.0
 """How often the watch task checks the stream and the consumer."""
+READS_IN_FLIGHT = 64
+"""Reads answered at once (on ``reads.READERS`` threads); beyond it, requests
+wait in nats-py's pending queue."""
 
 
 class StoreService(Service):
@@ -72,8 +75,11 @@ class StoreService(Service):
         await self._check_stream()
         await self.feed.subscribe()
         assert self.micro is not None
+        # each read in a task of its own: awaited in nats-py's callback, a read
+        # kept every later one waiting while the other reader thread idled
+        reads_in_flight = InFlight(READS_IN_FLIGHT, self.spawn)
         for name, subject, handler in (
-            ("read", STORE_READ, endpoint(StoreReadRequest, self.read)),
+            ("read", STORE_READ, endpoint(StoreReadRequest, self.read, in_flight=reads_in_flight)),
             ("stats", STORE_STATS, endpoint(_Empty, self.stats)),
             ("acknowledge", STORE_ACKNOWLEDGE, endpoint(StoreAcknowledgeRequest, self.ack)),
         ):
@@ -238,13 +244,10 @@ class StoreService(Service):
 
     async def read(self, req: StoreReadRequest) -> bytes:
         prefixes = [p for p in (req.type, *(req.types or ())) if p]
-        page = await self.eventlog.read(
-            req.after, req.limit, prefixes, req.key, req.last, req.patterns or (),
-            max_bytes=limits.MAX_PAGE_BYTES,
-        )  # fmt: skip
-        items = b",".join(encode_stored(seq, body) for seq, body in page.rows)
-        more = b"true" if page.more else b"false"
-        return b'{"events":[%s],"last_seq":%d,"more":%s}' % (items, self.eventlog.last_seq, more)
+        query = self.eventlog.query(
+            req.after, req.limit, prefixes, req.key, req.last, req.patterns or ()
+        )
+        return await self.eventlog.read_reply(query, limits.MAX_PAGE_BYTES)
 
     async def stats(self, _: object = None) -> StoreStats:
         count, last_seq, dead = await self.eventlog.counts()

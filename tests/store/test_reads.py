@@ -3,12 +3,14 @@ types, and every statement on an index (checked with EXPLAIN QUERY PLAN)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from schemas import limits
+from schemas.system import decode_page
 from services.store import reads
 from services.store.eventlog import DISTINCT_TYPES, EventLog, Row
 
@@ -140,3 +142,43 @@ async def test_distinct_types_are_read_by_skip_scan(log):
     plan = _plan(log.path, DISTINCT_TYPES, [])
     assert not any(step.startswith("SCAN events") for step in plan), plan
     assert any("COVERING INDEX events_by_type (type>?)" in step for step in plan), plan
+
+
+async def test_a_slow_read_holds_up_no_other_read(bus, fast_store):
+    """nats-py hands a subscription's requests to its callback one at a time:
+    a read awaited there kept every later read waiting behind it."""
+    from tests.store.support import read
+
+    release = asyncio.Event()
+    real = fast_store.eventlog.read_reply
+
+    async def read_reply(query: reads.Query, max_bytes: int | None) -> bytes:
+        if query.key == "slow":
+            await release.wait()
+        return await real(query, max_bytes)
+
+    fast_store.eventlog.read_reply = read_reply
+    slow = asyncio.create_task(read(bus, key="slow"))
+    try:
+        page = await asyncio.wait_for(read(bus, limit=1), 3)
+        assert page.events == [] and not slow.done()
+    finally:
+        release.set()
+    assert (await slow).events == []
+
+
+async def test_a_page_is_one_hop_to_a_reader_thread(log):
+    await log.append(rows(300), position=300)
+    hops = 0
+    run = log._readers.run
+
+    async def counted(fn):  # type: ignore[no-untyped-def]
+        nonlocal hops
+        hops += 1
+        return await run(fn)
+
+    log._readers.run = counted
+    raw = await log.read_reply(log.query(limit=100, type_prefixes=["job."]), limits.MAX_PAGE_BYTES)
+    page = decode_page(raw)
+    assert hops == 1 and len(page.events) == 100 and page.more
+    assert page.last_seq == 300
