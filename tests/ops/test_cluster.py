@@ -227,3 +227,25 @@ async def test_flow_survives_a_node_and_the_stream_leader_restarting(
         await asyncio.gather(flowing, return_exceptions=True)
         await publisher.close()
         await watcher.close()
+
+
+def test_the_sync_setting_reaches_the_embedded_server_and_a_bad_one_is_named(
+    tmp_path: Path,
+) -> None:
+    """[nats] sync is written as jetstream sync_interval beside the users'
+    block it includes, nats-server accepts it; a typo is one ConfigError."""
+    from services.runtime.errors import ConfigError
+    from services.runtime.natsserver import EmbeddedNats
+
+    conf = write_server_conf(tmp_path / "nats", ensure_credentials(tmp_path / "data").values())
+    server = EmbeddedNats(tmp_path / "nats", port=0, config_file=conf, sync="1s")
+    server.start()
+    try:
+        text = (tmp_path / "nats" / "server.conf").read_text()
+        assert "sync_interval: 1s" in text and 'include "auth.conf"' in text
+    finally:
+        server.stop()
+    assert load_config().nats.sync == "always"
+    (tmp_path / "bad.toml").write_text('[nats]\nsync = "sometimes"\n')
+    with pytest.raises(ConfigError, match=r"nats\.sync"):
+        load_config(tmp_path / "bad.toml")
