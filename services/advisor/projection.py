@@ -14,9 +14,10 @@ from typing import Any
 import msgspec
 
 from schemas import Event
+from schemas.telemetry import TelemetrySample
 from services.advisor import registry
 from services.advisor.registry import RegistryState
-from services.advisor.state import AdvisorEvent, AdvisorState
+from services.advisor.state import AdvisorEvent, AdvisorState, takes_sample
 from services.advisor.state import apply as apply_advisor
 
 
@@ -29,8 +30,16 @@ class AdvisorProjection:
     """Bump when ``state.apply`` or ``AdvisorState`` changes: snapshots of another
     version are not loaded."""
 
+    latest_types = ("telemetry.sampled",)
+    """Only the newest sample of its node counts: a start reads that one instead of
+    every sample in the log (``services/runtime/follower.py``, "Latest wins")."""
+
     def __init__(self, node: str | None = None) -> None:
         self.node = node
+
+    def takes_latest(self, event: Event) -> bool:
+        payload = event.payload
+        return isinstance(payload, TelemetrySample) and takes_sample(self.node, payload)
 
     def initial(self) -> AdvisorState:
         return AdvisorState(node=self.node)

@@ -52,8 +52,8 @@ def apply(state: AdvisorState, payload: AdvisorEvent) -> AdvisorState:
     than ``remote`` change nothing. A sample without a node (written before node
     ids, by the advisor's own sampler) counts for every node."""
     match payload:
-        case TelemetrySample(node=node):
-            if node is not None and state.node is not None and node != state.node:
+        case TelemetrySample():
+            if not takes_sample(state.node, payload):
                 return state
             return msgspec.structs.replace(state, telemetry=payload)
         case ProviderUpserted() | ProviderRemoved():
@@ -66,6 +66,14 @@ def apply(state: AdvisorState, payload: AdvisorEvent) -> AdvisorState:
                 return state
             return msgspec.structs.replace(state, remote_queue_depth=depth)
     raise TypeError(f"not an advisor event: {type(payload).__name__}")
+
+
+def takes_sample(node: str | None, sample: TelemetrySample) -> bool:
+    """Whether the advisor of ``node`` folds ``sample``: its own node's, a node-less
+    one, or any when ``node`` is None. A sample it folds replaces the last one
+    whole, and nothing else reads or writes ``telemetry``: only the newest it
+    takes counts ("latest wins", ``AdvisorProjection.latest_types``)."""
+    return sample.node is None or node is None or sample.node == node
 
 
 def all_flags(state: AdvisorState) -> dict[str, bool]:

@@ -26,6 +26,20 @@ per ``SKIP_LOG_EVERY``, so a log full of them cannot flood the service's log.
 
 Snapshots are saved every ``snapshot_every`` events or ``snapshot_every_s``
 seconds once loaded (only by time while loading), and on :meth:`close`.
+
+**Latest wins.** A projection that is also :class:`LatestWins` names event
+types of which only the newest one it takes counts (the advisor's
+``telemetry.sampled``: 9 in 10 events of a busy log). Step 2 then reads those
+types newest first, one page, and folds only the newest event the projection
+takes, merged by position with every event of the other patterns. Why that is
+the same state, byte for byte, as a fold of every event: such an event sets
+one part of the state from itself alone, no other event reads or writes that
+part, and whether the projection takes it does not depend on the state; so
+each taken event is overwritten by the next one, and the others change
+nothing. When the newest page holds none the projection takes (another
+node's samples only), the whole history is folded as usual. Events of those
+types older than the one folded are not read, so they are not counted as
+skipped either.
 """
 
 from __future__ import annotations
@@ -34,13 +48,13 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from logging import Logger
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import msgspec
 
-from schemas import Event, limits
+from schemas import Event, decode_event, limits
 from schemas.subjects import STORE_READ
 from schemas.system import StoreReadRequest, decode_page
 from services.runtime.bus import Bus
@@ -63,6 +77,8 @@ SNAPSHOT_EVERY_S = 60.0
 SKIPS_KEPT = 16
 SKIP_LOG_FIRST = 10
 SKIP_LOG_EVERY = 1000
+LATEST_PAGE = 1000
+"""Events of a latest-wins type read (newest first) to find the newest one taken."""
 
 
 class _EventId(msgspec.Struct):
@@ -70,6 +86,20 @@ class _EventId(msgspec.Struct):
 
 
 _id_decoder = msgspec.json.Decoder(_EventId)
+
+
+@runtime_checkable
+class LatestWins(Protocol):
+    """A projection that declares "latest wins" event types (see the module's
+    docstring for what it promises about them)."""
+
+    latest_types: tuple[str, ...]
+    """Exact event types; each must be one of the follower's patterns."""
+
+    def takes_latest(self, event: Event) -> bool:
+        """Whether ``apply`` would set its part of the state from ``event`` (an
+        event of a latest-wins type); it must not depend on the state."""
+        ...
 
 
 class Follower(Generic[S]):
@@ -118,6 +148,9 @@ class Follower(Generic[S]):
         self._started_at = time.monotonic()
         self._delay = RETRY_MIN_S
         self._saving = asyncio.Lock()
+        self._partial = False
+        """Folding history out of order (latest wins): no snapshot may be saved."""
+        self.latest_page = LATEST_PAGE
         self._initial = state_hash(projection.to_builtins(projection.initial()))
 
     # -- what services read --------------------------------------------------
@@ -192,7 +225,8 @@ class Follower(Generic[S]):
         if not self._snapshot_done:
             await self._restore()
         if not self.loaded.is_set():
-            self.head = await self._head()
+            if not await self._load_latest():
+                self.head = await self._head()
             await self._check_loaded()
         async for item in follow_events(self.bus, self.patterns, self.position, stats=self.stats):
             self._delay = RETRY_MIN_S
@@ -257,6 +291,92 @@ class Follower(Generic[S]):
         return since >= self.snapshot_every_s or (
             self.loaded.is_set() and self.position - self._saved_position >= self.snapshot_every
         )
+
+    # -- latest wins ---------------------------------------------------------
+
+    async def _load_latest(self) -> bool:
+        """Fold the history with only the newest taken event of each latest-wins
+        type; False (nothing folded) when the projection declares none or the
+        newest page of one holds no event it takes."""
+        projection = self.projection
+        if not isinstance(projection, LatestWins) or ">" in self.patterns:
+            return False
+        types = [t for t in projection.latest_types if t in self.patterns]
+        if not types:
+            return False
+        after = self.position
+        rest = [p for p in self.patterns if p not in types]
+        rest_head, head_id = await self._newest(rest) if rest else (0, None)
+        head = rest_head
+        taken: list[Item] = []
+        for t in types:
+            found = await self._newest_taken(projection, t, after)
+            if found is None:
+                return False
+            newest, newest_id, item = found
+            if newest > head:
+                head, head_id = newest, newest_id
+            if item is not None:
+                taken.append(item)
+        self.head = max(head, after)
+        if head <= after:
+            return True
+        self._partial = True
+        try:
+            await self._fold_merged(rest, after, rest_head, sorted(taken, key=lambda i: i.seq))
+        finally:
+            self._partial = False
+        self.projector.position, self._last_id = head, head_id
+        return True
+
+    async def _newest_taken(
+        self, projection: LatestWins, type_: str, after: int
+    ) -> tuple[int, str | None, Item | None] | None:
+        """(newest position of ``type_`` after ``after``, its id, the newest event
+        the projection takes: None if there is none); None when the newest page
+        does not tell (none taken in it, and older ones exist)."""
+        req = StoreReadRequest(after=after, limit=self.latest_page, patterns=[type_], last=True)
+        try:
+            raw = await self.bus.call_raw(STORE_READ, msgspec.json.encode(req))
+        except GpurouteError as e:
+            raise FollowError(f"cannot read stored events: {e}") from e
+        page = decode_page(raw)
+        if not page.events:
+            return 0, None, None
+        newest = page.events[-1]
+        newest_id = _event_id(bytes(newest.event))
+        for stored in reversed(page.events):
+            try:
+                event = decode_event(bytes(stored.event))
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                self._skip(stored.seq, " ".join(str(e).split()))
+                continue
+            if projection.takes_latest(event):
+                return newest.seq, newest_id, Item(stored.seq, None, event)
+        return None if page.more else (newest.seq, newest_id, None)
+
+    async def _newest(self, patterns: list[str]) -> tuple[int, str | None]:
+        """(the newest position ``patterns`` match, 0: none; its event id)."""
+        rows = await self._read(StoreReadRequest(limit=1, last=True, patterns=patterns))
+        return (rows[-1][0], _event_id(rows[-1][1])) if rows else (0, None)
+
+    async def _fold_merged(
+        self, rest: list[str], after: int, rest_head: int, taken: list[Item]
+    ) -> None:
+        """Fold the events of ``rest`` in (after, rest_head] and ``taken``, by position."""
+        if rest_head > after:
+            # a generator, typed as an iterator: closed here, it unsubscribes at once
+            events = follow_events(self.bus, rest, after, stats=self.stats)
+            events = cast(AsyncGenerator[Item], events)
+            async with contextlib.aclosing(events):
+                async for item in events:
+                    while taken and taken[0].seq < item.seq:
+                        self._apply(taken.pop(0))
+                    self._apply(item)
+                    if item.seq >= rest_head:
+                        break
+        for item in taken:
+            self._apply(item)
 
     # -- the store -----------------------------------------------------------
 
@@ -331,7 +451,7 @@ class Follower(Generic[S]):
         for future in self._applied.values():
             future.cancel()
         self._applied.clear()
-        if self._snapshot_done and self.position > self._saved_position:
+        if self._snapshot_done and not self._partial and self.position > self._saved_position:
             await self.save()
 
 
