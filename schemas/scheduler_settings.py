@@ -98,3 +98,15 @@ class SchedulerSettings(_Settings, frozen=True):
     command: CommandSettings = msgspec.field(default_factory=CommandSettings)
     remote: RemoteSettings = msgspec.field(default_factory=RemoteSettings)
     synthetic: SyntheticSettings = msgspec.field(default_factory=SyntheticSettings)
+    # the scheduler service's own (docs/scheduler.md)
+    max_running: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 8
+    """Attempts this instance runs at once when budgets are off (with budgets on,
+    the budget's ``max_running_jobs`` admits them)."""
+    lease_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
+    """A running job's lease: renewed every third of it; a job whose runner was
+    silent this long is retried (or failed) by another instance."""
+    advise_timeout_s: Seconds = 5.0
+    """How long a submit waits for ``job.advised`` before answering without it."""
+    retry_base_s: Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT_S)] = 1.0
+    """Backoff before attempt n+1: ``retry_base_s * 2**(n-1)``, at most ``retry_max_s``."""
+    retry_max_s: Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT_S)] = 60.0

@@ -15,6 +15,7 @@ import msgspec
 
 from schemas.adapter_settings import AdaptersSettings
 from schemas.budget import BudgetSettings
+from schemas.scheduler_settings import SchedulerSettings
 from schemas.telemetry_settings import TelemetrySettings
 from services.runtime.errors import ConfigError
 
@@ -129,6 +130,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     budget: BudgetSettings = msgspec.field(default_factory=BudgetSettings)
     """[budget]: the limits of a first start, profiler periods (schemas/budget.py,
     docs/perf.md)."""
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    """[scheduler]: executors, concurrency, leases, retries (schemas/scheduler_settings.py,
+    docs/scheduler.md)."""
 
     @property
     def data_path(self) -> Path:

@@ -1,0 +1,274 @@
+"""Driving one owned job from its advice to its end (the scheduler's writer side).
+
+:meth:`Driver.drive` is the whole life of a job this instance owns::
+
+    advice -> budget register -> job.queued | job.delayed (-> wait for admission)
+      -> for each attempt: slot (budget start, or a local slot) -> job.started
+         -> executor (job.progress ...) -> job.succeeded
+                                         | job.retried (backoff) -> next attempt
+                                         | job.failed
+    cancelled at any point -> job.cancelled (unless the cancel endpoint wrote it)
+
+The budget is told how the job ended however it ends (``finally``). A budget
+service that does not answer, or budgets off, is ``job.queued`` with the code
+``no_budget`` / ``budgets_off``, and local slots (``[scheduler] max_running``)
+bound what runs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from typing import Any
+
+import msgspec
+
+from schemas import budget as b
+from schemas.advisor import JobAdvised
+from schemas.jobs import JobFailed, JobStarted, JobSubmitted, JobSucceeded
+from schemas.scheduler import BudgetView, DecisionView, JobDelayed, JobQueued, JobRetried
+from services.runtime.bus import Bus
+from services.runtime.config import Config
+from services.runtime.errors import ServiceCallError
+from services.runtime.service import Service
+from services.scheduler.attempts import (
+    EventProgress,
+    run_attempt,
+    seed_of,
+    workdir_of,
+    write_sidecars,
+)
+from services.scheduler.executors.base import Executor, Run
+from services.scheduler.table import JobRow
+
+BUDGET_TIMEOUT_S = 5.0
+ADMIT_POLL_S = (0.05, 1.0)
+"""First and longest wait between start requests of a delayed job."""
+
+
+class Job:
+    """A job this instance owns (in memory; the table holds what the log says)."""
+
+    def __init__(self, job_id: str, request: JobSubmitted, loop: asyncio.AbstractEventLoop):
+        self.job_id = job_id
+        self.request = request
+        self.advised: asyncio.Future[JobAdvised] = loop.create_future()
+        self.answered: asyncio.Future[None] = loop.create_future()
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_reason: str | None = None
+        self.state = "submitted"
+        self.decision: DecisionView | None = None
+        self.budget: BudgetView | None = None
+        self.done = False
+
+    def answer(self, state: str) -> None:
+        self.state = state
+        if not self.answered.done():
+            self.answered.set_result(None)
+
+
+class Slots:
+    """At most ``n`` holders; waiters served by priority (higher first), then order."""
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    async def acquire(self, priority: int) -> None:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (-priority, next(self._order), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self.free += 1
+
+
+class Driver(Service):
+    """The part of the scheduler service that runs owned jobs."""
+
+    executors: dict[str, Executor]
+
+    def __init__(self, bus: Bus, config: Config) -> None:
+        super().__init__(bus, config)
+        self.settings = config.scheduler
+        self.jobs: dict[str, Job] = {}
+        self.slots = Slots(self.settings.max_running)
+        self.running = 0
+
+    async def emit_for(self, job: Job, data: msgspec.Struct) -> None:
+        await self.bus.emit(data, key=job.job_id)
+
+    async def drive(self, job: Job, *, first_attempt: int, row: JobRow | None = None) -> None:
+        on_budget = False
+        ending = "error"
+        try:
+            if row is None or row.rule is None:
+                advice = await job.advised
+            else:
+                advice = JobAdvised(target=row.target or "local", rule=row.rule,
+                                    reason=row.reason or "", provider=row.provider)  # fmt: skip
+            job.decision = DecisionView(target=advice.target, rule=advice.rule,
+                                        reason=advice.reason, provider=advice.provider)  # fmt: skip
+            if advice.target in ("infeasible", "rejected"):
+                job.answer(advice.target)
+                await self._fail(job, f"{advice.target}: {advice.reason}", "infeasible", 0)
+                return
+            on_budget = await self._admit(job)
+            if job.state == "failed":
+                return
+            ending = await self._attempts(job, advice, first_attempt, on_budget)
+        except asyncio.CancelledError:
+            ending = "cancelled"
+            if job.cancel_reason is None:  # not the cancel endpoint: the service is stopping
+                raise
+            job.answer("cancelled")
+        except Exception as e:  # a bug here must end the job, not leave it running
+            self.log.exception("job driver failed", extra={"fields": {"job": job.job_id}})
+            await self._fail(job, f"scheduler error: {type(e).__name__}: {e}", "scheduler", 0)
+        finally:
+            job.done = True
+            self.jobs.pop(job.job_id, None)
+            if on_budget:
+                await self._budget_finish(job, ending)
+
+    async def _admit(self, job: Job) -> bool:
+        """Register with the budget; True when the budget tracks the job."""
+        spec = job.request.spec
+        vram_mb = int(spec.vram_gb * 1e9 / 2**20) if spec.vram_gb else 0
+        register = b.JobRegister(job_id=job.job_id, job_type=job.request.executor or "job",
+                                 perf=b.Perf(vram_mb=min(vram_mb, 1 << 22)))  # fmt: skip
+        try:
+            answer = await self.bus.call(b.REGISTER, register, b.JobAnswer, BUDGET_TIMEOUT_S)
+        except ServiceCallError as e:
+            if e.code == 409:  # registered before (a job taken over): it is the budget's
+                answer = b.JobAnswer(job_id=job.job_id, queue_state="queued", code="fits",
+                                     reason="registered before")  # fmt: skip
+            else:
+                job.budget = BudgetView(state="off", code="no_budget", reason=e.description)
+                await self.emit_for(job, JobQueued(code="no_budget", reason=e.description))
+                job.answer("queued")
+                return False
+        if answer.code == "budgets_off":
+            job.budget = BudgetView(state="off", code=answer.code, reason=answer.reason)
+            await self.emit_for(job, JobQueued(code=answer.code, reason=answer.reason))
+            job.answer("queued")
+            return True
+        job.budget = BudgetView(state=answer.queue_state, code=answer.code, reason=answer.reason)
+        if answer.queue_state == "rejected":
+            job.answer("failed")
+            await self._fail(job, f"budget: {answer.reason}", "budget", 0)
+            return True
+        if answer.queue_state == "delayed":
+            await self.emit_for(job, JobDelayed(code=answer.code, reason=answer.reason))
+        else:
+            await self.emit_for(job, JobQueued(code=answer.code, reason=answer.reason))
+        job.answer(answer.queue_state)
+        return True
+
+    async def _start_slot(self, job: Job, budgeted: bool) -> None:
+        """Wait for the budget to start the job (or for a local slot)."""
+        if not budgeted or (job.budget is not None and job.budget.state == "off"):
+            await self.slots.acquire(job.request.priority)
+            return
+        delay = ADMIT_POLL_S[0]
+        was_delayed = job.budget is not None and job.budget.state == "delayed"
+        while True:
+            try:
+                await self.bus.call(b.START, b.JobRef(job_id=job.job_id), b.JobAnswer,
+                                    BUDGET_TIMEOUT_S)  # fmt: skip
+                break
+            except ServiceCallError as e:
+                if e.code not in (409, 503, 504):
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, ADMIT_POLL_S[1])
+        if was_delayed:
+            await self.emit_for(job, JobQueued(code="fits", reason="admitted after a delay"))
+        await self.slots.acquire(job.request.priority)
+
+    async def _attempts(self, job: Job, advice: JobAdvised, first: int, budgeted: bool) -> str:
+        request = job.request
+        executor = self.executors[request.executor or "synthetic"]
+        attempt = first
+        while True:
+            await self._start_slot(job, budgeted and attempt == first)
+            self.running += 1
+            try:
+                outcome = await self._one(job, executor, advice, attempt)
+            finally:
+                self.running -= 1
+                self.slots.release()
+            if outcome.status == "succeeded":
+                return "complete"
+            code = str(outcome.details.get("code", "executor"))
+            if outcome.retryable and attempt < request.max_attempts:
+                delay = min(self.settings.retry_base_s * 2 ** (attempt - 1),
+                            self.settings.retry_max_s)  # fmt: skip
+                await self.emit_for(job, JobRetried(attempt=attempt + 1, delay_s=delay,
+                                                    reason=outcome.reason, owner=self.instance))
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            spent = f" (attempt {attempt} of {request.max_attempts})" if outcome.retryable else ""
+            await self._fail(job, outcome.reason + spent, code, attempt)
+            return "error"
+
+    async def _one(
+        self, job: Job, executor: Executor, advice: JobAdvised, attempt: int
+    ) -> Any:
+        request = job.request
+        times = {"started": self.clock.now()}
+        await self.emit_for(job, JobStarted(target=advice.target, provider=advice.provider,
+                                            attempt=attempt, executor=executor.name,
+                                            owner=self.instance))  # fmt: skip
+        job.state = "running"
+        run = Run(job_id=job.job_id, attempt=attempt, spec=request.spec, payload=request.payload,
+                  timeout_s=request.timeout_s,
+                  workdir=workdir_of(self.config.data_path, job.job_id, attempt),
+                  seed=seed_of(job.job_id), provider=advice.provider)  # fmt: skip
+
+        async def emit(data: msgspec.Struct) -> None:
+            await self.emit_for(job, data)
+
+        outcome = await run_attempt(executor, run, EventProgress(attempt, emit))
+        times["finished"] = self.clock.now()
+        if outcome.status == "succeeded":
+            if outcome.artifacts:
+                await asyncio.to_thread(write_sidecars, outcome, run, request,
+                                        executor=executor.name, rule=advice.rule, times=times)
+            await self.emit_for(job, JobSucceeded(
+                artifacts=[a.name for a in outcome.artifacts], cost_usd=outcome.cost_usd,
+                attempt=attempt, dry_run=outcome.dry_run, remote_id=outcome.remote_id,
+                provider=outcome.provider))  # fmt: skip
+            job.state = "succeeded"
+        return outcome
+
+    async def _fail(self, job: Job, error: str, code: str, attempt: int) -> None:
+        job.state = "failed"
+        await self.emit_for(job, JobFailed(error=error[:2000], code=code, attempt=attempt or None))
+
+    async def _budget_finish(self, job: Job, ending: str) -> None:
+        status = {"complete": "complete", "cancelled": "cancelled"}.get(ending, "error")
+        try:
+            await self.bus.call(b.FINISH, b.JobFinish(job_id=job.job_id, status=status),  # type: ignore[arg-type]
+                                b.JobAnswer, BUDGET_TIMEOUT_S)  # fmt: skip
+        except ServiceCallError as e:
+            if e.code != 404:
+                self.log.warning("budget finish failed", extra={"fields": {
+                    "job": job.job_id, "error": str(e)}})  # fmt: skip
+

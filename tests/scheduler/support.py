@@ -1,0 +1,100 @@
+"""Helpers of the scheduler tests: the service in-process beside the store and
+the advisor, trivial executors implementing ``executors/base.py``, a client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from schemas import scheduler as s
+from services.runtime.bus import Bus
+from services.runtime.config import Config
+from services.scheduler.executors.base import Artifact, Executor, Outcome, Progress, Run
+from services.scheduler.service import SchedulerService
+
+
+class Quick(Executor):
+    """Succeeds at once with one artifact (``out.txt``: the payload's text), or
+    fails as the payload says: ``{"fail": "why", "retryable": true, "times": n}``
+    fails the first n attempts. ``{"hold": true}`` waits until cancelled."""
+
+    name = "synthetic"
+
+    def __init__(self) -> None:
+        self.runs: list[Run] = []
+        self.cancelled: list[str] = []
+
+    async def run(self, run: Run, progress: Progress) -> Outcome:
+        self.runs.append(run)
+        payload: dict[str, Any] = run.payload if isinstance(run.payload, dict) else {}
+        await progress.step(1, 2)
+        if payload.get("hold"):
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(run.job_id)
+                raise
+        if "fail" in payload and run.attempt <= int(payload.get("times", 99)):
+            return Outcome(status="failed", reason=str(payload["fail"]),
+                           retryable=bool(payload.get("retryable")))  # fmt: skip
+        await progress.step(2, 2)
+        folder = run.workdir / "artifacts"
+        folder.mkdir(exist_ok=True)
+        data = str(payload.get("text", "hi")).encode()
+        path = folder / "out.txt"
+        path.write_bytes(data)
+        art = Artifact(name="out.txt", path=path, size=len(data), content_type="text/plain",
+                       sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
+        return Outcome(status="succeeded", artifacts=(art,), dry_run=True)
+
+
+@contextlib.asynccontextmanager
+async def running_scheduler(
+    config: Config, executor: Executor | None = None, **settings: Any
+) -> AsyncIterator[SchedulerService]:
+    import msgspec
+
+    config.scheduler = msgspec.structs.replace(
+        config.scheduler, **{"retry_base_s": 0.01, **settings}
+    )
+    bus = await Bus.connect(config.nats.url or "", source="scheduler")
+    executors = {"synthetic": executor or Quick()}
+    service = SchedulerService(bus, config, executors)
+    try:
+        await service.start()
+        assert await service.follower.wait_ready(15), "the scheduler did not get ready"
+        yield service
+    finally:
+        await service.stop()
+        await bus.close()
+
+
+class Client:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def submit(self, **body: Any) -> s.JobAccepted:
+        body.setdefault("executor", "synthetic")
+        answer: s.JobAccepted = await self.bus.call(s.SUBMIT, body, s.JobAccepted, timeout=15)
+        return answer
+
+    async def get(self, job_id: str) -> s.JobView:
+        view: s.JobView = await self.bus.call(s.GET, {"id": job_id}, s.JobView, timeout=10)
+        return view
+
+    async def cancel(self, job_id: str) -> s.JobView:
+        view: s.JobView = await self.bus.call(s.CANCEL, {"id": job_id}, s.JobView, timeout=10)
+        return view
+
+    async def ended(self, job_id: str, timeout: float = 15) -> s.JobView:
+        from tests.support import wait_for
+
+        async def done() -> s.JobView | None:
+            view = await self.get(job_id)
+            return view if view.state in s.TERMINAL else None
+
+        result: s.JobView = await wait_for(done, timeout=timeout, interval=0.05)
+        return result
