@@ -49,6 +49,7 @@ SERVICES: dict[str, str] = {
     "telemetry": "services.telemetry.service:TelemetryService",
     "advisor": "services.advisor.service:AdvisorService",
     "budget": "services.budget.service:BudgetService",
+    "scheduler": "services.scheduler.service:SchedulerService",
     "gateway": "services.gateway.service:GatewayService",
 }
 
