@@ -32,7 +32,7 @@ import msgspec
 from schemas.envelope import Timestamp, event_type
 from schemas.limits import MAX_NAME, MAX_TEXT, Position
 from schemas.strict import strict
-from schemas.subjects import command
+from schemas.subjects import BUDGET_CLIENT, command
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
@@ -496,7 +496,8 @@ AssetEvictedEvent = event_type(
     "asset.evicted",
     AssetEvicted,
     "An asset should be unloaded by its owner (LRU eviction).",
-    **_BUDGET,
+    publishers=("budget",),
+    readers=("budget", BUDGET_CLIENT),  # the owner's BudgetClient.on_evict
 )
 ProfilerMarkEvent = event_type("profiler.mark", ProfilerMark, "A profiler mark.", **_BUDGET)
 ProfilerSpanEvent = event_type(
@@ -511,24 +512,31 @@ ProfilerSnapshotEvent = event_type(
 
 _P = "gpuroute.budget."
 _CLIENTS = ("gateway", "scheduler")
+_AND_PROGRAMS = (*_CLIENTS, BUDGET_CLIENT)
+"""Also called by ``services/budget/client.py``."""
 
 
-def _command(name: str, description: str, request: type, reply: type) -> str:
-    return command(_P + name, description, clients=_CLIENTS, request=request, reply=reply)
+def _command(
+    name: str, description: str, request: type, reply: type, clients: tuple[str, ...] = _CLIENTS
+) -> str:
+    return command(_P + name, description, clients=clients, request=request, reply=reply)
 
 
 SNAPSHOT = _command("snapshot", "limits, metrics, jobs and assets.", Snapshot, BudgetSnapshot)
 APPLY = _command("apply", "change limits; replies the snapshot.", LimitsApply, BudgetSnapshot)
-REGISTER = _command("jobs.register", "register a job: queued or delayed.", JobRegister, JobAnswer)
-START = _command("jobs.start", "start a queued job.", JobRef, JobAnswer)
-FINISH = _command("jobs.finish", "a job ended; frees its budget.", JobFinish, JobAnswer)
+REGISTER = _command("jobs.register", "register a job: queued or delayed.", JobRegister, JobAnswer,
+                    _AND_PROGRAMS)  # fmt: skip
+START = _command("jobs.start", "start a queued job.", JobRef, JobAnswer, _AND_PROGRAMS)
+FINISH = _command("jobs.finish", "a job ended; frees its budget.", JobFinish, JobAnswer,
+                  _AND_PROGRAMS)  # fmt: skip
 REFRESH = _command("jobs.refresh", "re-evaluate now.", Refresh, Transitions)
 POLL = _command("jobs.poll", "transitions after a change number.", Poll, Transitions)
-ASSET_REGISTER = _command("assets.register", "register an asset.", AssetRegister, AssetAnswer)
-ASSET_TOUCH = _command("assets.touch", "an asset was used.", AssetRef, AssetAnswer)
+ASSET_REGISTER = _command("assets.register", "register an asset.", AssetRegister, AssetAnswer,
+                          _AND_PROGRAMS)  # fmt: skip
+ASSET_TOUCH = _command("assets.touch", "an asset was used.", AssetRef, AssetAnswer, _AND_PROGRAMS)
 ASSET_EVICT = _command("assets.evict", "evict LRU assets.", AssetEvict, Evicted)
-MARK = _command("profiler.mark", "record a mark.", Mark, Recorded)
-SPAN = _command("profiler.span", "record timed code.", Span, Recorded)
+MARK = _command("profiler.mark", "record a mark.", Mark, Recorded, _AND_PROGRAMS)
+SPAN = _command("profiler.span", "record timed code.", Span, Recorded, _AND_PROGRAMS)
 DASHBOARD = _command("profiler.dashboard", "the dashboard.", DashboardQuery, Dashboard)
 RESET = _command("profiler.reset", "reset the dashboard.", ProfilerResetRequest, Recorded)
 HEALTH = _command("health", "flags, queue counts, top offenders.", Health, PerfHealth)

@@ -31,7 +31,11 @@ SERVICES: tuple[str, ...] = (
 """Every service that connects to NATS as its own user (``gpuroute serve NAME``)."""
 MODDER = "modder"
 """A user that reads events and the store and publishes nothing (see docs/security.md)."""
-USERS: tuple[str, ...] = (*SERVICES, MODDER)
+BUDGET_CLIENT = "budget-client"
+"""The user of programs built on ``services/budget/client.py``: its asset, job and
+profiler calls and ``asset.evicted`` (``gpuroute creds budget-client``)."""
+USERS: tuple[str, ...] = (*SERVICES, MODDER, BUDGET_CLIENT)
+"""Services, then the users of people's programs (each with an inbox of its own)."""
 EVERY_EVENT_READERS: tuple[str, ...] = ("store", "gateway", MODDER)
 """Readers of every event type: the store (its JetStream consumer), the gateway
 (``/api/modder/hooks``: any pattern) and the modder."""

@@ -46,7 +46,9 @@ from nats.aio.msg import Msg
 from schemas import budget as b
 from schemas import decode_event
 from schemas.budget import AssetEvicted, AssetView, JobAnswer
+from schemas.subjects import BUDGET_CLIENT
 from services.runtime.bus import Bus
+from services.runtime.credentials import Credentials
 from services.runtime.logs import get_logger
 
 log = get_logger("budget.client")
@@ -64,9 +66,15 @@ class BudgetClient:
 
     @classmethod
     async def connect(
-        cls, url: str, owner: str | None = None, timeout: float = 5.0
+        cls,
+        url: str,
+        owner: str | None = None,
+        timeout: float = 5.0,
+        credentials: Credentials | None = None,
     ) -> BudgetClient:
-        bus = await Bus.connect(url, source=owner or "budget-client")
+        """``credentials``: the ``budget-client`` login of a server that requires
+        one (``gpuroute up``: ``find_credentials(data_dir, "budget-client")``)."""
+        bus = await Bus.connect(url, source=owner or BUDGET_CLIENT, credentials=credentials)
         return cls(bus, owner, timeout)
 
     async def close(self) -> None:

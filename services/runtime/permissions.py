@@ -27,7 +27,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from schemas.envelope import event_types
-from schemas.subjects import DLQ_STREAM, MODDER, STORED_PREFIX, STREAM, USERS, Subject, registry
+from schemas.subjects import (
+    DLQ_STREAM,
+    MODDER,
+    SERVICES,
+    STORED_PREFIX,
+    STREAM,
+    USERS,
+    Subject,
+    registry,
+)
 
 JS_API = "$JS.API."
 
@@ -40,11 +49,14 @@ class JetStreamUse:
 
     streams: tuple[str, ...] = ()
     consumers: tuple[str, ...] = ()
+    gets: tuple[str, ...] = ()
+    """Streams it reads single messages of (``js.get_last_msg``: ``STREAM.MSG.GET``)."""
 
 
 JETSTREAM: dict[str, JetStreamUse] = {
     "store": JetStreamUse(streams=(STREAM, DLQ_STREAM), consumers=("store",)),
     "advisor": JetStreamUse(consumers=("advisor",)),
+    "budget": JetStreamUse(gets=(STREAM,)),  # its newest change JetStream holds
 }
 """Durable names as the services use them (services/store/service.py ``durable``,
 services/advisor/jobs.py ``CONSUMER``)."""
@@ -69,8 +81,9 @@ class Permissions:
 
 
 def inbox_prefix(user: str) -> str:
-    """The inbox prefix ``user`` must connect with (``_INBOX`` for services)."""
-    return f"_INBOX.{user}" if user == MODDER else "_INBOX"
+    """The inbox prefix ``user`` must connect with (``_INBOX`` for services; a
+    person's program gets its own, so it cannot read other users' replies)."""
+    return "_INBOX" if user in SERVICES else f"_INBOX.{user}"
 
 
 def _jetstream(use: JetStreamUse) -> list[str]:
@@ -82,6 +95,7 @@ def _jetstream(use: JetStreamUse) -> list[str]:
         subjects += [f"{JS_API}CONSUMER.{op}.{at}" for op in ("INFO", "DELETE", "DURABLE.CREATE")]
         subjects += [f"{JS_API}CONSUMER.CREATE.{at}", f"{JS_API}CONSUMER.CREATE.{at}.>"]
         subjects += [f"$JS.ACK.{at}.>", f"$JS.FC.{at}.>"]
+    subjects += [f"{JS_API}STREAM.MSG.GET.{stream}" for stream in use.gets]
     return subjects
 
 
@@ -125,13 +139,14 @@ def permissions(user: str, subjects: list[Subject] | None = None) -> Permissions
                 subscribe.append(s.name)
             serves = serves or s.kind == "command"
     subscribe += _event_reads(reads)
-    if user == MODDER:
-        publish.append("$SRV.>")
+    if user not in SERVICES:
+        if user == MODDER:
+            publish.append("$SRV.>")
         subscribe.append(inbox_prefix(user) + ".>")
     else:
         subscribe += ["_INBOX.>", "$SRV.>"]
         publish += _jetstream(JETSTREAM.get(user, JetStreamUse()))
-    return Permissions(user, _unique(publish), _unique(subscribe), user != MODDER or serves)
+    return Permissions(user, _unique(publish), _unique(subscribe), user in SERVICES or serves)
 
 
 def authorization(passwords: Mapping[str, str]) -> str:
