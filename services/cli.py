@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -341,7 +342,14 @@ def _needs_token(config: Config) -> bool:
     return not is_loopback(config.http.host) and config.gateway.bearer_token() is None
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGTERM before the runner installs its own handlers (while parsing, importing a
+    # service, or connecting) is a clean stop too, like Ctrl-C: exit 0, no traceback
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
     try:
         if args.command in ("up", "serve"):
@@ -383,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         pass
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM in a command that is not a service
+        return 130
     return 0
 
 
