@@ -1,4 +1,4 @@
-"""The ``gpuroute`` command: up, serve, tail, replay, schema, creds.
+"""The ``gpuroute`` command: up, serve, tail, replay, schema, creds, doctor.
 
 This module is the composition root: the only place that knows every
 service and every projection by name. Nothing prints a traceback:
@@ -216,6 +216,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--openapi", action="store_true", help="print the gateway's OpenAPI 3.1 document instead"
     )
 
+    doctor = sub.add_parser(
+        "doctor", help="check NATS, the store, every service, GPU, disk, model files; "
+        "exit 1 when a check fails"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument("--config", help="TOML config file ([ops]: model files, workers)")
+    doctor.add_argument("--data-dir", help="the data directory of `gpuroute up` (./.gpuroute)")
+    doctor.add_argument(
+        "--nats-url",
+        help=f"default: the URL in <data-dir>/{NATS_URL_FILE}, else {DEFAULT_NATS_URL}",
+    )
+    doctor.add_argument(
+        "--creds",
+        metavar="FILE",
+        help="log in with this credentials file (default: the gateway's of <data-dir>)",
+    )
+
     creds = sub.add_parser(
         "creds", help="print a NATS user's login (URL with user:password) for a data dir"
     )
@@ -318,6 +335,28 @@ def _schema(args: argparse.Namespace) -> None:
     )
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """Every check of services/ops; 1 when one fails (the report says which)."""
+    from services.ops.connect import doctor
+    from services.ops.report import render_text
+
+    config = load_config(args.config, data_dir=args.data_dir)
+    url = nats_url(args.nats_url or config.nats.url, config.data_path)
+    creds = (
+        load_credentials(args.creds)
+        if args.creds
+        else find_credentials(config.data_path, "gateway")
+    )
+    expected = list(dict.fromkeys([*SERVICES, *config.gateway.expect_services]))
+    report = asyncio.run(doctor(config, url, creds, expected))
+    if args.json:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(report))
+    return 0 if report.ok else 1
+
+
 def _creds(args: argparse.Namespace) -> None:
     """The URL (with the user's password) and inbox prefix of ``args.user``."""
     data_dir = Path(args.data_dir)
@@ -384,6 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _replay(args)
         elif args.command == "schema":
             _schema(args)
+        elif args.command == "doctor":
+            setup_logging("WARNING")
+            return _doctor(args)
         elif args.command == "creds":
             _creds(args)
     except GpurouteError as e:

@@ -16,6 +16,7 @@ import msgspec
 from schemas.adapter_settings import AdaptersSettings
 from schemas.budget import BudgetSettings
 from schemas.scheduler_settings import SchedulerSettings
+from schemas.ops_settings import OpsSettings
 from schemas.telemetry_settings import TelemetrySettings
 from services.runtime.errors import ConfigError
 
@@ -133,6 +134,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
     """[scheduler]: executors, concurrency, leases, retries (schemas/scheduler_settings.py,
     docs/scheduler.md)."""
+    ops: OpsSettings = msgspec.field(default_factory=OpsSettings)
+    """[ops]: model files and roots, worker endpoints, thresholds of ``gpuroute
+    doctor`` (schemas/ops_settings.py, docs/runbook.md)."""
 
     @property
     def data_path(self) -> Path:

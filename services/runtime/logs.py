@@ -26,6 +26,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # gpuroute doctor finds restart loops by it
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):

@@ -49,6 +49,9 @@ class JetStreamUse:
 
     streams: tuple[str, ...] = ()
     consumers: tuple[str, ...] = ()
+    inspects: bool = False
+    """Read-only: JetStream's account info, INFO of both streams and of the
+    store's consumer, and ``$SRV`` requests (``gpuroute doctor``, ``/metrics``)."""
     gets: tuple[str, ...] = ()
     """Streams it reads single messages of (``js.get_last_msg``: ``STREAM.MSG.GET``)."""
 
@@ -56,6 +59,7 @@ class JetStreamUse:
 JETSTREAM: dict[str, JetStreamUse] = {
     "store": JetStreamUse(streams=(STREAM, DLQ_STREAM), consumers=("store",)),
     "advisor": JetStreamUse(consumers=("advisor",)),
+    "gateway": JetStreamUse(inspects=True),
     "budget": JetStreamUse(gets=(STREAM,)),  # its newest change JetStream holds
 }
 """Durable names as the services use them (services/store/service.py ``durable``,
@@ -96,6 +100,10 @@ def _jetstream(use: JetStreamUse) -> list[str]:
         subjects += [f"{JS_API}CONSUMER.CREATE.{at}", f"{JS_API}CONSUMER.CREATE.{at}.>"]
         subjects += [f"$JS.ACK.{at}.>", f"$JS.FC.{at}.>"]
     subjects += [f"{JS_API}STREAM.MSG.GET.{stream}" for stream in use.gets]
+    if use.inspects:
+        subjects += [f"{JS_API}INFO", f"{JS_API}STREAM.INFO.{STREAM}",
+                     f"{JS_API}STREAM.INFO.{DLQ_STREAM}", f"{JS_API}CONSUMER.INFO.{STREAM}.store",
+                     "$SRV.>"]  # fmt: skip
     return subjects
 
 
