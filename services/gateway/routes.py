@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas import budget
+from schemas import scheduler as sched
 from schemas.adapters import (
     CANCEL,
     HEALTH,
@@ -77,6 +78,8 @@ from services.gateway.table import (
     Inputs,
     Route,
 )
+from services.ops import http as ops_http
+from services.ops.report import DoctorReport
 
 
 def _events(i: Inputs) -> StoreReadRequest:
@@ -142,6 +145,13 @@ TABLE: tuple[Route, ...] = (
     Route(method="GET", path="/docs", tag="gateway", handler=documents.docs_page,
           content_type="text/html",
           summary="a page that renders this document for people (text/html)"),
+    # -- operating gpuroute (docs/runbook.md) ------------------------------------------
+    Route(method="GET", path="/api/ops/doctor", tag="ops", handler=ops_http.doctor,
+          reply=DoctorReport, errors=(503,),
+          summary="every doctor check with evidence and next step; 503 when one fails"),
+    Route(method="GET", path="/metrics", tag="ops", handler=ops_http.scrape,
+          content_type="text/plain", errors=(503,),
+          summary="Prometheus text format: store, lag, endpoints, budget, spend, GPUs (DCGM)"),
     # -- events ------------------------------------------------------------------
     Route(method="GET", path="/api/events", tag="events", subject=STORE_READ,
           query=StoreReadRequest, reply=StoredPage, request=_events,
@@ -248,4 +258,20 @@ TABLE: tuple[Route, ...] = (
           reply=budget.Recorded, timeout=COMMAND_TIMEOUT_S, summary="reset the dashboard"),
     _perf("GET", "/health", subject=budget.HEALTH, query=budget.Health,
           reply=budget.PerfHealth, summary="perf flags, queue counts, top offenders"),
+    # -- the scheduler (docs/scheduler.md) ----------------------------------------
+    Route(method="POST", path="/api/jobs", subject=sched.SUBMIT, body=sched.JobRequest,
+          reply=sched.JobAccepted, timeout=COMMAND_TIMEOUT_S, tag="scheduler",
+          summary="submit a job: the spec plus executor and payload; its decision and budget"),
+    Route(method="GET", path="/api/jobs", subject=sched.LIST, query=sched.JobsQuery,
+          reply=sched.JobList, tag="scheduler", errors=(404,),
+          summary="jobs, newest first: state, limit, after (a job id)"),
+    Route(method="GET", path="/api/jobs/{id}", subject=sched.GET, path_type=sched.JobRef,
+          reply=sched.JobView, errors=(404,), tag="scheduler",
+          summary="one job: state, decision, budget, attempts, progress, artifacts, history"),
+    Route(method="POST", path="/api/jobs/{id}/cancel", subject=sched.CANCEL,
+          path_type=sched.JobRef, reply=sched.JobView, timeout=COMMAND_TIMEOUT_S,
+          errors=(404, 409), tag="scheduler", summary="cancel a job (409: it already ended)"),
+    Route(method="GET", path="/api/jobs/{id}/artifacts/{name}", subject=sched.ARTIFACT,
+          path_type=sched.ArtifactRef, reply=sched.ArtifactBody, errors=(404, 413),
+          tag="scheduler", summary="an artifact or its .json provenance sidecar (base64)"),
 )  # fmt: skip
