@@ -14,6 +14,7 @@ from services.gateway.app import create_app
 from services.gateway.errors import GatewayError
 from services.gateway.heartbeats import HeartbeatTracker
 from services.gateway.server import GatewayRunner
+from services.ops.http import OPS, Ops
 from services.runtime.config import Config
 from services.runtime.follow import follow
 from services.runtime.service import Service
@@ -39,6 +40,8 @@ class GatewayService(Service):
             self.bus, functools.partial(follow, self.bus), self.heartbeats, settings,
             bind_host=http.host,
         )
+        expected = settings.expect_services or ["store"]
+        self.app[OPS] = Ops(self.bus.nc, self.config, expected)  # doctor and /metrics
         self._runner = GatewayRunner(
             self.app, request_timeout_s=settings.request_timeout_s, access_log=None
         )
