@@ -12,6 +12,21 @@ The consumer itself can vanish too (deleted through the JetStream API, lost
 with the stream, its subscription closed with a connection): :meth:`Feed.healthy`
 says whether the consumer exists and is bound to this subscription, and
 :meth:`Feed.subscribe` (re)creates it to start right after the log's position.
+
+Receiving: a catching-up store spent more than half of its main thread in
+nats-py turning each delivered message into a ``Msg`` (header parsing alone
+18%: every event carries ``Nats-Msg-Id``), queueing it and running a callback
+task. The store needs none of that: only the subject, the body, and the
+``$JS.ACK`` reply subject (the stream position; the ack goes to it). So the
+deliver subject is a plain core subscription, and the feed taps the client's
+message hook (``Client._process_msg``, which nats-py's parser awaits for
+every message; nats-py is pinned below 3): a message of that subscription
+(by its sid: JetStream delivers each message under its own subject) goes to
+``on_message`` as a :data:`Delivered` tuple, everything else to nats-py as
+before. JetStream
+status messages (idle heartbeats, flow control requests) are answered or
+skipped; a message without a ``$JS.ACK`` reply did not come from the
+consumer and is counted in :attr:`Feed.foreign` and logged, never stored.
 """
 
 from __future__ import annotations
@@ -22,8 +37,8 @@ from dataclasses import dataclass
 
 import nats.errors
 import nats.js.errors
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from schemas.subjects import STREAM
@@ -35,6 +50,20 @@ MAX_ACK_PENDING = 20_000
 IDLE_HEARTBEAT_S = 5.0
 
 log = get_logger("store")
+
+Delivered = tuple[bytes, int, bytes, bytes]
+"""One message from the consumer: (subject, stream position, the ``$JS.ACK``
+reply subject to ack it on, body)."""
+
+
+def stream_position(reply: bytes) -> int | None:
+    """The stream position in a ``$JS.ACK`` reply subject (9 tokens, or 11 and
+    more with a domain and an account hash); None when it is not one."""
+    tokens = reply.split(b".")
+    if len(tokens) < 9 or tokens[0] != b"$JS" or tokens[1] != b"ACK":
+        return None
+    token = tokens[5] if len(tokens) == 9 else tokens[7] if len(tokens) >= 11 else b""
+    return int(token) if token.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -51,7 +80,7 @@ class Feed:
         bus: Bus,
         eventlog: EventLog,
         durable: str,
-        on_message: Callable[[Msg], Awaitable[None]],
+        on_message: Callable[[Delivered], None],
         ensure_streams: Callable[[], Awaitable[None]],
     ) -> None:
         self.bus = bus
@@ -59,8 +88,13 @@ class Feed:
         self.durable = durable
         self._on_message = on_message
         self._ensure_streams = ensure_streams
-        self.sub: JetStreamContext.PushSubscription | None = None
+        self.sub: Subscription | None = None
         self._unbound_checks = 0
+        self._sid: int | None = None
+        """The subscription whose messages go to ``on_message`` (None: none)."""
+        self._tapped: Client | None = None
+        self.foreign = 0
+        """Messages on the deliver subject that did not come from the consumer."""
 
     async def stream(self) -> StreamCheck:
         """The stream on the server (created again when missing) and whether the
@@ -94,7 +128,9 @@ class Feed:
         except nats.js.errors.NotFoundError:
             info = None
         if info is not None and (
-            info.delivered.stream_seq != position or info.ack_floor.stream_seq != position
+            info.delivered.stream_seq != position
+            or info.ack_floor.stream_seq != position
+            or not info.config.deliver_subject  # a pull consumer under our name
         ):
             log.info(
                 "consumer is not at the event log's position: recreating it",
@@ -116,12 +152,51 @@ class Feed:
                 idle_heartbeat=IDLE_HEARTBEAT_S,
             )
             info = await js.add_consumer(STREAM, config)
-        self.sub = await js.subscribe_bind(
-            STREAM, info.config, self.durable, cb=self._on_message, manual_ack=True
-        )
+        nc = self.bus.nc
+        self._tap(nc)
+        # known before SUB is sent, for the first message may follow at once:
+        # nats-py numbers a subscription before its first pause
+        self._sid = nc._sid + 1
+        self.sub = await nc.subscribe(info.config.deliver_subject or "")
+        if self.sub._id != self._sid:
+            self._sid = None
+            raise AssertionError("nats-py numbers subscriptions differently: cannot feed the store")
         self._unbound_checks = 0
 
+    def _tap(self, nc: Client) -> None:
+        """Route the deliver subject's messages around nats-py (once per client)."""
+        if self._tapped is nc:
+            return
+        process = nc._process_msg
+        on_message, stats = self._on_message, nc.stats
+
+        async def process_msg(
+            sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+        ) -> None:
+            if sid != self._sid:
+                return await process(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(data)
+            if headers is not None and headers[8:9] == b" ":  # "NATS/1.0 100 Idle Heartbeat"
+                if reply:  # a flow control request
+                    await nc.publish(reply.decode())
+                return
+            position = stream_position(reply)
+            if position is None:
+                self.foreign += 1
+                log.warning(
+                    "message on the store's deliver subject without a JetStream reply: ignored",
+                    extra={"fields": {"reply": reply[:100].decode(errors="replace"),
+                                      "size": len(data), "count": self.foreign}},
+                )  # fmt: skip
+                return
+            on_message((subject, position, reply, data))
+
+        nc._process_msg = process_msg  # type: ignore[method-assign]
+        self._tapped = nc
+
     async def unsubscribe(self) -> None:
+        self._sid = None  # what arrives from now on goes to nats-py, which drops it
         sub, self.sub = self.sub, None
         if sub is not None:
             with contextlib.suppress(nats.errors.Error):
@@ -133,8 +208,7 @@ class Feed:
         sub = self.sub
         if sub is None:
             return "not subscribed"
-        core = sub._sub  # nats-py keeps the core subscription here
-        if core._closed or core._conn is not self.bus.nc:
+        if sub._closed or sub._conn is not self.bus.nc:
             return "its subscription ended"
         try:
             info = await self.bus.js.consumer_info(STREAM, self.durable)

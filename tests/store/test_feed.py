@@ -6,13 +6,14 @@ from __future__ import annotations
 import shutil
 import sqlite3
 
-from schemas.subjects import STORE_ACKNOWLEDGE, STREAM
+from schemas.subjects import DLQ_STREAM, STORE_ACKNOWLEDGE, STREAM
 from schemas.system import StoreStats
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
 from services.runtime.natsserver import EmbeddedNats
+from services.store.feed import stream_position
 from services.store.service import StoreService
-from tests.store.support import stats, stored_ids
+from tests.store.support import dead_letters, stats, stored_ids
 from tests.support import lifecycle, wait_for
 
 
@@ -110,6 +111,86 @@ async def test_a_reset_while_stopped_is_found_at_start_also_in_an_old_log(bus, c
         assert stored_ids(config.events_db) == [e.id for e in events]
         s = await stats(bus)
         assert (s.stream_resets, s.dead_letters, len(s.problems)) == (1, 1, 1)
+    finally:
+        await store.stop()
+        await store.bus.close()
+
+
+def test_the_stream_position_is_read_from_the_ack_subject():
+    assert stream_position(b"$JS.ACK.GPUROUTE.store.1.4711.12.1796020093905562753.0") == 4711
+    v2 = b"$JS.ACK.hub.ACCHASH.GPUROUTE.store.2.815.13.1796020093905562753.3.tok"
+    assert stream_position(v2) == 815
+    forgeries = [b"", b"_INBOX.x", b"$JS.ACK.a.b.c"]
+    forgeries += [b"$JS.ACK.S.c.1.x.1.1.0", b"$JS.NAK.S.c.1.4.4.1.0"]
+    for forged in forgeries:
+        assert stream_position(forged) is None
+
+
+async def test_delivered_events_skip_nats_py_message_building(bus, fast_store, config):
+    """A catching-up store spent over half its time in nats-py building a Msg
+    (and parsing its headers) per delivered event; the feed takes the bytes."""
+    built = 0
+    nc = fast_store.bus.nc
+    build = nc._build_message
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        nonlocal built
+        built += 1
+        return build(*args)
+
+    nc._build_message = counting
+    events = burst(bus, 400, "m")
+    await bus.publish_many(events)
+    await wait_for(lambda: len(stored_ids(config.events_db)) == 400)
+    assert built < 40, f"nats-py built a message for {built} of 400 events"
+
+
+async def test_a_forged_message_on_the_deliver_subject_stops_nothing(bus, fast_store, config):
+    """Messages without a $JS.ACK reply made the writer raise on the batch
+    (no stream position), and it retried that batch for ever."""
+    info = await bus.js.consumer_info(STREAM, "store")
+    await bus.nc.publish(info.config.deliver_subject or "", b'{"forged": true}')
+    await bus.nc.publish(info.config.deliver_subject or "", b"x", reply="_INBOX.forged")
+    events = burst(bus, 40, "f")
+    await bus.publish_many(events)
+    await wait_for(lambda: len(stored_ids(config.events_db)) == 40)
+    assert fast_store.feed.foreign == 2
+    assert (await stats(bus)).problems == []
+
+
+async def test_jetstream_status_messages_are_not_events(bus, fast_store):
+    """Idle heartbeats (status 100, no reply) are skipped, not stored or counted."""
+    nc = fast_store.bus.nc
+    sid = fast_store.feed._sid
+    await nc._process_msg(sid, b"_INBOX.x", b"", b"", b"NATS/1.0 100 Idle Heartbeat\r\n\r\n")
+    assert fast_store._buffer == [] and fast_store.feed.foreign == 0
+
+
+async def test_dead_letters_of_a_batch_are_republished_concurrently(bus, config):
+    """One awaited JetStream ack per dead letter: 80,000 took minutes."""
+    for i in range(200):
+        body, headers = b'{"not": "an event"}', {"Nats-Msg-Id": f"d{i}"}
+        await bus.js.publish("job.submitted", body, headers=headers)
+    store = StoreService(await Bus.connect(config.nats.url or "", source="store"), config)
+    in_flight = most = 0
+    publish_raw = store.bus.publish_raw
+
+    async def counting(*args, **kw):  # type: ignore[no-untyped-def]
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await publish_raw(*args, **kw)
+        finally:
+            in_flight -= 1
+
+    store.bus.publish_raw = counting  # type: ignore[method-assign]
+    await store.start()
+    try:
+        await wait_for(lambda: len(dead_letters(config.events_db)) == 200)
+        dlq = await bus.js.stream_info(DLQ_STREAM)
+        assert dlq.state.messages == 200
+        assert most > 1
     finally:
         await store.stop()
         await store.bus.close()
