@@ -99,7 +99,9 @@ STORED_PREFIX = "stored."
 STORE_READ = command(
     "gpuroute.store.read",
     "read stored events (StoreReadRequest).",
-    clients=("gateway", MODDER),  # and every reader of an event: see registry()
+    # and every reader of an event (see registry()); the store's profiler reporter
+    # follows flags.changed through it too
+    clients=("gateway", MODDER, "store"),
     request="StoreReadRequest",
     reply="StoredPage",
 )

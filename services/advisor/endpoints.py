@@ -67,6 +67,7 @@ from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
 from services.runtime.errors import GpurouteError
 from services.runtime.follower import Follower
+from services.runtime.profiling import HotPaths
 from services.runtime.projection import Projector
 
 REPLY_CACHE_SIZE = 4096
@@ -88,6 +89,7 @@ class AdvisorEndpoints:
     projector: Projector[AdvisorState]
     ready: asyncio.Event
     follower: Follower[AdvisorState]
+    hot: HotPaths
     _replies: dict[JobSpec, bytes]
     _decider: tuple[AdvisorState, AdvisorConfig, Decider] | None
 
@@ -138,7 +140,8 @@ class AdvisorEndpoints:
         if reply is None:
             if len(self._replies) >= REPLY_CACHE_SIZE:
                 self._replies.clear()
-            reply = _encoder.encode(self._decider_for(self.state).decide(spec))
+            with self.hot.span("advise"):
+                reply = _encoder.encode(self._decider_for(self.state).decide(spec))
             self._replies[spec] = reply
         return reply
 

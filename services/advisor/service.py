@@ -42,6 +42,7 @@ from services.runtime.config import Config
 from services.runtime.endpoints import endpoint
 from services.runtime.follower import Follower
 from services.runtime.ids import derived_id
+from services.runtime.profiling import HotPaths, Reporter, perf_on
 from services.runtime.service import Service
 from services.runtime.snapshots import Snapshots
 
@@ -66,10 +67,12 @@ class AdvisorService(AdvisorEndpoints, Service):
         self.seed = load_seed(self.settings.seed_file)
         self.node = config.telemetry.node_id()
         """The node whose telemetry the decisions use (read here, never in the fold)."""
+        self.hot = HotPaths("service.advisor")
+        """Timed while the profiler flag is on; reported to the budget."""
         self.follower = Follower(
             bus, AdvisorProjection(node=self.node), FOLLOWED, log=self.log,
             snapshots=Snapshots(config.data_path / "snapshots"), hold_ready=True,
-            on_apply=self._on_fold,
+            on_apply=self._on_fold, hot=self.hot,
         )  # fmt: skip
         self.projector = self.follower.projector
         self.ready = self.follower.ready
@@ -91,6 +94,8 @@ class AdvisorService(AdvisorEndpoints, Service):
                 name=name, subject=subject, handler=endpoint(request_type, handler)
             )
         self.supervise(self.follower.run, "follow")  # resumes after self.position
+        reporter = Reporter(self.bus, self.hot, self.log, self.config.budget.profile_flush_s)
+        self.supervise(reporter.report, "hot-paths")
         self.spawn(self._go_live(), "live")
 
     async def teardown(self) -> None:
@@ -99,6 +104,8 @@ class AdvisorService(AdvisorEndpoints, Service):
 
     def _on_fold(self, seq: int, event: Event) -> None:
         self._replies.clear()  # a decision depends on the state: cached replies are stale
+        if event.type == "flags.changed":
+            self.hot.on = perf_on(self.state.flags)
 
     async def _go_live(self) -> None:
         """Once the history is folded: seed, then answer and take jobs."""
@@ -140,7 +147,8 @@ class AdvisorService(AdvisorEndpoints, Service):
 
     def _decide(self, spec: JobSpec) -> JobAdvised:
         state = self.state
-        return job_advised(spec, state, self._decider_for(state), self.position, self.digest)
+        with self.hot.span("advise.job"):
+            return job_advised(spec, state, self._decider_for(state), self.position, self.digest)
 
 
 def job_advised(

@@ -80,6 +80,7 @@ from services.budget.fold import BudgetFold
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
 from services.runtime.follower import Follower
+from services.runtime.profiling import HotPaths
 
 Handler = Callable[[Any], Awaitable[Any]]
 
@@ -90,7 +91,7 @@ class BudgetEndpoints:
     bus: Bus
     follower: Follower[BudgetFold]
     recent: Any
-    hot: profiler.HotPaths
+    hot: HotPaths
 
     @property
     def state(self) -> BudgetFold:

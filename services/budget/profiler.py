@@ -1,5 +1,5 @@
-"""The profiler: the dashboard folded from marks and spans, and the recorder
-of a service's own hot paths.
+"""The profiler: the dashboard folded from marks and spans (the recorder of a
+service's own hot paths is ``services/runtime/profiling.py``).
 
 :class:`Dash` is pure state: spans aggregated per (category, name) — at most
 ``MAX_NAMES`` of them, later names are counted under ``(other)`` — totals per
@@ -7,18 +7,9 @@ category, and the newest ``RECENT`` marks. :func:`dashboard` shapes it for
 charting. Memory is whatever the span reported (``rss`` or ``tracemalloc``
 from the client module; ``none`` for hot paths, where reading RSS would cost
 more than the code timed).
-
-:class:`HotPaths` times code inside a service at about a microsecond a call
-(two ``perf_counter`` reads and a dict update); the service sends what it
-gathered as one ``profiler.span`` aggregate per name every
-``[budget] profile_flush_s``, and only while the profiler flag is on.
 """
 
 from __future__ import annotations
-
-import contextlib
-import time
-from collections.abc import Iterator
 
 import msgspec
 
@@ -127,42 +118,3 @@ def dashboard(dash: Dash, limit: int) -> Dashboard:
         marks=dash.n_marks,
         since=dash.since,
     )
-
-
-class HotPaths:
-    """Per-name call counts and wall time of a service's own code."""
-
-    def __init__(self, category: str) -> None:
-        self.category = category
-        self.on = False
-        self._calls: dict[str, list[float]] = {}  # name -> [count, total_s, max_s]
-
-    def record(self, name: str, seconds: float) -> None:
-        entry = self._calls.get(name)
-        if entry is None:
-            self._calls[name] = [1, seconds, seconds]
-            return
-        entry[0] += 1
-        entry[1] += seconds
-        if seconds > entry[2]:
-            entry[2] = seconds
-
-    @contextlib.contextmanager
-    def span(self, name: str) -> Iterator[None]:
-        if not self.on:
-            yield
-            return
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.record(name, time.perf_counter() - t0)
-
-    def drain(self) -> list[ProfilerSpan]:
-        """What was gathered since the last drain, one aggregate per name."""
-        calls, self._calls = self._calls, {}
-        return [
-            ProfilerSpan(name=name, category=self.category, count=int(c), wall_ms=total * 1000,
-                 max_ms=longest * 1000)
-            for name, (c, total, longest) in sorted(calls.items())
-        ]  # fmt: skip

@@ -57,6 +57,7 @@ from services.runtime.config import Config
 from services.runtime.endpoints import EndpointError, InFlight, endpoint
 from services.runtime.errors import BusError
 from services.runtime.follower import Follower
+from services.runtime.profiling import HotPaths
 from services.runtime.service import Service
 from services.runtime.snapshots import Snapshots
 
@@ -89,13 +90,13 @@ class BudgetService(BudgetEndpoints, Service):
     def __init__(self, bus: Bus, config: Config) -> None:
         super().__init__(bus, config)
         self.settings = config.budget
+        self.hot = HotPaths("service.budget")
         self.follower = Follower(
             bus, BudgetProjection(node=config.telemetry.node_id()), fold.FOLLOWED,
             log=self.log, snapshots=Snapshots(config.data_path / "snapshots"),
-            hold_ready=True, on_apply=self._on_fold,
+            hold_ready=True, on_apply=self._on_fold, hot=self.hot,
         )  # fmt: skip
         self.ready = self.follower.ready
-        self.hot = profiler.HotPaths("service.budget")
         self.recent: deque[Transition] = deque(maxlen=RECENT_TRANSITIONS)
         self._queue: list[tuple[Build, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
@@ -333,7 +334,8 @@ class BudgetService(BudgetEndpoints, Service):
         next_snapshot = loop.time() + self.settings.snapshot_interval_s
         while True:
             await asyncio.sleep(self.settings.profile_flush_s)
-            for span in self.hot.drain():
+            spans = self.hot.drain()  # what was gathered while the flag was off: dropped
+            for span in spans if self.hot.on else ():
                 await self.span(span)  # lenient already: sent as it is
             interval = self.settings.snapshot_interval_s
             if interval > 0 and loop.time() >= next_snapshot:

@@ -61,6 +61,7 @@ from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
 from services.runtime.errors import GpurouteError
 from services.runtime.follow import FollowError, FollowStats, Item, follow_events
+from services.runtime.profiling import HotPaths
 from services.runtime.projection import Projection, Projector, gc_paused, state_hash
 from services.runtime.snapshots import Snapshots
 
@@ -118,8 +119,11 @@ class Follower(Generic[S]):
         on_apply: Callable[[int, Event], None] | None = None,
         snapshot_every: int = SNAPSHOT_EVERY,
         snapshot_every_s: float = SNAPSHOT_EVERY_S,
+        hot: HotPaths | None = None,
     ) -> None:
+        """``hot``: where the rebuild's wall time is recorded (``follower.rebuild``)."""
         self.bus = bus
+        self.hot = hot
         self.projection = projection
         self.projector = Projector(projection)
         self.patterns = list(patterns)
@@ -275,11 +279,14 @@ class Follower(Generic[S]):
         self.loaded.set()
         if not self.hold_ready:
             self.ready.set()
+        seconds = time.monotonic() - self._started_at
+        if self.hot is not None:
+            self.hot.record("follower.rebuild", seconds)
         self.log.info(
             "state loaded",
             extra={"fields": {"projection": self.projection.name, "position": self.position,
                               "from_snapshot": self.restored_from, "skipped": self.skipped,
-                              "seconds": round(time.monotonic() - self._started_at, 3)}},
+                              "seconds": round(seconds, 3)}},
         )  # fmt: skip
         if self.snapshots is not None and self.position > self._saved_position:
             await self.save()  # the next start reads only what follows
