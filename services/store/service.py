@@ -1,8 +1,9 @@
 """The store service: JetStream -> SQLite event log, and reads over NATS.
 
 A durable push consumer (AckAll, bounded by ``max_ack_pending``) delivers
-every event subject of the stream (:mod:`services.store.feed`). Messages are
-buffered by the subscription callback and written by one writer task in
+every event subject of the stream (:mod:`services.store.feed`, which hands
+each message over without nats-py's per-message work). Messages are
+buffered as they arrive and written by one writer task in
 batches: classify each (:mod:`services.store.ingest`), append the valid ones
 and the dead letters plus the stream position in one SQLite transaction,
 commit, and only then ack the batch's last message (AckAll acks everything
@@ -30,7 +31,6 @@ import contextlib
 
 import msgspec
 import nats.errors
-from nats.aio.msg import Msg
 
 from schemas import limits
 from schemas.subjects import STORE_ACKNOWLEDGE, STORE_READ, STORE_STATS
@@ -38,15 +38,19 @@ from schemas.system import StoreAcknowledgeRequest, StoreReadRequest, StoreStats
 from services.runtime.endpoints import InFlight, endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.profiling import HotPaths, Reporter
+from services.runtime.profiling import HotPaths, Reporter
 from services.runtime.service import Service
 from services.store.broadcast import broadcast
 from services.store.eventlog import Dead, EventLog, Row, Stored
-from services.store.feed import Feed
+from services.store.feed import Delivered, Feed
 from services.store.ingest import classify, dead_letter_message, one_line
 
 MAX_BATCH = 10_000
 CHECK_S = 2.0
 """How often the watch task checks the stream and the consumer."""
+DEAD_IN_FLIGHT = 256
+"""Dead letters republished at once, each waiting for its JetStream ack (one at
+a time, 80,000 dead letters took minutes)."""
 READS_IN_FLIGHT = 64
 """Reads answered at once (on ``reads.READERS`` threads); beyond it, requests
 wait in nats-py's pending queue."""
@@ -64,7 +68,9 @@ class StoreService(Service):
         self.eventlog = await EventLog.open(self.config.events_db, tracking_name=self.durable)
         self.hot = HotPaths("service.store")
         """The batch write, timed while the profiler flag is on."""
-        self._buffer: list[Msg] = []
+        self.hot = HotPaths("service.store")
+        """The batch write, timed while the profiler flag is on."""
+        self._buffer: list[Delivered] = []
         self._pending = asyncio.Event()
         self._lock = asyncio.Lock()
         """Held while a batch is written or the consumer is replaced."""
@@ -94,6 +100,9 @@ class StoreService(Service):
         reporter = Reporter(self.bus, self.hot, self.log, self.config.budget.profile_flush_s)
         self.supervise(reporter.follow_flags, "perf-flags")
         self.supervise(reporter.report, "hot-paths")
+        reporter = Reporter(self.bus, self.hot, self.log, self.config.budget.profile_flush_s)
+        self.supervise(reporter.follow_flags, "perf-flags")
+        self.supervise(reporter.report, "hot-paths")
 
     async def teardown(self) -> None:
         await self.feed.unsubscribe()
@@ -106,8 +115,8 @@ class StoreService(Service):
         nats_cfg = self.config.nats
         await self.bus.ensure_streams(nats_cfg.stream_replicas, nats_cfg.stream_max_age_s)
 
-    async def _on_message(self, msg: Msg) -> None:
-        self._buffer.append(msg)
+    def _on_message(self, delivered: Delivered) -> None:
+        self._buffer.append(delivered)
         self._pending.set()
 
     # -- the stream and the consumer -------------------------------------------
@@ -184,7 +193,7 @@ class StoreService(Service):
                     if batch:
                         await self._write_retrying(batch)
 
-    async def _write_retrying(self, batch: list[Msg]) -> None:
+    async def _write_retrying(self, batch: list[Delivered]) -> None:
         delay = 0.1
         while True:
             try:
@@ -201,28 +210,31 @@ class StoreService(Service):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _write(self, batch: list[Msg]) -> None:
+    async def _write(self, batch: list[Delivered]) -> None:
         rows: list[Row] = []
         dead: list[Dead] = []
-        for msg in batch:
-            row = classify(msg.subject, msg.data)
+        for raw_subject, position, _, data in batch:
+            subject = raw_subject.decode(errors="replace")
+            row = classify(subject, data)
             if isinstance(row, str):
-                dead.append((msg.metadata.sequence.stream, msg.subject, row, msg.data))
+                dead.append((position, subject, row, data))
             else:
                 rows.append(row)
-        for d in dead:
-            await self._dead_letter(d)
+        for i in range(0, len(dead), DEAD_IN_FLIGHT):
+            await asyncio.gather(*(self._dead_letter(d) for d in dead[i : i + DEAD_IN_FLIGHT]))
+        _, position, reply, _ = batch[-1]
         with self.hot.span("store.batch_write"):
-            stored = await self.eventlog.append(rows, batch[-1].metadata.sequence.stream, dead)
-        try:
-            await batch[-1].ack()
+            with self.hot.span("store.batch_write"):
+            stored = await self.eventlog.append(rows, position, dead)
+        try:  # AckAll: acks the whole batch
+            await self.bus.nc.publish(reply.decode())
         except nats.errors.Error as e:  # redelivered later, and ignored by id
             self.log.warning("ack failed after commit", extra={"fields": {"error": str(e)}})
         await self._broadcast(stored)
 
     async def _dead_letter(self, dead: Dead) -> None:
-        """Republish on ``dlq.<subject>``; the dead_letters table keeps it whole
-        whether or not this works."""
+        """Republish on ``dlq.<subject>`` (never raises); the dead_letters
+        table keeps it whole whether or not this works."""
         stream_seq, subject, reason, body = dead
         self.log.warning(
             "dead letter",
