@@ -38,7 +38,6 @@ from schemas.system import StoreAcknowledgeRequest, StoreReadRequest, StoreStats
 from services.runtime.endpoints import InFlight, endpoint
 from services.runtime.errors import GpurouteError
 from services.runtime.profiling import HotPaths, Reporter
-from services.runtime.profiling import HotPaths, Reporter
 from services.runtime.service import Service
 from services.store.broadcast import broadcast
 from services.store.eventlog import Dead, EventLog, Row, Stored
@@ -68,8 +67,6 @@ class StoreService(Service):
         self.eventlog = await EventLog.open(self.config.events_db, tracking_name=self.durable)
         self.hot = HotPaths("service.store")
         """The batch write, timed while the profiler flag is on."""
-        self.hot = HotPaths("service.store")
-        """The batch write, timed while the profiler flag is on."""
         self._buffer: list[Delivered] = []
         self._pending = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -97,9 +94,6 @@ class StoreService(Service):
         # the heartbeat names it: a batch it held is redelivered after ack_wait
         self.supervise(self._writer, "writer")
         self.supervise(self._watch, "watch")
-        reporter = Reporter(self.bus, self.hot, self.log, self.config.budget.profile_flush_s)
-        self.supervise(reporter.follow_flags, "perf-flags")
-        self.supervise(reporter.report, "hot-paths")
         reporter = Reporter(self.bus, self.hot, self.log, self.config.budget.profile_flush_s)
         self.supervise(reporter.follow_flags, "perf-flags")
         self.supervise(reporter.report, "hot-paths")
@@ -224,7 +218,6 @@ class StoreService(Service):
             await asyncio.gather(*(self._dead_letter(d) for d in dead[i : i + DEAD_IN_FLIGHT]))
         _, position, reply, _ = batch[-1]
         with self.hot.span("store.batch_write"):
-            with self.hot.span("store.batch_write"):
             stored = await self.eventlog.append(rows, position, dead)
         try:  # AckAll: acks the whole batch
             await self.bus.nc.publish(reply.decode())
