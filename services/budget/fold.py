@@ -257,9 +257,18 @@ class BudgetProjection:
     name = "budget"
     type_prefix: str | None = None
     version = 1
+    latest_types = ("telemetry.sampled",)
+    """Only the newest sample of its node is kept (``sample``; no fold reads it):
+    a start reads that one, not every sample (``runtime/follower.py``, "Latest wins")."""
 
     def __init__(self, node: str | None = None) -> None:
         self.node = node
+
+    def takes_latest(self, event: Event) -> bool:
+        data = event.payload
+        return isinstance(data, TelemetrySample) and (
+            self.node is None or data.node in (None, self.node)
+        )
 
     def initial(self) -> BudgetFold:
         return BudgetFold(node=self.node)

@@ -17,6 +17,7 @@ from schemas.flags import ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged
 from schemas.telemetry import HostStats, TelemetrySample
 from services.advisor.projection import AdvisorProjection
 from services.advisor.state import FOLLOWED, AdvisorState
+from services.budget.fold import BudgetProjection
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.runtime.follower import Follower, LatestWins
@@ -99,6 +100,17 @@ def test_the_advisor_takes_exactly_the_samples_its_fold_applies(bus):
         for sample_node in ("a", "b", None):
             event = _sample(bus, sample_node, 1)
             applied = projection.apply(state, event) is not state
+            assert projection.takes_latest(event) == applied, (node, sample_node)
+
+
+def test_the_budget_takes_exactly_the_samples_its_fold_applies(bus):
+    for node in ("a", None):
+        projection = BudgetProjection(node=node)
+        assert isinstance(projection, LatestWins)
+        for sample_node in ("a", "b", None):
+            state = projection.initial()
+            event = _sample(bus, sample_node, 1)
+            applied = projection.apply(state, event).sample is not None
             assert projection.takes_latest(event) == applied, (node, sample_node)
 
 
