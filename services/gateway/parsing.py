@@ -75,6 +75,7 @@ def parse_query(request: web.Request, type_: type[S]) -> S:
 
 
 _lists: dict[type[msgspec.Struct], frozenset[str]] = {}
+_known: dict[type[Any], list[str]] = {}
 
 
 def _list_fields(type_: type[msgspec.Struct]) -> frozenset[str]:
@@ -103,7 +104,9 @@ def convert_params(
     params: Mapping[str, Any], type_: type[S], *, what: str = "query", known_only: bool = True
 ) -> S:
     """String parameters as ``type_``; every failure is a :class:`BadRequest`."""
-    known = [f.encode_name for f in msgspec.structs.fields(type_)]
+    known = _known.get(type_)
+    if known is None:  # fields() evaluates the annotations: ~1.4 ms a call
+        known = _known[type_] = [f.encode_name for f in msgspec.structs.fields(type_)]
     problems = []
     unknown = sorted(set(params) - set(known))
     if unknown and known_only:
