@@ -10,7 +10,10 @@ session, keep-alive) run against each target in turn for ``--seconds``,
 ``--rounds`` times (after a warm-up of each): ``GET /hello``,
 ``GET /api/events?limit=100`` and ``POST /api/compute/advise`` (a mix of 8 job
 specs, compute enabled). Prints ONE JSON object: req/s, p50/p99 per target
-and each gateway route's ratio to the hello-world (goal: >= 0.5 for both).
+and each gateway route's ratio to the hello-world (goal: >= 0.5 for both),
+and ``cpu_us_per_request``: CPU microseconds of each process (the benchmark's
+own clients, nats-server, store, advisor, gateway, hello-world) per answered
+request of each target, which says where the time goes on a loaded machine.
 A non-2xx answer counts as an error, not a request.
 
 ``BENCH_PROFILE_GATEWAY=FILE`` runs the gateway under cProfile (stats in FILE
@@ -34,6 +37,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 import nats
+import psutil
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,11 +157,23 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 for method, target in targets.values():  # warm-up
                     await measure(session, method, target, 1.0, args.clients)
                 runs: dict[str, list[Run]] = {name: [] for name in targets}
+                assert server._proc is not None
+                pids = {
+                    "client": os.getpid(),
+                    "nats": server._proc.pid,
+                    "store": procs[0].pid,
+                    "advisor": procs[1].pid,
+                    "gateway": procs[2].pid,
+                    "hello": procs[3].pid,
+                }
+                cpu: dict[str, dict[str, float]] = {n: dict.fromkeys(pids, 0.0) for n in targets}
                 for _ in range(args.rounds):
                     for name, (method, target) in targets.items():
-                        runs[name].append(
-                            await measure(session, method, target, args.seconds, args.clients)
-                        )
+                        before = cpu_seconds(pids)
+                        run = await measure(session, method, target, args.seconds, args.clients)
+                        runs[name].append(run)
+                        for proc, used in cpu_seconds(pids).items():
+                            cpu[name][proc] += used - before[proc]
             await nc.drain()
         finally:
             for p in procs:
@@ -170,6 +186,13 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                     p.wait()
             server.stop()
     out = {name: summary(r) for name, r in runs.items()}
+    per_request = {
+        name: {
+            proc: round(used * 1e6 / max(1, sum(r[0] for r in runs[name])))
+            for proc, used in cpu[name].items()
+        }
+        for name in runs
+    }
     hello = float(out["hello"]["throughput_rps"])
     ratios = {f"ratio_{n}": round(float(out[n]["throughput_rps"]) / hello, 3) for n in out}
     del ratios["ratio_hello"]
@@ -183,8 +206,19 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         **ratios,
         "goal": 0.5,
         "meets_goal": all(r >= 0.5 for r in ratios.values()),
+        "cpu_us_per_request": per_request,
         "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
     }
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each process so far."""
+    out = {}
+    for name, pid in pids.items():
+        t = psutil.Process(pid).cpu_times()
+        out[name] = float(t.user + t.system)
+    return out
 
 
 def main() -> None:

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import TypeVar
 
@@ -38,6 +41,8 @@ from schemas import limits
 from schemas.system import encode_stored
 from services.runtime.follow import subject_matches
 
+FETCH = 256
+"""Rows per fetch (bounds what is read past a full page)."""
 READERS = 2
 """Reader threads (and connections). SQLite releases the GIL while it steps a
 statement, so two reads overlap each other and the event loop."""
@@ -120,18 +125,24 @@ def read_page(
     if q.types == ():
         return Page([], False)
     sql, args = plan(q)
+    budget = sys.maxsize if max_bytes is None else max_bytes
     rows: list[tuple[int, bytes]] = []
-    size, more = 0, False
+    more = False
     cur = conn.execute(sql, args)
     try:
-        for seq, body in cur:  # rows are stepped one by one: nothing read past the cut
-            if len(rows) == q.limit or (
-                rows and max_bytes is not None and size + len(body) > max_bytes
-            ):
+        # in chunks, the cut found by bisecting running sizes: a Python step
+        # per row cost as much as SQLite reading it
+        while chunk := cur.fetchmany(min(FETCH, q.limit + 1 - len(rows))):
+            sizes = list(accumulate(len(body) for _, body in chunk))
+            fits = bisect_right(sizes, budget)
+            if not rows and fits == 0:
+                fits = 1  # at least one event, whatever its size
+            fits = min(fits, q.limit - len(rows))
+            rows += chunk[:fits]
+            if fits < len(chunk):
                 more = True
                 break
-            rows.append((seq, body))
-            size += len(body)
+            budget -= sizes[-1]
     finally:
         cur.close()
     if q.last:
