@@ -267,22 +267,9 @@ class EventLog:
             raise StoreError(f"cannot acknowledge notices in {self.path}: {e}") from e
         return int(cur.rowcount)
 
-    async def read(
-        self,
-        after: int = 0,
-        limit: int = 100,
-        type_prefixes: Sequence[str] = (),
-        key: str | None = None,
-        last: bool = False,
-        patterns: Sequence[str] = (),
-        max_bytes: int | None = None,
-    ) -> reads.Page:
-        """Events after position ``after`` (ascending) whose type starts with any
-        of ``type_prefixes`` or matches any NATS subject pattern of ``patterns``
-        (all when both are empty), with ``key``; at most ``limit`` of them and
-        at most ``max_bytes`` of bodies (but at least one). With ``last``, the
-        newest that fit (still ascending)."""
-        query = self.query(after, limit, type_prefixes, key, last, patterns)
+    async def read(self, query: reads.Query, max_bytes: int | None = None) -> reads.Page:
+        """The page of ``query`` (see :meth:`query`): at most ``max_bytes`` of
+        bodies (None: no bound), but at least one event when one matches."""
         return await self._reading(lambda conn: reads.read_page(conn, query, max_bytes))
 
     def query(
@@ -294,7 +281,11 @@ class EventLog:
         last: bool = False,
         patterns: Sequence[str] = (),
     ) -> reads.Query:
-        """The query of a read, its type filters resolved to exact types."""
+        """Events after position ``after`` (ascending) whose type starts with any
+        of ``type_prefixes`` or matches any NATS subject pattern of ``patterns``
+        (all when both are empty), with ``key``; at most ``limit`` of them. With
+        ``last``, the newest (still ascending). Type filters are resolved to the
+        exact types the log holds here."""
         types = reads.resolve(self.types, type_prefixes, patterns)
         return reads.Query(after=after, limit=limit, types=types, key=key, last=last)
 

@@ -13,6 +13,7 @@ from schemas import limits
 from schemas.system import decode_page
 from services.store import reads
 from services.store.eventlog import DISTINCT_TYPES, EventLog, Row
+from tests.store.support import read as read_over_nats
 
 TYPES = ["job.submitted", "job.advised", "provider.upserted", "job.failed", "adapter.failed"]
 
@@ -26,6 +27,10 @@ def rows(n: int, start: int = 0, size: int = 100) -> list[Row]:
     return out
 
 
+async def read(log: EventLog, max_bytes: int | None = None, **filters: object) -> reads.Page:
+    return await log.read(log.query(**filters), max_bytes)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 async def log(tmp_path: Path):  # type: ignore[no-untyped-def]
     log = await EventLog.open(tmp_path / "events.db")
@@ -35,13 +40,13 @@ async def log(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 async def test_a_page_holds_at_most_max_page_bytes_and_says_more(log):
     await log.append(rows(1000, size=2000), position=1000)
-    page = await log.read(limit=1000, max_bytes=limits.MAX_PAGE_BYTES)
+    page = await read(log, limit=1000, max_bytes=limits.MAX_PAGE_BYTES)
     assert page.more is True
     assert sum(len(b) for _, b in page.rows) <= limits.MAX_PAGE_BYTES
     assert len(page.rows) == limits.MAX_PAGE_BYTES // 2000
     seen, after = [], 0
     while True:
-        page = await log.read(after=after, limit=1000, max_bytes=limits.MAX_PAGE_BYTES)
+        page = await read(log, after=after, limit=1000, max_bytes=limits.MAX_PAGE_BYTES)
         seen += [s for s, _ in page.rows]
         if not page.more:
             break
@@ -51,24 +56,24 @@ async def test_a_page_holds_at_most_max_page_bytes_and_says_more(log):
 
 async def test_a_page_has_at_least_one_event_and_more_is_exact(log):
     await log.append(rows(3, size=5000), position=3)
-    page = await log.read(limit=10, max_bytes=100)
+    page = await read(log, limit=10, max_bytes=100)
     assert ([s for s, _ in page.rows], page.more) == ([1], True)
-    page = await log.read(limit=3)
+    page = await read(log, limit=3)
     assert ([s for s, _ in page.rows], page.more) == ([1, 2, 3], False)
-    page = await log.read(limit=2)
+    page = await read(log, limit=2)
     assert ([s for s, _ in page.rows], page.more) == ([1, 2], True)
 
 
 async def test_patterns_and_prefixes_match_exact_types(log):
     await log.append(rows(50), position=50)
-    page = await log.read(limit=100, patterns=["*.failed"])
+    page = await read(log, limit=100, patterns=["*.failed"])
     types = {TYPES[(s - 1) % len(TYPES)] for s, _ in page.rows}
     assert types == {"job.failed", "adapter.failed"} and len(page.rows) == 20
-    page = await log.read(limit=100, patterns=["job.>"], type_prefixes=["provider."])
+    page = await read(log, limit=100, patterns=["job.>"], type_prefixes=["provider."])
     assert len(page.rows) == 40
-    page = await log.read(limit=100, patterns=["nothing.*"])
+    page = await read(log, limit=100, patterns=["nothing.*"])
     assert page.rows == [] and page.more is False
-    page = await log.read(limit=100, patterns=["job.failed"], key="key-3")
+    page = await read(log, limit=100, patterns=["job.failed"], key="key-3")
     assert all(TYPES[(s - 1) % 5] == "job.failed" and (s - 1) % 7 == 3 for s, _ in page.rows)
     assert page.rows
 
@@ -79,7 +84,7 @@ async def test_last_with_a_leading_wildcard_returns_the_newest_matching(log):
     batch += rows(500, start=5000)
     await log.append([r for r in batch if r[1] != "provider.upserted" or r[0].startswith("p-")],
                      position=1)  # fmt: skip
-    page = await log.read(limit=3, patterns=["*.upserted"], last=True)
+    page = await read(log, limit=3, patterns=["*.upserted"], last=True)
     ids = await _ids(log.path, [s for s, _ in page.rows])
     assert ids == ["p-16", "p-17", "p-18"] and page.more is True
 
@@ -147,8 +152,6 @@ async def test_distinct_types_are_read_by_skip_scan(log):
 async def test_a_slow_read_holds_up_no_other_read(bus, fast_store):
     """nats-py hands a subscription's requests to its callback one at a time:
     a read awaited there kept every later read waiting behind it."""
-    from tests.store.support import read
-
     release = asyncio.Event()
     real = fast_store.eventlog.read_reply
 
@@ -158,9 +161,9 @@ async def test_a_slow_read_holds_up_no_other_read(bus, fast_store):
         return await real(query, max_bytes)
 
     fast_store.eventlog.read_reply = read_reply
-    slow = asyncio.create_task(read(bus, key="slow"))
+    slow = asyncio.create_task(read_over_nats(bus, key="slow"))
     try:
-        page = await asyncio.wait_for(read(bus, limit=1), 3)
+        page = await asyncio.wait_for(read_over_nats(bus, limit=1), 3)
         assert page.events == [] and not slow.done()
     finally:
         release.set()
