@@ -38,11 +38,12 @@ async def gateway(config: Config) -> AsyncIterator[GatewayService]:
 
 @pytest.fixture
 async def stack(config: Config) -> AsyncIterator[GatewayService]:
-    """Store, adapters (dry-run: no secrets), advisor, budget and gateway, as ``up``
+    """Store, adapters (dry-run: no secrets), advisor, budget, scheduler and gateway, as ``up``
     starts them."""
     from services.adapters.service import AdaptersService
     from services.advisor.service import AdvisorService
     from services.budget.service import BudgetService
+    from services.scheduler.service import SchedulerService
     from services.store.service import StoreService
 
     config.advisor.telemetry_interval_s = 3600
@@ -53,4 +54,7 @@ async def stack(config: Config) -> AsyncIterator[GatewayService]:
         await stack.enter_async_context(running(AdvisorService, config, "advisor"))
         budget = await stack.enter_async_context(running(BudgetService, config, "budget"))
         await budget.follower.wait_ready(10)
+        scheduler = await stack.enter_async_context(running(SchedulerService, config,
+                                                            "scheduler"))  # fmt: skip
+        await scheduler.follower.wait_ready(10)
         yield await stack.enter_async_context(running(GatewayService, config, "gateway"))
