@@ -1,6 +1,6 @@
 """Budget register -> start -> finish cycles over NATS, beside a raw nats-py echo.
 
-    python bench/budget.py [--seconds 3] [--inflight 64] [--rounds 2]
+    python bench/budget.py [--seconds 3] [--inflight 64] [--rounds 2] [--sync always|2m]
 
 Starts an embedded nats-server, the store and the budget service as their own
 processes (``gpuroute serve store|budget``, as deployed, budgets on), and the
@@ -127,7 +127,7 @@ async def wait_ready(nc: nats.NATS) -> None:
 
 async def bench(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="gpuroute-bench-") as tmp:
-        server = EmbeddedNats(Path(tmp) / "nats", port=0)
+        server = EmbeddedNats(Path(tmp) / "nats", port=0, sync=args.sync)
         url = server.start()
         config = Path(tmp) / "gpuroute.toml"
         config.write_text(CONFIG)
@@ -176,6 +176,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
     return {
         "bench": "budget",
         "inflight": args.inflight,
+        "sync": args.sync,
         "seconds_per_round": args.seconds,
         "rounds": args.rounds,
         "echo": e,
@@ -195,6 +196,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="per measured round and target")
     p.add_argument("--inflight", type=int, default=64)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--sync", default="always",
+                   help="JetStream sync_interval: always (fsync before each ack, as up runs) "
+                        "or a duration such as 2m")  # fmt: skip
     print(json.dumps(asyncio.run(bench(p.parse_args()))))
 
 
