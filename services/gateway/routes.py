@@ -68,8 +68,8 @@ from schemas.providers import (
     ProvidersQuery,
     ProviderStats,
 )
-from schemas.subjects import STORE_READ
-from schemas.system import StoredPage, StoreReadRequest
+from schemas.subjects import STORE_ACKNOWLEDGE, STORE_READ
+from schemas.system import StoreAcknowledgeRequest, StoredPage, StoreReadRequest, StoreStats
 from services.gateway import documents, health, hooks
 from services.gateway.errors import BadRequest
 from services.gateway.table import (
@@ -156,6 +156,9 @@ TABLE: tuple[Route, ...] = (
     Route(method="GET", path="/api/events", tag="events", subject=STORE_READ,
           query=StoreReadRequest, reply=StoredPage, request=_events,
           summary="stored events: after, limit, type/types (prefixes), patterns, key, last"),
+    Route(method="POST", path="/api/store/acknowledge", tag="events",
+          subject=STORE_ACKNOWLEDGE, body=StoreAcknowledgeRequest, reply=StoreStats,
+          summary="acknowledge the store's notices (a stream reset); /health turns 200 again"),
     Route(method="GET", path="/api/modder/hooks", tag="events", subject=STORE_READ,
           query=hooks.HooksQuery, reply=hooks.HooksReply, handler=hooks.hooks,
           summary="the newest events whose type matches a topic (a subject pattern)"),

@@ -194,3 +194,33 @@ async def test_dead_letters_of_a_batch_are_republished_concurrently(bus, config)
     finally:
         await store.stop()
         await store.bus.close()
+
+
+async def test_an_operator_acknowledges_a_reset_over_http(bus, fast_store, config):
+    """/health is 503 naming the reset until POST /api/store/acknowledge."""
+    import aiohttp
+
+    from services.gateway.service import GatewayService
+
+    await bus.publish_many(burst(bus, 8, "a"))
+    await wait_for(lambda: len(stored_ids(config.events_db)) == 8)
+    await bus.js.delete_stream(STREAM)
+    await bus.ensure_streams()
+    await bus.publish_many(burst(bus, 8, "b"))
+    await wait_for(lambda: len(stored_ids(config.events_db)) == 16)
+    gateway = GatewayService(await Bus.connect(config.nats.url or "", source="gateway"), config)
+    await gateway.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(gateway.url + "/health") as r:
+                body = await r.json()
+            assert r.status == 503 and any("reset" in p for p in body["store"]["problems"])
+            async with http.post(gateway.url + "/api/store/acknowledge") as r:
+                body = await r.json()
+            assert r.status == 200 and body["ok"] is True and body["problems"] == []
+            async with http.get(gateway.url + "/health") as r:
+                body = await r.json()
+            assert body["store"]["problems"] == []
+    finally:
+        await gateway.stop()
+        await gateway.bus.close()
