@@ -28,6 +28,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload
 
-from schemas import encode_event
+from schemas import Event, encode_event
 from schemas.envelope import _decoder
 from services.runtime.projection import Projector
 from services.store.eventlog import PRAGMAS, SCHEMA, iter_events
 from services.scheduler.table import JobTableProjection
 
 
-def build(path: Path, n: int, batch: int = 50_000) -> float:
-    """Write ``n`` job events into a fresh log at ``path``; returns seconds."""
+def build(
+    path: Path, n: int, batch: int = 50_000, events: Iterable[Event] | None = None
+) -> float:
+    """Write ``n`` job events (or ``events``) into a fresh log at ``path``; returns
+    seconds."""
     t0 = time.perf_counter()
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -60,7 +64,7 @@ def build(path: Path, n: int, batch: int = 50_000) -> float:
             conn.execute("COMMIT")
             rows.clear()
 
-        for ev in workload.events(n):
+        for ev in workload.events(n) if events is None else events:
             rows.append((ev.id, ev.type, ev.key, ev.ts, encode_event(ev)))
             if len(rows) >= batch:
                 flush()

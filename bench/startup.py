@@ -20,7 +20,9 @@ Then, in one run, each start is timed from the moment ``gpuroute up`` is
 spawned until ``GET /health`` first answers 200 and until
 ``POST /api/compute/advise`` first answers 200 (not 503 "still loading"):
 
-- ``empty``: a fresh, empty data directory;
+- ``warm-up`` then ``empty``: a fresh, empty data directory (the warm-up
+  writes Python's bytecode cache under ``--cache``, as a pip install has it;
+  ``--no-bytecode-cache`` leaves the environment's setting);
 - ``first``: the 1M log, no snapshots, no JetStream state yet; stopped with SIGTERM
   (a clean stop saves snapshots);
 - ``restart``: the same directory again (snapshots present); then SIGKILL of
@@ -41,7 +43,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -55,15 +56,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import replay  # noqa: E402
 import workload  # noqa: E402
 
-from schemas import Event, encode_event, make_event  # noqa: E402
+from schemas import Event, make_event  # noqa: E402
 from schemas.flags import ENABLE_COMPUTE, ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged  # noqa: E402
 from schemas.telemetry import GpuDevice, HostStats, TelemetrySample  # noqa: E402
 from services.runtime.clock import ManualClock  # noqa: E402
 from services.runtime.config import Config  # noqa: E402
 from services.runtime.ids import IdGenerator  # noqa: E402
-from services.store.eventlog import PRAGMAS, SCHEMA  # noqa: E402
 
 SPEC = b'{"width": 1024, "height": 1024, "steps": 20}'
 POLL_S = 0.02
@@ -112,31 +113,13 @@ def log_events(n: int, node: str) -> Iterator[Event]:
             yield next(tel)
 
 
-def build(path: Path, n: int, node: str, batch: int = 50_000) -> float:
-    """Write the log at ``path`` (the store's schema, no tracking row); seconds."""
-    t0 = time.perf_counter()
+def build(path: Path, n: int, node: str) -> float:
+    """Write the log at ``path`` (through a temporary name); seconds."""
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp, isolation_level=None)
-    try:
-        for pragma in PRAGMAS:
-            conn.execute(pragma)
-        conn.executescript(SCHEMA)
-        rows: list[tuple[str, str, str, float, bytes]] = []
-        for ev in log_events(n, node):
-            rows.append((ev.id, ev.type, ev.key, ev.ts, encode_event(ev)))
-            if len(rows) >= batch:
-                conn.executemany("INSERT INTO events (id, type, key, ts, body) "
-                                 "VALUES (?, ?, ?, ?, ?)", rows)  # fmt: skip
-                rows.clear()
-        if rows:
-            conn.executemany("INSERT INTO events (id, type, key, ts, body) VALUES (?, ?, ?, ?, ?)",
-                             rows)  # fmt: skip
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
+    seconds = replay.build(tmp, n, events=log_events(n, node))
     tmp.rename(path)
-    return time.perf_counter() - t0
+    return seconds
 
 
 def free_port() -> int:
@@ -147,23 +130,38 @@ def free_port() -> int:
 
 async def first_200(
     session: aiohttp.ClientSession, method: str, url: str, body: bytes | None, deadline: float
-) -> tuple[float | None, dict[int, int]]:
-    """Seconds (monotonic) of the first 200, and the count of each other answer."""
-    seen: dict[int, int] = {}
+) -> tuple[float | None, dict[int | str, int | str]]:
+    """Seconds (monotonic) of the first 200, and the count of each other answer
+    (0: no connection) with the first 160 bytes of the last such body."""
+    seen: dict[int | str, int | str] = {}
     while time.monotonic() < deadline:
         try:
             async with session.request(method, url, data=body, headers=JSON) as r:
-                await r.read()
+                text = await r.read()
                 if r.status == 200:
                     return time.monotonic(), seen
-                seen[r.status] = seen.get(r.status, 0) + 1
+                seen[r.status] = int(seen.get(r.status, 0)) + 1
+                seen["last"] = text[:160].decode(errors="replace")
         except (aiohttp.ClientError, TimeoutError):
-            seen[0] = seen.get(0, 0) + 1  # not listening yet
+            seen[0] = int(seen.get(0, 0)) + 1  # not listening yet
         await asyncio.sleep(POLL_S)
     return None, seen
 
 
-async def start(data: Path, timeout: float) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+def environment(pycache: Path | None) -> dict[str, str]:
+    """The environment of ``up``: with ``pycache``, bytecode is cached there (as a
+    pip install has it) even where PYTHONDONTWRITEBYTECODE is set (this sandbox:
+    then ~130 modules are compiled from source at every start, ~0.4 s)."""
+    env = dict(os.environ)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+async def start(
+    data: Path, timeout: float, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     """Spawn ``gpuroute up`` on ``data``; time /health and advise from the spawn."""
     port = free_port()
     gpuroute = str(Path(sys.executable).parent / "gpuroute")
@@ -172,7 +170,7 @@ async def start(data: Path, timeout: float) -> tuple[subprocess.Popen[bytes], di
     t0 = time.monotonic()
     with (data.parent / f"{data.name}.stderr").open("ab") as stderr:
         proc = subprocess.Popen(  # noqa: ASYNC220 (the spawn is the start being timed)
-            args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr
+            args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr, env=env
         )
     base = f"http://127.0.0.1:{port}"
     client_timeout = aiohttp.ClientTimeout(total=10)
@@ -226,12 +224,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     if not cached.exists():
         result["build_s"] = round(build(cached, args.events, node), 1)
     result["log_bytes"] = cached.stat().st_size
+    env = environment(None if args.no_bytecode_cache else cache / "pycache")
+    result["bytecode"] = env.get("PYTHONPYCACHEPREFIX", "as the environment has it")
     cases: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="gpuroute-startup-") as tmp:
-        empty = Path(tmp) / "empty"
-        empty.mkdir(mode=0o700)
-        proc, cases["empty"] = await start(empty, args.timeout)
-        stop(proc, signal.SIGTERM)
+        for case in ("warm-up", "empty"):  # the warm-up writes the bytecode cache
+            empty = Path(tmp) / case
+            empty.mkdir(mode=0o700)
+            proc, cases[case] = await start(empty, args.timeout, env)
+            stop(proc, signal.SIGTERM)
         data = Path(tmp) / "full"
         data.mkdir(mode=0o700)
         shutil.copyfile(cached, data / "events.db")
@@ -241,7 +242,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         for case, then in plan:
             if case == "cold":
                 shutil.rmtree(data / "snapshots", ignore_errors=True)
-            proc, cases[case] = await start(data, args.timeout)
+            proc, cases[case] = await start(data, args.timeout, env)
             stop(proc, then)
     result["cases"] = cases
     result["load_after"] = os.getloadavg()
@@ -253,6 +254,8 @@ def main() -> None:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--cache", default="/tmp/gpuroute-bench-startup")
     p.add_argument("--timeout", type=float, default=120.0, help="per start, seconds")
+    p.add_argument("--no-bytecode-cache", action="store_true",
+                   help="leave PYTHONDONTWRITEBYTECODE as it is (compile at every start)")
     print(json.dumps(asyncio.run(run(p.parse_args())), indent=2))
 
 
