@@ -48,6 +48,7 @@ async def stack(config: Config) -> AsyncIterator[GatewayService]:
 
     config.advisor.telemetry_interval_s = 3600
     config.gateway.request_timeout_s = 2.0
+    config.ops.listen_s = 0.2  # doctor listens for heartbeats; 1 s a call adds up in a fuzz
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(running(StoreService, config, "store"))
         await stack.enter_async_context(running(AdaptersService, config, "adapters"))
