@@ -1,22 +1,28 @@
-"""Configuration: embedded defaults, an optional TOML file, then CLI flags.
+"""Configuration: embedded defaults, an optional TOML file, the environment,
+then CLI flags (each wins over the one before).
 
 The file is strict: an unknown key or a wrong type is a :class:`ConfigError`
-naming the file and the path of the bad field. Later issues add sections as
+naming the file and the path of the bad field. Every key is also
+``GPUROUTE_<SECTION>_<KEY>`` in the environment (:func:`env_name`); a bad
+value, or a ``GPUROUTE_<SECTION>_`` variable that names no key, is a
+:class:`ConfigError` naming the variable. Later issues add sections as
 nested Structs with defaults, so an old file stays valid.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
+import msgspec.inspect as mi
 
 from schemas.adapter_settings import AdaptersSettings
 from schemas.budget import BudgetSettings
-from schemas.scheduler_settings import SchedulerSettings
 from schemas.ops_settings import OpsSettings
+from schemas.scheduler_settings import SchedulerSettings
 from schemas.telemetry_settings import TelemetrySettings
 from services.runtime.errors import ConfigError
 
@@ -147,8 +153,77 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self.data_path / "events.db"
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
-    """Load defaults, then ``path`` (TOML) if given, then non-None ``overrides``.
+ENV_PREFIX = "GPUROUTE_"
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a dotted config key: ``nats.url`` -> ``GPUROUTE_NATS_URL``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def settings(cls: type[msgspec.Struct] = Config, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf key of ``cls`` (dotted) with its msgspec type (constraints included)."""
+    hints = msgspec.structs.fields(cls)
+    for f, info in zip(hints, mi.type_info(cls).fields, strict=True):  # type: ignore[attr-defined]
+        if isinstance(info.type, mi.StructType):
+            yield from settings(info.type.cls, prefix + f.encode_name + ".")
+        else:
+            yield prefix + f.encode_name, f.type
+
+
+def _env_value(var: str, raw: str, kind: Any) -> Any:
+    """``raw`` as a value of ``kind``: text as is for a str field, JSON for a
+    list, else the text converted (``8000``, ``true``, ``1.5``)."""
+    info = mi.type_info(kind)
+    kinds = info.types if isinstance(info, mi.UnionType) else (info,)
+    try:
+        if any(isinstance(k, mi.StrType) for k in kinds):
+            value: Any = raw
+        elif any(isinstance(k, (mi.ListType, mi.DictType)) for k in kinds):
+            value = msgspec.json.decode(raw)
+        else:
+            return msgspec.convert(raw, kind, strict=False)
+        return msgspec.convert(value, kind)
+    except msgspec.MsgspecError as e:
+        raise ConfigError(var, f"bad value: {e}") from None  # the value may be a secret
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The config keys set in ``environ`` (``GPUROUTE_<SECTION>_<KEY>``), validated.
+
+    An empty variable counts as unset. Other ``GPUROUTE_`` variables
+    (``GPUROUTE_TOKEN``, provider secrets) are left alone, except one under a
+    section's prefix that names no key: a typo."""
+    known = {env_name(key): (key, kind) for key, kind in settings()}
+    sections = {env_name(f.encode_name) + "_" for f in msgspec.structs.fields(Config)
+                if isinstance(mi.type_info(f.type), mi.StructType)}  # fmt: skip
+    out: dict[str, Any] = {}
+    for var, raw in sorted(environ.items()):
+        if not raw:
+            continue
+        if var in known:
+            key, kind = known[var]
+            out[key] = _env_value(var, raw, kind)
+        elif any(var.startswith(s) for s in sections):
+            raise ConfigError(var, "names no setting (docs/configuration.md lists each "
+                              "key's variable)")  # fmt: skip
+    return out
+
+
+def _set(struct: Any, dotted: str, value: Any) -> Any:
+    """A copy of ``struct`` with ``dotted`` set (sections may be frozen Structs)."""
+    head, _, rest = dotted.partition(".")
+    if rest:
+        value = _set(getattr(struct, head), rest, value)
+    return msgspec.structs.replace(struct, **{head: value})
+
+
+def load_config(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Config:  # fmt: skip
+    """Load defaults, then ``path`` (TOML) if given, then the ``GPUROUTE_``
+    variables of ``environ`` (default: ``os.environ``), then non-None ``overrides``.
 
     Overrides use dotted names with ``__``: ``nats__port=0``, ``data_dir=...``.
     """
@@ -165,12 +240,9 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
             raise ConfigError(str(p), str(e)) from e
         except msgspec.DecodeError as e:
             raise ConfigError(str(p), f"not valid TOML: {e}") from e
+    for key, value in env_overrides(os.environ if environ is None else environ).items():
+        config = _set(config, key, value)
     for name, value in overrides.items():
-        if value is None:
-            continue
-        target: Any = config
-        *parents, leaf = name.split("__")
-        for part in parents:
-            target = getattr(target, part)
-        setattr(target, leaf, value)
+        if value is not None:
+            config = _set(config, name.replace("__", "."), value)
     return config

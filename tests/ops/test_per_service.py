@@ -207,10 +207,10 @@ def config_rows(t: type, prefix: str = "") -> Iterator[tuple[str, str, str]]:
 
 
 def table() -> str:
-    from services.runtime.config import Config
+    from services.runtime.config import Config, env_name
 
-    lines = ["| key | type | default |", "|---|---|---|"]
-    lines += [f"| `{k}` | {t} | `{d}` |" for k, t, d in config_rows(Config)]
+    lines = ["| key | type | default | environment |", "|---|---|---|---|"]
+    lines += [f"| `{k}` | {t} | `{d}` | `{env_name(k)}` |" for k, t, d in config_rows(Config)]
     return "\n".join(lines)
 
 
