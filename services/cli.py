@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="log in to NATS with this credentials file (default: [nats] creds, else "
         "<data-dir>/credentials/NAME.toml when `gpuroute up` made it, else no login)",
     )
+    serve.add_argument(
+        "--metrics-port",
+        type=_port,
+        help="serve this service's own Prometheus metrics at http://HTTP-HOST:PORT/metrics "
+        "(0 = any free port; the URL is printed)",
+    )
 
     tail = sub.add_parser("tail", help="print events as JSON lines: stored after N, then live")
     tail.add_argument(
@@ -266,11 +272,14 @@ def _config(args: argparse.Namespace) -> Config:
     )
 
 
-async def _serve(config: Config, names: Sequence[str], connect_deadline: float) -> None:
+async def _serve(
+    config: Config, names: Sequence[str], connect_deadline: float,
+    metrics_port: int | None = None,
+) -> None:  # fmt: skip
     from services.runtime.runner import run
 
     factories = [(n, _load(SERVICES[n])) for n in names]
-    await run(config, factories, connect_deadline=connect_deadline)
+    await run(config, factories, connect_deadline=connect_deadline, metrics_port=metrics_port)
 
 
 async def _tail(
@@ -408,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # serve: an unreachable NATS is said within CONNECT_DEADLINE_S, not 10 s
             deadline = CONNECT_DEADLINE_S if args.command == "serve" else 10.0
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_serve(config, names, deadline))
+                asyncio.run(_serve(config, names, deadline, getattr(args, "metrics_port", None)))
         elif args.command == "tail":
             setup_logging("WARNING")
             url = nats_url(args.nats_url, args.data_dir)

@@ -47,7 +47,8 @@ def _store(seen: Observed) -> Iterator[Metric]:
                                 value=seen.stream.state.bytes)  # fmt: skip
 
 
-def _endpoints(seen: Observed) -> Iterator[Metric]:
+def endpoints(srv: dict[str, list[dict[str, Any]]]) -> Iterator[Metric]:
+    """Per-endpoint families from ``$SRV.STATS`` replies (service -> instances' replies)."""
     labels = ["service", "endpoint"]
     requests = CounterMetricFamily("gpuroute_endpoint_requests",
                                    "Requests answered, per nats.micro endpoint.", labels=labels)
@@ -58,7 +59,7 @@ def _endpoints(seen: Observed) -> Iterator[Metric]:
     average = GaugeMetricFamily("gpuroute_endpoint_latency_seconds",
                                 "Mean time to answer one request.", labels=labels)  # fmt: skip
     totals: dict[tuple[str, str], list[float]] = {}
-    for service, instances in seen.srv.items():
+    for service, instances in srv.items():
         for stats in instances:
             for ep in stats.get("endpoints") or []:
                 key = (service, str(ep.get("subject") or ep.get("name")))
@@ -123,7 +124,7 @@ def families(seen: Observed, found: GpuProbe) -> list[Metric]:
                               "Instances whose heartbeat answered the ping.", labels=["service"])
     for service, instances in sorted(seen.heartbeats.items()):
         beats.add_metric([service], len(instances))
-    return [up, beats, *_store(seen), *_endpoints(seen), *_budget(seen), *_gpus(found)]
+    return [up, beats, *_store(seen), *endpoints(seen.srv), *_budget(seen), *_gpus(found)]
 
 
 class _Fixed(Collector):

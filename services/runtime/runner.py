@@ -34,6 +34,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from services.runtime.bus import Bus
 from services.runtime.config import Config
@@ -49,6 +50,9 @@ from services.runtime.logs import get_logger
 from services.runtime.natsserver import EmbeddedNats
 from services.runtime.service import HEALTHY_AFTER_S, RESTART_MAX_S, RESTART_MIN_S, Service
 
+if TYPE_CHECKING:
+    from aiohttp.web import AppRunner
+
 ServiceFactory = Callable[[Bus, Config], Service]
 log = get_logger("runner")
 NATS_URL_FILE = "nats.url"
@@ -62,10 +66,13 @@ async def run(
     stop: asyncio.Event | None = None,
     announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
     connect_deadline: float = 10.0,
+    metrics_port: int | None = None,
 ) -> None:
     """Run ``factories`` until SIGINT/SIGTERM or ``stop``. ``connect_deadline``:
     how long the first connection to NATS may take before start fails with one
-    line (signals stop the wait at once)."""
+    line (signals stop the wait at once). ``metrics_port``: serve these services'
+    own Prometheus figures on ``[http] host`` at that port (0: any free one;
+    services/ops/local.py) once they run."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     private_dir(config.data_path)
@@ -78,6 +85,7 @@ async def run(
         lock = DataDirLock(config.data_path)  # the embedded server and the store own files there
         lock.acquire()
     server: EmbeddedNats | None = None
+    metrics: AppRunner | None = None
     credentials = _credentials(config, [name for name, _ in factories])
     supervisor = Supervisor(
         config, factories, connect_deadline=connect_deadline, credentials=credentials
@@ -95,10 +103,14 @@ async def run(
             server = startup.result()
             if server is not None:
                 write_private(config.data_path / NATS_URL_FILE, server.url + "\n")
+            if metrics_port is not None:
+                metrics = await _metrics(config, supervisor, factories, metrics_port, announce)
             announce("gpuroute: running " + ", ".join(n for n, _ in factories) + " (Ctrl-C stops)")
             await stopping
         stopping.cancel()
     finally:
+        if metrics is not None:
+            await metrics.cleanup()
         await supervisor.stop()
         if server is not None:
             (config.data_path / NATS_URL_FILE).unlink(missing_ok=True)
@@ -108,6 +120,17 @@ async def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+async def _metrics(
+    config: Config, supervisor: Supervisor, factories: Sequence[tuple[str, ServiceFactory]],
+    port: int, announce: Callable[[str], None],
+) -> AppRunner:  # fmt: skip
+    from services.ops.local import serve
+
+    runner, url = await serve(supervisor, [n for n, _ in factories], config.http.host, port)
+    announce(f"metrics: {url}")
+    return runner
 
 
 def _credentials(config: Config, names: Sequence[str]) -> dict[str, Credentials]:

@@ -3,6 +3,8 @@ nats-server with the store running."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,6 +20,7 @@ from services.ops.doctor import Probes
 from services.ops.http import OPS
 from services.runtime.bus import Bus
 from services.runtime.config import Config
+from services.runtime.errors import GpurouteError
 
 FAMILIES = {
     "gpuroute_events_stored", "gpuroute_events_dead_lettered", "gpuroute_store_lag_events",
@@ -78,3 +81,64 @@ async def test_doctor_route_answers_the_report(gateway: GatewayService) -> None:
     assert names["store.service"]["status"] == "pass"
     assert names["gpu.0"]["status"] == "pass"
     assert r.status == (200 if body["ok"] else 503)
+
+
+async def _serve_alone(
+    config: Config, port: int, lines: list[str], ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    from services.runtime.runner import run
+    from services.scheduler.service import SchedulerService
+
+    def announce(line: str) -> None:
+        lines.append(line)
+        if line.startswith("gpuroute: running"):
+            ready.set()
+
+    await run(config, [("scheduler", SchedulerService)], stop=stop, announce=announce,
+              metrics_port=port)  # fmt: skip
+
+
+async def test_serve_alone_metrics_port_has_the_services_own_figures(
+    config: Config, store: object
+) -> None:
+    """`gpuroute serve NAME --metrics-port 0`: its endpoints, follower and faults."""
+    lines: list[str] = []
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(_serve_alone(config, 0, lines, ready, stop))
+    try:
+        await asyncio.wait_for(ready.wait(), 20)
+        url = next(line.removeprefix("metrics: ") for line in lines if line.startswith("metrics:"))
+        bus = await Bus.connect(config.nats.url or "", source="test")
+        await bus.nc.request("gpuroute.scheduler.list", b"{}", timeout=5)
+        await bus.close()
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await r.text()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def value(family: str, **labels: str) -> float:
+        return next(s.value for s in families[family].samples
+                    if labels.items() <= s.labels.items() and not s.name.endswith("_created"))
+
+    assert value("gpuroute_service_up", service="scheduler") == 1
+    assert value("gpuroute_service_restarts", service="scheduler") == 0
+    assert value("gpuroute_service_faults", service="scheduler") == 0
+    assert value("gpuroute_follower_position", service="scheduler") >= 0
+    assert value("gpuroute_follower_skipped", service="scheduler") == 0
+    listed = value("gpuroute_endpoint_requests", service="scheduler",
+                   endpoint="gpuroute.scheduler.list")  # fmt: skip
+    assert listed == 1
+    assert "gpuroute_endpoint_latency_seconds" in families
+
+
+async def test_metrics_port_taken_is_one_error_naming_it(config: Config, store: object) -> None:
+    with socket.socket() as taken:
+        taken.bind((config.http.host, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(GpurouteError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            await _serve_alone(config, port, [], asyncio.Event(), asyncio.Event())
