@@ -22,13 +22,12 @@ the limit itself: refused, never left waiting).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import msgspec
 
 from schemas.budget import BudgetLimits, Metrics, Perf, QueueState, Transition
+from services.budget import ledger
 
-RESOURCES = ("vram", "ram", "cpu")
+RESOURCES = ledger.RESOURCES
 LIMIT_NAME = {"vram": "max_vram_mb", "ram": "max_mem_mb", "cpu": "max_cpu_percent"}
 WORD = {"vram": "VRAM", "ram": "RAM", "cpu": "CPU"}
 
@@ -54,8 +53,10 @@ class Credit(msgspec.Struct, array_like=True):
     cpu: float
 
 
-class Book(msgspec.Struct, kw_only=True):
-    """``jobs`` in registration order (the order of the line)."""
+class Book(msgspec.Struct, kw_only=True, dict=True):
+    """``jobs`` in registration order (the order of the line); changed only
+    through this module, which keeps the :mod:`~services.budget.ledger` (held
+    sums and state counts, in ``__dict__``: never encoded) in step."""
 
     limits: BudgetLimits = BudgetLimits()
     limits_set: bool = False
@@ -101,11 +102,12 @@ def in_use(metrics: Metrics | None, resource: str) -> float | None:
 
 def shown(book: Book, ts: float | None) -> bool:
     """Whether the latest sample can show what began at ``ts``."""
-    return ts is not None and book.metrics is not None and ts <= book.metrics.ts
+    return ledger.shown(book.metrics, ts)
 
 
 def set_metrics(book: Book, metrics: Metrics) -> None:
     book.metrics = metrics
+    ledger.reset(book)  # the sample may show jobs it did not show before
     book.credits = [c for c in book.credits if c.ts > metrics.ts]
 
 
@@ -114,7 +116,16 @@ def credit(book: Book, ts: float, vram: float = 0, ram: float = 0, cpu: float = 
 
 
 def held(book: Book, unseen_assets: dict[str, float]) -> dict[str, float]:
-    """What each resource holds now (see the module docstring)."""
+    """What each resource holds now (see the module docstring): the sample's
+    base plus the admitted jobs it cannot show, summed exactly and rounded
+    once (``ledger``; equal to ``ledger.recount(book, bases(...))``)."""
+    kept = ledger.of(book)
+    base = bases(book, unseen_assets)
+    return {r: kept.total(base[r], i) for i, r in enumerate(RESOURCES)}
+
+
+def bases(book: Book, unseen_assets: dict[str, float]) -> dict[str, float]:
+    """Per resource: the sample's figure less credits, plus unseen assets."""
     out: dict[str, float] = {}
     for r in RESOURCES:
         used = in_use(book.metrics, r)
@@ -122,11 +133,12 @@ def held(book: Book, unseen_assets: dict[str, float]) -> dict[str, float]:
         if used is not None:
             base = max(0.0, used - sum(getattr(c, r) for c in book.credits))
         out[r] = base + unseen_assets.get(r, 0.0)
-    for job in book.jobs.values():
-        if job.state != "delayed" and not shown(book, job.started):
-            for r in RESOURCES:
-                out[r] += demand(job.perf, r)
     return out
+
+
+def counts(book: Book) -> dict[str, int]:
+    """Jobs per state (``queued``, ``delayed``, ``running``)."""
+    return dict(ledger.of(book).counts)
 
 
 def num(value: float) -> str:
@@ -209,11 +221,9 @@ def fits_reason(job: Job, book: Book, now_held: dict[str, float]) -> tuple[str, 
     return "fits", "fits: " + (", ".join(parts) if parts else "it declares no CPU, RAM or VRAM")
 
 
-def counts_of(jobs: Iterable[Job]) -> dict[str, int]:
-    out = {"queued": 0, "delayed": 0, "running": 0}
-    for job in jobs:
-        out[job.state] += 1
-    return out
+def add(book: Book, job: Job) -> None:
+    """Put a new job at the end of the line."""
+    ledger.insert(book, job)
 
 
 def evaluate(
@@ -223,8 +233,8 @@ def evaluate(
     reasons of what waits. ``new``: a job just registered (its transition is
     reported even when it stays delayed). Mutates ``book`` and ``now_held``."""
     transitions: list[Transition] = []
-    counts = counts_of(book.jobs.values())
-    taken = counts["queued"] + counts["running"]
+    now_counts = ledger.of(book).counts
+    taken = now_counts["queued"] + now_counts["running"]
     blocker: Job | None = None
     ahead = 0
     for job in list(book.jobs.values()):
@@ -234,7 +244,7 @@ def evaluate(
         previous: QueueState | None = None if job.job_id == new else "delayed"
         bad = infeasible(job, book.limits) if book.enforce else None
         if bad is not None:
-            del book.jobs[job.job_id]
+            ledger.remove(book, job)
             transitions.append(_t(n, job, "rejected", previous, "infeasible", bad))
             continue
         why = verdict(job, book, now_held, taken, ahead) if book.enforce else None
@@ -246,7 +256,9 @@ def evaluate(
             )
         if why is None:
             job.code, job.reason = fits_reason(job, book, now_held)
+            ledger.leave(book, job)
             job.state, job.since = "queued", now
+            ledger.enter(book, job)
             for r in RESOURCES:
                 now_held[r] += demand(job.perf, r)
             taken += 1
@@ -279,7 +291,7 @@ def start(book: Book, job_id: str, now: float, n: int) -> Transition:
         raise Refused(409, job.code, f"job {job_id!r} is delayed: {job.reason}")
     if job.state == "running":
         raise Refused(409, "running", f"job {job_id!r} is already running")
-    running = sum(j.state == "running" for j in book.jobs.values())
+    running = ledger.of(book).counts["running"]
     if book.enforce and running >= book.limits.max_running_jobs:
         raise Refused(
             409,
@@ -287,16 +299,19 @@ def start(book: Book, job_id: str, now: float, n: int) -> Transition:
             f"running_jobs: {running} jobs running, max_running_jobs "
             f"{book.limits.max_running_jobs}",
         )
+    ledger.leave(book, job)
     job.state, job.since, job.started = "running", now, now
+    ledger.enter(book, job)
     job.code, job.reason = "started", f"started: holds {_declared(job.perf)}"
     return _t(n, job, "running", "queued", job.code, job.reason)
 
 
 def finish(book: Book, job_id: str, status: str, now: float, n: int) -> Transition:
     """Forget the job; what the latest sample shows of it is credited back."""
-    job = book.jobs.pop(job_id, None)
+    job = book.jobs.get(job_id)
     if job is None:
         raise Refused(404, "unknown", f"unknown job {job_id!r} (not registered, or finished)")
+    ledger.remove(book, job)
     if job.state == "running" and shown(book, job.started):
         p = job.perf
         credit(book, now, vram=p.vram_mb, ram=p.ram_mb, cpu=p.cpu_percent)

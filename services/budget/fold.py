@@ -123,7 +123,7 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 
 def counts(state: BudgetFold) -> Counts:
-    c = admission.counts_of(state.book.jobs.values())
+    c = admission.counts(state.book)
     return Counts(queued=c["queued"], delayed=c["delayed"], running=c["running"],
                   assets=len(state.shelf))  # fmt: skip
 
@@ -184,9 +184,9 @@ def change(state: BudgetFold, data: BudgetState) -> Outcome:
         case "job.registered":
             job_id = c.job_id or ""
             perf = c.perf or Perf()
-            book.jobs[job_id] = Job(job_id=job_id, job_type=c.job_type or "job", perf=perf,
+            admission.add(book, Job(job_id=job_id, job_type=c.job_type or "job", perf=perf,
                                     state="delayed", code="new", reason="", registered=now,
-                                    since=now)  # fmt: skip
+                                    since=now))  # fmt: skip
         case "job.started" if started is not None:
             out.transitions.append(started)
         case "job.finished":
