@@ -54,3 +54,6 @@ class OpsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     embedded server's (``<data-dir>/nats/server.conf``)."""
     listen_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     """How long doctor listens for heartbeats and ``$SRV`` answers after asking."""
+    growth_warn_mb_per_day: Annotated[float, msgspec.Meta(gt=0, le=1e9)] = 1024.0
+    """events.db or JetStream growing faster than this (MiB per day, over the
+    time between their first and last event) is a warn in doctor."""

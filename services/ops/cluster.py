@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -41,6 +42,8 @@ class Observed(msgspec.Struct, kw_only=True):
     server_version: str | None = None
     account: dict[str, Any] | None = None
     stream: StreamInfo | None = None
+    stream_span: tuple[float, float] | None = None
+    """The event stream's first and last message times (epoch s); None: empty."""
     dlq: StreamInfo | None = None
     consumer: ConsumerInfo | None = None
     store: StoreStats | None = None
@@ -77,6 +80,31 @@ async def _account(nc: Client, timeout: float) -> dict[str, Any]:
     return info
 
 
+def _epoch(text: object) -> float | None:
+    """An RFC 3339 time of nats-server (nanoseconds cut to micro) as epoch seconds."""
+    if not isinstance(text, str) or text.startswith("0001-"):
+        return None  # the zero time: no message
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+async def _stream(nc: Client, name: str, timeout: float, seen: Observed) -> StreamInfo:
+    """STREAM.INFO; nats-py's own drops ``first_ts``/``last_ts``, which growth needs."""
+    msg = await nc.request(f"$JS.API.STREAM.INFO.{name}", b"", timeout=timeout)
+    info = limits.decode(_any, msg.data, max_bytes=MAX_REPLY_BYTES, max_depth=None,
+                         what=f"stream {name}")  # fmt: skip
+    if "error" in info:
+        raise RuntimeError(str(info["error"].get("description", info["error"])))
+    state = info.get("state") or {}
+    first, last = _epoch(state.get("first_ts")), _epoch(state.get("last_ts"))
+    if first is not None and last is not None:
+        seen.stream_span = (first, last)
+    found: StreamInfo = StreamInfo.from_response(info)
+    return found
+
+
 async def observe(nc: Client, listen_s: float) -> Observed:
     """Everything doctor and ``/metrics`` need from NATS, within about ``listen_s``."""
     seen = Observed()
@@ -108,7 +136,7 @@ async def observe(nc: Client, listen_s: float) -> Observed:
         seen.account, seen.stream, seen.dlq, seen.consumer, seen.store, seen.budget = (
             await asyncio.gather(
                 _guard(errors, "jetstream", _account(nc, t)),
-                _guard(errors, "stream", js.stream_info(STREAM)),
+                _guard(errors, "stream", _stream(nc, STREAM, t, seen)),
                 _guard(errors, "dlq", js.stream_info(DLQ_STREAM)),
                 _guard(errors, "consumer", js.consumer_info(STREAM, STORE_DURABLE, timeout=t)),
                 _guard(errors, "store", _request(nc, STORE_STATS, _stats, t)),

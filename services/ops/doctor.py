@@ -24,7 +24,7 @@ from nats.aio.client import Client
 
 from schemas.budget import BudgetLimits
 from schemas.ops_settings import OpsSettings, WorkerEndpoint
-from services.ops import files, gpu, host
+from services.ops import files, gpu, growth, host
 from services.ops.cluster import Observed, observe
 from services.ops.report import Check, DoctorReport, failed, passed, warned
 from services.runtime.config import Config
@@ -182,6 +182,10 @@ async def run_doctor(
     checks = nats_checks(seen, url or str(config.nats.url), why, conf)
     checks += store_checks(seen, config.events_db)
     checks.append(await files.event_store(config.events_db))
+    checks += await growth.growth_checks(
+        config.events_db, seen.stream.state.bytes if seen and seen.stream else None,
+        seen.stream_span if seen else None, ops.growth_warn_mb_per_day,
+        config.data_path / "nats")  # fmt: skip
     checks += service_checks(seen, expected)
     log = host.log_tail(config.data_path / "gpuroute.log")
     checks += host.restart_loops(log, p.now(), expected)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -13,12 +14,16 @@ import nats
 
 from schemas.ops_settings import OpsSettings
 from services.ops import gpu
+from services.ops.cluster import observe
 from services.ops.connect import doctor
 from services.ops.doctor import Probes, run_doctor
+from services.ops.growth import DAY_S, growth_checks
 from services.ops.host import restart_loops
 from services.ops.report import Check, DoctorReport
+from services.runtime.bus import Bus
 from services.runtime.config import Config, load_config
 from services.runtime.natsserver import EmbeddedNats
+from tests.support import lifecycle
 
 NO_GPU = gpu.GpuProbe(reason="NVML unavailable: NVML Shared Library Not Found")
 
@@ -218,3 +223,55 @@ async def test_doctor_logs_in_as_the_gateway_under_up_permissions(
     finally:
         server.stop()
 
+
+
+def _events_db(path: Path, rows: list[tuple[float, int]]) -> None:
+    """events.db with the store's schema: one event per (ts, body size)."""
+    import sqlite3
+
+    from services.store.eventlog import SCHEMA
+
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA)
+        conn.executemany("INSERT INTO events (id, type, key, ts, body) VALUES (?, 't', 'k', ?, ?)",
+                         [(str(i), ts, b"x" * n) for i, (ts, n) in enumerate(rows)])  # fmt: skip
+
+
+async def test_event_log_growth_per_day_warns_over_the_threshold(tmp_path: Path) -> None:
+    """events.db growth is its bytes over the days between its first and last event."""
+    db = tmp_path / "events.db"
+    _events_db(db, [(1_000_000.0, 10), (1_000_000.0 + 2 * DAY_S, 4 << 20)])
+    calm, = await growth_checks(db, None, None, 1024.0, tmp_path)  # fmt: skip
+    assert calm.status == "pass" and "over 2.0 days" in calm.summary, calm
+    fast, = await growth_checks(db, None, None, 1.0, tmp_path)  # fmt: skip
+    assert fast.status == "warn" and "MiB/day (over 1)" in fast.summary, fast
+    assert any("full in" in e for e in fast.evidence)
+    assert "stream_max_age_s" in fast.next_step
+
+
+async def test_young_or_absent_logs_pass_saying_they_cannot_tell(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    absent, stream = await growth_checks(db, 1 << 20, (5.0, 65.0), 1.0, tmp_path)
+    assert absent.status == stream.status == "pass"
+    assert "too young" in absent.summary and "too young" in stream.summary
+    _events_db(db, [(1.0, 10), (2.0, 10)])
+    young, = await growth_checks(db, None, None, 1.0, tmp_path)  # fmt: skip
+    assert young.status == "pass" and "too young" in young.summary
+
+
+async def test_jetstream_growth_reads_the_streams_first_and_last_times(
+    config: Config, nats_server: EmbeddedNats, store: object, bus: Bus
+) -> None:
+    """nats-py's StreamInfo drops first_ts/last_ts: doctor reads them itself."""
+    for event in lifecycle(bus, "job-growth"):
+        await bus.publish(event)
+    seen = await observe(bus.nc, 0.1)
+    assert seen.stream_span is not None
+    first, last = seen.stream_span
+    assert 0 <= last - first < 60 and abs(last - time.time()) < 60
+    report = await doctor(ops_config(config, nats_server), nats_server.url, None, ["store"],
+                          probes())  # fmt: skip
+    checks = by_name(report)
+    assert checks["growth.jetstream"].status == "pass"
+    assert "event stream" in checks["growth.jetstream"].summary
+    assert checks["growth.events_db"].status == "pass"
