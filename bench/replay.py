@@ -39,8 +39,8 @@ import workload
 from schemas import Event, encode_event
 from schemas.envelope import _decoder
 from services.runtime.projection import Projector
-from services.store.eventlog import PRAGMAS, SCHEMA, iter_events
 from services.scheduler.table import JobTableProjection
+from services.store.eventlog import PRAGMAS, SCHEMA, iter_events
 
 
 def build(

@@ -48,6 +48,7 @@ __all__ = [
     "make_event",
     "providers",
     "registry",
+    "scheduler",
     "stream_subjects",
     "subject_of",
     "system",

@@ -8,8 +8,8 @@ import subprocess
 
 from schemas.jobs import JobFailed
 from services.runtime.projection import Projector
-from services.store.eventlog import iter_events
 from services.scheduler.table import JobTableProjection
+from services.store.eventlog import iter_events
 from tests.support import BIN, lifecycle, wait_for
 
 
