@@ -256,9 +256,7 @@ def evaluate(
             )
         if why is None:
             job.code, job.reason = fits_reason(job, book, now_held)
-            ledger.leave(book, job)
-            job.state, job.since = "queued", now
-            ledger.enter(book, job)
+            ledger.update(book, job, state="queued", since=now)
             for r in RESOURCES:
                 now_held[r] += demand(job.perf, r)
             taken += 1
@@ -299,9 +297,7 @@ def start(book: Book, job_id: str, now: float, n: int) -> Transition:
             f"running_jobs: {running} jobs running, max_running_jobs "
             f"{book.limits.max_running_jobs}",
         )
-    ledger.leave(book, job)
-    job.state, job.since, job.started = "running", now, now
-    ledger.enter(book, job)
+    ledger.update(book, job, state="running", since=now, started=now)
     job.code, job.reason = "started", f"started: holds {_declared(job.perf)}"
     return _t(n, job, "running", "queued", job.code, job.reason)
 

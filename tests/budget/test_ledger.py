@@ -22,8 +22,8 @@ def recounted(book: Book, unseen: dict[str, float]) -> tuple[dict[str, float], d
     return ledger.recount(book, admission.bases(book, unseen)), counts
 
 
-def step(book: Book, rng: random.Random, now: float, n: int) -> None:
-    """One random change, as the fold makes them."""
+def step(book: Book, rng: random.Random, now: float, n: int) -> bool:
+    """One random change, as the fold makes them; whether it was a new sample."""
     what = rng.random()
     ids = list(book.jobs)
     if what < 0.4 or not ids:
@@ -46,6 +46,7 @@ def step(book: Book, rng: random.Random, now: float, n: int) -> None:
         admission.set_metrics(book, sample)
     unseen = {"vram": float(rng.choice([0, 700])), "ram": 0.0}
     admission.evaluate(book, now, n, admission.held(book, unseen))
+    return what >= 0.9 and bool(ids)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -55,9 +56,12 @@ def test_the_ledger_equals_a_recount_after_random_changes(seed: int) -> None:
                                     max_running_jobs=6, max_queue_depth=12),
                 enforce=True)  # fmt: skip
     now = 1000.0
+    kept = ledger.of(book)
     for n in range(1, 400):
         now += rng.choice([0.0, 0.5, 3.0])
-        step(book, rng, now, n)
+        if step(book, rng, now, n):
+            kept = ledger.of(book)  # a new sample rebuilds it
+        assert ledger.of(book) is kept, "kept in step, never rebuilt behind a change"
         for unseen in ({"vram": 0.0, "ram": 0.0}, {"vram": 700.0, "ram": 30.0}):
             sums, counts = recounted(book, unseen)
             assert admission.held(book, unseen) == sums, f"seed {seed} change {n}"
