@@ -60,21 +60,21 @@ HEALTH: Final = command(
 SUBMIT: Final = command(
     "gpuroute.adapters.submit",
     "submit a job to a provider (publishes adapter.submitted).",
-    clients=("gateway",),
+    clients=("gateway", "scheduler"),  # the remote executor
     request="SubmitRequest",
     reply="SubmitResult",
 )
 POLL: Final = command(
     "gpuroute.adapters.poll",
     "status, artifacts and logs of a remote job (publishes adapter.status_changed on a change).",
-    clients=("gateway",),
+    clients=("gateway", "scheduler"),  # the remote executor
     request="PollRequest",
     reply="PollResult",
 )
 CANCEL: Final = command(
     "gpuroute.adapters.cancel",
     "cancel a remote job.",
-    clients=("gateway",),
+    clients=("gateway", "scheduler"),  # the remote executor
     request="CancelRequest",
     reply="CancelResult",
 )

@@ -1,4 +1,5 @@
-"""The ``gpuroute`` command: up, serve, tail, replay, schema, creds, doctor.
+"""The ``gpuroute`` command: up, serve, tail, replay, schema, creds, doctor,
+and the job commands submit, jobs, job, cancel (services/scheduler/client.py).
 
 This module is the composition root: the only place that knows every
 service and every projection by name. Nothing prints a traceback:
@@ -256,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DATA_DIR,
         help=f"the data directory of `gpuroute up` ({DEFAULT_DATA_DIR})",
     )
+    from services.scheduler.client import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -398,7 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM before the runner installs its own handlers (while parsing, importing a
     # service, or connecting) is a clean stop too, like Ctrl-C: exit 0, no traceback
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    from services.scheduler.client import split_command
+
+    argv, command = split_command(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    args.argv = command
     try:
         if args.command in ("up", "serve"):
             config = _config(args)
@@ -437,6 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _doctor(args)
         elif args.command == "creds":
             _creds(args)
+        elif args.command in ("submit", "jobs", "job", "cancel"):
+            from services.scheduler.client import run as run_job_command
+
+            return run_job_command(args)
     except GpurouteError as e:
         print(f"gpuroute: error: {e}", file=sys.stderr)
         return 1
