@@ -53,15 +53,18 @@ class Quick(Executor):
 
 @contextlib.asynccontextmanager
 async def running_scheduler(
-    config: Config, executor: Executor | None = None, **settings: Any
+    config: Config, executor: Executor | None = None, *, every_executor: bool = False,
+    **settings: Any,
 ) -> AsyncIterator[SchedulerService]:
+    """The service on a bus of its own; ``every_executor``: the four real ones
+    (build_executors), else ``executor`` (default :class:`Quick`) as ``synthetic``."""
     import msgspec
 
     config.scheduler = msgspec.structs.replace(
         config.scheduler, **{"retry_base_s": 0.01, **settings}
     )
     bus = await Bus.connect(config.nats.url or "", source="scheduler")
-    executors = {"synthetic": executor or Quick()}
+    executors = None if every_executor else {"synthetic": executor or Quick()}
     service = SchedulerService(bus, config, executors)
     try:
         await service.start()
