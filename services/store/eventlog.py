@@ -291,11 +291,18 @@ class EventLog:
 
     async def read_reply(self, query: reads.Query, max_bytes: int | None) -> bytes:
         """The page of ``query`` as the bytes of a ``StoredPage`` reply, read
-        and built in one hop to a reader thread."""
+        and built in one hop to a reader thread, or right here when its plan
+        reads few rows (``reads.INLINE_ROWS``)."""
 
         def page(conn: sqlite3.Connection) -> bytes:
             return reads.encode_page(reads.read_page(conn, query, max_bytes), self.last_seq)
 
+        rows = reads.examined(query)
+        if rows is not None and rows <= reads.INLINE_ROWS:
+            try:
+                return page(self._readers.connection())
+            except sqlite3.Error as e:
+                raise StoreError(f"read from {self.path} failed: {e}") from e
         return await self._reading(page)
 
     async def _reading(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -170,7 +170,7 @@ async def test_a_slow_read_holds_up_no_other_read(bus, fast_store):
     assert (await slow).events == []
 
 
-async def test_a_page_is_one_hop_to_a_reader_thread(log):
+async def test_a_page_is_one_hop_to_a_reader_thread_or_none(log):
     await log.append(rows(300), position=300)
     hops = 0
     run = log._readers.run
@@ -185,3 +185,9 @@ async def test_a_page_is_one_hop_to_a_reader_thread(log):
     page = decode_page(raw)
     assert hops == 1 and len(page.events) == 100 and page.more
     assert page.last_seq == 300
+    # a page that reads few rows is read on the event loop: no hop at all
+    small = await log.read_reply(log.query(limit=50), limits.MAX_PAGE_BYTES)
+    assert hops == 1 and [e.seq for e in decode_page(small).events] == list(range(1, 51))
+    # a key with types has no bound on the rows it steps over: always a thread
+    await log.read_reply(log.query(limit=1, key="key-1", type_prefixes=["job."]), None)
+    assert hops == 2
