@@ -22,6 +22,8 @@ the limit itself: refused, never left waiting).
 
 from __future__ import annotations
 
+import bisect
+
 import msgspec
 
 from schemas.budget import BudgetLimits, Metrics, Perf, QueueState, Transition
@@ -233,14 +235,14 @@ def evaluate(
     reasons of what waits. ``new``: a job just registered (its transition is
     reported even when it stays delayed). Mutates ``book`` and ``now_held``."""
     transitions: list[Transition] = []
-    now_counts = ledger.of(book).counts
-    taken = now_counts["queued"] + now_counts["running"]
+    kept = ledger.of(book)
+    taken = kept.counts["queued"] + kept.counts["running"]
     blocker: Job | None = None
-    ahead = 0
-    for job in list(book.jobs.values()):
-        if job.state != "delayed":
-            ahead += job.state == "queued"
-            continue
+    queued_places = list(kept.queued)  # the queued jobs as the visit starts
+    passed = 0  # waiting jobs visited (and not rejected)
+    for job_id in list(kept.delayed):
+        job = book.jobs[job_id]
+        ahead = bisect.bisect_left(queued_places, kept.order[job_id]) + passed
         previous: QueueState | None = None if job.job_id == new else "delayed"
         bad = infeasible(job, book.limits) if book.enforce else None
         if bad is not None:
@@ -268,7 +270,7 @@ def evaluate(
             starving = now - job.registered > book.limits.starvation_age_s
             if blocker is None and starving and why[0] != "behind":
                 blocker = job
-        ahead += 1
+        passed += 1
     return transitions
 
 

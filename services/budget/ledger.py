@@ -24,6 +24,8 @@ same ledger stays in step through every kind of change).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,7 @@ SCALE = 1074
 ONE = 1 << SCALE
 
 
+@functools.lru_cache(maxsize=4096)
 def exact(x: float) -> int:
     """``x`` in units of ``2**-SCALE``, without rounding."""
     n, d = float(x).as_integer_ratio()
@@ -59,19 +62,40 @@ def counted(book: Book, job: Job) -> bool:
 
 
 class Ledger:
-    """Exact demand sums of the counted jobs and the count of each state."""
+    """Exact demand sums of the counted jobs, the count of each state, and the
+    line: ``order`` (each job's place, increasing along ``book.jobs``),
+    ``delayed`` (their ids in line order) and ``queued`` (their places, sorted),
+    so that admission visits the waiting jobs only (``admission.evaluate``)."""
 
-    __slots__ = ("counts", "jobs", "sums")
+    __slots__ = ("counts", "delayed", "jobs", "next", "order", "queued", "sums")
 
     def __init__(self, book: Book) -> None:
         self.jobs = book.jobs
         self.sums = [0, 0, 0]
         self.counts = {"queued": 0, "delayed": 0, "running": 0}
+        self.order = {job_id: i for i, job_id in enumerate(book.jobs)}
+        self.next = len(book.jobs)
+        self.delayed: dict[str, None] = {}
+        self.queued: list[int] = []
         for job in book.jobs.values():
             self.add(book, job, 1)
 
     def add(self, book: Book, job: Job, sign: int) -> None:
-        self.counts[job.state] += sign
+        """Count ``job`` in (``sign`` 1) or out (-1). A job is delayed only from
+        its registration on (it never goes back), so ``delayed`` stays in line order."""
+        state = job.state
+        self.counts[state] += sign
+        if state == "delayed":
+            if sign > 0:
+                self.delayed[job.job_id] = None
+            else:
+                del self.delayed[job.job_id]
+        elif state == "queued":
+            place = self.order[job.job_id]
+            if sign > 0:
+                bisect.insort(self.queued, place)
+            else:
+                del self.queued[bisect.bisect_left(self.queued, place)]
         if counted(book, job):
             for i, d in enumerate(demands(job.perf)):
                 if d:
@@ -94,13 +118,16 @@ def insert(book: Book, job: Job) -> None:
     """Add ``job`` to the end of the line."""
     ledger = of(book)
     book.jobs[job.job_id] = job
+    ledger.order[job.job_id] = ledger.next
+    ledger.next += 1
     ledger.add(book, job, 1)
 
 
 def remove(book: Book, job: Job) -> None:
     """Take ``job`` out of the book."""
-    of(book).add(book, job, -1)
-    del book.jobs[job.job_id]
+    ledger = of(book)
+    ledger.add(book, job, -1)
+    del book.jobs[job.job_id], ledger.order[job.job_id]
 
 
 def update(book: Book, job: Job, **fields: Any) -> None:

@@ -49,6 +49,15 @@ def step(book: Book, rng: random.Random, now: float, n: int) -> bool:
     return what >= 0.9 and bool(ids)
 
 
+def assert_line(book: Book, kept: ledger.Ledger) -> None:
+    """The ledger's line is the book's: places increase along it, the waiting
+    jobs in its order, the queued ones' places sorted."""
+    places = [kept.order[job_id] for job_id in book.jobs]
+    assert places == sorted(places) and len(kept.order) == len(book.jobs)
+    assert list(kept.delayed) == [i for i, j in book.jobs.items() if j.state == "delayed"]
+    assert kept.queued == [kept.order[i] for i, j in book.jobs.items() if j.state == "queued"]
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_the_ledger_equals_a_recount_after_random_changes(seed: int) -> None:
     rng = random.Random(seed)
@@ -62,6 +71,7 @@ def test_the_ledger_equals_a_recount_after_random_changes(seed: int) -> None:
         if step(book, rng, now, n):
             kept = ledger.of(book)  # a new sample rebuilds it
         assert ledger.of(book) is kept, "kept in step, never rebuilt behind a change"
+        assert_line(book, kept)
         for unseen in ({"vram": 0.0, "ram": 0.0}, {"vram": 700.0, "ram": 30.0}):
             sums, counts = recounted(book, unseen)
             assert admission.held(book, unseen) == sums, f"seed {seed} change {n}"
@@ -98,3 +108,27 @@ def test_a_copy_or_a_snapshot_rebuilds_the_ledger_it_does_not_carry() -> None:
         assert "_ledger" not in other.__dict__  # never encoded, never copied
         assert (admission.held(other, {}), admission.counts(other)) == expected
     assert b"_ledger" not in msgspec.json.encode(state)
+
+
+def test_jobs_ahead_are_the_queued_before_it_and_the_waiting_visited_before_it() -> None:
+    """``max_queue_depth`` counts the queued jobs before a job in line and the
+    waiting ones before it (admission visits only the waiting jobs)."""
+    book = Book(limits=BudgetLimits(max_vram_mb=1000, max_queue_depth=2, max_running_jobs=10),
+                enforce=True)  # fmt: skip
+
+    def register(job_id: str, vram: int, n: int) -> tuple[str, str]:
+        admission.add(book, Job(job_id=job_id, job_type="t", perf=Perf(vram_mb=vram),
+                                state="delayed", code="new", reason="", registered=n,
+                                since=n))  # fmt: skip
+        admission.evaluate(book, n, n, admission.held(book, {}), new=job_id)
+        return book.jobs[job_id].state, book.jobs[job_id].code
+
+    assert register("a", 600, 1) == ("queued", "fits")
+    assert register("b", 600, 2) == ("delayed", "vram")
+    assert register("c", 100, 3) == ("delayed", "queue_depth")
+    assert book.jobs["c"].reason == (
+        "queue_depth: 2 jobs waiting ahead of it, max_queue_depth 2")
+    admission.finish(book, "a", "complete", 4, 4)
+    admission.evaluate(book, 4, 4, admission.held(book, {}))
+    assert [(j.job_id, j.state) for j in book.jobs.values()] == [("b", "queued"),
+                                                                 ("c", "queued")]
