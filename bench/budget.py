@@ -12,6 +12,9 @@ requests/s, budget cycles/s with p50/p99 of one cycle, ``ratio`` = cycles/s /
 echo requests/s (goal >= 0.3, p99 < 10 ms), and the same cycles with the
 profiler flag on (the service then times its own hot paths):
 ``profiler_cost`` = 1 - cycles/s with it / cycles/s without (goal < 0.05).
+``cpu_us_per_cycle``: CPU microseconds (user + system) each process spent per
+cycle during the rounds without the profiler flag (client: this process, which
+also runs the echo's client side only between rounds), and the load average.
 
 ``BENCH_PROFILE_BUDGET=FILE`` runs the budget service under cProfile (stats in FILE).
 """
@@ -37,7 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import psutil  # noqa: E402
 from advise import ECHO_SUBJECT, measure, spawn, summary  # noqa: E402
+from gateway import cpu_seconds  # noqa: E402
 
 from schemas import encode_event, make_event  # noqa: E402
 from schemas.budget import FINISH, REGISTER, SNAPSHOT, START  # noqa: E402
@@ -151,11 +156,19 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             await measure(nc, ECHO_SUBJECT, 1.0, args.inflight)  # warm-up
             await cycles(nc, 1.0, args.inflight, "warm")
             echo_runs, budget_runs, profiled_runs = [], [], []
+            nats_pid = [c.pid for c in psutil.Process().children() if "nats" in c.name()]
+            pids = {"client": os.getpid(), "nats": nats_pid[0], "store": procs[0].pid,
+                    "budget": procs[1].pid, "echo": echo.pid}  # fmt: skip
+            spent = dict.fromkeys(pids, 0.0)
             for r in range(args.rounds):
                 echo_runs.append(await measure(nc, ECHO_SUBJECT, args.seconds, args.inflight))
                 await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, False)
                 await asyncio.sleep(0.3)
+                before = cpu_seconds(pids)
                 budget_runs.append(await cycles(nc, args.seconds, args.inflight, f"off{r}"))
+                after = cpu_seconds(pids)
+                for name in pids:
+                    spent[name] += after[name] - before[name]
                 await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, True)
                 await asyncio.sleep(0.3)
                 profiled_runs.append(await cycles(nc, args.seconds, args.inflight, f"on{r}"))
@@ -171,6 +184,8 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                     p.wait()
             server.stop()
     e, c, p = summary(echo_runs), summary(budget_runs), summary(profiled_runs)
+    done = max(1, sum(run[0] for run in budget_runs))
+    per_cycle = {name: round(s / done * 1e6) for name, s in spent.items()}
     ratio = round(float(c["throughput_rps"]) / float(e["throughput_rps"]), 3)
     cost = round(1 - float(p["throughput_rps"]) / float(c["throughput_rps"]), 3)
     return {
@@ -186,6 +201,8 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         "profiler_cost": cost,
         "goal": {"ratio": 0.3, "p99_ms": 10, "profiler_cost": 0.05},
         "meets_goal": ratio >= 0.3 and float(c["p99_ms"]) < 10,
+        "cpu_us_per_cycle": per_cycle,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }

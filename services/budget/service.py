@@ -294,6 +294,8 @@ class BudgetService(BudgetEndpoints, Service):
     def _log(self, trigger: str, outcome: Outcome) -> None:
         for t in outcome.transitions:
             level = 20 if t.state in ("delayed", "rejected") else 10  # INFO, else DEBUG
+            if not self.log.isEnabledFor(level):
+                continue  # the fields cost more than the call on every change
             self.log.log(level, "job " + t.state, extra={"fields": {
                 "job_id": t.job_id, "code": t.code, "reason": t.reason, "n": t.n,
                 "trigger": trigger}})  # fmt: skip
