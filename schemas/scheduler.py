@@ -234,6 +234,31 @@ class ArtifactBody(msgspec.Struct, frozen=True, kw_only=True):
 
 MAX_ARTIFACT_INLINE = 512 * 1024
 
+
+class StatsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``gpuroute.scheduler.stats``: no fields (the gateway's ``/metrics`` asks it)."""
+
+
+class DecisionCount(msgspec.Struct, frozen=True, kw_only=True):
+    """Jobs the advisor decided with ``rule`` whose target is now ``target`` (a
+    reroute moves a job to its new target)."""
+
+    rule: str
+    target: str
+    count: int
+
+
+class SchedulerStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Counts over the whole job table (every instance folds every job, so any
+    instance answers for all). ``jobs``: every state of :data:`State` (0 when
+    none) plus any other state a row holds; ``decisions`` sorted by rule, target;
+    ``position``: the last store position folded into the table."""
+
+    jobs: dict[str, int]
+    decisions: list[DecisionCount]
+    position: int = 0
+
+
 _P = "gpuroute.scheduler."
 _CLIENTS = ("gateway",)
 SUBMIT = command(_P + "submit", "submit a job (JobRequest).", clients=_CLIENTS,
@@ -246,3 +271,5 @@ CANCEL = command(_P + "cancel", "cancel a job.", clients=_CLIENTS,
                  request=JobRef, reply=JobView)  # fmt: skip
 ARTIFACT = command(_P + "artifact", "an artifact or its .json sidecar.", clients=_CLIENTS,
                    request=ArtifactRef, reply=ArtifactBody)  # fmt: skip
+STATS = command(_P + "stats", "jobs per state, decisions per rule and target.",
+                clients=_CLIENTS, request=StatsRequest, reply=SchedulerStats)  # fmt: skip

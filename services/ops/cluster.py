@@ -2,11 +2,12 @@
 
 It asks, all at once and each within ``listen_s``: JetStream's account, the
 event and dead-letter streams, the store's durable consumer, the store's
-stats, the budget's snapshot, every service's heartbeat (after ``svc.ping``)
-and ``$SRV.STATS`` of every ``nats.micro`` service. Whatever does not answer
-is left None/empty with the reason in ``errors``; nothing here raises for a
-part of gpuroute that is down. The connection's user needs read-only
-JetStream INFO and ``$SRV`` requests (the gateway's permissions give both).
+stats, the budget's snapshot, the scheduler's job counts, every service's
+heartbeat (after ``svc.ping``) and ``$SRV.STATS`` of every ``nats.micro``
+service. Whatever does not answer is left None/empty with the reason in
+``errors``; nothing here raises for a part of gpuroute that is down. The
+connection's user needs read-only JetStream INFO and ``$SRV`` requests (the
+gateway's permissions give both).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from nats.js.api import ConsumerInfo, StreamInfo
 
 from schemas import limits
 from schemas.budget import SNAPSHOT, BudgetSnapshot
+from schemas.scheduler import STATS as SCHEDULER_STATS
+from schemas.scheduler import SchedulerStats
 from schemas.subjects import DLQ_STREAM, HEARTBEAT, PING, STORE_STATS, STREAM
 from schemas.system import Heartbeat, StoreStats
 
@@ -35,6 +38,7 @@ SRV_PREFIX = "gpuroute-"
 _beat = msgspec.json.Decoder(Heartbeat)
 _stats = msgspec.json.Decoder(StoreStats)
 _budget = msgspec.json.Decoder(BudgetSnapshot)
+_scheduler = msgspec.json.Decoder(SchedulerStats)
 _any = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -48,6 +52,7 @@ class Observed(msgspec.Struct, kw_only=True):
     consumer: ConsumerInfo | None = None
     store: StoreStats | None = None
     budget: BudgetSnapshot | None = None
+    scheduler: SchedulerStats | None = None
     heartbeats: dict[str, list[Heartbeat]] = {}
     """Per service, one heartbeat per instance seen while listening."""
     srv: dict[str, list[dict[str, Any]]] = {}
@@ -133,7 +138,8 @@ async def observe(nc: Client, listen_s: float) -> Observed:
         v = nc.connected_server_version
         seen.server_version = f"{v.major}.{v.minor}.{v.patch}"
         t = listen_s
-        seen.account, seen.stream, seen.dlq, seen.consumer, seen.store, seen.budget = (
+        (seen.account, seen.stream, seen.dlq, seen.consumer, seen.store, seen.budget,
+         seen.scheduler) = (
             await asyncio.gather(
                 _guard(errors, "jetstream", _account(nc, t)),
                 _guard(errors, "stream", _stream(nc, STREAM, t, seen)),
@@ -141,6 +147,7 @@ async def observe(nc: Client, listen_s: float) -> Observed:
                 _guard(errors, "consumer", js.consumer_info(STREAM, STORE_DURABLE, timeout=t)),
                 _guard(errors, "store", _request(nc, STORE_STATS, _stats, t)),
                 _guard(errors, "budget", _request(nc, SNAPSHOT, _budget, t)),
+                _guard(errors, "scheduler", _request(nc, SCHEDULER_STATS, _scheduler, t)),
             )
         )
         await asyncio.sleep(listen_s)  # heartbeats and $SRV answers arrive meanwhile

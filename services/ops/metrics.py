@@ -1,7 +1,8 @@
 """Prometheus metrics from what the services already expose.
 
 Nothing here keeps state: each scrape makes one :func:`cluster.observe` pass
-(store stats, the store consumer, the budget snapshot, ``$SRV.STATS``) and
+(store stats, the store consumer, the budget snapshot, the scheduler's
+job counts, ``$SRV.STATS``) and
 one NVML probe, and :func:`render` writes them with the official
 ``prometheus-client`` in the text format. GPU families use the names of
 NVIDIA's DCGM exporter where they overlap (``DCGM_FI_DEV_FB_USED`` in MiB,
@@ -95,6 +96,24 @@ def _budget(seen: Observed) -> Iterator[Metric]:
     yield spend
 
 
+def _scheduler(seen: Observed) -> Iterator[Metric]:
+    """Jobs per state and decisions per (rule, target), counted by the scheduler
+    over its job table; absent when no scheduler answered (its source_up is 0)."""
+    s = seen.scheduler
+    if s is None:
+        return
+    jobs = GaugeMetricFamily("gpuroute_jobs", "Jobs in the scheduler's table, per state.",
+                             labels=["state"])  # fmt: skip
+    for state, n in sorted(s.jobs.items()):
+        jobs.add_metric([state], n)
+    decisions = CounterMetricFamily("gpuroute_decisions",
+                                    "Jobs the advisor decided, per rule and (current) target.",
+                                    labels=["rule", "target"])  # fmt: skip
+    for d in s.decisions:
+        decisions.add_metric([d.rule, d.target], d.count)
+    yield from (jobs, decisions)
+
+
 def _gpus(found: GpuProbe) -> Iterator[Metric]:
     labels = ["gpu", "UUID", "modelName"]
     used = GaugeMetricFamily("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (MiB).", labels=labels)
@@ -118,13 +137,15 @@ def families(seen: Observed, found: GpuProbe) -> list[Metric]:
     up = GaugeMetricFamily("gpuroute_source_up", "1 when the source answered this scrape.",
                            labels=["source"])  # fmt: skip
     for source, value in (("store", seen.store), ("consumer", seen.consumer),
-                          ("budget", seen.budget), ("jetstream", seen.account)):  # fmt: skip
+                          ("budget", seen.budget), ("scheduler", seen.scheduler),
+                          ("jetstream", seen.account)):  # fmt: skip
         up.add_metric([source], 0 if value is None else 1)
     beats = GaugeMetricFamily("gpuroute_service_instances",
                               "Instances whose heartbeat answered the ping.", labels=["service"])
     for service, instances in sorted(seen.heartbeats.items()):
         beats.add_metric([service], len(instances))
-    return [up, beats, *_store(seen), *endpoints(seen.srv), *_budget(seen), *_gpus(found)]
+    return [up, beats, *_store(seen), *endpoints(seen.srv), *_budget(seen), *_scheduler(seen),
+            *_gpus(found)]
 
 
 class _Fixed(Collector):

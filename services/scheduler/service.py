@@ -30,6 +30,8 @@ import asyncio
 import base64
 import contextlib
 import mimetypes
+from collections import Counter
+from typing import get_args
 
 import msgspec
 import nats.errors
@@ -44,9 +46,11 @@ from schemas.scheduler import (
     GET,
     LIST,
     MAX_ARTIFACT_INLINE,
+    STATS,
     SUBMIT,
     ArtifactBody,
     ArtifactRef,
+    DecisionCount,
     JobAccepted,
     JobLeaseRenewed,
     JobList,
@@ -55,6 +59,9 @@ from schemas.scheduler import (
     JobRetried,
     JobsQuery,
     JobView,
+    SchedulerStats,
+    State,
+    StatsRequest,
 )
 from schemas.strict import strict
 from schemas.subjects import STORE_READ
@@ -108,6 +115,7 @@ class SchedulerService(Driver):
             ("get", GET, JobRef, self.get_job),
             ("cancel", CANCEL, JobRef, self.cancel),
             ("artifact", ARTIFACT, ArtifactRef, self.artifact),
+            ("stats", STATS, StatsRequest, self.stats),
         ):
             await self.micro.add_endpoint(
                 name=name, subject=subject,
@@ -242,6 +250,20 @@ class SchedulerService(Driver):
         event = self.bus.event(JobCancelled(reason="cancelled on request"), key=ref.id)
         await self.follower.publish_and_wait([event], self.settings.advise_timeout_s)
         return self._row(ref.id).view()
+
+    async def stats(self, _: StatsRequest) -> SchedulerStats:
+        """Counts of the job table for ``/metrics``; a loading table is a 503 at
+        once (a scrape waits for nobody)."""
+        await self.follower.require_ready(self.name, grace=0)
+        jobs = dict.fromkeys(get_args(State), 0)
+        decided: Counter[tuple[str, str]] = Counter()
+        for row in self.table.values():
+            jobs[row.state] = jobs.get(row.state, 0) + 1
+            if row.rule is not None and row.target is not None:
+                decided[(row.rule, row.target)] += 1
+        decisions = [DecisionCount(rule=r, target=t, count=n)
+                     for (r, t), n in sorted(decided.items())]  # fmt: skip
+        return SchedulerStats(jobs=jobs, decisions=decisions, position=self.follower.position)
 
     async def artifact(self, ref: ArtifactRef) -> ArtifactBody:
         await self.follower.require_ready(self.name)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from typing import Any, get_args
 
 import aiohttp
 import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas import scheduler as sch
 from schemas.ops_settings import OpsSettings
 from services.budget.service import BudgetService
 from services.gateway.service import GatewayService
@@ -20,7 +22,10 @@ from services.ops.doctor import Probes
 from services.ops.http import OPS
 from services.runtime.bus import Bus
 from services.runtime.config import Config
-from services.runtime.errors import GpurouteError
+from services.runtime.errors import GpurouteError, ServiceCallError
+from tests.advisor.service_support import running_advisor
+from tests.scheduler.support import Client, running_scheduler
+from tests.support import wait_for
 
 FAMILIES = {
     "gpuroute_events_stored", "gpuroute_events_dead_lettered", "gpuroute_store_lag_events",
@@ -70,6 +75,64 @@ async def test_metrics_parse_and_have_the_families(gateway: GatewayService) -> N
     assert spend[0].value == 0
     queues = {s.labels["queue"]: s.value for s in families["gpuroute_budget_jobs"].samples}
     assert queues == {"queued": 0, "delayed": 0, "running": 0}
+
+
+async def _scrape(gateway: GatewayService) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(gateway.url + "/metrics") as r:
+        assert r.status == 200
+        return {f.name: f for f in text_string_to_metric_families(await r.text())}
+
+
+def _up(families: dict[str, Any], source: str) -> float:
+    up: float = next(s.value for s in families["gpuroute_source_up"].samples
+                   if s.labels["source"] == source)  # fmt: skip
+    return up
+
+
+async def test_metrics_without_a_scheduler_leave_its_families_out_and_say_so(
+    gateway: GatewayService,
+) -> None:
+    families = await _scrape(gateway)
+    assert _up(families, "scheduler") == 0
+    assert "gpuroute_jobs" not in families and "gpuroute_decisions" not in families
+
+
+async def test_metrics_count_jobs_per_state_and_decisions_per_rule_and_target(
+    gateway: GatewayService, bus: Bus, config: Config
+) -> None:
+    """Through the real gateway, with the advisor and the scheduler running jobs:
+    the counts are the scheduler's job table, as GET /api/jobs/{id} shows it."""
+    async with running_advisor(config), running_scheduler(config):
+        client = Client(bus)
+        small = {"kind": "image", "width": 64, "height": 64}  # fits this node's CPU
+        ended = [await client.submit(**small, payload={"text": "a"}),
+                 await client.submit(**small, payload={"text": "b"}),
+                 await client.submit(**small, payload={"fail": "no"})]  # fmt: skip
+        held = await client.submit(**small, payload={"hold": True})
+        waits = await client.submit(kind="image")  # 1024x1024: waits for a GPU, delayed
+        views = [await client.ended(a.job_id) for a in ended] + [await client.get(waits.job_id)]
+
+        async def running() -> sch.JobView | None:
+            view = await client.get(held.job_id)
+            return view if view.state == "running" else None
+
+        views.append(await wait_for(running))
+        with pytest.raises(ServiceCallError, match="x"):  # the request type is strict
+            await bus.call(sch.STATS, {"x": 1}, sch.SchedulerStats)
+        families = await _scrape(gateway)
+    assert _up(families, "scheduler") == 1
+    jobs = {s.labels["state"]: s.value for s in families["gpuroute_jobs"].samples}
+    assert jobs["succeeded"] == 2 and jobs["failed"] == 1 and jobs["running"] == 1
+    assert jobs["delayed"] == 1 and jobs["queued"] == 0 and set(get_args(sch.State)) <= set(jobs)
+    decided: dict[tuple[str, str], float] = {}
+    for v in views:
+        assert v.decision is not None
+        key = (v.decision.rule, v.decision.target)
+        decided[key] = decided.get(key, 0) + 1
+    counted = {(s.labels["rule"], s.labels["target"]): s.value
+               for s in families["gpuroute_decisions"].samples
+               if s.name == "gpuroute_decisions_total"}  # fmt: skip
+    assert counted == decided
 
 
 async def test_doctor_route_answers_the_report(gateway: GatewayService) -> None:
