@@ -27,8 +27,12 @@ def _settings() -> list[tuple[str, str]]:
 
 
 def _sample_adapters_part() -> str:
+    """From ``[adapters]`` up to the next section that is not an adapters one
+    (commented or not): other sections follow it in the sample."""
     text = (ROOT / "ops" / "gpuroute.sample.toml").read_text()
-    return text[text.index("[adapters]"):]
+    part = text[text.index("[adapters]"):]
+    end = re.search(r"^(# )?\[(?!adapters)", part, re.M)
+    return part[: end.start()] if end else part
 
 
 def test_every_setting_is_in_the_docs_and_the_sample() -> None:
