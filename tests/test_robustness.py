@@ -142,7 +142,12 @@ def test_a_second_gpuroute_on_the_same_data_dir_is_refused(tmp_path):
 def test_sigterm_while_waiting_for_nats_exits_promptly(tmp_path):
     proc = gpuroute("serve", "store", "--nats-url", "nats://127.0.0.1:1",
                     "--data-dir", str(tmp_path), stderr=subprocess.PIPE)  # fmt: skip
-    time.sleep(1.5)  # inside the connect retry loop
+    # the log file appears once main() has set up logging (after its SIGTERM handler):
+    # from there it goes straight into the connect retry loop, however loaded the machine
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "gpuroute.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
