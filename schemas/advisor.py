@@ -40,7 +40,7 @@ from schemas.telemetry import GpuDevice, TelemetrySample
 ADVISE_SUBJECT = command(
     "gpuroute.advisor.advise",
     "JobSpec -> Decision: what would the advisor decide (no job is created).",
-    clients=("gateway",),
+    clients=("gateway", "scheduler"),
     request="JobSpec",
     reply="Decision",
 )

@@ -39,7 +39,7 @@ PROVIDERS_LIST_SUBJECT = command(
     "gpuroute.providers.list",
     "ProviderListQuery -> ProviderList (optionally of one kind).",
     server="advisor",
-    clients=("gateway",),
+    clients=("gateway", "scheduler"),
     request="ProviderListQuery",
     reply="ProviderList",
 )

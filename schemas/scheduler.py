@@ -90,11 +90,16 @@ class JobRetried(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobRerouted(msgspec.Struct, frozen=True, kw_only=True):
+    """The job's target changed: a ``remote`` attempt failed at ``from_provider``
+    and the advisor honours ``to_provider``, or a job waiting (``from_target``
+    ``wait``) got a new decision. ``rule``: the new decision's rule."""
+
     from_target: str
     to_target: str
     reason: str
     from_provider: str | None = None
     to_provider: str | None = None
+    rule: str | None = None
 
 
 class JobLeaseRenewed(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,8 +123,9 @@ JobRetriedEvent = event_type(
     "job.retried", JobRetried, "A job gets another attempt after backoff.", **_S
 )
 JobReroutedEvent = event_type(
-    "job.rerouted", JobRerouted, "A job moved to another target after a failure.", **_S
-)
+    "job.rerouted", JobRerouted,
+    "A job moved to another target (a failed provider, or out of wait).", **_S
+)  # fmt: skip
 JobLeaseRenewedEvent = event_type(
     "job.lease.renewed", JobLeaseRenewed, "A scheduler instance is alive: its jobs' lease.", **_S
 )
@@ -214,6 +220,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     submitted_ts: float | None = None
     updated_ts: float = 0.0
     history: list[str] = []
+    reroutes: int = 0
 
 
 class JobList(msgspec.Struct, frozen=True, kw_only=True):

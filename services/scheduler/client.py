@@ -175,6 +175,8 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
         body["payload"] = _json(args.payload, "--payload")
     if args.kind:
         body["kind"] = args.kind
+    elif args.spec is None:  # a bare command or synthetic job is no 1024x1024 image
+        body.setdefault("kind", "image" if body.get("executor") == "comfyui" else "other")
     if args.idempotency_key:
         body["idempotency_key"] = args.idempotency_key
     return body

@@ -18,6 +18,7 @@ bound what runs at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from typing import Any
@@ -27,7 +28,14 @@ import msgspec
 from schemas import budget as b
 from schemas.advisor import JobAdvised
 from schemas.jobs import JobFailed, JobStarted, JobSubmitted, JobSucceeded
-from schemas.scheduler import BudgetView, DecisionView, JobDelayed, JobQueued, JobRetried
+from schemas.scheduler import (
+    BudgetView,
+    DecisionView,
+    JobDelayed,
+    JobQueued,
+    JobRerouted,
+    JobRetried,
+)
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.runtime.errors import ServiceCallError
@@ -40,6 +48,7 @@ from services.scheduler.attempts import (
     write_sidecars,
 )
 from services.scheduler.executors.base import Executor, Run
+from services.scheduler.placement import READVISE_S, Placement, advice_of
 from services.scheduler.table import JobRow
 
 BUDGET_TIMEOUT_S = 5.0
@@ -109,6 +118,13 @@ class Driver(Service):
         self.jobs: dict[str, Job] = {}
         self.slots = Slots(self.settings.max_running)
         self.running = 0
+        self.placement = Placement(bus)
+        self._wake = asyncio.Event()
+
+    def wake_waiting(self) -> None:
+        """A job ended somewhere: every job waiting for a target asks the advisor again."""
+        self._wake.set()
+        self._wake = asyncio.Event()
 
     async def emit_for(self, job: Job, data: msgspec.Struct) -> None:
         await self.bus.emit(data, key=job.job_id)
@@ -122,8 +138,9 @@ class Driver(Service):
             else:
                 advice = JobAdvised(target=row.target or "local", rule=row.rule,
                                     reason=row.reason or "", provider=row.provider)  # fmt: skip
-            job.decision = DecisionView(target=advice.target, rule=advice.rule,
-                                        reason=advice.reason, provider=advice.provider)  # fmt: skip
+            _decided(job, advice)
+            if advice.target == "wait":
+                advice = await self._wait_for_target(job, advice)
             if advice.target in ("infeasible", "rejected"):
                 job.answer(advice.target)
                 await self._fail(job, f"{advice.target}: {advice.reason}", "infeasible", 0)
@@ -145,6 +162,56 @@ class Driver(Service):
             self.jobs.pop(job.job_id, None)
             if on_budget:
                 await self._budget_finish(job, ending)
+
+    async def _wait_for_target(self, job: Job, advice: JobAdvised) -> JobAdvised:
+        """``job.delayed`` (code ``wait``) until the advisor places the job; that
+        decision is recorded as ``job.rerouted`` from ``wait`` and returned
+        (``infeasible`` too: the caller fails it). See placement.py for when."""
+        job.budget = BudgetView(state="delayed", code="wait", reason=advice.reason)
+        await self.emit_for(job, JobDelayed(code="wait", reason=advice.reason))
+        job.answer("delayed")
+        delay = READVISE_S[0]
+        while True:
+            woken = self._wake
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), delay)
+            delay = min(delay * 2, READVISE_S[1])
+            try:
+                decision = await self.placement.advise(job.request.spec)
+            except ServiceCallError as e:
+                self.log.warning("re-advice failed; the job keeps waiting", extra={"fields": {
+                    "job": job.job_id, "error": str(e)}})  # fmt: skip
+                continue
+            if decision.target == "wait":
+                continue
+            new = advice_of(decision)
+            await self.emit_for(job, JobRerouted(
+                from_target="wait", to_target=new.target, to_provider=new.provider,
+                reason=new.reason, rule=new.rule))  # fmt: skip
+            _decided(job, new)
+            return new
+
+    async def _reroute(self, job: Job, advice: JobAdvised, why: str,
+                       tried: set[str]) -> JobAdvised:  # fmt: skip
+        """After a retryable failure of a remote attempt at ``advice.provider``: the
+        cheapest other provider the advisor honours (``job.rerouted``), else ``advice``."""
+        if advice.target != "remote" or advice.provider is None:
+            return advice
+        tried.add(advice.provider)
+        try:
+            decision = await self.placement.next_provider(job.request.spec, tried)
+        except ServiceCallError as e:
+            self.log.warning("no reroute: the advisor did not answer", extra={"fields": {
+                "job": job.job_id, "error": str(e)}})  # fmt: skip
+            return advice
+        if decision is None:
+            return advice
+        new = advice_of(decision)
+        await self.emit_for(job, JobRerouted(
+            from_target=advice.target, from_provider=advice.provider, to_target=new.target,
+            to_provider=new.provider, reason=f"{why}; {new.reason}", rule=new.rule))  # fmt: skip
+        _decided(job, new)
+        return new
 
     async def _admit(self, job: Job) -> bool:
         """Register with the budget; True when the budget tracks the job."""
@@ -205,6 +272,7 @@ class Driver(Service):
         request = job.request
         executor = self.executors[request.executor or "synthetic"]
         attempt = first
+        tried: set[str] = set()
         while True:
             await self._start_slot(job, budgeted and attempt == first)
             self.running += 1
@@ -219,6 +287,9 @@ class Driver(Service):
             if outcome.retryable and attempt < request.max_attempts:
                 delay = min(self.settings.retry_base_s * 2 ** (attempt - 1),
                             self.settings.retry_max_s)  # fmt: skip
+                if request.executor == "remote":
+                    moved = await self._reroute(job, advice, outcome.reason, tried)
+                    delay, advice = (0.0 if moved is not advice else delay), moved
                 await self.emit_for(job, JobRetried(attempt=attempt + 1, delay_s=delay,
                                                     reason=outcome.reason, owner=self.instance))
                 await asyncio.sleep(delay)
@@ -233,6 +304,7 @@ class Driver(Service):
     ) -> Any:
         request = job.request
         times = {"started": self.clock.now()}
+        provider = await self._adapter(request, advice)
         await self.emit_for(job, JobStarted(target=advice.target, provider=advice.provider,
                                             attempt=attempt, executor=executor.name,
                                             owner=self.instance))  # fmt: skip
@@ -240,7 +312,7 @@ class Driver(Service):
         run = Run(job_id=job.job_id, attempt=attempt, spec=request.spec, payload=request.payload,
                   timeout_s=request.timeout_s,
                   workdir=workdir_of(self.config.data_path, job.job_id, attempt),
-                  seed=seed_of(job.job_id), provider=advice.provider)  # fmt: skip
+                  seed=seed_of(job.job_id), provider=provider)  # fmt: skip
 
         async def emit(data: msgspec.Struct) -> None:
             await self.emit_for(job, data)
@@ -258,6 +330,17 @@ class Driver(Service):
             job.state = "succeeded"
         return outcome
 
+    async def _adapter(self, request: JobSubmitted, advice: JobAdvised) -> str | None:
+        """The adapters' provider name of a remote decision (None: the payload's)."""
+        if request.executor != "remote" or advice.target != "remote":
+            return None
+        try:
+            return await self.placement.adapter_of(advice.provider)
+        except ServiceCallError as e:
+            self.log.warning("provider kind unknown: the payload's provider runs the job",
+                             extra={"fields": {"provider": advice.provider, "error": str(e)}})
+            return None
+
     async def _fail(self, job: Job, error: str, code: str, attempt: int) -> None:
         job.state = "failed"
         await self.emit_for(job, JobFailed(error=error[:2000], code=code, attempt=attempt or None))
@@ -272,3 +355,8 @@ class Driver(Service):
                 self.log.warning("budget finish failed", extra={"fields": {
                     "job": job.job_id, "error": str(e)}})  # fmt: skip
 
+
+
+def _decided(job: Job, advice: JobAdvised) -> None:
+    job.decision = DecisionView(target=advice.target, rule=advice.rule, reason=advice.reason,
+                                provider=advice.provider)  # fmt: skip

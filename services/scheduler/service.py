@@ -77,6 +77,7 @@ from services.scheduler.table import JobRow, JobTable, JobTableProjection
 
 MAX_IN_FLIGHT = 512
 FOLLOWED = ("job.>",)
+ENDED = frozenset({"job.succeeded", "job.failed", "job.cancelled"})
 
 
 class SchedulerService(Driver):
@@ -136,6 +137,8 @@ class SchedulerService(Driver):
 
     def _on_fold(self, seq: int, event: Event) -> None:
         self._folded.set()
+        if event.type in ENDED:  # something freed: waiting jobs ask the advisor again
+            self.wake_waiting()
         data = event.payload
         if isinstance(data, JobLeaseRenewed):
             self.leases[data.instance] = max(self.leases.get(data.instance, 0.0),

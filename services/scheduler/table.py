@@ -69,6 +69,7 @@ class JobRow(msgspec.Struct, kw_only=True):
     dry_run: bool = False
     error_code: str | None = None
     retry_at: float | None = None
+    reroutes: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -90,7 +91,7 @@ class JobRow(msgspec.Struct, kw_only=True):
             artifacts=list(self.artifacts), cost_usd=self.cost_usd, dry_run=self.dry_run,
             error=self.error, error_code=self.error_code, owner=self.owner,
             remote_id=self.remote_id, submitted_ts=self.submitted_ts,
-            updated_ts=self.updated_ts, history=list(self.history),
+            updated_ts=self.updated_ts, history=list(self.history), reroutes=self.reroutes,
         )  # fmt: skip
 
 
@@ -183,6 +184,8 @@ def _apply(row: JobRow, data: Any, ts: float) -> None:
                 row.owner = data.owner
         case JobRerouted(to_target=target, to_provider=provider, reason=reason):
             row.target, row.provider, row.reason = target, provider, reason
+            row.rule = data.rule or row.rule
+            row.reroutes += 1
         case JobSucceeded():
             row.state = "succeeded"
             row.artifacts, row.cost_usd = list(data.artifacts), data.cost_usd

@@ -54,17 +54,19 @@ class Quick(Executor):
 @contextlib.asynccontextmanager
 async def running_scheduler(
     config: Config, executor: Executor | None = None, *, every_executor: bool = False,
-    **settings: Any,
+    executors: dict[str, Executor] | None = None, **settings: Any,
 ) -> AsyncIterator[SchedulerService]:
     """The service on a bus of its own; ``every_executor``: the four real ones
-    (build_executors), else ``executor`` (default :class:`Quick`) as ``synthetic``."""
+    (build_executors), else ``executors``, else ``executor`` (default
+    :class:`Quick`) as ``synthetic``."""
     import msgspec
 
     config.scheduler = msgspec.structs.replace(
         config.scheduler, **{"retry_base_s": 0.01, **settings}
     )
     bus = await Bus.connect(config.nats.url or "", source="scheduler")
-    executors = None if every_executor else {"synthetic": executor or Quick()}
+    if not every_executor and executors is None:
+        executors = {"synthetic": executor or Quick()}
     service = SchedulerService(bus, config, executors)
     try:
         await service.start()
@@ -81,6 +83,7 @@ class Client:
 
     async def submit(self, **body: Any) -> s.JobAccepted:
         body.setdefault("executor", "synthetic")
+        body.setdefault("kind", "other")  # an image of the default size waits for a GPU
         answer: s.JobAccepted = await self.bus.call(s.SUBMIT, body, s.JobAccepted, timeout=15)
         return answer
 

@@ -96,7 +96,7 @@ def test_submit_remote_dry_run_ends_succeeded_with_dry_run(up: str) -> None:
 
 def test_a_failing_job_exits_1_and_cancel_detach(up: str, tmp_path: Path) -> None:
     spec = tmp_path / "job.json"
-    spec.write_text('{"executor":"synthetic","payload":{"outcome":"failure"}}')
+    spec.write_text('{"kind":"other","executor":"synthetic","payload":{"outcome":"failure"}}')
     r = cli(up, "submit", str(spec))
     assert r.returncode == 1 and " failed in " in r.stdout, r.stdout + r.stderr
     r = cli(up, "submit", "--detach", "--payload", '{"duration_s":60}')
