@@ -17,6 +17,11 @@ cycle during the rounds without the profiler flag (client: this process, which
 also runs the echo's client side only between rounds), and the load average.
 
 ``BENCH_PROFILE_BUDGET=FILE`` runs the budget service under cProfile (stats in FILE).
+
+``--fold-only N`` measures no NATS at all: the budget's decision alone
+(``fold.apply`` of a register, start and finish, with each change's event built,
+encoded and decoded as the service does) while N other jobs run, in
+microseconds per change: the part of a change that grows with the jobs tracked.
 """
 
 from __future__ import annotations
@@ -208,6 +213,45 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def fold_only(tracked: int, changes: int = 3000) -> dict[str, object]:
+    """Microseconds per change of the pure decision with ``tracked`` jobs running."""
+    from schemas import decode_event
+    from schemas.budget import BudgetChange, BudgetLimits, BudgetState, Inputs, Perf
+    from services.budget import fold
+
+    ids, state = IdGenerator(), fold.BudgetFold()
+    if not 0 <= tracked <= 250:
+        raise SystemExit("--fold-only: 0 to 250 running jobs (max_running_jobs is at most 256)")
+    limits = BudgetLimits(max_running_jobs=256, max_queue_depth=10000, max_vram_mb=4000000,
+                          max_mem_mb=16000000, max_cpu_percent=100)  # fmt: skip
+    perf = Perf(cpu_percent=0.05, ram_mb=10, vram_mb=10)
+
+    def change(trigger: str, **request: object) -> None:
+        inputs = request.pop("inputs", Inputs())
+        data = BudgetChange(n=state.n + 1, inputs=inputs, **request)  # type: ignore[arg-type]
+        stamp = BudgetState(trigger=trigger, payload=data, timestamp=time.time())  # type: ignore[arg-type]
+        event = make_event(stamp, id=ids.new(), key="bench", ts=time.time(), source="budget")
+        event = decode_event(encode_event(event))
+        outcome = fold.apply(state, event)
+        assert outcome is not None, trigger
+        encode_event(make_event(msgspec.structs.replace(stamp, payload=outcome.record(data, state)),
+                                id=ids.new(), key="bench", ts=1.0, source="budget"))  # fmt: skip
+
+    change("limits.updated", inputs=Inputs(limits=limits, enforce=True))
+    for i in range(tracked):
+        change("job.registered", job_id=f"bg{i}", job_type="render", perf=perf)
+        change("job.started", job_id=f"bg{i}")
+    start = time.perf_counter()
+    for i in range(changes // 3):
+        change("job.registered", job_id=f"j{i}", job_type="render", perf=perf)
+        change("job.started", job_id=f"j{i}")
+        change("job.finished", job_id=f"j{i}", status="complete")
+    took = time.perf_counter() - start
+    return {"bench": "budget-fold", "tracked_jobs": tracked, "changes": changes // 3 * 3,
+            "us_per_change": round(took / (changes // 3 * 3) * 1e6, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.0, help="per measured round and target")
@@ -216,7 +260,13 @@ def main() -> None:
     p.add_argument("--sync", default="always",
                    help="JetStream sync_interval: always (fsync before each ack, as up runs) "
                         "or a duration such as 2m")  # fmt: skip
-    print(json.dumps(asyncio.run(bench(p.parse_args()))))
+    p.add_argument("--fold-only", type=int, default=None, metavar="TRACKED",
+                   help="time the decision alone with TRACKED jobs running (no NATS)")
+    args = p.parse_args()
+    if args.fold_only is not None:
+        print(json.dumps(fold_only(args.fold_only)))
+        return
+    print(json.dumps(asyncio.run(bench(args))))
 
 
 if __name__ == "__main__":
