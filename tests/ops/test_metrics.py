@@ -110,13 +110,14 @@ async def test_metrics_count_jobs_per_state_and_decisions_per_rule_and_target(
                  await client.submit(**small, payload={"fail": "no"})]  # fmt: skip
         held = await client.submit(**small, payload={"hold": True})
         waits = await client.submit(kind="image")  # 1024x1024: waits for a GPU, delayed
-        views = [await client.ended(a.job_id) for a in ended] + [await client.get(waits.job_id)]
+        views = [await client.ended(a.job_id) for a in ended]
 
-        async def running() -> sch.JobView | None:
-            view = await client.get(held.job_id)
-            return view if view.state == "running" else None
+        async def state_of(job_id: str, state: str) -> sch.JobView | None:
+            view = await client.get(job_id)
+            return view if view.state == state else None
 
-        views.append(await wait_for(running))
+        views.append(await wait_for(lambda: state_of(waits.job_id, "delayed")))  # advised
+        views.append(await wait_for(lambda: state_of(held.job_id, "running")))
         with pytest.raises(ServiceCallError, match="x"):  # the request type is strict
             await bus.call(sch.STATS, {"x": 1}, sch.SchedulerStats)
         families = await _scrape(gateway)
