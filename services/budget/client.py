@@ -131,7 +131,7 @@ class BudgetClient:
                 log.exception("unload handler failed", extra={"fields": {"asset": data.asset_id}})
 
         self._subs.append(await self.bus.nc.subscribe("asset.evicted", cb=received))
-        await self.bus.nc.flush()
+        await self.bus.flush()
 
     # -- jobs (what a scheduler calls) -----------------------------------------
 

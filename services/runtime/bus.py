@@ -492,6 +492,17 @@ class Bus:
             raise ServiceCallError(subject, code, headers.get(ERROR_TEXT, "error"))
         return bytes(msg.data)
 
+    async def flush(self) -> None:
+        """Wait until the server has processed everything sent so far.
+
+        Shielded: nats-py's ``flush`` waits on a future its read loop resolves
+        when the PONG comes; cancelling the wait cancels that future, and the
+        PONG arriving later then raises ``InvalidStateError`` inside the read
+        loop, which ends it -- the connection stops answering while it looks
+        connected. A cancelled caller here leaves the flush to finish on its own.
+        """
+        await asyncio.shield(self.nc.flush())
+
     async def close(self) -> None:
         """Drain (finish in-flight work, flush publishes) and close."""
         if self.nc.is_closed:

@@ -237,7 +237,7 @@ async def _follow(
     store = _Store(bus, patterns, stats, typed=typed)
     subs = [await bus.nc.subscribe(STORED_PREFIX + p, cb=live.on_message) for p in patterns]
     try:
-        await bus.nc.flush()
+        await bus.flush()
         last = after if after is not None else await store.position()
         stats.last = last
         if last is not None:

@@ -107,7 +107,7 @@ class Service:
 
         self._ping = await self.bus.nc.subscribe(PING, cb=on_ping)
         self.supervise(self._heartbeats, "heartbeat")
-        await self.bus.nc.flush()  # endpoints and subscriptions are live when start returns
+        await self.bus.flush()  # endpoints and subscriptions are live when start returns
         self.log.info("started", extra={"fields": {"service": self.name}})
 
     async def setup(self) -> None:

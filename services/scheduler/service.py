@@ -78,6 +78,8 @@ from services.scheduler.table import JobRow, JobTable, JobTableProjection
 MAX_IN_FLIGHT = 512
 FOLLOWED = ("job.>",)
 ENDED = frozenset({"job.succeeded", "job.failed", "job.cancelled"})
+ACCEPTED_KEPT = 4096
+"""How many recently accepted job ids an instance remembers for read-your-writes."""
 
 
 class SchedulerService(Driver):
@@ -94,6 +96,7 @@ class SchedulerService(Driver):
                                  on_apply=self._on_fold)  # fmt: skip
         self._remote_depth = -1
         self._folded = asyncio.Event()
+        self._accepted_ids: dict[str, None] = {}  # insertion-ordered, bounded
 
     def _build_executors(self) -> dict[str, Executor]:
         from services.scheduler.executors import build_executors
@@ -188,6 +191,9 @@ class SchedulerService(Driver):
         if not created:  # another instance took the same key first
             self.jobs.pop(job_id, None)
             return await self._accepted(job_id, created=False)
+        self._accepted_ids[job_id] = None
+        while len(self._accepted_ids) > ACCEPTED_KEPT:
+            del self._accepted_ids[next(iter(self._accepted_ids))]
         job.task = asyncio.create_task(self.drive(job, first_attempt=1))
         self._changed()
         return await self._accepted(job_id, created=True)
@@ -231,9 +237,15 @@ class SchedulerService(Driver):
 
     async def get_job(self, ref: JobRef) -> JobView:
         await self.follower.require_ready(self.name)
-        if ref.id in self.jobs and ref.id not in self.table:
+        if self._known_unfolded(ref.id):
             await self._wait_folded(ref.id)
         return self._row(ref.id).view()
+
+    def _known_unfolded(self, job_id: str) -> bool:
+        """A job this instance accepted whose events the table has not folded yet
+        (it may even have ended already): a read right after the submit waits for
+        them instead of answering 404."""
+        return job_id not in self.table and (job_id in self.jobs or job_id in self._accepted_ids)
 
     async def _wait_folded(self, job_id: str, timeout: float = 2.0) -> None:
         loop = asyncio.get_running_loop()
@@ -245,7 +257,7 @@ class SchedulerService(Driver):
 
     async def cancel(self, ref: JobRef) -> JobView:
         await self.follower.require_ready(self.name)
-        if ref.id in self.jobs and ref.id not in self.table:
+        if self._known_unfolded(ref.id):
             await self._wait_folded(ref.id)
         row = self._row(ref.id)
         if row.terminal:
