@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from schemas import Event
@@ -14,6 +17,22 @@ from schemas.jobs import JobSpec, JobStarted, JobSubmitted, JobSucceeded
 from services.runtime.bus import Bus
 
 BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a subprocess that needs a fixed one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def healthy(url: str) -> bool:
+    """Whether the gateway at ``url`` answers /health with ok: true."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1) as r:
+            return bool(json.load(r)["ok"])
+    except (OSError, ValueError):
+        return False
 
 
 async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]

@@ -5,20 +5,17 @@ assumes)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.support import BIN
+from tests.support import BIN, free_port, healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,20 +27,6 @@ def _commands() -> list[str]:
     return [line for line in lines if line.startswith(("gpuroute ", "curl "))]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=1) as r:
-            return bool(json.load(r)["ok"])
-    except (OSError, ValueError):
-        return False
-
-
 def test_the_runbook_has_commands_for_tuning_and_rollback() -> None:
     commands = _commands()
     assert any(c.startswith("gpuroute doctor") for c in commands)
@@ -52,7 +35,7 @@ def test_the_runbook_has_commands_for_tuning_and_rollback() -> None:
 
 @pytest.mark.timeout(180)
 def test_every_runbook_command_runs_against_a_fresh_up(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GPUROUTE_URL": url}
     up = subprocess.Popen(
@@ -61,7 +44,7 @@ def test_every_runbook_command_runs_against_a_fresh_up(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not _healthy(url):
+        while not healthy(url):
             assert up.poll() is None and time.monotonic() < deadline, "up did not get healthy"
             time.sleep(0.2)
         for line in _commands():

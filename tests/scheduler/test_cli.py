@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import gpuroute
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=1) as r:
-            return bool(json.load(r)["ok"])
-    except (OSError, ValueError):
-        return False
+from tests.support import free_port, gpuroute, healthy
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +19,14 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("up")
     config = data / "gpuroute.toml"  # a dry-run provider, as docs/adapters.md says
     config.write_text("[adapters.runpod]\ndry_run = true\n")
-    port = _free_port()
+    port = free_port()
     proc = gpuroute("up", "--config", str(config), "--data-dir", str(data / "data"),
                     "--nats-port", "0", "--http-port", str(port),
                     stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not _healthy(url):
+        while not healthy(url):
             assert proc.poll() is None, "gpuroute up exited"
             assert time.monotonic() < deadline, "gpuroute up did not get healthy in 60 s"
             time.sleep(0.2)
@@ -110,7 +94,7 @@ def test_errors_are_one_line(up: str, tmp_path: Path) -> None:
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "400" in r.stderr, r.stderr
     r = cli(up, "job", "nope")
     assert r.returncode == 1 and "404" in r.stderr, r.stderr
-    r = cli(f"http://127.0.0.1:{_free_port()}", "jobs")
+    r = cli(f"http://127.0.0.1:{free_port()}", "jobs")
     assert r.returncode == 1 and "cannot reach the gateway" in r.stderr, r.stderr
     r = cli(up, "submit", str(tmp_path / "missing.json"))
     assert r.returncode == 1 and "cannot read job spec" in r.stderr, r.stderr
