@@ -68,7 +68,12 @@ async def test_an_infeasible_job_fails_with_its_reason_and_never_runs(
     async with running_advisor(config), running_scheduler(config, quick):
         client = Client(bus)
         accepted = await client.submit(**NEVER)
-        view = await client.ended(accepted.job_id)
+
+        async def failed() -> Any:
+            view = await client.get(accepted.job_id)  # "infeasible" once advised, then failed
+            return view if view.state == "failed" else None
+
+        view = await wait_for(failed)
         assert view.state == "failed" and view.error_code == "infeasible", view
         assert view.error is not None and "no target can ever run this job" in view.error
         assert view.history == ["job.submitted", "job.advised", "job.failed"]
