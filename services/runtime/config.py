@@ -21,6 +21,7 @@ import msgspec.inspect as mi
 
 from schemas.adapter_settings import AdaptersSettings
 from schemas.budget import BudgetSettings
+from schemas.cloud_settings import LEGACY_ENV, CloudSettings
 from schemas.ops_settings import OpsSettings
 from schemas.scheduler_settings import SchedulerSettings
 from schemas.telemetry_settings import TelemetrySettings
@@ -143,6 +144,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ops: OpsSettings = msgspec.field(default_factory=OpsSettings)
     """[ops]: model files and roots, worker endpoints, thresholds of ``gpuroute
     doctor`` (schemas/ops_settings.py, docs/runbook.md)."""
+    cloud: CloudSettings = msgspec.field(default_factory=CloudSettings)
+    """[cloud]: pods, serverless, autoscaling, the daily cap (schemas/cloud_settings.py,
+    docs/cloud.md); also the legacy variables of ``LEGACY_ENV``."""
 
     @property
     def data_path(self) -> Path:
@@ -210,6 +214,23 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def legacy_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``[cloud]`` keys set by the variables existing deployments use
+    (``schemas.cloud_settings.LEGACY_ENV``: ``CLOUD_IDLE_TIMEOUT`` in ms, ...),
+    validated like the rest; a bad value is a :class:`ConfigError` naming it."""
+    kinds = dict(settings())
+    out: dict[str, Any] = {}
+    for var, (name, factor) in LEGACY_ENV.items():
+        raw = environ.get(var)
+        if not raw:
+            continue
+        key = "cloud." + name
+        if factor != 1:  # another unit: the number first, then the key's bounds
+            raw = repr(_env_value(var, raw, float) * factor)
+        out[key] = _env_value(var, raw, kinds[key])
+    return out
+
+
 def _set(struct: Any, dotted: str, value: Any) -> Any:
     """A copy of ``struct`` with ``dotted`` set (sections may be frozen Structs)."""
     head, _, rest = dotted.partition(".")
@@ -240,7 +261,8 @@ def load_config(
             raise ConfigError(str(p), str(e)) from e
         except msgspec.DecodeError as e:
             raise ConfigError(str(p), f"not valid TOML: {e}") from e
-    for key, value in env_overrides(os.environ if environ is None else environ).items():
+    environ = os.environ if environ is None else environ
+    for key, value in {**legacy_overrides(environ), **env_overrides(environ)}.items():
         config = _set(config, key, value)
     for name, value in overrides.items():
         if value is not None:

@@ -1,0 +1,93 @@
+"""The ``[cloud]`` config section: pods, serverless, autoscaling and the daily cap.
+
+:class:`CloudSettings` is the section as ``services/runtime/config.py`` loads it
+(file, then ``GPUROUTE_CLOUD_<KEY>``, then the legacy variables of
+:data:`LEGACY_ENV`), and the body of ``PUT /api/cloud/config``. Strict like
+every config table (a typo is an error naming the key); every number is
+bounded, so TOML's ``inf``/``nan`` is refused naming the key. Units: seconds
+(``*_s``), US dollars (``*_usd``, ``daily_cost_limit``). The RunPod API key is a
+secret: it comes only from the secrets mechanism (``[runpod] api_key`` in the
+secrets file, or ``RUNPOD_API_KEY``), never from this section. docs/cloud.md
+says what each setting does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+MAX_PODS: Final = 64
+MAX_DAILY_USD: Final = 100_000.0
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+Usd = Annotated[float, msgspec.Meta(ge=0, le=MAX_DAILY_USD)]
+Text = Annotated[str, msgspec.Meta(max_length=512)]
+
+
+class CloudSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[cloud]: when to rent GPUs, what, and how much may be spent per UTC day."""
+
+    max_pods: Annotated[int, msgspec.Meta(ge=0, le=MAX_PODS)] = 2
+    """Pods running at once (0: never spawn one)."""
+    idle_timeout_s: Seconds = 300.0
+    """A ready pod that ran no job this long is terminated."""
+    autoscale_threshold: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 5
+    """Jobs waiting (queued or delayed, not running) above which pods are spawned."""
+    prefer_serverless: bool = True
+    """One-off remote jobs go to the serverless endpoint; pods take batches."""
+    daily_cost_limit: Usd = 10.0
+    """The hard cap: reserved plus spent money of one UTC day never passes it."""
+    docker_image: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] = (
+        "runpod/worker-comfyui:5.5.0-base"
+    )
+    gpu_type: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "NVIDIA GeForce RTX 4090"
+    serverless_endpoint_id: Text = ""
+    """The RunPod serverless endpoint (also ``[adapters.runpod] endpoint_id``)."""
+    serverless_price_per_s: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.00031
+    """USD per billed second of a serverless worker (RunPod bills whole seconds,
+    rounded up)."""
+    serverless_max_s: Seconds = 600.0
+    """A serverless call's worst case when the job sets no ``timeout_s``."""
+    max_price_per_hour: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 1.0
+    """The most a pod may cost per hour: a spawn reserves at this price, and a
+    pod the provider prices higher is terminated at once."""
+    check_interval_s: Annotated[float, msgspec.Meta(ge=0.01, le=3600)] = 15.0
+    """How often the autoscaler looks at pods, queue and money."""
+    reserve_window_s: Annotated[float, msgspec.Meta(ge=0.01, le=86_400)] = 60.0
+    """The time a pod's reservation covers (at least two checks: the next check
+    can stop the pod before it runs past what was reserved)."""
+    pod_boot_limit_s: Seconds = 900.0
+    """A pod not RUNNING with its port this long after its spawn is terminated."""
+    stuck_runtime_s: Seconds = 180.0
+    """A pod RUNNING with an empty runtime (no ports) this long is terminated."""
+    pod_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8188
+    """The worker's HTTP port (ComfyUI's)."""
+    terminate_on_shutdown: bool = True
+    """On a clean stop, terminate the pods this instance spawned."""
+    live: bool = False
+    """Live calls to RunPod (with a key); off: dry-run pods, simulated."""
+    base_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$")] = (
+        "https://api.runpod.io/v2"
+    )
+    """The REST API v2 root (a proxy or a local stand-in in tests)."""
+    request_timeout_s: Seconds = 30.0
+    dry_run_boot_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 20.0
+    """How long a dry-run pod takes from spawn to RUNNING."""
+    dry_run_cost_per_hour: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.69
+    """The price a dry-run pod reports (USD/hour)."""
+
+
+LEGACY_ENV: Final[dict[str, tuple[str, float]]] = {
+    "RUNPOD_SERVERLESS_ENDPOINT_ID": ("serverless_endpoint_id", 1),
+    "RUNPOD_DOCKER_IMAGE": ("docker_image", 1),
+    "RUNPOD_GPU_TYPE": ("gpu_type", 1),
+    "CLOUD_MAX_PODS": ("max_pods", 1),
+    "CLOUD_IDLE_TIMEOUT": ("idle_timeout_s", 0.001),
+    "CLOUD_AUTOSCALE_THRESHOLD": ("autoscale_threshold", 1),
+    "CLOUD_PREFER_SERVERLESS": ("prefer_serverless", 1),
+    "CLOUD_DAILY_COST_LIMIT": ("daily_cost_limit", 1),
+}
+"""The variables existing deployments set: name -> (key, factor). The factor
+converts the unit (``CLOUD_IDLE_TIMEOUT`` is milliseconds). ``GPUROUTE_CLOUD_*``
+wins over them; ``RUNPOD_API_KEY`` is read by the secrets mechanism."""
