@@ -5,7 +5,8 @@
   backoff and jitter drawn from an injected ``random.Random``, sleeping through an
   injected ``sleep`` (tests pass a recorder, so retries cost no wall time). A
   ``Retry-After`` header (seconds or HTTP date, RFC 9110 §10.2.3) replaces the backoff,
-  capped at ``max_retry_after_s``.
+  capped at ``max_retry_after_s``; without one, an IETF ``RateLimit`` header's exhausted
+  window (``r=0;t=<seconds>``, RunPod REST v2) gives the wait.
 - Only calls the caller marks ``idempotent`` are retried on a status or a timeout; a
   non-idempotent POST (a submit) is sent once, because a lost answer may hide a job
   that did start. Two exceptions: a connection that was never opened (nothing was
@@ -94,6 +95,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError, OverflowError):  # a day of 10**30 overflows
         return None
     return min(max(0.0, when - current), MAX_RETRY_AFTER_S)
+
+
+def ratelimit_wait(value: str | None) -> str | None:
+    """Seconds (as ``Retry-After`` would write them) until the latest exhausted window
+    of an IETF ``RateLimit`` header resets: ``"minute";r=0;t=12, "hour";r=5;t=900``
+    gives ``"12"``. None when absent, unreadable, or no window is exhausted (``r=0``).
+    RunPod REST v2 sends it on every answer; a 429 without ``Retry-After`` waits this."""
+    if not value:
+        return None
+    waits = []
+    for member in value[:4096].split(","):
+        params = dict(
+            part.strip().partition("=")[::2] for part in member.split(";")[1:] if "=" in part
+        )
+        if params.get("r", "").strip() == "0" and params.get("t", "").strip().isdigit():
+            waits.append(int(params["t"]))
+    return str(max(waits)) if waits else None
 
 
 JobLookup = Callable[[str, str], JobRecord | None]
@@ -332,7 +350,8 @@ class ProviderHttp:
                 status=resp.status,
                 body=body,
                 content_type=resp.content_type,
-                retry_after=resp.headers.get("Retry-After"),
+                retry_after=resp.headers.get("Retry-After")
+                or ratelimit_wait(resp.headers.get("RateLimit")),
             )
 
     def _too_big(self, call: str, size: int) -> MalformedResponseError:
