@@ -11,6 +11,7 @@ nested Structs with defaults, so an old file stays valid.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -192,15 +193,31 @@ def _env_value(var: str, raw: str, kind: Any) -> Any:
         raise ConfigError(var, f"bad value: {e}") from None  # the value may be a secret
 
 
+@functools.cache
+def _kinds() -> dict[str, Any]:
+    """``settings()`` as a dict, computed once per process: the types never
+    change at run time and walking them costs ~0.1 s (msgspec.inspect), which
+    every ``load_config`` (each test, each service start) paid twice.
+    Callers must not mutate it."""
+    return dict(settings())
+
+
+@functools.cache
+def _env_names() -> tuple[dict[str, tuple[str, Any]], tuple[str, ...]]:
+    """Each key's variable -> (key, type), and each section's variable prefix."""
+    known = {env_name(key): (key, kind) for key, kind in _kinds().items()}
+    sections = tuple(env_name(f.encode_name) + "_" for f in msgspec.structs.fields(Config)
+                     if isinstance(mi.type_info(f.type), mi.StructType))  # fmt: skip
+    return known, sections
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """The config keys set in ``environ`` (``GPUROUTE_<SECTION>_<KEY>``), validated.
 
     An empty variable counts as unset. Other ``GPUROUTE_`` variables
     (``GPUROUTE_TOKEN``, provider secrets) are left alone, except one under a
     section's prefix that names no key: a typo."""
-    known = {env_name(key): (key, kind) for key, kind in settings()}
-    sections = {env_name(f.encode_name) + "_" for f in msgspec.structs.fields(Config)
-                if isinstance(mi.type_info(f.type), mi.StructType)}  # fmt: skip
+    known, sections = _env_names()
     out: dict[str, Any] = {}
     for var, raw in sorted(environ.items()):
         if not raw:
@@ -218,7 +235,7 @@ def legacy_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """The ``[cloud]`` keys set by the variables existing deployments use
     (``schemas.cloud_settings.LEGACY_ENV``: ``CLOUD_IDLE_TIMEOUT`` in ms, ...),
     validated like the rest; a bad value is a :class:`ConfigError` naming it."""
-    kinds = dict(settings())
+    kinds = _kinds()
     out: dict[str, Any] = {}
     for var, (name, factor) in LEGACY_ENV.items():
         raw = environ.get(var)
