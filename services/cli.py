@@ -52,6 +52,7 @@ SERVICES: dict[str, str] = {
     "advisor": "services.advisor.service:AdvisorService",
     "budget": "services.budget.service:BudgetService",
     "scheduler": "services.scheduler.service:SchedulerService",
+    "cloud": "services.cloud.service:CloudService",
     "gateway": "services.gateway.service:GatewayService",
 }
 
@@ -61,6 +62,7 @@ PROJECTIONS: dict[str, str] = {
     "advisor": "services.advisor.projection:AdvisorProjection",
     "adapters": "services.adapters.projection:AdaptersProjection",
     "budget": "services.budget.fold:BudgetProjection",
+    "cloud": "services.cloud.ledger:LedgerProjection",
 }
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"

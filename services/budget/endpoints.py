@@ -2,11 +2,13 @@
 
 Queries (snapshot, poll, dashboard, health) answer from the state; commands
 queue a build on the service's writer (``service.py``) and answer once their
-events are acknowledged. Every handler answers 503 "still loading" until the
-state is rebuilt. Unknown job or asset ids are 404 naming the id; a refused
-start is 409 with the reason; 429 past ``MAX_JOBS``/``MAX_ASSETS``; the
-dashboard is 409 naming the flags while they are off. Subjects and types:
-``schemas/budget.py``.
+events are acknowledged. A command's build is made by a ``_*_build(request)``
+method, so the service can queue it straight from the subscription's callback
+(``Make``) as well as from the handler (while loading, or at the in-flight
+bound). Every handler answers 503 "still loading" until the state is rebuilt.
+Unknown job or asset ids are 404 naming the id; a refused start is 409 with
+the reason; 429 past ``MAX_JOBS``/``MAX_ASSETS``; the dashboard is 409 naming
+the flags while they are off. Subjects and types: ``schemas/budget.py``.
 
 :class:`BudgetEndpoints` is mixed into
 :class:`~services.budget.service.BudgetService`, which provides the state,
@@ -83,6 +85,9 @@ from services.runtime.follower import Follower
 from services.runtime.profiling import HotPaths
 
 Handler = Callable[[Any], Awaitable[Any]]
+Build = Callable[[], tuple[list[Event], Any]]
+Make = Callable[[Any], Build]
+"""A command's build from its request (raises ``EndpointError`` for a bad one)."""
 
 
 class BudgetEndpoints:
@@ -109,24 +114,26 @@ class BudgetEndpoints:
     async def evaluate(self, trigger: Any) -> Any:
         raise NotImplementedError
 
-    def _endpoints(self) -> list[tuple[str, str, type[Any], Handler]]:
+    def _endpoints(self) -> list[tuple[str, str, type[Any], Handler, Make | None]]:
+        """(name, subject, request type, handler, the command's build maker or None)."""
         return [
-            ("snapshot", SNAPSHOT, Snapshot, self.snapshot),
-            ("apply", APPLY, LimitsApply, self.apply),
-            ("register", REGISTER, JobRegister, self.register_job),
-            ("start", START, JobRef, self.start_job),
-            ("finish", FINISH, JobFinish, self.finish_job),
-            ("refresh", REFRESH, Refresh, self.refresh),
-            ("poll", POLL, Poll, self.poll),
-            ("asset-register", ASSET_REGISTER, AssetRegister, self.register_asset),
-            ("asset-touch", ASSET_TOUCH, AssetRef, self.touch),
-            ("asset-evict", ASSET_EVICT, AssetEvict, self.evict),
-            ("mark", MARK, Mark, self.mark),
-            ("span", SPAN, Span, self.span),
-            ("dashboard", DASHBOARD, DashboardQuery, self.dashboard),
-            ("reset", RESET, ProfilerResetRequest, self.reset),
-            ("health", HEALTH, Health, self.health),
-        ]
+            ("snapshot", SNAPSHOT, Snapshot, self.snapshot, None),
+            ("apply", APPLY, LimitsApply, self.apply, None),
+            ("register", REGISTER, JobRegister, self.register_job, self._register_build),
+            ("start", START, JobRef, self.start_job, self._start_build),
+            ("finish", FINISH, JobFinish, self.finish_job, self._finish_build),
+            ("refresh", REFRESH, Refresh, self.refresh, None),
+            ("poll", POLL, Poll, self.poll, None),
+            ("asset-register", ASSET_REGISTER, AssetRegister, self.register_asset,
+             self._asset_register_build),
+            ("asset-touch", ASSET_TOUCH, AssetRef, self.touch, self._touch_build),
+            ("asset-evict", ASSET_EVICT, AssetEvict, self.evict, self._evict_build),
+            ("mark", MARK, Mark, self.mark, self._mark_build),
+            ("span", SPAN, Span, self.span, self._span_build),
+            ("dashboard", DASHBOARD, DashboardQuery, self.dashboard, None),
+            ("reset", RESET, ProfilerResetRequest, self.reset, self._reset_build),
+            ("health", HEALTH, Health, self.health, None),
+        ]  # fmt: skip
 
     async def _ready(self) -> None:
         await self.follower.require_ready("budget")
@@ -177,6 +184,10 @@ class BudgetEndpoints:
     # -- jobs --------------------------------------------------------------------
 
     async def register_job(self, request: JobRegister) -> JobAnswer:
+        answer: JobAnswer = await self._command(self._register_build(request))
+        return answer
+
+    def _register_build(self, request: JobRegister) -> Build:
         perf = _perf(request)
 
         def build() -> tuple[list[Event], JobAnswer]:
@@ -195,24 +206,30 @@ class BudgetEndpoints:
             assert outcome.answer is not None
             return events, outcome.answer
 
-        answer: JobAnswer = await self._command(build)
-        return answer
+        return build
 
     async def start_job(self, request: JobRef) -> JobAnswer:
-        return await self._job_change("job.started", job_id=request.job_id)
+        answer: JobAnswer = await self._command(self._start_build(request))
+        return answer
 
     async def finish_job(self, request: JobFinish) -> JobAnswer:
-        status = "canceled" if request.status == "cancelled" else request.status
-        return await self._job_change("job.finished", job_id=request.job_id, status=status)
+        answer: JobAnswer = await self._command(self._finish_build(request))
+        return answer
 
-    async def _job_change(self, trigger: str, **request: Any) -> JobAnswer:
+    def _start_build(self, request: JobRef) -> Build:
+        return self._job_change("job.started", job_id=request.job_id)
+
+    def _finish_build(self, request: JobFinish) -> Build:
+        status = "canceled" if request.status == "cancelled" else request.status
+        return self._job_change("job.finished", job_id=request.job_id, status=status)
+
+    def _job_change(self, trigger: str, **request: Any) -> Build:
         def build() -> tuple[list[Event], JobAnswer]:
             events, outcome = self._changed(trigger, **request)
             assert outcome.answer is not None
             return events, outcome.answer
 
-        answer: JobAnswer = await self._command(build)
-        return answer
+        return build
 
     async def refresh(self, _: Refresh) -> Transitions:
         await self._ready()
@@ -230,6 +247,10 @@ class BudgetEndpoints:
     # -- assets --------------------------------------------------------------------
 
     async def register_asset(self, request: AssetRegistered) -> AssetAnswer:
+        answer: AssetAnswer = await self._command(self._asset_register_build(request))
+        return answer
+
+    def _asset_register_build(self, request: AssetRegistered) -> Build:
         def build() -> tuple[list[Event], AssetAnswer]:
             shelf = self.state.shelf
             if request.asset_id not in shelf and len(shelf) >= MAX_ASSETS:
@@ -237,18 +258,20 @@ class BudgetEndpoints:
             data = msgspec.structs.replace(lenient(request), n=self.state.n + 1)
             return self._asset_event(data, request.asset_id)
 
-        answer: AssetAnswer = await self._command(build)
-        return answer
+        return build
 
     async def touch(self, request: AssetRef) -> AssetAnswer:
+        answer: AssetAnswer = await self._command(self._touch_build(request))
+        return answer
+
+    def _touch_build(self, request: AssetRef) -> Build:
         def build() -> tuple[list[Event], AssetAnswer]:
             if request.asset_id not in self.state.shelf:
                 raise Refused(404, "unknown", f"unknown asset {request.asset_id!r}")
             data = AssetTouched(asset_id=request.asset_id, n=self.state.n + 1)
             return self._asset_event(data, request.asset_id)
 
-        answer: AssetAnswer = await self._command(build)
-        return answer
+        return build
 
     def _asset_event(
         self, data: AssetRegistered | AssetTouched, asset_id: str
@@ -259,6 +282,10 @@ class BudgetEndpoints:
         return [event], AssetAnswer(asset=self.state.shelf[asset_id], n=self.state.n)
 
     async def evict(self, request: AssetEvict) -> Evicted:
+        answer: Evicted = await self._command(self._evict_build(request))
+        return answer
+
+    def _evict_build(self, request: AssetEvict) -> Build:
         def build() -> tuple[list[Event], Evicted]:
             events, outcome = self._changed(
                 "asset.evicted", target_mb=request.target_mb, device=request.device
@@ -268,30 +295,40 @@ class BudgetEndpoints:
             ids = [a.asset_id for a in chosen]
             return events, Evicted(evicted=ids, freed_mb=freed, n=self.state.n)
 
-        answer: Evicted = await self._command(build)
-        return answer
+        return build
 
     # -- profiler ------------------------------------------------------------------
 
     async def mark(self, request: ProfilerMark) -> Recorded:
-        return await self._profiler_event(lenient(request), request.name)
+        answer: Recorded = await self._command(self._mark_build(request))
+        return answer
 
     async def span(self, request: ProfilerSpan) -> Recorded:
-        return await self._profiler_event(lenient(request), request.name)
+        answer: Recorded = await self._command(self._span_build(request))
+        return answer
 
-    async def reset(self, _: ProfilerResetRequest) -> Recorded:
-        return await self._profiler_event(ProfilerReset(), "profiler")
+    async def reset(self, request: ProfilerResetRequest) -> Recorded:
+        answer: Recorded = await self._command(self._reset_build(request))
+        return answer
 
-    async def _profiler_event(
+    def _mark_build(self, request: ProfilerMark) -> Build:
+        return self._profiler_event(lenient(request), request.name)
+
+    def _span_build(self, request: ProfilerSpan) -> Build:
+        return self._profiler_event(lenient(request), request.name)
+
+    def _reset_build(self, _: ProfilerResetRequest) -> Build:
+        return self._profiler_event(ProfilerReset(), "profiler")
+
+    def _profiler_event(
         self, data: ProfilerMark | ProfilerSpan | ProfilerReset, key: str
-    ) -> Recorded:
+    ) -> Build:
         def build() -> tuple[list[Event], Recorded]:
             event = self.bus.event(msgspec.structs.replace(data, n=self.state.n + 1), key=key)
             fold.apply(self.state, event)
             return [event], Recorded(n=self.state.n)
 
-        answer: Recorded = await self._command(build)
-        return answer
+        return build
 
     async def dashboard(self, request: DashboardQuery) -> Dashboard:
         await self._ready()

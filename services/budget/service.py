@@ -7,14 +7,16 @@ newest change JetStream holds (``_stream_last_n``): an event acknowledged by
 the stream but not stored yet must not be decided past.
 
 Every change goes through one writer (:meth:`BudgetService._write_loop`):
-requests queue a build function; the writer runs the queued builds in order
-(each applies its input event to the state with ``fold.apply`` and returns
-the events to publish) and sends the batch at once; a second loop answers
-each request once JetStream acknowledged its batch, while the writer already
-decides and sends the next ones (in order on the wire). One writer means one order:
-the log's, so a replay decides what the service decided. A batch that cannot
-be published fails the service (``Service.spawn``); the runner starts a fresh
-instance, which rebuilds from the store what was really stored.
+requests queue a build function (a command's request straight from the
+subscription's callback, no task: ``endpoint(..., take=...)``); the writer
+runs the queued builds in order (each applies its input event to the state
+with ``fold.apply`` and returns the events to publish) and sends the batch at
+once; a second loop answers each request once JetStream acknowledged its
+batch, while the writer already decides and sends the next ones (in order on
+the wire). One writer means one order: the log's, so a replay decides what the
+service decided. A batch that cannot be published fails the service
+(``Service.spawn``); the runner starts a fresh instance, which rebuilds from
+the store what was really stored.
 
 Background loops: the evaluation timer (every ``evaluation_interval``, and
 at once when a telemetry sample or a flag arrives: a change is recorded only
@@ -50,11 +52,12 @@ from schemas.budget import (
 from schemas.subjects import STREAM
 from schemas.telemetry import TelemetrySample
 from services.budget import fold, profiler
+from services.budget.admission import Refused
 from services.budget.endpoints import BudgetEndpoints
 from services.budget.fold import BudgetFold, BudgetProjection, Outcome
 from services.runtime.bus import Bus, Sent
 from services.runtime.config import Config
-from services.runtime.endpoints import EndpointError, InFlight, endpoint
+from services.runtime.endpoints import EndpointError, InFlight, Pending, endpoint
 from services.runtime.errors import BusError
 from services.runtime.follower import Follower
 from services.runtime.profiling import HotPaths
@@ -73,14 +76,28 @@ BURSTS_IN_FLIGHT = 32
 """Bursts the writer sends before the oldest one's acks are in."""
 
 Build = Callable[[], tuple[list[Event], Any]]
-Answer = tuple[asyncio.Future[Any], Any]
-"""A request's future and its answer (an exception: its error)."""
+Sink = asyncio.Future[Any] | Pending
+"""Where an answer goes: a caller awaiting :meth:`BudgetService._submit`, or a
+request taken from its subscription (answered on NATS)."""
+Answer = tuple[Sink, Any]
+"""A request's sink and its answer (an exception: its error)."""
 
 
-def _fail(answers: list[Answer], e: BusError) -> None:
-    for future, _ in answers:
-        if not future.done():
-            future.set_exception(EndpointError(503, f"not recorded: {e}"))
+async def _deliver(sink: Sink, answer: Any) -> None:
+    if isinstance(sink, Pending):
+        if isinstance(answer, Refused):
+            answer = EndpointError(answer.status, answer.reason)
+        await (sink.fail(answer) if isinstance(answer, BaseException) else sink.reply(answer))
+    elif not sink.done():
+        if isinstance(answer, BaseException):
+            sink.set_exception(answer)
+        else:
+            sink.set_result(answer)
+
+
+async def _fail(answers: list[Answer], e: BusError) -> None:
+    for sink, _ in answers:
+        await _deliver(sink, EndpointError(503, f"not recorded: {e}"))
 
 
 class BudgetService(BudgetEndpoints, Service):
@@ -98,7 +115,9 @@ class BudgetService(BudgetEndpoints, Service):
         )  # fmt: skip
         self.ready = self.follower.ready
         self.recent: deque[Transition] = deque(maxlen=RECENT_TRANSITIONS)
-        self._queue: list[tuple[Build, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Build, Sink]] = []
+        self._taken = 0
+        """Requests taken from their subscription and not answered yet."""
         self._wake = asyncio.Event()
         self._evaluate_now = asyncio.Event()
         self._dash_seen = (0, 0)
@@ -114,15 +133,20 @@ class BudgetService(BudgetEndpoints, Service):
         # (they queue on the writer in arrival order before their first pause)
         in_flight = InFlight(MAX_IN_FLIGHT, self.spawn)
         assert self.micro is not None
-        for name, subject, request_type, handler in self._endpoints():
-            handle = endpoint(request_type, handler, in_flight=in_flight)
+        for name, subject, request_type, handler, make in self._endpoints():
+            take = None if make is None else self._taker(make)
+            handle = endpoint(request_type, handler, in_flight=in_flight, take=take)
             await self.micro.add_endpoint(name=name, subject=subject, handler=handle)
         self.supervise(self.follower.run, "follow")
         self.spawn(self._go_live(), "live")
 
     async def teardown(self) -> None:
-        for _, future in self._queue:
-            future.cancel()
+        queued, self._queue = self._queue, []
+        for _, sink in queued:
+            if isinstance(sink, Pending):
+                await sink.fail(EndpointError(503, "the budget is stopping; retry"))
+            else:
+                sink.cancel()
         await self.follower.close()
 
     async def _go_live(self) -> None:
@@ -174,6 +198,22 @@ class BudgetService(BudgetEndpoints, Service):
         self._wake.set()
         return await future
 
+    def _taker(self, make: Callable[[Any], Build]) -> Callable[[Any, Pending], bool]:
+        """A ``take`` for ``endpoint``: once ready and under ``MAX_IN_FLIGHT``
+        requests, queue the command's build on the writer from the callback
+        itself (in arrival order); otherwise the request is served in a task,
+        which waits for readiness or a free slot."""
+
+        def take(request: Any, pending: Pending) -> bool:
+            if not self.ready.is_set() or self._taken >= MAX_IN_FLIGHT:
+                return False
+            self._queue.append((make(request), pending))
+            self._taken += 1
+            self._wake.set()
+            return True
+
+        return take
+
     async def _write_loop(self) -> None:
         """Decide each queued build in order and put its events on the wire at
         once; :meth:`_answer_loop` answers once they are acknowledged. Sending
@@ -190,20 +230,23 @@ class BudgetService(BudgetEndpoints, Service):
             batch, self._queue = self._queue, []
             events: list[Event] = []
             answers: list[Answer] = []
-            for build, future in batch:
+            for build, sink in batch:
                 try:
                     built, answer = build()
                 except Exception as e:  # a refusal, or a bug: that request's error only
-                    answers.append((future, e))
+                    answers.append((sink, e))
                     continue
                 events.extend(built)
-                answers.append((future, answer))
+                answers.append((sink, answer))
             sent = None
             if events:
+                # folded here already: when the store sends them back, the
+                # follower only moves its position past them
+                self.follower.applied_here(e.id for e in events)
                 try:
                     sent = await self.bus.send_many(events)
                 except BusError as e:
-                    _fail(answers, e)
+                    await _fail(answers, e)
                     raise  # the state is ahead of the log: a fresh instance rebuilds it
             await unacked.put((sent, answers))
 
@@ -218,17 +261,14 @@ class BudgetService(BudgetEndpoints, Service):
                 if sent is not None:
                     await sent.acked()
             except BusError as e:
-                _fail(answers, e)
+                await _fail(answers, e)
                 while not unacked.empty():
-                    _fail(unacked.get_nowait()[1], e)
+                    await _fail(unacked.get_nowait()[1], e)
                 raise  # the state is ahead of the log: a fresh instance rebuilds it
-            for future, answer in answers:
-                if future.done():
-                    continue
-                if isinstance(answer, Exception):
-                    future.set_exception(answer)
-                else:
-                    future.set_result(answer)
+            for sink, answer in answers:
+                if isinstance(sink, Pending):
+                    self._taken -= 1
+                await _deliver(sink, answer)
 
     def _inputs(self, limits: BudgetLimits | None = None) -> Inputs:
         """What changed since the last change: the newest sample, the flag, limits."""

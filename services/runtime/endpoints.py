@@ -17,6 +17,15 @@ time, so a handler that awaits I/O (a JetStream ack, a provider's HTTP API)
 would serve one request per subject per round trip. ``endpoint(...,
 in_flight=InFlight(n, self.spawn))`` runs each request in a task of its own,
 at most ``n`` at once across every endpoint sharing that :class:`InFlight`.
+
+A command that only queues its request on a writer needs no task at all:
+``endpoint(..., take=take)`` calls ``take(request, Pending(req))`` inside the
+subscription's callback, right after decoding; when it returns True it has
+taken the request and answers it later through :class:`Pending` (the writer
+answers, in order, once its events are acknowledged); False serves it as
+usual. Each task costs a few tens of microseconds of scheduling per request,
+as much as the decision it waits for. The ``nats.micro`` processing time of a
+taken request covers its decoding and queuing only.
 """
 
 from __future__ import annotations
@@ -62,6 +71,25 @@ MicroHandler = Callable[[Request], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 
 
+class Pending:
+    """A request taken by ``endpoint(..., take=...)``: answer it exactly once,
+    with :meth:`reply` or :meth:`fail`. Neither raises: a reply that cannot be
+    sent is logged and dropped, as :func:`endpoint` does."""
+
+    __slots__ = ("req",)
+
+    def __init__(self, req: Request) -> None:
+        self.req = req
+
+    async def reply(self, result: Any) -> None:
+        """Send ``result`` (JSON-encoded; ``bytes`` as they are)."""
+        await _send(self.req, result if isinstance(result, bytes) else _encoder.encode(result))
+
+    async def fail(self, error: BaseException) -> None:
+        """Answer with the error reply :func:`endpoint` makes of ``error``."""
+        await _fail(self.req, error)
+
+
 class InFlight:
     """Requests served each in a task of its own, at most ``limit`` at once.
 
@@ -84,22 +112,34 @@ class InFlight:
 
     def wrap(self, handle: MicroHandler) -> MicroHandler:
         async def start(req: Request) -> None:
-            await self._slots.acquire()
-            try:
-                self._spawn(self._serve(handle, req), "request")
-            except BaseException:
-                self._slots.release()
-                raise
+            await self.start(handle(req))
 
         return start
 
-    async def _serve(self, handle: MicroHandler, req: Request) -> None:
+    async def start(self, serve: Awaitable[None]) -> None:
+        """Run ``serve`` in a task of its own once a slot is free."""
+        try:
+            await self._slots.acquire()
+            try:
+                self._spawn(self._serve(serve), "request")
+            except BaseException:
+                self._slots.release()
+                raise
+        except BaseException:
+            if isinstance(serve, Coroutine):
+                serve.close()  # never started: no "never awaited" warning
+            raise
+
+    async def _serve(self, serve: Awaitable[None]) -> None:
         self.busy += 1
         try:
-            await handle(req)
+            await serve
         finally:
             self.busy -= 1
             self._slots.release()
+
+
+Take = Callable[[Any, Pending], bool]
 
 
 def endpoint(
@@ -108,33 +148,70 @@ def endpoint(
     *,
     max_bytes: int = limits.MAX_EVENT_BYTES,
     in_flight: InFlight | None = None,
+    take: Callable[[Req, Pending], bool] | None = None,
 ) -> MicroHandler:
     """A micro handler for ``handler``; bodies over ``max_bytes`` are a 400.
-    With ``in_flight``, each request runs in a task of its own (see :class:`InFlight`)."""
+    With ``in_flight``, each request runs in a task of its own (see :class:`InFlight`);
+    with ``take``, a request it takes is answered later without one (module docstring).
+    An exception raised by ``take`` is that request's error reply."""
     decoder = msgspec.json.Decoder(request_type)
     what = f"{request_type.__name__} request"
 
-    async def handle(req: Request) -> None:
+    def decode(req: Request) -> Req:
+        body = req.data
+        # an empty body is an empty object: defaults, or a 400 naming a required field
+        raw = body if body.strip() else b"{}"
+        return limits.decode(decoder, raw, max_bytes=max_bytes, what=what)
+
+    async def serve(req: Request, request: Req) -> None:
         try:
-            body = req.data
-            # an empty body is an empty object: defaults, or a 400 naming a required field
-            raw = body if body.strip() else b"{}"
-            request = limits.decode(decoder, raw, max_bytes=max_bytes, what=what)
             result = await handler(request)
             reply = result if isinstance(result, bytes) else _encoder.encode(result)
-        except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            await _error(req, "400", f"invalid request: {e}")
-        except EndpointError as e:
-            await _error(req, str(e.code), e.message)
-        except ServiceCallError as e:
-            await _error(req, str(e.code), e.description)
         except Exception as e:
-            log.exception("endpoint failed", extra={"fields": {"subject": req.subject}})
-            await _error(req, "500", f"internal error: {type(e).__name__}: {e}")
+            await _fail(req, e)
         else:
             await _send(req, reply)
 
-    return handle if in_flight is None else in_flight.wrap(handle)
+    async def handle(req: Request) -> None:
+        try:
+            request = decode(req)
+        except Exception as e:
+            await _fail(req, e)
+            return
+        await serve(req, request)
+
+    if take is None:
+        return handle if in_flight is None else in_flight.wrap(handle)
+    took = take
+
+    async def handle_or_take(req: Request) -> None:
+        try:
+            request = decode(req)
+            if took(request, Pending(req)):
+                return
+        except Exception as e:
+            await _fail(req, e)
+            return
+        if in_flight is None:
+            await serve(req, request)
+        else:
+            await in_flight.start(serve(req, request))
+
+    return handle_or_take
+
+
+async def _fail(req: Request, e: BaseException) -> None:
+    """The error reply for ``e``: 400 for a bad body, an endpoint error's own
+    code, a failed call's code, else 500 (logged)."""
+    if isinstance(e, msgspec.ValidationError | msgspec.DecodeError):
+        await _error(req, "400", f"invalid request: {e}")
+    elif isinstance(e, EndpointError):
+        await _error(req, str(e.code), e.message)
+    elif isinstance(e, ServiceCallError):
+        await _error(req, str(e.code), e.description)
+    else:
+        log.error("endpoint failed", exc_info=e, extra={"fields": {"subject": req.subject}})
+        await _error(req, "500", f"internal error: {type(e).__name__}: {e}")
 
 
 async def _send(req: Request, reply: bytes) -> None:

@@ -30,6 +30,13 @@ Two faces over one mechanism: :func:`follow` yields the ``stored.*`` bytes
 decoded once (the services' :class:`~services.runtime.follower.Follower`):
 history pages are decoded straight into typed events in one pass, live
 messages keep the event their check decoded.
+
+A consumer that folds its own events before publishing them (the budget's
+writer) names their ids in ``local``: a live message carrying one of them is
+read only as far as its position and id (``Item.local``), not decoded, and
+the id leaves ``local``. The subject cannot tell this (another instance of
+the same service writes the same types: a restarted one must fold what the
+previous one wrote), the id can.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import asyncio
 import contextlib
 import functools
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Union
 
@@ -89,6 +96,8 @@ class Item(NamedTuple):
     raw: bytes | None
     event: Event | None = None
     error: str | None = None
+    local: str | None = None
+    """The id of an event the consumer named in ``local``: neither decoded nor kept."""
 
 
 class FollowerBehind(FollowError):
@@ -200,12 +209,16 @@ async def follow_events(
     stats: FollowStats | None = None,
     max_buffer_bytes: int = MAX_BUFFER_BYTES,
     quiet_s: float = QUIET_S,
+    local: MutableMapping[str, None] | None = None,
 ) -> AsyncIterator[Item]:
     """Like :func:`follow`, but each :class:`Item` carries the decoded event
     (``event``), or ``error`` for a stored event that no longer decodes (a
-    schema change, a bug): one bad event never stops a follower."""
-    async for item in _follow(bus, patterns, after, stats, max_buffer_bytes, quiet_s, typed=True):
-        if item.event is not None or item.error is not None:
+    schema change, a bug): one bad event never stops a follower. ``local``:
+    ids of events the consumer already folded (see the module docstring)."""
+    items = _follow(bus, patterns, after, stats, max_buffer_bytes, quiet_s, typed=True,
+                    local=local)  # fmt: skip
+    async for item in items:
+        if item.event is not None or item.error is not None or item.local is not None:
             yield item
             continue
         assert item.raw is not None
@@ -224,6 +237,7 @@ async def _follow(
     quiet_s: float,
     *,
     typed: bool,
+    local: MutableMapping[str, None] | None = None,
 ) -> AsyncIterator[Item]:
     bad = [p for p in patterns if not valid_pattern(p)]
     if bad or not patterns:
@@ -233,7 +247,7 @@ async def _follow(
             f"{len(patterns)} subject patterns, over the limit of {limits.MAX_PATTERNS}"
         )
     stats = stats if stats is not None else FollowStats()
-    live = _Live(stats, max_buffer_bytes)
+    live = _Live(stats, max_buffer_bytes, local)
     store = _Store(bus, patterns, stats, typed=typed)
     subs = [await bus.nc.subscribe(STORED_PREFIX + p, cb=live.on_message) for p in patterns]
     try:
@@ -308,8 +322,11 @@ def _forged(store: _Store, forged: set[int], unconfirmed: set[int]) -> None:
 class _Live:
     """The live side: checked ``stored.*`` messages in arrival order, bounded in bytes."""
 
-    def __init__(self, stats: FollowStats, max_bytes: int) -> None:
+    def __init__(
+        self, stats: FollowStats, max_bytes: int, local: MutableMapping[str, None] | None = None
+    ) -> None:
         self.stats = stats
+        self.local = local
         self.max_bytes = max_bytes
         self.items: deque[Item] = deque()
         self.bytes = 0
@@ -319,7 +336,7 @@ class _Live:
     async def on_message(self, msg: Msg) -> None:
         if self.overflow:
             return
-        item = _valid_live(msg.subject, msg.data, self.stats)
+        item = _valid_live(msg.subject, msg.data, self.stats, self.local)
         if item is None:
             return
         size = len(msg.data)
@@ -443,13 +460,37 @@ class _Store:
         raise AssertionError("unreachable")
 
 
-def _valid_live(subject: str, data: bytes, stats: FollowStats) -> Item | None:
+class _Head(msgspec.Struct):
+    id: str
+
+
+class _StoredHead(msgspec.Struct):
+    """A ``stored.*`` message read only as far as its position and event id."""
+
+    seq: int
+    event: _Head
+
+
+_head_decoder = msgspec.json.Decoder(_StoredHead)
+
+
+def _valid_live(
+    subject: str,
+    data: bytes,
+    stats: FollowStats,
+    local: MutableMapping[str, None] | None = None,
+) -> Item | None:
     """The event of a ``stored.*`` message, or None (logged and skipped)
     when it is not a stored event of the type its subject names: anyone can
-    publish on a subject, and one bad message must not stop a follower."""
+    publish on a subject, and one bad message must not stop a follower. An
+    event whose id is in ``local`` is not decoded: ``Item.local`` names it."""
     try:
         if len(data) > MAX_STORED_BYTES:
             raise ValueError(f"{len(data)} bytes, over the limit of {MAX_STORED_BYTES}")
+        if local:
+            head = _local_head(data, local)
+            if head is not None:
+                return head
         stored = decode_stored(data)
         event = decode_event(stored.event)
         if STORED_PREFIX + event.type != subject:
@@ -466,6 +507,19 @@ def _valid_live(subject: str, data: bytes, stats: FollowStats) -> Item | None:
             extra={"fields": {"subject": subject, "reason": " ".join(str(e).split())}},
         )
         return None
+
+
+def _local_head(data: bytes, local: MutableMapping[str, None]) -> Item | None:
+    """The item of an event named in ``local`` (its id then leaves it), else None
+    (decoded in full by the caller, which names what is wrong with it)."""
+    try:
+        head = _head_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if head.event.id not in local or not 0 < head.seq <= limits.MAX_SEQ:
+        return None
+    del local[head.event.id]
+    return Item(head.seq, None, local=head.event.id)
 
 
 @functools.cache

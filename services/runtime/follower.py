@@ -24,6 +24,11 @@ does not decode or fold is skipped and counted per follower
 (:attr:`Follower.skipped`); the log says so for the first few and then once
 per ``SKIP_LOG_EVERY``, so a log full of them cannot flood the service's log.
 
+A service that folds its own events before publishing them says so with
+:meth:`Follower.applied_here`: when such an event comes back from the store
+live, the follower moves its position past it without decoding or folding it
+(the fold would skip it anyway; decoding it cost as much as deciding it).
+
 Snapshots are saved every ``snapshot_every`` events or ``snapshot_every_s``
 seconds once loaded (only by time while loading), and on :meth:`close`.
 
@@ -48,7 +53,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from logging import Logger
 from typing import Generic, Protocol, TypeVar, cast, runtime_checkable
 
@@ -78,6 +83,9 @@ SNAPSHOT_EVERY_S = 60.0
 SKIPS_KEPT = 16
 SKIP_LOG_FIRST = 10
 SKIP_LOG_EVERY = 1000
+MAX_APPLIED_HERE = 65_536
+"""Ids remembered by :meth:`Follower.applied_here`; past it the oldest are
+forgotten, and such an event is decoded and folded as any other."""
 LATEST_PAGE = 1000
 """Events of a latest-wins type read (newest first) to find the newest one taken."""
 
@@ -145,6 +153,7 @@ class Follower(Generic[S]):
         self.recent_skips: deque[str] = deque(maxlen=SKIPS_KEPT)
         self._fold_skipped = 0
         self._applied: dict[str, asyncio.Future[bool]] = {}
+        self._here: dict[str, None] = {}
         self._last_id: str | None = None
         self._snapshot_done = snapshots is None
         self._saved_position = 0
@@ -209,6 +218,18 @@ class Follower(Generic[S]):
             for event in events:
                 self._applied.pop(event.id, None)
 
+    def applied_here(self, ids: Iterable[str]) -> None:
+        """The events with these ids are already folded into :attr:`state` (by
+        the service itself, before publishing them): when the store sends them
+        back live, only the position moves. The projection must still tolerate
+        folding them again (an id forgotten past ``MAX_APPLIED_HERE``, or read
+        back by a gap repair, is folded as usual)."""
+        here = self._here
+        for i in ids:
+            here[i] = None
+        while len(here) > MAX_APPLIED_HERE:
+            del here[next(iter(here))]
+
     # -- the loop ------------------------------------------------------------
 
     async def run(self) -> None:
@@ -232,7 +253,9 @@ class Follower(Generic[S]):
             if not await self._load_latest():
                 self.head = await self._head()
             await self._check_loaded()
-        async for item in follow_events(self.bus, self.patterns, self.position, stats=self.stats):
+        items = follow_events(self.bus, self.patterns, self.position, stats=self.stats,
+                              local=self._here)  # fmt: skip
+        async for item in items:
             self._delay = RETRY_MIN_S
             self._apply(item)
             if not self.loaded.is_set():
@@ -242,6 +265,10 @@ class Follower(Generic[S]):
 
     def _apply(self, item: Item) -> None:
         seq, event = item.seq, item.event
+        if item.local is not None:  # folded by the service itself
+            self.projector.position = max(self.projector.position, seq)
+            self._last_id = item.local
+            return
         if event is None:
             self._skip(seq, item.error or "not decoded")
             self.projector.position = max(self.projector.position, seq)
