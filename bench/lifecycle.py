@@ -1,7 +1,7 @@
 """Lifecycle benchmark: synthetic zero-length jobs from submit to ``job.succeeded``.
 
     python bench/lifecycle.py [--jobs 2000] [--http-jobs 300] [--window 256]
-                              [--max-running 64]
+                              [--max-running 64] [--sync always|2m]
 
 Starts an embedded nats-server and ``gpuroute serve`` store, advisor,
 scheduler and gateway as processes of their own (no budget service: each job
@@ -16,7 +16,10 @@ messages per job (a job is submitted, advised, queued, started, succeeded,
 plus a progress) to a fresh stream, as jobs/s.
 
 ``BENCH_PROFILE_SCHEDULER=FILE`` runs the scheduler under cProfile (stats in
-FILE). Prints one JSON object; asserts nothing about time.
+FILE). ``cpu_ms_per_job`` is the CPU time each process spent on the measured
+NATS run divided by its jobs (this process is ``client``): on 2 cores shared
+by every process, the sum bounds jobs/s. Prints one JSON object; asserts
+nothing about time.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import nats
+import psutil
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
@@ -91,6 +95,23 @@ class Clock:
             "submit_to_started_ms": {"p50": pct(start, 50), "p99": pct(start, 99)},
             "submit_to_succeeded_ms": {"p50": pct(done, 50), "p99": pct(done, 99)},
         }  # fmt: skip
+
+
+class Cpu:
+    """CPU seconds (user + system) of named processes between two readings."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        times = {name: p.cpu_times() for name, p in self.procs.items()}
+        return {name: t.user + t.system for name, t in times.items()}
+
+    def ms_per(self, n: int) -> dict[str, float]:
+        now = self._read()
+        used = {name: round((now[name] - self.start[name]) * 1000 / n, 3) for name in now}
+        return {**used, "total": round(sum(used.values()), 3)}
 
 
 async def over_nats(nc: nats.NATS, clock: Clock, n: int, window: int) -> dict[str, Any]:
@@ -168,22 +189,23 @@ async def wait_submit(nc: nats.NATS) -> None:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gpuroute-bench-lc-") as tmp:
-        server = EmbeddedNats(Path(tmp) / "nats", port=0)
+        server = EmbeddedNats(Path(tmp) / "nats", port=0, sync=args.sync)
         url = server.start()
         gpuroute = str(Path(sys.executable).parent / "gpuroute")
         common = ("--nats-url", url, "--data-dir", str(Path(tmp) / "data"), "--log-level", "ERROR")
         env = {**os.environ, "GPUROUTE_SCHEDULER_MAX_RUNNING": str(args.max_running)}
         http_port = free_port()
-        procs: list[subprocess.Popen[bytes]] = []
+        procs: dict[str, subprocess.Popen[bytes]] = {}
 
         def service(name: str, *extra: str) -> None:
             prof = os.environ.get(f"BENCH_PROFILE_{name.upper()}")
             pre = (sys.executable, "-m", "cProfile", "-o", prof, gpuroute) if prof else (gpuroute,)
-            procs.append(subprocess.Popen([*pre, "serve", name, *common, *extra], env=env,
-                                          stdout=subprocess.DEVNULL))  # fmt: skip
+            procs[name] = subprocess.Popen([*pre, "serve", name, *common, *extra], env=env,
+                                           stdout=subprocess.DEVNULL)  # fmt: skip
 
         out: dict[str, Any] = {"bench": "lifecycle", "cpus": os.cpu_count(),
-                               "max_running": args.max_running, "window": args.window}
+                               "max_running": args.max_running, "window": args.window,
+                               "sync": args.sync}
         try:
             for name in ("store", "advisor", "scheduler"):
                 service(name)
@@ -194,7 +216,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await nc.subscribe(subject, cb=clock.on_event)
             await wait_submit(nc)
             await over_nats(nc, clock, min(200, args.jobs), args.window)  # warm-up
+            nats_pid = [c.pid for c in psutil.Process().children() if "nats" in c.name()]
+            cpu = Cpu({**{name: p.pid for name, p in procs.items()}, "nats-server": nats_pid[0],
+                       "client": os.getpid()})  # fmt: skip
             out["nats"] = await over_nats(nc, clock, args.jobs, args.window)
+            out["nats"]["cpu_ms_per_job"] = cpu.ms_per(args.jobs)
             if args.http_jobs:
                 out["http"] = await over_http(f"http://127.0.0.1:{http_port}", clock,
                                               args.http_jobs, min(args.window, 64))  # fmt: skip
@@ -203,9 +229,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 out["nats"]["jobs_per_s"] / out["baseline_js_publish_async"]["jobs_per_s"], 3)
             await nc.drain()
         finally:
-            for p in procs:
+            for p in procs.values():
                 p.send_signal(signal.SIGTERM)
-            for p in procs:
+            for p in procs.values():
                 try:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
@@ -220,6 +246,9 @@ def main() -> None:
     p.add_argument("--http-jobs", type=int, default=300, help="jobs through POST /api/jobs")
     p.add_argument("--window", type=int, default=256, help="submits in flight at most")
     p.add_argument("--max-running", type=int, default=64, help="[scheduler] max_running")
+    p.add_argument("--sync", default="always",
+                   help="JetStream sync_interval: always (fsync before each ack, as up runs) "
+                        "or a duration such as 2m (the raw ceiling then is the CPU's, not the disk's)")
     print(json.dumps(asyncio.run(bench(p.parse_args())), indent=2))
 
 

@@ -84,12 +84,18 @@ def seed_of(job_id: str) -> int:
     return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def workdir_of(data_dir: Path, job_id: str, attempt: int) -> Path:
-    """``<data-dir>/jobs/<job>/<attempt>``, made 0700."""
+def workdir_of(data_dir: Path, job_id: str, attempt: int, *, create: bool = True) -> Path:
+    """``<data-dir>/jobs/<job>/<attempt>``; with ``create``, each missing folder is
+    made 0700 (whatever the umask: chmod after mkdir); folders already there
+    are left as they are."""
     path = data_dir / "jobs" / job_id / str(attempt)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for part in (data_dir / "jobs", data_dir / "jobs" / job_id, path):
-        os.chmod(part, 0o700)
+    if create:
+        for part in (data_dir, data_dir / "jobs", path.parent, path):
+            try:
+                os.mkdir(part, 0o700)
+            except FileExistsError:
+                continue
+            os.chmod(part, 0o700)
     return path
 
 

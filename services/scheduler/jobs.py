@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from schemas import budget as b
-from schemas.advisor import JobAdvised
+from schemas.advisor import JobAdvised, QueueDepthChanged
 from schemas.jobs import JobFailed, JobStarted, JobSubmitted, JobSucceeded
 from schemas.scheduler import (
     BudgetView,
@@ -50,8 +50,13 @@ from services.scheduler.attempts import (
 from services.scheduler.executors.base import Executor, Run
 from services.scheduler.placement import READVISE_S, Placement, advice_of
 from services.scheduler.table import JobRow
+from services.scheduler.writer import Writer
 
 BUDGET_TIMEOUT_S = 5.0
+NO_BUDGET_RECHECK_S = 1.0
+"""After the budget's register endpoint had no responder, jobs registered within
+this many seconds take that answer without asking again (a budget service that
+starts meanwhile is asked from the next job after it)."""
 ADMIT_POLL_S = (0.05, 1.0)
 """First and longest wait between start requests of a delayed job."""
 
@@ -119,7 +124,38 @@ class Driver(Service):
         self.slots = Slots(self.settings.max_running)
         self.running = 0
         self.placement = Placement(bus)
+        self.writer = Writer(bus)
         self._wake = asyncio.Event()
+        self._remote_owned = 0
+        self._no_budget: tuple[float, ServiceCallError] | None = None
+        self._remote_depth = -1
+
+    def own(self, job: Job) -> None:
+        """This instance drives ``job`` from now on."""
+        self.jobs[job.job_id] = job
+        if job.request.executor == "remote":
+            self._remote_owned += 1
+            self._depth_changed()
+
+    def disown(self, job_id: str) -> None:
+        job = self.jobs.pop(job_id, None)
+        if job is not None and job.request.executor == "remote":
+            self._remote_owned -= 1
+            self._depth_changed()
+
+    def _depth_changed(self) -> None:
+        """``queue.depth.changed`` (key ``remote``): this instance's live remote jobs,
+        sent through the writer so that successive depths land in order."""
+        depth = self._remote_owned
+        if depth != self._remote_depth:
+            self._remote_depth = depth
+            event = self.bus.event(QueueDepthChanged(depth=min(depth, 10_000)), key="remote")
+            self.writer.send(event).add_done_callback(self._depth_sent)
+
+    def _depth_sent(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.log.warning("queue depth not published",
+                             extra={"fields": {"error": str(future.exception())}})  # fmt: skip
 
     def wake_waiting(self) -> None:
         """A job ended somewhere: every job waiting for a target asks the advisor again."""
@@ -127,7 +163,8 @@ class Driver(Service):
         self._wake = asyncio.Event()
 
     async def emit_for(self, job: Job, data: msgspec.Struct) -> None:
-        await self.bus.emit(data, key=job.job_id)
+        """Publish one event of ``job`` and wait for its ack (through the writer)."""
+        await self.writer.publish(self.bus.event(data, key=job.job_id))
 
     async def drive(self, job: Job, *, first_attempt: int, row: JobRow | None = None) -> None:
         on_budget = False
@@ -159,7 +196,7 @@ class Driver(Service):
             await self._fail(job, f"scheduler error: {type(e).__name__}: {e}", "scheduler", 0)
         finally:
             job.done = True
-            self.jobs.pop(job.job_id, None)
+            self.disown(job.job_id)
             if on_budget:
                 await self._budget_finish(job, ending)
 
@@ -220,7 +257,7 @@ class Driver(Service):
         register = b.JobRegister(job_id=job.job_id, job_type=job.request.executor or "job",
                                  perf=b.Perf(vram_mb=min(vram_mb, 1 << 22)))  # fmt: skip
         try:
-            answer = await self.bus.call(b.REGISTER, register, b.JobAnswer, BUDGET_TIMEOUT_S)
+            answer = await self._register(register)
         except ServiceCallError as e:
             if e.code == 409:  # registered before (a job taken over): it is the budget's
                 answer = b.JobAnswer(job_id=job.job_id, queue_state="queued", code="fits",
@@ -246,6 +283,21 @@ class Driver(Service):
             await self.emit_for(job, JobQueued(code=answer.code, reason=answer.reason))
         job.answer(answer.queue_state)
         return True
+
+    async def _register(self, register: b.JobRegister) -> b.JobAnswer:
+        """The budget's register answer; no responder is remembered for
+        ``NO_BUDGET_RECHECK_S`` (a request each job cost a round trip per job
+        while no budget service runs)."""
+        now = asyncio.get_running_loop().time()
+        if self._no_budget is not None and now - self._no_budget[0] < NO_BUDGET_RECHECK_S:
+            e = self._no_budget[1]
+            raise ServiceCallError(e.subject, e.code, e.description)
+        try:
+            return await self.bus.call(b.REGISTER, register, b.JobAnswer, BUDGET_TIMEOUT_S)
+        except ServiceCallError as e:
+            if e.code == 503:
+                self._no_budget = (now, e)
+            raise
 
     async def _start_slot(self, job: Job, budgeted: bool) -> None:
         """Wait for the budget to start the job (or for a local slot)."""
@@ -311,7 +363,8 @@ class Driver(Service):
         job.state = "running"
         run = Run(job_id=job.job_id, attempt=attempt, spec=request.spec, payload=request.payload,
                   timeout_s=request.timeout_s,
-                  workdir=workdir_of(self.config.data_path, job.job_id, attempt),
+                  workdir=workdir_of(self.config.data_path, job.job_id, attempt,
+                                     create=executor.uses_workdir),
                   seed=seed_of(job.job_id), provider=provider)  # fmt: skip
 
         async def emit(data: msgspec.Struct) -> None:

@@ -38,7 +38,7 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from schemas import Event, decode_event
-from schemas.advisor import JobAdvised, QueueDepthChanged
+from schemas.advisor import JobAdvised
 from schemas.jobs import JobCancelled, JobFailed, JobSpec, JobSubmitted
 from schemas.scheduler import (
     ARTIFACT,
@@ -69,6 +69,7 @@ from schemas.system import StoreReadRequest, decode_page
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.runtime.endpoints import EndpointError, InFlight, endpoint
+from services.runtime.errors import BusError
 from services.runtime.follower import Follower
 from services.runtime.ids import derived_id
 from services.scheduler.executors.base import Executor
@@ -94,7 +95,6 @@ class SchedulerService(Driver):
         self.leases: dict[str, float] = {}
         self.follower = Follower(bus, JobTableProjection(), FOLLOWED, log=self.log,
                                  on_apply=self._on_fold)  # fmt: skip
-        self._remote_depth = -1
         self._folded = asyncio.Event()
         self._accepted_ids: dict[str, None] = {}  # insertion-ordered, bounded
 
@@ -125,6 +125,7 @@ class SchedulerService(Driver):
                 name=name, subject=subject,
                 handler=endpoint(request_type, handler, in_flight=in_flight),  # type: ignore[arg-type]
             )  # fmt: skip
+        self.supervise(self.writer.run, "writer")
         self.supervise(self.follower.run, "follow")
         self.supervise(self._lease_loop, "leases")
 
@@ -179,23 +180,22 @@ class SchedulerService(Driver):
             owner=self.instance,
         )  # fmt: skip
         job = Job(job_id, request, asyncio.get_running_loop())
-        self.jobs[job_id] = job
+        self.own(job)
         event = self.bus.event(request, key=job_id)
         if key:
             event = msgspec.structs.replace(event, id=derived_id(job_id, "submitted"))
         try:
-            created = await self.claim(event)
+            created = await self.claim(event) if key else await self._publish_new(event)
         except BaseException:
-            self.jobs.pop(job_id, None)
+            self.disown(job_id)
             raise
         if not created:  # another instance took the same key first
-            self.jobs.pop(job_id, None)
+            self.disown(job_id)
             return await self._accepted(job_id, created=False)
         self._accepted_ids[job_id] = None
         while len(self._accepted_ids) > ACCEPTED_KEPT:
             del self._accepted_ids[next(iter(self._accepted_ids))]
         job.task = asyncio.create_task(self.drive(job, first_attempt=1))
-        self._changed()
         return await self._accepted(job_id, created=True)
 
     async def _accepted(self, job_id: str, *, created: bool) -> JobAccepted:
@@ -315,7 +315,7 @@ class SchedulerService(Driver):
                                                     running=self.running),
                                     key=self.instance)  # fmt: skip
             await self._sweep()
-            self._changed()
+            self._depth_changed()  # the first tick says 0: a restarted instance owns nothing
             await asyncio.sleep(period)
 
     async def _sweep(self) -> None:
@@ -351,7 +351,7 @@ class SchedulerService(Driver):
                            extra={"fields": {"job": row.job_id}})  # fmt: skip
             return
         job = Job(row.job_id, request, asyncio.get_running_loop())
-        self.jobs[row.job_id] = job
+        self.own(job)
         self.log.warning(reason, extra={"fields": {"job": row.job_id, "attempt": attempt}})
         job.task = asyncio.create_task(self.drive(job, first_attempt=attempt, row=row))
 
@@ -364,13 +364,14 @@ class SchedulerService(Driver):
                 return event.payload
         return None
 
-    def _changed(self) -> None:
-        """Publish ``queue.depth.changed`` (remote) when this instance's count moved."""
-        depth = sum(1 for j in self.jobs.values() if not j.done and j.request.executor == "remote")
-        if depth != self._remote_depth:
-            self._remote_depth = depth
-            self.spawn(self.bus.emit(QueueDepthChanged(depth=min(depth, 10_000)), key="remote"),
-                       "queue-depth")  # fmt: skip
+    async def _publish_new(self, event: Event) -> bool:
+        """Publish an event with a fresh id (no other instance can hold it) through
+        the writer; True."""
+        try:
+            await self.writer.publish(event)
+        except BusError as e:
+            raise EndpointError(503, f"cannot publish {event.type}: {e}") from e
+        return True
 
     async def claim(self, event: Event) -> bool:
         """Publish ``event``; False when JetStream already held its id (another

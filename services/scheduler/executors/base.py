@@ -47,7 +47,8 @@ class Run:
     executor validates it (a bad payload is a ``failed``, not retryable, Outcome)."""
     timeout_s: float | None
     workdir: Path
-    """``<data-dir>/jobs/<job_id>/<attempt>``, created by the scheduler, mode 0700.
+    """``<data-dir>/jobs/<job_id>/<attempt>``, created by the scheduler, mode 0700
+    (not created for an executor whose ``uses_workdir`` is False).
     Artifacts go under ``workdir / "artifacts"``."""
     seed: int
     """Derived from the job id: the same job replays with the same seed."""
@@ -104,6 +105,8 @@ ProgressFactory = Callable[[Run], Awaitable[Progress]]
 
 class Executor(abc.ABC):
     name: ClassVar[str]
+    uses_workdir: ClassVar[bool] = True
+    """False: the scheduler does not create ``run.workdir`` (three folders per attempt)."""
 
     @abc.abstractmethod
     async def run(self, run: Run, progress: Progress) -> Outcome:

@@ -39,6 +39,7 @@ class SyntheticPayload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 class SyntheticExecutor(Executor):
     name = "synthetic"
+    uses_workdir = False
 
     def __init__(self, settings: SyntheticSettings, *, sleep: Sleep = asyncio.sleep) -> None:
         self.settings = settings
