@@ -17,6 +17,7 @@
     ├── DataDirInUse              (datadir.py) another gpuroute holds the data directory
     ├── AdvisorError              (services/advisor/errors.py) the advisor's root
     ├── AdapterError              (services/adapters/errors.py) the adapters' root
+    ├── CloudError                (services/cloud/pods.py) the pod client's root
     └── GatewayError              (services/gateway/errors.py) the gateway's root
 
 The classes marked with a module live beside the code that raises them; every

@@ -13,19 +13,10 @@ from services.adapters.http import HttpOptions
 from services.adapters.secrets import Secret
 from services.cloud.runpod_v2 import RunPodV2Client
 from services.runtime.clock import ManualClock
+from tests.adapters.conftest import SleepRecorder
 from tests.cloud.runpod_v2_standin import RunPodV2Standin
 
 API_KEY = "rpa_TESTKEY0123456789abcdef"
-
-
-class SleepRecorder:
-    """Stands in for ``asyncio.sleep``: records each delay, waits for nothing."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 @pytest.fixture

@@ -153,7 +153,7 @@ class RunPodV2Standin:
         app = web.Application()
         app.router.add_route("*", "/v2/pods", self._pods)
         app.router.add_route("*", "/v2/pods/{id}", self._pod)
-        app.router.add_route("POST", "/v2/pods/{id}/action", self._action)
+        app.router.add_route("POST", "/v2/pods/{id}/action", self._pod)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -239,6 +239,8 @@ class RunPodV2Standin:
         pod = self._lookup(request)
         if pod is None:
             return problem(404, "Not Found", "The requested Pod does not exist.")
+        if request.path.endswith("/action"):
+            return self._act(pod, self.calls[-1].body)
         if request.method == "GET":
             return web.json_response(pod.document(self.clock.now()))
         if request.method == "DELETE":
@@ -246,16 +248,8 @@ class RunPodV2Standin:
             return web.Response(status=204)
         return problem(405, "Method Not Allowed", "use GET, PATCH or DELETE")
 
-    async def _action(self, request: web.Request) -> web.StreamResponse:
-        early = await self._enter(request)
-        if early is not None:
-            return early
-        pod = self._lookup(request)
-        if pod is None:
-            return problem(404, "Not Found", "The requested Pod does not exist.")
-        action = (
-            self.calls[-1].body.get("action") if isinstance(self.calls[-1].body, dict) else None
-        )
+    def _act(self, pod: Pod, body: Any) -> web.StreamResponse:
+        action = body.get("action") if isinstance(body, dict) else None
         if action not in ("start", "stop", "restart", "terminate"):
             return problem(422, "Unprocessable Entity", "Request validation failed.",
                            errors=[f"$.action: {action!r} is not a PodAction"])  # fmt: skip
