@@ -17,6 +17,8 @@ from typing import Annotated, Final
 
 import msgspec
 
+from schemas.cloud import PodsSettings
+
 MAX_PODS: Final = 64
 MAX_DAILY_USD: Final = 100_000.0
 
@@ -59,23 +61,14 @@ class CloudSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     can stop the pod before it runs past what was reserved)."""
     pod_boot_limit_s: Seconds = 900.0
     """A pod not RUNNING with its port this long after its spawn is terminated."""
-    stuck_runtime_s: Seconds = 180.0
-    """A pod RUNNING with an empty runtime (no ports) this long is terminated."""
     pod_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8188
     """The worker's HTTP port (ComfyUI's)."""
     terminate_on_shutdown: bool = True
     """On a clean stop, terminate the pods this instance spawned."""
-    live: bool = False
-    """Live calls to RunPod (with a key); off: dry-run pods, simulated."""
-    base_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$")] = (
-        "https://api.runpod.io/v2"
-    )
-    """The REST API v2 root (a proxy or a local stand-in in tests)."""
-    request_timeout_s: Seconds = 30.0
-    dry_run_boot_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 20.0
-    """How long a dry-run pod takes from spawn to RUNNING."""
-    dry_run_cost_per_hour: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 0.69
-    """The price a dry-run pod reports (USD/hour)."""
+    pods: PodsSettings = msgspec.field(default_factory=PodsSettings)
+    """[cloud.pods]: the RunPod REST v2 client and dry-run pods (docs/cloud_pods.md):
+    ``base_url``, ``dry_run``, ``stuck_after_s`` (a pod RUNNING with no ports
+    this long is terminated), the dry-run boot time and price."""
 
 
 LEGACY_ENV: Final[dict[str, tuple[str, float]]] = {

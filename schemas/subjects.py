@@ -26,7 +26,7 @@ from typing import Any, Literal
 from schemas.envelope import event_types
 
 SERVICES: tuple[str, ...] = (
-    "store", "adapters", "advisor", "gateway", "telemetry", "budget", "scheduler",
+    "store", "adapters", "advisor", "gateway", "telemetry", "budget", "scheduler", "cloud",
 )  # fmt: skip
 """Every service that connects to NATS as its own user (``gpuroute serve NAME``)."""
 MODDER = "modder"
@@ -39,6 +39,13 @@ USERS: tuple[str, ...] = (*SERVICES, MODDER, BUDGET_CLIENT)
 EVERY_EVENT_READERS: tuple[str, ...] = ("store", "gateway", MODDER)
 """Readers of every event type: the store (its JetStream consumer), the gateway
 (``/api/modder/hooks``: any pattern) and the modder."""
+
+FOLLOWERS: dict[str, tuple[str, ...]] = {
+    "job.": ("cloud",),  # the cloud ledger: the queue and the jobs each pod ran
+    "flags.changed": ("cloud",),  # features.enable_compute gates autoscaling
+}
+"""Readers of event types declared elsewhere, by type prefix (a service that
+folds another's events without the declaring module naming it)."""
 
 Kind = Literal["event", "command", "stored", "dead-letter", "heartbeat", "ping"]
 
@@ -151,7 +158,8 @@ def registry() -> list[Subject]:
     of the store's read endpoint)."""
     events = [
         Subject(s, et.description, True, "event", et.publishers,
-                _union(et.readers, EVERY_EVENT_READERS))
+                _union(et.readers, *(r for p, r in FOLLOWERS.items() if s.startswith(p)),
+                       EVERY_EVENT_READERS))
         for s, et in event_types().items()
     ]  # fmt: skip
     followers = _union(*(tuple(u for u in e.readers if u != "store") for e in events))
