@@ -130,6 +130,8 @@ class FollowStats:
     """Position of the last yielded event (or of the start, before any)."""
     received: int = 0
     """Live messages taken into the buffer."""
+    local: int = 0
+    """Of those, events the consumer had folded already (read up to their id only)."""
     waiting: int = 0
     """Bytes of live messages waiting in the buffer now."""
     behind: bool = False
@@ -488,7 +490,7 @@ def _valid_live(
         if len(data) > MAX_STORED_BYTES:
             raise ValueError(f"{len(data)} bytes, over the limit of {MAX_STORED_BYTES}")
         if local:
-            head = _local_head(data, local)
+            head = _local_head(data, local, stats)
             if head is not None:
                 return head
         stored = decode_stored(data)
@@ -509,7 +511,9 @@ def _valid_live(
         return None
 
 
-def _local_head(data: bytes, local: MutableMapping[str, None]) -> Item | None:
+def _local_head(
+    data: bytes, local: MutableMapping[str, None], stats: FollowStats
+) -> Item | None:
     """The item of an event named in ``local`` (its id then leaves it), else None
     (decoded in full by the caller, which names what is wrong with it)."""
     try:
@@ -519,6 +523,7 @@ def _local_head(data: bytes, local: MutableMapping[str, None]) -> Item | None:
     if head.event.id not in local or not 0 < head.seq <= limits.MAX_SEQ:
         return None
     del local[head.event.id]
+    stats.local += 1
     return Item(head.seq, None, local=head.event.id)
 
 
