@@ -36,6 +36,7 @@ def guard_settings(settings: GatewaySection, bind_host: str) -> GuardSettings:
         origins=settings.origins,
         token=settings.bearer_token(),
         read_token=settings.read_token,
+        open_paths=[route.path for route in TABLE if route.open],
     )
 
 

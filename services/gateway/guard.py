@@ -14,8 +14,9 @@ audit log, so every request passes three checks before any handler runs:
   else is 403. Browsers send ``Origin`` on every cross-site POST, PUT, DELETE
   and WebSocket handshake; ``curl`` sends none and keeps working.
 - With a token set (``[gateway] token`` or ``GPUROUTE_TOKEN``), every route but
-  ``/health`` needs ``Authorization: Bearer <token>`` (a WebSocket handshake
-  may pass it as ``?access_token=``, since browsers cannot set headers there);
+  the table's ``open`` ones (``/health``, the dashboard's static files) needs
+  ``Authorization: Bearer <token>`` (a WebSocket handshake may pass it as
+  ``?access_token=``, since browsers cannot set headers there);
   with ``read_token = false`` reads (GET, HEAD) go without it and only the
   routes that change state or spend money need it. Tokens are compared in
   constant time and never logged or echoed.
@@ -64,6 +65,8 @@ class GuardSettings:
     token: str | None = field(default=None, repr=False)
     read_token: bool = True
     """With a token: True means reads need it too; False, only state-changing routes."""
+    open_paths: frozenset[str] = OPEN_PATHS
+    """Paths answered without the token: the route table's ``open`` rows."""
 
     @classmethod
     def build(
@@ -74,6 +77,7 @@ class GuardSettings:
         origins: Iterable[str] = (),
         token: str | None = None,
         read_token: bool = True,
+        open_paths: Iterable[str] = OPEN_PATHS,
     ) -> GuardSettings:
         names = set(LOOPBACK_HOSTS) | {host_name(h) for h in hosts if h}
         if bind_host not in WILDCARD_BINDS:
@@ -83,6 +87,7 @@ class GuardSettings:
             origins=frozenset(o.rstrip("/").lower() for o in origins if o),
             token=token or None,
             read_token=read_token,
+            open_paths=frozenset(open_paths),
         )
 
 
@@ -122,7 +127,7 @@ def check(request: web.Request, settings: GuardSettings) -> web.Response | None:
             "(only its own origin and [gateway] origins may)",
         )
     token = settings.token
-    if token is None or request.path in OPEN_PATHS:
+    if token is None or request.path in settings.open_paths:
         return None
     if not settings.read_token and request.method in READ_METHODS:
         return None

@@ -70,7 +70,7 @@ from schemas.providers import (
 )
 from schemas.subjects import STORE_ACKNOWLEDGE, STORE_READ
 from schemas.system import StoreAcknowledgeRequest, StoredPage, StoreReadRequest, StoreStats
-from services.gateway import documents, health, hooks
+from services.gateway import dashboard, documents, health, hooks
 from services.gateway.errors import BadRequest
 from services.gateway.table import (
     COMMAND_TIMEOUT_S,
@@ -145,6 +145,7 @@ TABLE: tuple[Route, ...] = (
     Route(method="GET", path="/docs", tag="gateway", handler=documents.docs_page,
           content_type="text/html",
           summary="a page that renders this document for people (text/html)"),
+    *dashboard.ROUTES,  # the live dashboard (docs/dashboard.md): open, it holds no data
     # -- operating gpuroute (docs/runbook.md) ------------------------------------------
     Route(method="GET", path="/api/ops/doctor", tag="ops", handler=ops_http.doctor,
           reply=DoctorReport, errors=(503,),
