@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.gateway import documents, hooks, openapi
+from services.gateway import documents, hooks
 from services.gateway.errors import json_errors
 from services.gateway.guard import GuardSettings, guard
 from services.gateway.heartbeats import HeartbeatTracker
@@ -57,7 +57,7 @@ def create_app(
     app[FOLLOWER] = follower
     app[HEARTBEATS] = heartbeats
     app[SETTINGS] = settings
-    app[documents.DOCUMENTS] = documents.build(openapi.document(TABLE))
+    app[documents.DOCUMENTS] = documents.for_table(TABLE)
     sockets: dict[web.WebSocketResponse, web.Request] = {}
     app[SOCKETS] = sockets
     app.on_shutdown.append(hooks.close_all)

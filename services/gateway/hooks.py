@@ -106,6 +106,10 @@ def check_patterns(patterns: list[str], what: str = "subject pattern") -> None:
 TOPIC_ALIASES = {
     "on_perf_budget_state": "budget.state",
     "on_perf_profiler_snapshot": "profiler.snapshot",
+    "podSpawned": "cloud.pod.spawned",
+    "podTerminated": "cloud.pod.terminated",
+    "jobCompleted": "job.succeeded",
+    "costUpdated": "cloud.cost.updated",
 }
 """Topic names the existing modder clients use, for the event types they mean."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import budget
+from schemas import budget, cloud
 from schemas import scheduler as sched
 from schemas.adapters import (
     CANCEL,
@@ -126,6 +126,14 @@ def _adapter(method: str, path: str, **row: Any) -> Route:
     """A row of the adapters service: its replies carry their own ``ok``."""
     return Route(method=method, path=GPU + path, tag="adapters", envelope=False,
                  errors=ADAPTER_ERRORS, **row)  # fmt: skip
+
+def _no_body(_: Inputs) -> cloud.NoBody:
+    return cloud.NoBody()
+
+
+def _cloud(method: str, path: str, subject: str, **row: Any) -> Route:
+    return Route(method=method, path="/api/cloud/" + path, subject=subject, tag="cloud", **row)
+
 
 def _perf(method: str, path: str, **row: Any) -> Route:
     """A row of the budget service, under ``/api/perf``."""
@@ -278,4 +286,22 @@ TABLE: tuple[Route, ...] = (
     Route(method="GET", path="/api/jobs/{id}/artifacts/{name}", subject=sched.ARTIFACT,
           path_type=sched.ArtifactRef, reply=sched.ArtifactBody, errors=(404, 413),
           tag="scheduler", summary="an artifact or its .json provenance sidecar (base64)"),
+    # -- cloud workers (docs/cloud.md) ---------------------------------------------
+    _cloud("GET", "status", cloud.STATUS, reply=cloud.CloudStatus, request=_no_body,
+           summary="pods, jobs, total cost, the config"),
+    _cloud("GET", "cost", cloud.COST, reply=cloud.CloudCost, request=_no_body,
+           summary="cost per pod and serverless; today's spend and reservations vs the cap"),
+    _cloud("GET", "pods", cloud.PODS, reply=cloud.PodList, request=_no_body,
+           summary="every pod: status, busy, jobs, cost, idle time"),
+    _cloud("POST", "spawn", cloud.SPAWN, body=cloud.SpawnRequest, reply=cloud.SpawnAnswer,
+           timeout=PROVIDER_CALL_TIMEOUT_S, errors=(402, 409),
+           summary="spawn a pod (402: past the daily cap; 409: max_pods)"),
+    _cloud("POST", "terminate/{podId}", cloud.TERMINATE, path_type=cloud.PodRef,
+           reply=cloud.PodView, errors=(404,), timeout=PROVIDER_CALL_TIMEOUT_S,
+           summary="terminate a pod (404 names an unknown pod)"),
+    _cloud("POST", "shutdown-all", cloud.SHUTDOWN_ALL, reply=cloud.ShutdownAnswer,
+           request=_no_body, timeout=PROVIDER_CALL_TIMEOUT_S,
+           summary="emergency: terminate every pod now"),
+    _cloud("PUT", "config", cloud.CONFIG, body=dict[str, Any], reply=cloud.ConfigAnswer,
+           timeout=COMMAND_TIMEOUT_S, summary="change [cloud] settings (400 names a bad key)"),
 )  # fmt: skip

@@ -47,6 +47,7 @@ from services.scheduler.attempts import (
     workdir_of,
     write_sidecars,
 )
+from services.scheduler.cloud import PodTargets
 from services.scheduler.executors.base import Executor, Run
 from services.scheduler.placement import READVISE_S, Placement, advice_of
 from services.scheduler.table import JobRow
@@ -70,6 +71,8 @@ class Job:
         self.advised: asyncio.Future[JobAdvised] = loop.create_future()
         self.answered: asyncio.Future[None] = loop.create_future()
         self.task: asyncio.Task[None] | None = None
+        self.pod: str | None = None
+        """The cloud pod running the attempt (None: a local slot)."""
         self.cancel_reason: str | None = None
         self.state = "submitted"
         self.decision: DecisionView | None = None
@@ -115,6 +118,7 @@ class Slots:
 class Driver(Service):
     """The part of the scheduler service that runs owned jobs."""
 
+    cloud: PodTargets
     executors: dict[str, Executor]
 
     def __init__(self, bus: Bus, config: Config) -> None:
@@ -302,7 +306,8 @@ class Driver(Service):
     async def _start_slot(self, job: Job, budgeted: bool) -> None:
         """Wait for the budget to start the job (or for a local slot)."""
         if not budgeted or (job.budget is not None and job.budget.state == "off"):
-            await self.slots.acquire(job.request.priority)
+            job.pod = await self.cloud.acquire(self.slots, job.request.priority,
+                                               job.request.executor)  # fmt: skip
             return
         delay = ADMIT_POLL_S[0]
         was_delayed = job.budget is not None and job.budget.state == "delayed"
@@ -318,7 +323,7 @@ class Driver(Service):
             delay = min(delay * 2, ADMIT_POLL_S[1])
         if was_delayed:
             await self.emit_for(job, JobQueued(code="fits", reason="admitted after a delay"))
-        await self.slots.acquire(job.request.priority)
+        job.pod = await self.cloud.acquire(self.slots, job.request.priority, job.request.executor)
 
     async def _attempts(self, job: Job, advice: JobAdvised, first: int, budgeted: bool) -> str:
         request = job.request
@@ -329,10 +334,11 @@ class Driver(Service):
             await self._start_slot(job, budgeted and attempt == first)
             self.running += 1
             try:
-                outcome = await self._one(job, executor, advice, attempt)
+                outcome = await self._one(job, *self.cloud.placed(job.pod, executor, advice),
+                                          attempt)  # fmt: skip
             finally:
                 self.running -= 1
-                self.slots.release()
+                self.cloud.release(job.pod, self.slots)
             if outcome.status == "succeeded":
                 return "complete"
             code = str(outcome.details.get("code", "executor"))

@@ -72,6 +72,7 @@ from services.runtime.endpoints import EndpointError, InFlight, endpoint
 from services.runtime.errors import BusError
 from services.runtime.follower import Follower
 from services.runtime.ids import derived_id
+from services.scheduler.cloud import PodTargets, capped
 from services.scheduler.executors.base import Executor
 from services.scheduler.jobs import Driver, Job
 from services.scheduler.table import JobRow, JobTable, JobTableProjection
@@ -95,6 +96,7 @@ class SchedulerService(Driver):
         self.leases: dict[str, float] = {}
         self.follower = Follower(bus, JobTableProjection(), FOLLOWED, log=self.log,
                                  on_apply=self._on_fold)  # fmt: skip
+        self.cloud = PodTargets(bus, self.settings, self.log)
         self._folded = asyncio.Event()
         self._accepted_ids: dict[str, None] = {}  # insertion-ordered, bounded
 
@@ -127,6 +129,7 @@ class SchedulerService(Driver):
             )  # fmt: skip
         self.supervise(self.writer.run, "writer")
         self.supervise(self.follower.run, "follow")
+        self.supervise(self.cloud.follower.run, "pods")
         self.supervise(self._lease_loop, "leases")
 
     async def teardown(self) -> None:
@@ -137,6 +140,7 @@ class SchedulerService(Driver):
         await asyncio.gather(*tasks, return_exceptions=True)
         for executor in self.executors.values():
             await executor.aclose()
+        await self.cloud.aclose()
         await self.follower.close()
 
     def _on_fold(self, seq: int, event: Event) -> None:
