@@ -103,7 +103,7 @@ class SchedulerService(Driver):
     def _build_executors(self) -> dict[str, Executor]:
         from services.scheduler.executors import build_executors
 
-        return build_executors(self.settings, self.config.data_path, self.bus)
+        return capped(build_executors(self.settings, self.config.data_path, self.bus), self.bus)
 
     @property
     def table(self) -> JobTable:
