@@ -157,7 +157,10 @@ class RunPodV2Client:
             name=spec.name, image=spec.image, gpu=_GpuRequest(id=spec.gpu_id, count=spec.gpu_count),
             cloud=spec.cloud, ports=list(spec.ports), env=dict(spec.env),
         )  # fmt: skip
-        reply = await self._call("create", "POST", self._url("pods"), body=body, idempotent=False)
+        hide = tuple(value for value in spec.env.values() if len(value) >= 4)
+        reply = await self._call(
+            "create", "POST", self._url("pods"), body=body, idempotent=False, hide=hide
+        )
         return self._info(self._decode("create", reply, _Pod))
 
     async def get(self, pod_id: str) -> PodInfo:
@@ -215,9 +218,11 @@ class RunPodV2Client:
 
     async def _call(
         self, call: str, method: str, url: str, *, body: object = None,
-        idempotent: bool = True, pod_id: str | None = None,
+        idempotent: bool = True, pod_id: str | None = None, hide: tuple[str, ...] = (),
     ) -> HttpReply:  # fmt: skip
-        """One request through ``ProviderHttp``; an error status becomes a ``CloudError``."""
+        """One request through ``ProviderHttp``; an error status becomes a ``CloudError``
+        whose text has the key and every string of ``hide`` (a pod's env values)
+        redacted."""
         retried = _RETRIED if idempotent else frozenset({429})
         try:
             reply = await self._http.request(
@@ -225,10 +230,10 @@ class RunPodV2Client:
                 retry_statuses=retried, ok_statuses=_ALL - retried,
             )  # fmt: skip
         except AdapterError as e:
-            raise self._translate(call, e) from None
+            raise self._translate(call, e, hide) from None
         if reply.status < 300:
             return reply
-        raise self._problem(call, reply, pod_id)
+        raise self._problem(call, reply, pod_id, hide)
 
     def _decode(self, call: str, reply: HttpReply, type_: type[T]) -> T:
         try:
@@ -236,7 +241,9 @@ class RunPodV2Client:
         except MalformedResponseError as e:
             raise MalformedAnswer(call, e.reason) from None
 
-    def _problem(self, call: str, reply: HttpReply, pod_id: str | None) -> CloudError:
+    def _problem(
+        self, call: str, reply: HttpReply, pod_id: str | None, hide: tuple[str, ...]
+    ) -> CloudError:
         """The ``CloudError`` for an error status, from its RFC 9457 body when it has one."""
         problem = _Problem()
         try:
@@ -247,33 +254,38 @@ class RunPodV2Client:
                 problem = decoded
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
-        title = self._clip(problem.title) or _phrase(reply.status)
-        detail = self._clip(problem.detail) or ("" if problem.title else self._http.detail(reply))
+        title = self._clip(problem.title, hide) or _phrase(reply.status)
+        detail = self._clip(
+            problem.detail or ("" if problem.title else self._http.detail(reply)), hide
+        )
         if reply.status == 404 and pod_id is not None:
             return PodNotFound(call, pod_id, detail or title)
-        errors = [self._clip(text) for text in (problem.errors or [])[:20]]
+        errors = [self._clip(text, hide) for text in (problem.errors or [])[:20]]
         return ProviderProblem(call, status=reply.status, title=title, detail=detail, errors=errors)
 
-    def _translate(self, call: str, error: AdapterError) -> CloudError:
+    def _translate(self, call: str, error: AdapterError, hide: tuple[str, ...]) -> CloudError:
         """The adapters' HTTP errors, as the pod client's."""
+        reason = self._clip(error.reason, hide)
         if isinstance(error, RateLimitedError):
             return RateLimited(
                 call, status=error.status, title=_phrase(error.status),
-                detail=_strip_status(error.reason), retry_after_s=error.retry_after_s,
+                detail=_strip_status(reason), retry_after_s=error.retry_after_s,
             )  # fmt: skip
         if isinstance(error, ProviderHTTPError):
             return ProviderProblem(
                 call, status=error.status, title=_phrase(error.status),
-                detail=_strip_status(error.reason),
+                detail=_strip_status(reason),
             )  # fmt: skip
         if isinstance(error, MalformedResponseError):
-            return MalformedAnswer(call, error.reason)
+            return MalformedAnswer(call, reason)
         if isinstance(error, TransportError):
-            return ProviderUnreachable(call, error.reason)
-        return CloudError(call, error.reason)
+            return ProviderUnreachable(call, reason)
+        return CloudError(call, reason)
 
-    def _clip(self, text: str) -> str:
+    def _clip(self, text: str, hide: tuple[str, ...] = ()) -> str:
         text = self._http.redact(text.strip())
+        for value in hide:
+            text = text.replace(value, "***")
         return text[:300] + "..." if len(text) > 300 else text
 
     def _info(self, pod: _Pod) -> PodInfo:

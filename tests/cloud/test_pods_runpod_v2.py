@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from schemas.cloud import PodSpec, PodsSettings
+from services.adapters.http import ratelimit_wait
 from services.adapters.secrets import Secret
 from services.cloud.pods import (
     MalformedAnswer,
@@ -200,7 +201,8 @@ async def test_the_key_is_never_logged_nor_in_an_error(
     caplog.set_level(logging.DEBUG)
     runpod_v2.inject(503, b"busy", times=2)
     await live_pods.list()
-    echo = {"title": "Bad Request", "status": 400, "detail": f"bad header Bearer {API_KEY}"}
+    echo = {"title": "Bad Request", "status": 400,
+            "detail": f"bad header Bearer {API_KEY}; env HF_TOKEN=hf_envsecret"}  # fmt: skip
     runpod_v2.inject(400, echo)
     with pytest.raises(ProviderProblem) as echoed:
         await live_pods.create(SPEC)
@@ -232,3 +234,20 @@ async def test_a_pod_running_with_an_empty_runtime_is_stuck_past_the_limit(
     )
     runpod_v2.break_pod(pod_id, "error")
     assert stuck(await live_pods.get(pod_id), None, 0.0, 300.0) == f"pod {pod_id} is in ERROR"
+
+
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [
+        ('"minute";r=0;t=12, "hour";r=0;t=1812', "1812"),
+        ('"minute";r=3;t=12', None),
+        ('"minute";r=0;t=-5', None),
+        ("garbage", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_ratelimit_wait_is_the_latest_exhausted_window(
+    header: str | None, wait: str | None
+) -> None:
+    assert ratelimit_wait(header) == wait
