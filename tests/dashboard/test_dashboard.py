@@ -18,11 +18,16 @@ from typing import Any
 import aiohttp
 import pytest
 
+from schemas import scheduler as sched
 from services.gateway.dashboard import CSP
+from services.gateway.routes import TABLE
+from services.runtime.bus import Bus
 
 from .conftest import NO_GPU, Page, Stack, open_dashboard
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CLOUD_ROUTES = any(route.path == "/api/cloud/status" for route in TABLE)
 
 BIG = {"kind": "image", "width": 1024, "height": 1024, "executor": "synthetic"}
 """Too big for the CPU and no GPU: the advisor says wait, the job is delayed."""
@@ -70,3 +75,111 @@ async def test_every_panel_loads_with_its_headers_and_no_console_error(
     target = os.environ.get("GPUROUTE_SCREENSHOT_TO")
     if target:
         shutil.copyfile(tmp_path / "overview.png", target)
+
+
+async def row_state(page: Page, job_id: str, state: str, timeout_ms: float = 15_000) -> None:
+    await page.page.wait_for_function(
+        "([id, state]) => document.querySelector(`#jobs-table tr[data-key='${id}'] .job-state`)"
+        "?.textContent === state",
+        arg=[job_id, state],
+        timeout=timeout_ms,
+    )
+
+
+async def test_a_submitted_job_appears_and_succeeds_without_a_reload(
+    stack: Stack, page: Page
+) -> None:
+    await open_dashboard(page, stack.url)
+    await page.page.evaluate("window.sameDocument = true")
+    job = {"kind": "other", "executor": "synthetic", "payload": {"duration_s": 0.4, "steps": 4}}
+    accepted = await post(stack, "/api/jobs", job)
+    await row_state(page, accepted["job_id"], "succeeded")
+    assert await page.page.evaluate("window.sameDocument") is True  # live, not reloaded
+    row = await page.page.text_content(f"#jobs-table tr[data-key='{accepted['job_id']}']")
+    assert "100%" in (row or "") and "1/3" in (row or "")  # progress, attempts
+
+
+async def test_a_delayed_job_shows_its_reason_and_its_page_explains_the_decision(
+    stack: Stack, page: Page, tmp_path: Path
+) -> None:
+    await open_dashboard(page, stack.url)
+    accepted = await post(stack, "/api/jobs", BIG)
+    job_id = accepted["job_id"]
+    try:
+        await row_state(page, job_id, "delayed")
+        why = await page.page.text_content(f"#jobs-table tr[data-key='{job_id}'] .job-why")
+        assert why is not None and why.startswith("wait: ") and "Waiting for the local GPU" in why
+        await page.page.click(f"#jobs-table tr[data-key='{job_id}'] a")
+        p = page.page
+        await p.wait_for_selector("#decision-rule")
+        assert await p.text_content("#decision-rule") == "wait_for_local_gpu"
+        assert "Waiting for the local GPU" in (await p.text_content("#decision-reason") or "")
+        await p.wait_for_selector("#decision-candidates tr.ruled-out")
+        numbers = await p.text_content("#decision-numbers") or ""
+        assert "1048576 (1024x1024)" in numbers and NO_GPU in numbers
+        ruled_out = await p.text_content("#decision-candidates") or ""
+        assert "cpu" in ruled_out
+        timeline = await p.text_content("#job-timeline") or ""
+        assert "job.submitted" in timeline and "job.delayed" in timeline
+        await p.fill("#whatif input[name=width]", "64")
+        await p.fill("#whatif input[name=height]", "64")
+        await p.click("#whatif button[type=submit]")
+        await p.wait_for_selector("#whatif-result >> text=Changes")
+        assert "cpu_small_job" in (await p.text_content("#whatif-result") or "")
+        await p.screenshot(path=str(tmp_path / "job.png"), full_page=True)
+    finally:
+        await post(stack, f"/api/jobs/{job_id}/cancel", {})
+
+
+async def test_live_updates_resume_after_a_gateway_restart_without_gap_or_duplicate(
+    stack: Stack, page: Page
+) -> None:
+    p = page.page
+    await open_dashboard(page, stack.url)
+    await p.wait_for_selector("#live.on")
+    await stack.stop_gateway()
+    await p.wait_for_selector("#live.off")
+    bus = await Bus.connect(stack.config.nats.url or "", source="test")
+    try:  # while the gateway is down: straight to the scheduler over NATS
+        job = {"kind": "other", "executor": "synthetic", "payload": {"duration_s": 0.1}}
+        accepted = await bus.call(sched.SUBMIT, job, sched.JobAccepted, timeout=10)
+    finally:
+        await bus.close()
+    await stack.start_gateway()
+    await p.wait_for_selector("#live.on", timeout=15_000)
+    page.errors.clear()  # a refused WebSocket and fetch while it was down are logged
+    await row_state(page, accepted.job_id, "succeeded")
+    seqs = await p.eval_on_selector_all(
+        "#events-table tr[data-key]", "rows => rows.map(r => Number(r.dataset.key))"
+    )
+    assert len(seqs) == len(set(seqs)), "an event was shown twice"
+    assert sorted(seqs) == list(range(min(seqs), max(seqs) + 1)), "an event is missing"
+    types = await p.eval_on_selector_all(
+        "#events-table tr[data-key] td:nth-child(3)", "cells => cells.map(c => c.textContent)"
+    )
+    assert "job.succeeded" in types
+
+
+@pytest.mark.skipif(not CLOUD_ROUTES, reason="the cloud routes (issue 14) are not in this version")
+async def test_the_cost_chart_moves_while_a_dry_run_pod_runs(
+    stack: Stack, page: Page, tmp_path: Path
+) -> None:
+    p = page.page
+    await open_dashboard(page, stack.url)
+    await p.wait_for_selector("#cost-chart")
+    before = await p.text_content("#cloud-today")
+    spawned = await post(stack, "/api/cloud/spawn", {})
+    pod = spawned["pod"]["id"]
+    assert spawned["pod"]["dry_run"] is True
+    await p.wait_for_selector(f"#pods-table tr[data-key='{pod}'] >> text=RUNNING")
+    await p.wait_for_function(
+        "before => document.getElementById('cloud-today').textContent !== before",
+        arg=before,
+        timeout=20_000,
+    )
+    points = await p.eval_on_selector_all(
+        "#cost-chart table.chart-numbers tbody tr", "rows => rows.length"
+    )
+    assert points >= 2
+    await p.screenshot(path=str(tmp_path / "cloud.png"), full_page=True)
+    await post(stack, "/api/cloud/shutdown-all", {})

@@ -190,10 +190,19 @@ export const cloud = {
     try {
       [status, cost] = await Promise.all([api("GET", "/api/cloud/status"), api("GET", "/api/cloud/cost")]);
     } catch (e) { down("cloud-body", "the cloud service", e); return; }
-    const spent = pick(cost, "todaySpend", "today.spent", "spentToday", "todaySpent", "today_spent", "spent");
-    const reserved = pick(cost, "todayReserved", "today.reserved", "reservedToday", "reserved");
-    const cap = pick(cost, "dailyCap", "today.cap", "cap", "dailyCostLimit", "daily_cost_limit");
+    const spent = pick(cost, "todaySpent", "spentToday", "today.spent");
+    const reserved = pick(cost, "todayReserved", "reservedToday", "today.reserved");
+    const cap = pick(cost, "dailyCap", "today.cap", "dailyCostLimit");
     const now = Date.now() / 1000;
+    if (!this.seeded) {
+      // the day so far: the totals each reservation recorded (spent_usd, reserved_usd)
+      this.seeded = true;
+      try {
+        const page = await api("GET", "/api/events?type=cloud.cost_limit_reached&types=cloud.cost.reserved&last=true&limit=1000");
+        const seen = page.events.map(s => s.event).filter(e => typeof e.data.spent_usd === "number");
+        this.spend = seen.map(e => [e.ts, e.data.spent_usd, e.data.reserved_usd ?? 0]).concat(this.spend);
+      } catch { /* the live points still come */ }
+    }
     if (typeof spent === "number") {
       const last = this.spend[this.spend.length - 1];
       if (!last || last[1] !== spent || last[2] !== reserved || now - last[0] > 60) this.spend.push([now, spent, reserved ?? 0]);
@@ -211,9 +220,9 @@ export const cloud = {
           `spent ${usd(spent)}, reserved ${usd(reserved)} of the daily cap ${usd(cap, 2)}`),
         el("dt", {}, "average per job"), el("dd", {}, usd(cost.avgCostPerJob))),
       pods.length
-        ? table("Pods", ["pod", "status", "busy", "#jobs", "#$/hour", "#uptime", "#idle", "dry run"],
+        ? table("Pods", ["pod", "status", "busy", "#jobs", "#$/hour", "#cost", "#uptime", "#idle", "dry run"],
             pods.map(p => ({ key: p.id, cells: [p.id, badge(p.status), p.busy ? "busy" : "idle", String(p.jobsProcessed ?? 0),
-              num(p.costPerHour, 3), duration(p.uptime), duration(p.idleTime), p.dry_run ?? p.dryRun ? "yes" : "no"] })), { id: "pods-table" })
+              num(p.costPerHour, 3), usd(p.cost), duration(p.uptime), duration(p.idleTime), p.dry_run ? "yes" : "no"] })), { id: "pods-table" })
         : el("p", { class: "muted" }, "No pod running."),
       lineChart([{ name: "spent", points: this.spend.map(p => [p[0], p[1]]) },
                  { name: "reserved", points: this.spend.map(p => [p[0], p[2]]) }],

@@ -248,7 +248,7 @@ function adapters() {
       p.mode === "live" ? "" : p.reasons.join(", "),
       p.missing_secrets.length ? el("div", { class: "muted" }, `missing secrets: ${p.missing_secrets.join(", ")}`) : null,
       p.missing_settings.length ? el("div", { class: "muted" }, `missing settings: ${p.missing_settings.join(", ")}`) : null,
-      p.hint ? el("div", { class: "muted" }, p.hint) : null));
+      p.hint ? el("details", {}, el("summary", {}, "what to do"), el("p", { class: "muted" }, p.hint)) : null));
     return box("adapters", "Adapters",
       el("p", {}, `Live calls ${r.live_calls_enabled ? "on" : "off"} (${r.flag}); secrets file ${r.secrets_file || "(none)"}: ${r.secrets_file_state}.`),
       el("ul", {}, rows), button, copied, el("details", {}, el("summary", {}, "The sample secrets file"), area));
