@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from schemas.subjects import MODDER, USERS
-from services.runtime.config import Config, load_config
+from services.runtime.config import Config, bearer_token, load_config
 from services.runtime.credentials import (
     Credentials,
     authorization_conf,
@@ -393,7 +393,7 @@ def _needs_token(config: Config) -> bool:
     """A gateway bound beyond loopback without a token would let anyone drive it."""
     from services.gateway.guard import is_loopback
 
-    return not is_loopback(config.http.host) and config.gateway.bearer_token() is None
+    return not is_loopback(config.http.host) and bearer_token(config.gateway) is None
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from schemas.gateway_settings import GatewaySettings
 from services.gateway import documents, hooks
 from services.gateway.errors import json_errors
 from services.gateway.guard import GuardSettings, guard
@@ -25,16 +26,16 @@ from services.gateway.parsing import MAX_BODY_BYTES
 from services.gateway.routes import TABLE
 from services.gateway.state import CALLER, FOLLOWER, HEARTBEATS, SETTINGS, SOCKETS, Caller, Follower
 from services.gateway.table import register
-from services.runtime.config import GatewaySection
+from services.runtime.config import bearer_token
 
 
-def guard_settings(settings: GatewaySection, bind_host: str) -> GuardSettings:
+def guard_settings(settings: GatewaySettings, bind_host: str) -> GuardSettings:
     """What the guard lets through, from ``[gateway]`` and the address bound."""
     return GuardSettings.build(
         bind_host=bind_host,
         hosts=settings.hosts,
         origins=settings.origins,
-        token=settings.bearer_token(),
+        token=bearer_token(settings),
         read_token=settings.read_token,
         open_paths=[route.path for route in TABLE if route.open],
     )
@@ -44,11 +45,11 @@ def create_app(
     caller: Caller,
     follower: Follower,
     heartbeats: HeartbeatTracker,
-    settings: GatewaySection | None = None,
+    settings: GatewaySettings | None = None,
     *,
     bind_host: str = "127.0.0.1",
 ) -> web.Application:
-    settings = settings or GatewaySection()
+    settings = settings or GatewaySettings()
     app = web.Application(
         middlewares=[guard(guard_settings(settings, bind_host)), json_errors],
         client_max_size=MAX_BODY_BYTES,

@@ -15,8 +15,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from schemas.gateway_settings import GatewaySettings
 from services.gateway.heartbeats import HeartbeatTracker
-from services.runtime.config import GatewaySection
 
 
 class Caller(Protocol):
@@ -43,6 +43,6 @@ class Follower(Protocol):
 CALLER = web.AppKey("caller", Caller)
 FOLLOWER = web.AppKey("follower", Follower)
 HEARTBEATS = web.AppKey("heartbeats", HeartbeatTracker)
-SETTINGS = web.AppKey("settings", GatewaySection)
+SETTINGS = web.AppKey("settings", GatewaySettings)
 SOCKETS = web.AppKey("sockets", dict[web.WebSocketResponse, web.Request])
 """Open modder WebSockets and the requests that opened them (for their transports)."""

@@ -21,118 +21,36 @@ import msgspec
 import msgspec.inspect as mi
 
 from schemas.adapter_settings import AdaptersSettings
+from schemas.advisor_settings import AdvisorSettings
 from schemas.budget import BudgetSettings
 from schemas.cloud_settings import LEGACY_ENV, CloudSettings
+from schemas.gateway_settings import MIN_TOKEN, TOKEN_ENV, GatewaySettings, HttpSettings
+from schemas.nats_settings import NatsSettings
 from schemas.ops_settings import OpsSettings
 from schemas.scheduler_settings import SchedulerSettings
 from schemas.telemetry_settings import TelemetrySettings
 from services.runtime.errors import ConfigError
 
-Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 LogLevel = Annotated[str, msgspec.Meta(pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")]
 """A logging level name, any case (the CLI's ``--log-level`` takes the same names)."""
-
-
-SyncInterval = Annotated[str, msgspec.Meta(pattern=r"^(always|[1-9][0-9]{0,5}(ms|s|m|h))$")]
-"""``always`` or a nats-server duration: digits and one unit of ms, s, m, h."""
-
-
-class NatsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    url: str | None = None
-    """A NATS server to use; None starts the embedded one."""
-    host: str = "127.0.0.1"
-    port: Port = 4222
-    """Port of the embedded server; 0 picks a free one."""
-    stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
-    stream_max_age_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600
-    """How long JetStream keeps events; the SQLite store keeps them forever."""
-    creds: str | None = None
-    """A credentials file (user, password) to log in to ``url`` with; None: the
-    data directory's own (``gpuroute up`` makes them), else no login."""
-    sync: SyncInterval = "always"
-    """Durability of the embedded server: ``always`` fsyncs every event before
-    JetStream acknowledges it; a duration (``"1s"``, ``"2m"``: nats-server's own
-    default) acknowledges from memory and flushes that often, so an OS crash can
-    lose what was acknowledged in between (docs/scaling.md has the cost)."""
-
-
-class HttpConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    host: str = "127.0.0.1"
-    port: Port = 8000
-
-
-class AdvisorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """[advisor]: where the compute advisor reads its files and how often it samples."""
-
-    config: str | None = None
-    """Thresholds, constants and price overrides (format of ops/advisor.toml); None: embedded."""
-    seed_file: str | None = None
-    """Provider profiles published once on first start; None: the embedded providers.toml."""
-    telemetry_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
-    """Ignored: the telemetry service samples now ([telemetry] interval_s). Kept so
-    that config files written for older versions still load."""
-    ready_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    """How long start waits for the advisor to rebuild its state from the store."""
-
-
-TOKEN_ENV = "GPUROUTE_TOKEN"
-MIN_TOKEN = 16
-
-
-class GatewaySection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """[gateway]: what ``/health`` expects, and how long a client may hold the gateway."""
-
-    expect_services: list[Annotated[str, msgspec.Meta(min_length=1, max_length=128)]] = (
-        msgspec.field(default_factory=list)
-    )
-    """Services ``/health`` requires a fresh heartbeat from (503 naming a missing one);
-    ``gpuroute up`` adds every service it starts."""
-    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    """Seconds to receive a request's headers (also an idle keep-alive) and its body;
-    a body that does not arrive in time is a 408."""
-    ws_send_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
-    """Seconds one WebSocket send may wait for a client before it is closed."""
-    max_instances: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
-    """Service instances ``/health`` tracks; heartbeats of more are ignored and counted."""
-    hosts: list[Annotated[str, msgspec.Meta(min_length=1, max_length=253)]] = msgspec.field(
-        default_factory=list
-    )
-    """Host names the gateway serves besides the loopback names and its bind address
-    (a request with another ``Host`` is a 421: DNS rebinding)."""
-    origins: list[Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]] = (
-        msgspec.field(default_factory=list)
-    )
-    """Browser origins allowed besides the gateway's own (``https://dash.example``);
-    a request with another ``Origin`` is a 403."""
-    token: Annotated[str, msgspec.Meta(min_length=MIN_TOKEN, max_length=4096)] | None = None
-    """Bearer token every route but ``/health`` needs; ``GPUROUTE_TOKEN`` in the
-    environment wins over it. Required to bind beyond loopback. Never logged."""
-    read_token: bool = True
-    """With a token: reads (GET) need it too; false: only routes that change state."""
-
-    def bearer_token(self) -> str | None:
-        """``GPUROUTE_TOKEN`` when set and not empty, else ``token``; a
-        :class:`ConfigError` when the environment's is shorter than ``MIN_TOKEN``."""
-        env = os.environ.get(TOKEN_ENV)
-        if env and len(env) < MIN_TOKEN:
-            raise ConfigError(TOKEN_ENV, f"a token needs at least {MIN_TOKEN} characters")
-        return env or self.token
-
-    def __repr__(self) -> str:  # the token must never reach a log line
-        return "GatewaySection(...)"
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ".gpuroute"
     log_level: LogLevel = "INFO"
     heartbeat_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
-    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
-    advisor: AdvisorSection = msgspec.field(default_factory=AdvisorSection)
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    """[nats]: the server to use or the embedded one to start (schemas/nats_settings.py)."""
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    """[http]: the gateway's bind address (schemas/gateway_settings.py)."""
+    advisor: AdvisorSettings = msgspec.field(default_factory=AdvisorSettings)
+    """[advisor]: the advisor's files and ready timeout (schemas/advisor_settings.py)."""
     adapters: AdaptersSettings = msgspec.field(default_factory=AdaptersSettings)
     """[adapters]: secrets file and provider settings (schemas/adapter_settings.py,
     docs/adapters.md)."""
-    gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    """[gateway]: health, timeouts, hosts, origins, token (schemas/gateway_settings.py,
+    docs/gateway.md)."""
     telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
     """[telemetry]: node id, sampling interval, keep-alive and deadbands
     (schemas/telemetry_settings.py, docs/telemetry.md)."""
@@ -156,6 +74,16 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @property
     def events_db(self) -> Path:
         return self.data_path / "events.db"
+
+
+def bearer_token(gateway: GatewaySettings, environ: Mapping[str, str] | None = None) -> str | None:
+    """``GPUROUTE_TOKEN`` of ``environ`` (default: ``os.environ``) when set and not
+    empty, else ``gateway.token``; a :class:`ConfigError` when the environment's
+    is shorter than ``MIN_TOKEN`` (the value itself is never echoed)."""
+    env = (os.environ if environ is None else environ).get(TOKEN_ENV)
+    if env and len(env) < MIN_TOKEN:
+        raise ConfigError(TOKEN_ENV, f"a token needs at least {MIN_TOKEN} characters")
+    return env or gateway.token
 
 
 ENV_PREFIX = "GPUROUTE_"

@@ -13,7 +13,7 @@ from .factories import MakeContext, sample
 
 
 @pytest.fixture
-def config() -> AdvisorConfig:
+def advisor_config() -> AdvisorConfig:
     return DEFAULT_CONFIG
 
 

@@ -28,7 +28,7 @@ from tests.advisor.service_support import (
 )
 from tests.support import BIN, lifecycle, wait_for
 
-OPS_FILE = Path(__file__).resolve().parents[1] / "ops" / "advisor.toml"
+OPS_FILE = Path(__file__).resolve().parents[2] / "ops" / "advisor.toml"
 BIG = {"width": 1024, "height": 1024, "batch": 2}
 VARIED = [
     BIG,

@@ -29,7 +29,7 @@ def build(events: list[AdvisorEvent]) -> AdvisorState:
     return state
 
 
-def test_fold_builds_the_decision_context(config: AdvisorConfig) -> None:
+def test_fold_builds_the_decision_context(advisor_config: AdvisorConfig) -> None:
     events: list[AdvisorEvent] = [
         *seed_payloads(AdvisorState().registry, load_seed()),
         sample(sample_id="old"),
@@ -46,7 +46,7 @@ def test_fold_builds_the_decision_context(config: AdvisorConfig) -> None:
     assert ctx.remote_queue_depth == 4
     assert "modal" not in ctx.registry.providers and ctx.registry.version == 7
     assert msgspec.json.encode(build(events)) == msgspec.json.encode(state)
-    assert decide(JobSpec(), ctx, config).target == "local"
+    assert decide(JobSpec(), ctx, advisor_config).target == "local"
 
 
 def test_flags_merge_and_unknown_flags_are_ignored() -> None:
@@ -62,10 +62,10 @@ def test_flags_merge_and_unknown_flags_are_ignored() -> None:
     assert all_flags(AdvisorState()) == dict(sorted(DEFAULTS.items()))  # every known flag
 
 
-def test_context_before_any_telemetry(config: AdvisorConfig) -> None:
+def test_context_before_any_telemetry(advisor_config: AdvisorConfig) -> None:
     ctx = context(AdvisorState())
     assert ctx.telemetry.gpus == () and ctx.telemetry.reason == "no telemetry sample received yet"
-    assert decide(JobSpec(width=512, height=512), ctx, config).target == "cpu"
+    assert decide(JobSpec(width=512, height=512), ctx, advisor_config).target == "cpu"
 
 
 def test_gpu_list() -> None:

@@ -17,7 +17,7 @@ OPS_FILE = Path(__file__).resolve().parents[2] / "ops" / "advisor.toml"
 
 
 @pytest.fixture
-def log(make_context: MakeContext, config: AdvisorConfig) -> list[AdviceRecord]:
+def log(make_context: MakeContext, advisor_config: AdvisorConfig) -> list[AdviceRecord]:
     """A small mixed log, encoded and decoded as the store would hand it back."""
     jobs = [
         (JobSpec(width=1024, height=1024), make_context(gpu())),
@@ -35,7 +35,7 @@ def log(make_context: MakeContext, config: AdvisorConfig) -> list[AdviceRecord]:
         ),
         (JobSpec(width=768, height=768, prefer="modal"), make_context(flags=ON)),
     ]
-    records = [advise(f"job-{i}", spec, ctx, config) for i, (spec, ctx) in enumerate(jobs)]
+    records = [advise(f"job-{i}", spec, ctx, advisor_config) for i, (spec, ctx) in enumerate(jobs)]
     raw = [msgspec.json.encode(r) for r in records]
     return [msgspec.json.decode(r, type=AdviceRecord) for r in raw]
 
@@ -51,10 +51,10 @@ def test_identical_config_changes_nothing(log: list[AdviceRecord]) -> None:
 def test_price_rise_moves_decisions_away(log: list[AdviceRecord]) -> None:
     on_serverless = [r.job_id for r in log if r.decision.provider_id == "runpod-serverless"]
     assert on_serverless, "the log should have jobs on the cheapest provider"
-    config = parse_config(
+    advisor_config = parse_config(
         '[[price_overrides]]\nprovider = "runpod-serverless"\nmultiplier = 10.0\n'
     )
-    report = what_if(log, config)
+    report = what_if(log, advisor_config)
     assert sorted(c.job_id for c in report.changes) == sorted(on_serverless)
     for c in report.changes:
         assert (c.old_target, c.new_target) == ("remote", "remote")
@@ -66,8 +66,10 @@ def test_price_rise_moves_decisions_away(log: list[AdviceRecord]) -> None:
 
 
 def test_price_cut_attracts_decisions(log: list[AdviceRecord]) -> None:
-    config = parse_config('[[price_overrides]]\nprovider = "hf-endpoints"\nmultiplier = 0.001\n')
-    report = what_if(log, config)
+    advisor_config = parse_config(
+        '[[price_overrides]]\nprovider = "hf-endpoints"\nmultiplier = 0.001\n'
+    )
+    report = what_if(log, advisor_config)
     remote_rule = [r for r in log if r.decision.rule == "remote_cheapest"]
     assert report.changed == len(remote_rule) > 0
     assert all(c.new_provider == "hf-endpoints" for c in report.changes)
@@ -75,8 +77,8 @@ def test_price_cut_attracts_decisions(log: list[AdviceRecord]) -> None:
 
 
 def test_threshold_change(log: list[AdviceRecord]) -> None:
-    config = parse_config("[rules.cpu]\nmax_megapixels = 2.0\n")
-    report = what_if(log, config)
+    advisor_config = parse_config("[rules.cpu]\nmax_megapixels = 2.0\n")
+    report = what_if(log, advisor_config)
     assert [(c.job_id, c.old_target, c.new_target) for c in report.changes] == [
         ("job-2", "wait", "cpu")
     ]
@@ -86,7 +88,7 @@ def test_threshold_change(log: list[AdviceRecord]) -> None:
 
 def test_what_if_reads_the_recorded_flags(log: list[AdviceRecord]) -> None:
     # The what-if config cannot turn remote on: flags are inputs, recorded per decision.
-    config = parse_config("[rules.remote]\nqueue_saturated_at = 100\n")
-    report = what_if(log, config)
+    advisor_config = parse_config("[rules.remote]\nqueue_saturated_at = 100\n")
+    report = what_if(log, advisor_config)
     assert [c.job_id for c in report.changes] == ["job-5"]
     assert report.changes[0].new_target == "remote"

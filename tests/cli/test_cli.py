@@ -221,7 +221,7 @@ def test_nats_url_precedence(tmp_path):
     ],
 )
 def test_make_run_takes_ports(variables, expected):
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     r = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(root), "run", *variables],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr

@@ -24,7 +24,7 @@ from services.runtime.errors import ServiceCallError
 from services.runtime.service import Service
 from tests.support import BIN, gpuroute, lifecycle
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class NameRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -11,7 +11,7 @@ from services import cli
 from services.runtime.config import Config, load_config
 from services.runtime.natsserver import find_binary
 
-OPS = Path(__file__).resolve().parent.parent / "ops"
+OPS = Path(__file__).resolve().parents[2] / "ops"
 INCLUDE = 'include "auth.conf"'
 
 
