@@ -106,7 +106,7 @@ class PodTargets:
 
     async def acquire(self, slots: Any, priority: int, executor: str | None) -> str | None:
         """A local slot (None) or an idle pod's id, whichever is free first."""
-        if executor not in ON_PODS or slots.free > 0 or not self.follower.state:
+        if executor not in ON_PODS or slots.free > 0:
             await slots.acquire(priority)
             return None
         pod = self.idle()
