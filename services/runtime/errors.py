@@ -21,8 +21,10 @@
     └── GatewayError              (services/gateway/errors.py) the gateway's root
 
 The classes marked with a module live beside the code that raises them; every
-runtime one is listed here (``tests/runtime/test_error_tree.py`` keeps this
-tree complete). Foreign exceptions are translated where they enter our code
+runtime one, and every other package's root, is listed here; the module that
+defines a package's root draws the rest of that package's tree
+(``tests/runtime/test_error_tree.py`` walks ``services/`` and keeps all of it
+complete). Foreign exceptions are translated where they enter our code
 (``raise StoreError(...) from e``); messages are one readable line.
 """
 
