@@ -15,8 +15,8 @@ it measures the raw ceiling: nats-py ``js.publish_async`` of six event-sized
 messages per job (a job is submitted, advised, queued, started, succeeded,
 plus a progress) to a fresh stream, as jobs/s.
 
-``BENCH_PROFILE_SCHEDULER=FILE`` runs the scheduler under cProfile (stats in
-FILE). ``cpu_ms_per_job`` is the CPU time each process spent on the measured
+``BENCH_PROFILE_SCHEDULER=FILE`` runs the scheduler under cProfile (CPU time,
+stats in FILE; any service: ``BENCH_PROFILE_<NAME>``). ``cpu_ms_per_job`` is the CPU time each process spent on the measured
 NATS run divided by its jobs (this process is ``client``): on 2 cores shared
 by every process, the sum bounds jobs/s. Prints one JSON object; asserts
 nothing about time.
@@ -53,6 +53,16 @@ from schemas.scheduler import SUBMIT
 from services.runtime.natsserver import EmbeddedNats
 
 EVENTS_PER_JOB = 6
+PROFILED = """
+import cProfile, runpy, sys, time
+out, sys.argv = sys.argv[1], sys.argv[2:]
+profile = cProfile.Profile(time.process_time)  # CPU time: other processes' turns do not count
+try:
+    profile.runcall(runpy.run_path, sys.argv[0], run_name="__main__")
+finally:
+    profile.dump_stats(out)
+"""
+"""Runs a service under cProfile timing CPU, not wall time (the box is shared)."""
 BODY = {"kind": "other", "executor": "synthetic", "payload": {"duration_s": 0}}
 
 
@@ -199,7 +209,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
         def service(name: str, *extra: str) -> None:
             prof = os.environ.get(f"BENCH_PROFILE_{name.upper()}")
-            pre = (sys.executable, "-m", "cProfile", "-o", prof, gpuroute) if prof else (gpuroute,)
+            pre = (sys.executable, "-c", PROFILED, prof, gpuroute) if prof else (gpuroute,)
             procs[name] = subprocess.Popen([*pre, "serve", name, *common, *extra], env=env,
                                            stdout=subprocess.DEVNULL)  # fmt: skip
 

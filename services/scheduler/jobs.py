@@ -18,7 +18,6 @@ bound what runs at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 from typing import Any
@@ -49,15 +48,14 @@ from services.scheduler.attempts import (
 )
 from services.scheduler.cloud import PodTargets
 from services.scheduler.executors.base import Executor, Run
-from services.scheduler.placement import READVISE_S, Placement, advice_of
+from services.scheduler.placement import Placement, Waiting, advice_of
+from services.scheduler.presence import Presence
 from services.scheduler.table import JobRow
 from services.scheduler.writer import Writer
 
 BUDGET_TIMEOUT_S = 5.0
 NO_BUDGET_RECHECK_S = 1.0
-"""After the budget's register endpoint had no responder, jobs registered within
-this many seconds take that answer without asking again (a budget service that
-starts meanwhile is asked from the next job after it)."""
+"""How long "no budget service answers" is believed without asking (presence.py)."""
 ADMIT_POLL_S = (0.05, 1.0)
 """First and longest wait between start requests of a delayed job."""
 
@@ -118,8 +116,8 @@ class Slots:
 class Driver(Service):
     """The part of the scheduler service that runs owned jobs."""
 
-    cloud: PodTargets
     executors: dict[str, Executor]
+    cloud: PodTargets
 
     def __init__(self, bus: Bus, config: Config) -> None:
         super().__init__(bus, config)
@@ -129,9 +127,9 @@ class Driver(Service):
         self.running = 0
         self.placement = Placement(bus)
         self.writer = Writer(bus)
-        self._wake = asyncio.Event()
+        self.waiting = Waiting(self.placement, self.spawn, self.log)
         self._remote_owned = 0
-        self._no_budget: tuple[float, ServiceCallError] | None = None
+        self.budget = Presence(NO_BUDGET_RECHECK_S)
         self._remote_depth = -1
 
     def own(self, job: Job) -> None:
@@ -163,8 +161,7 @@ class Driver(Service):
 
     def wake_waiting(self) -> None:
         """A job ended somewhere: every job waiting for a target asks the advisor again."""
-        self._wake.set()
-        self._wake = asyncio.Event()
+        self.waiting.wake()
 
     async def emit_for(self, job: Job, data: msgspec.Struct) -> None:
         """Publish one event of ``job`` and wait for its ack (through the writer)."""
@@ -211,26 +208,12 @@ class Driver(Service):
         job.budget = BudgetView(state="delayed", code="wait", reason=advice.reason)
         await self.emit_for(job, JobDelayed(code="wait", reason=advice.reason))
         job.answer("delayed")
-        delay = READVISE_S[0]
-        while True:
-            woken = self._wake
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), delay)
-            delay = min(delay * 2, READVISE_S[1])
-            try:
-                decision = await self.placement.advise(job.request.spec)
-            except ServiceCallError as e:
-                self.log.warning("re-advice failed; the job keeps waiting", extra={"fields": {
-                    "job": job.job_id, "error": str(e)}})  # fmt: skip
-                continue
-            if decision.target == "wait":
-                continue
-            new = advice_of(decision)
-            await self.emit_for(job, JobRerouted(
-                from_target="wait", to_target=new.target, to_provider=new.provider,
-                reason=new.reason, rule=new.rule))  # fmt: skip
-            _decided(job, new)
-            return new
+        new = advice_of(await self.waiting.placed(job.request.spec))
+        await self.emit_for(job, JobRerouted(
+            from_target="wait", to_target=new.target, to_provider=new.provider,
+            reason=new.reason, rule=new.rule))  # fmt: skip
+        _decided(job, new)
+        return new
 
     async def _reroute(self, job: Job, advice: JobAdvised, why: str,
                        tried: set[str]) -> JobAdvised:  # fmt: skip
@@ -261,7 +244,8 @@ class Driver(Service):
         register = b.JobRegister(job_id=job.job_id, job_type=job.request.executor or "job",
                                  perf=b.Perf(vram_mb=min(vram_mb, 1 << 22)))  # fmt: skip
         try:
-            answer = await self._register(register)
+            answer = await self.budget.call(lambda: self.bus.call(b.REGISTER, register,
+                                                                 b.JobAnswer, BUDGET_TIMEOUT_S))
         except ServiceCallError as e:
             if e.code == 409:  # registered before (a job taken over): it is the budget's
                 answer = b.JobAnswer(job_id=job.job_id, queue_state="queued", code="fits",
@@ -287,21 +271,6 @@ class Driver(Service):
             await self.emit_for(job, JobQueued(code=answer.code, reason=answer.reason))
         job.answer(answer.queue_state)
         return True
-
-    async def _register(self, register: b.JobRegister) -> b.JobAnswer:
-        """The budget's register answer; no responder is remembered for
-        ``NO_BUDGET_RECHECK_S`` (a request each job cost a round trip per job
-        while no budget service runs)."""
-        now = asyncio.get_running_loop().time()
-        if self._no_budget is not None and now - self._no_budget[0] < NO_BUDGET_RECHECK_S:
-            e = self._no_budget[1]
-            raise ServiceCallError(e.subject, e.code, e.description)
-        try:
-            return await self.bus.call(b.REGISTER, register, b.JobAnswer, BUDGET_TIMEOUT_S)
-        except ServiceCallError as e:
-            if e.code == 503:
-                self._no_budget = (now, e)
-            raise
 
     async def _start_slot(self, job: Job, budgeted: bool) -> None:
         """Wait for the budget to start the job (or for a local slot)."""

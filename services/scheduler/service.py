@@ -205,10 +205,8 @@ class SchedulerService(Driver):
     async def _accepted(self, job_id: str, *, created: bool) -> JobAccepted:
         job = self.jobs.get(job_id)
         if job is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(job.answered), self.settings.advise_timeout_s)
-            except TimeoutError:
-                pass
+            if not job.answered.done():  # asyncio.wait never cancels what it waits for
+                await asyncio.wait((job.answered,), timeout=self.settings.advise_timeout_s)
             return JobAccepted(job_id=job_id, state=job.state, created=created,
                                decision=job.decision, budget=job.budget)  # fmt: skip
         row = self.table.get(job_id)

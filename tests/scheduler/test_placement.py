@@ -11,6 +11,7 @@ import msgspec
 from schemas import make_event
 from schemas import scheduler as s
 from schemas.advisor import FLAGS_SET_SUBJECT, FlagsView
+from schemas.jobs import JobSpec
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.scheduler.executors.base import Executor, Outcome, Progress, Run
@@ -123,3 +124,30 @@ async def test_a_failed_remote_attempt_is_rerouted_to_the_next_provider(
         # each attempt ran at the adapter of its provider, not the registry's id
         assert remote.providers[0] in ADAPTER_OF_KIND.values()
         assert remote.providers[1] in ADAPTER_OF_KIND.values()
+
+
+async def test_waiting_jobs_of_one_shape_share_one_advise_per_tick(
+    config: Config, store: Any, bus: Bus
+) -> None:
+    shapes = [BIG, {**BIG, "steps": 30}]
+    async with running_advisor(config) as advisor, running_scheduler(config) as scheduler:
+        client = Client(bus)
+        accepted = [await client.submit(**shapes[i % 2]) for i in range(7)]
+        assert all(a.state == "delayed" for a in accepted)
+        node = config.telemetry.node_id()
+        free = sample(gpu(free_mib=20 * 1024), sample_id=bus.ids.new())
+        free = msgspec.structs.replace(free, node=node, ts=bus.clock.now())
+        await bus.publish(make_event(free, id=free.sample_id, key=node, ts=free.ts,
+                                     source="telemetry"))  # fmt: skip
+        await wait_for(lambda: advisor.state.telemetry is not None
+                       and advisor.state.telemetry.sample_id == free.sample_id)  # fmt: skip
+        before = scheduler.placement.asks
+        scheduler.wake_waiting()  # as a job ending anywhere does
+        views = [await client.ended(a.job_id) for a in accepted]
+        # each shape asked once after the GPU freed (none: a tick in flight placed it)
+        assert scheduler.placement.asks - before <= len(shapes)
+        for i, view in enumerate(views):
+            assert view.state == "succeeded" and view.reroutes == 1, view
+            alone = await scheduler.placement.advise(JobSpec(**shapes[i % 2]))
+            assert view.decision is not None  # the decision each would have got alone
+            assert (view.decision.target, view.decision.rule) == (alone.target, alone.rule)
