@@ -14,6 +14,7 @@ from services.runtime.bus import Bus
 from services.runtime.config import Config, load_config
 from services.runtime.errors import NatsServerError
 from services.runtime.natsserver import EmbeddedNats, find_binary
+from tests.support import StoredEvents, watch_stored
 
 SHM_MIN_FREE = 4 << 30
 
@@ -79,3 +80,11 @@ async def store(config: Config) -> AsyncIterator[object]:
     yield service
     await service.stop()
     await b.close()
+
+
+@pytest.fixture
+async def stored(bus: Bus) -> AsyncIterator[StoredEvents]:
+    """Every event the store commits from the test's start (``tests.support``):
+    ``await stored.first("job.advised", where=...)``, ``await stored.count(40)``."""
+    async with watch_stored(bus) as events:
+        yield events

@@ -189,13 +189,16 @@ class Bus:
         ids: IdGenerator | None = None,
         connect_deadline: float = 10.0,
         credentials: Credentials | None = None,
+        publish_timeout: float = 5.0,
     ) -> Bus:
         """Connect (retrying until ``connect_deadline`` seconds) and reconnect forever after.
 
         ``url``: one server, or several separated by commas (the nodes of a
         cluster; nats-py picks among them and moves to another when one goes).
         ``credentials``: log in as that user (its password and inbox prefix);
-        None for a server without authentication."""
+        None for a server without authentication. ``publish_timeout``: seconds a
+        publish waits for its ack before it is re-sent (a test that restarts
+        nats-server shortens it: an ack lost in the restart costs that long)."""
         login: dict[str, Any] = {}
         if credentials is not None:
             login = dict(user=credentials.user, password=credentials.password,
@@ -246,7 +249,7 @@ class Bus:
                     timeout=max(0.1, deadline - loop.time()),
                 )
                 conn.connected_once = True
-                bus = cls(nc, source=source, clock=clock, ids=ids)
+                bus = cls(nc, source=source, clock=clock, ids=ids, publish_timeout=publish_timeout)
                 bus._conn = conn
                 return bus
             except (TimeoutError, OSError, nats.errors.Error) as e:

@@ -11,7 +11,7 @@ from schemas import decode_event, encode_event
 from schemas.subjects import DLQ_STREAM, STORE_READ, STORE_STATS
 from schemas.system import StoreReadRequest, StoreStats
 from services.runtime.errors import ServiceCallError
-from tests.support import lifecycle, wait_for
+from tests.support import lifecycle, restart_bus, watch_stored
 
 
 def rows(db) -> list[tuple[int, str, str]]:  # type: ignore[no-untyped-def]
@@ -23,41 +23,41 @@ async def stats(bus) -> StoreStats:  # type: ignore[no-untyped-def]
     return await bus.call(STORE_STATS, {}, StoreStats)
 
 
-async def test_events_are_stored_once_in_order(bus, store, config):
+async def test_events_are_stored_once_in_order(bus, store, config, stored):
     events = [e for j in range(20) for e in lifecycle(bus, f"job-{j}")]
     await bus.publish_many(events)
-    await wait_for(lambda: len(rows(config.events_db)) == 80)
-    stored = rows(config.events_db)
-    assert [r[0] for r in stored] == list(range(1, 81))
-    assert [r[1] for r in stored] == [e.id for e in events]
-    assert [r[2] for r in stored] == [e.type for e in events]
+    await stored.count(80)
+    table = rows(config.events_db)
+    assert [r[0] for r in table] == list(range(1, 81))
+    assert [r[1] for r in table] == [e.id for e in events]
+    assert [r[2] for r in table] == [e.type for e in events]
 
 
-async def test_stored_body_is_the_published_event(bus, store, config):
+async def test_stored_body_is_the_published_event(bus, store, config, stored):
     event = lifecycle(bus, "job-x")[0]
     await bus.publish(event)
-    await wait_for(lambda: rows(config.events_db))
+    await stored.first()
     with sqlite3.connect(config.events_db) as conn:
         (body,) = conn.execute("SELECT body FROM events").fetchone()
     assert body == encode_event(event)
     assert decode_event(body) == event
 
 
-async def test_duplicate_ids_are_stored_once(bus, store, config):
+async def test_duplicate_ids_are_stored_once(bus, store, config, stored):
     event = lifecycle(bus, "job-dup")[0]
     await bus.publish(event)
     # past JetStream's duplicate window too: a raw publish without Nats-Msg-Id
     await bus.js.publish(event.type, encode_event(event))
     marker = lifecycle(bus, "job-after")[0]
     await bus.publish(marker)
-    await wait_for(lambda: len(rows(config.events_db)) == 2)
+    await stored.first(where=lambda e: e.id == marker.id)
     assert [r[1] for r in rows(config.events_db)] == [event.id, marker.id]
 
 
-async def test_read_endpoint_filters_and_pages(bus, store):
+async def test_read_endpoint_filters_and_pages(bus, store, stored):
     events = [e for j in range(5) for e in lifecycle(bus, f"job-{j}")]
     await bus.publish_many(events)
-    await wait_for(lambda: _count(bus, 20))
+    await stored.count(20)
 
     async def read(**kw):  # type: ignore[no-untyped-def]
         raw = await bus.call_raw(STORE_READ, msgspec.json.encode(StoreReadRequest(**kw)))
@@ -80,10 +80,6 @@ async def test_read_endpoint_filters_and_pages(bus, store):
     assert [i["event"]["type"] for i in page["events"]] == ["job.started", "job.succeeded"]
     page = await read(type="job.advised", types=["job.started"], limit=4)
     assert [i["seq"] for i in page["events"]] == [2, 3, 6, 7]
-
-
-async def _count(bus, n: int) -> bool:  # type: ignore[no-untyped-def]
-    return (await stats(bus)).count == n
 
 
 async def test_read_endpoint_rejects_bad_requests_and_survives(bus, store):
@@ -114,14 +110,16 @@ async def test_read_endpoint_rejects_bad_requests_and_survives(bus, store):
                          b'"data":{}}', "Invalid value 'job.exploded'"),
     ],
 )  # fmt: skip
-async def test_malformed_messages_go_to_dead_letters(bus, store, config, subject, payload, reason):
+async def test_malformed_messages_go_to_dead_letters(
+    bus, store, config, stored, subject, payload, reason
+):
     if payload is None:
         payload = encode_event(lifecycle(bus, "job-wrong")[0])  # a job.submitted
     dlq = await bus.js.subscribe("dlq.>", stream=DLQ_STREAM)
     await bus.js.publish(subject, payload)
     good = lifecycle(bus, "job-good")[0]
     await bus.publish(good)  # the store goes on after the bad message
-    await wait_for(lambda: rows(config.events_db))
+    await stored.first()
     assert [r[1] for r in rows(config.events_db)] == [good.id]
     dead = await dlq.next_msg(timeout=5)
     assert dead.subject == "dlq." + subject
@@ -132,29 +130,25 @@ async def test_malformed_messages_go_to_dead_letters(bus, store, config, subject
         assert conn.execute("SELECT subject FROM dead_letters").fetchall() == [(subject,)]
 
 
-async def test_stats_report_count_position_and_size(bus, store, config):
+async def test_stats_report_count_position_and_size(bus, store, config, stored):
     await bus.publish_many(lifecycle(bus, "job-s"))
-    await wait_for(lambda: _count(bus, 4))
+    await stored.count(4)
     s = await stats(bus)
     assert (s.count, s.last_seq, s.stream_seq) == (4, 4, 4)
     assert s.file_bytes > 0
     assert s.path == str(config.events_db)
 
 
-async def test_store_keeps_ingesting_after_the_server_restarts(bus, store, config, nats_server):
-    from services.runtime.natsserver import EmbeddedNats
-
-    first = lifecycle(bus, "job-before")
-    await bus.publish_many(first)
-    await wait_for(lambda: len(rows(config.events_db)) == 4)
-    port, store_dir = nats_server.port, nats_server.store_dir
-    nats_server.stop()
-    restarted = EmbeddedNats(store_dir, port=port)
-    restarted.start()
-    try:
+async def test_store_keeps_ingesting_after_the_server_restarts(store, config, nats_server):
+    """The server restarts as the same fixture (port and store dir kept), so it
+    outlives the store's connection, whose drain on close would wait for it."""
+    async with restart_bus(nats_server.url) as bus, watch_stored(bus) as stored:
+        first = lifecycle(bus, "job-before")
+        await bus.publish_many(first)
+        await stored.count(4)
+        nats_server.stop()
+        nats_server.start()
         later = lifecycle(bus, "job-after")
         await bus.publish_many(later)  # re-sent until acked: the client may not know yet
-        await wait_for(lambda: len(rows(config.events_db)) == 8, timeout=20)
+        await stored.count(8, timeout=20)
         assert [r[1] for r in rows(config.events_db)] == [e.id for e in first + later]
-    finally:
-        restarted.stop()
