@@ -19,6 +19,11 @@ with the profiler flag on (the service then times its own hot paths):
 ``cpu_us_per_cycle``: CPU microseconds (user + system) each process spent per
 cycle during the rounds without the profiler flag (client: this process),
 ``echo_cpu_us_per_cycle`` the same per echo cycle, and the load average.
+``jetstream_cycles``: the same loop where each of the three requests is a
+JetStream publish of a 600-byte message that waits for its ack (a stream of
+its own, the same ``--sync``): what three acknowledged writes per cycle cost
+with no service at all, the floor of any budget that records a change before
+answering it.
 
 Both loops are closed: each of the ``--inflight`` workers sends its next
 request when the previous answer is in. By Little's law the mean cycle then
@@ -26,7 +31,8 @@ takes ``inflight`` / (cycles/s): at 64 in flight a p99 under 10 ms needs more
 than 6,400 cycles/s (19,200 requests/s), more than the echo itself serves
 here; ``--inflight 8`` shows the latency at a lighter load.
 
-``BENCH_PROFILE_BUDGET=FILE`` runs the budget service under cProfile (stats in FILE).
+``BENCH_PROFILE_BUDGET=FILE`` runs the budget service under cProfile timing CPU,
+not wall time (``bench/lifecycle.py``'s runner; stats in FILE).
 
 ``--fold-only N`` measures no NATS at all: the budget's decision alone
 (``fold.apply`` of a register, start and finish, with each change's event built,
@@ -58,6 +64,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import psutil  # noqa: E402
 from advise import ECHO_SUBJECT, measure, spawn, summary  # noqa: E402
 from gateway import cpu_seconds  # noqa: E402
+from lifecycle import PROFILED  # noqa: E402
 
 from schemas import encode_event, make_event  # noqa: E402
 from schemas.budget import FINISH, REGISTER, SNAPSHOT, START  # noqa: E402
@@ -81,13 +88,21 @@ max_mem_mb = 16000000
 max_cpu_percent = 100
 """
 ERROR = "Nats-Service-Error-Code"
+JS_SUBJECT = "benchjs.write"
+JS_BODY = b"x" * 600
 
 
 async def cycles(
-    nc: nats.NATS, seconds: float, inflight: int, tag: str, echo: bool = False
+    nc: nats.NATS,
+    seconds: float,
+    inflight: int,
+    tag: str,
+    echo: bool = False,
+    jetstream: bool = False,
 ) -> tuple[int, int, float, list[float]]:
     """(cycles, errors, elapsed s, cycle latencies s) of ``inflight`` loops;
     ``echo``: the same requests, each to the echo subject."""
+    js = nc.jetstream()
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     errors = 0
@@ -103,7 +118,11 @@ async def cycles(
                                                 "vram_mb": 10}})  # fmt: skip
             n += 1
             t0 = time.perf_counter()
-            for subject, body in ((REGISTER, reg), (START, job), (FINISH, job)):
+            for k, (subject, body) in enumerate(((REGISTER, reg), (START, job), (FINISH, job))):
+                if jetstream:
+                    await js.publish(JS_SUBJECT, JS_BODY, timeout=10,
+                                     headers={"Nats-Msg-Id": f"{tag}-{i}-{n}-{k}"})  # fmt: skip
+                    continue
                 msg = await nc.request(ECHO_SUBJECT if echo else subject, body, timeout=10)
                 if msg.headers and ERROR in msg.headers:
                     errors += 1
@@ -161,7 +180,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             await wait_stream(nc)
             await set_flag(nc, ENABLE_PERF_BUDGETS, True)
             prof = os.environ.get("BENCH_PROFILE_BUDGET")
-            pre = (sys.executable, "-m", "cProfile", "-o", prof, gpuroute) if prof else (gpuroute,)
+            pre = (sys.executable, "-c", PROFILED, prof, gpuroute) if prof else (gpuroute,)
             procs.append(spawn(*pre, "serve", "budget", *common))
             echo = spawn(sys.executable, str(ROOT / "bench" / "advise.py"), "--echo-server",
                          url, stdout=subprocess.PIPE)  # fmt: skip
@@ -171,7 +190,8 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             await wait_ready(nc)
             await measure(nc, ECHO_SUBJECT, 1.0, args.inflight)  # warm-up
             await cycles(nc, 1.0, args.inflight, "warm")
-            echo_runs, echo_cycle_runs, budget_runs, profiled_runs = [], [], [], []
+            echo_runs, echo_cycle_runs, budget_runs, profiled_runs, js_runs = [], [], [], [], []
+            await nc.jetstream().add_stream(name="BENCHJS", subjects=[JS_SUBJECT])
             nats_pid = [c.pid for c in psutil.Process().children() if "nats" in c.name()]
             pids = {"client": os.getpid(), "nats": nats_pid[0], "store": procs[0].pid,
                     "budget": procs[1].pid, "echo": echo.pid}  # fmt: skip
@@ -186,6 +206,9 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 after = cpu_seconds(pids)
                 for name in pids:
                     echo_spent[name] += after[name] - before[name]
+                js_runs.append(
+                    await cycles(nc, args.seconds, args.inflight, f"js{r}", jetstream=True)
+                )
                 await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, False)
                 await asyncio.sleep(0.3)
                 before = cpu_seconds(pids)
@@ -208,7 +231,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                     p.wait()
             server.stop()
     e, c, p = summary(echo_runs), summary(budget_runs), summary(profiled_runs)
-    ec = summary(echo_cycle_runs)
+    ec, jc = summary(echo_cycle_runs), summary(js_runs)
     done = max(1, sum(run[0] for run in budget_runs))
     per_cycle = {name: round(s / done * 1e6) for name, s in spent.items()}
     echo_done = max(1, sum(run[0] for run in echo_cycle_runs))
@@ -225,6 +248,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         "rounds": args.rounds,
         "echo": e,
         "echo_cycles": ec,
+        "jetstream_cycles": jc,
         "cycles": c,
         "cycles_profiled": p,
         "ratio": ratio,
