@@ -186,7 +186,8 @@ class Driver(Service):
             on_budget = await self._admit(job)
             if job.state == "failed":
                 return
-            ending = await self._attempts(job, advice, first_attempt, on_budget)
+            rerouted = row.rerouted_attempts if row is not None else 0
+            ending = await self._attempts(job, advice, first_attempt, on_budget, rerouted)
         except asyncio.CancelledError:
             ending = "cancelled"
             if job.cancel_reason is None:  # not the cancel endpoint: the service is stopping
@@ -294,7 +295,12 @@ class Driver(Service):
             await self.emit_for(job, JobQueued(code="fits", reason="admitted after a delay"))
         job.pod = await self.cloud.acquire(self.slots, job.request.priority, job.request.executor)
 
-    async def _attempts(self, job: Job, advice: JobAdvised, first: int, budgeted: bool) -> str:
+    async def _attempts(self, job: Job, advice: JobAdvised, first: int, budgeted: bool,
+                        rerouted: int = 0) -> str:  # fmt: skip
+        """Run attempts until one succeeds or none may follow. A retryable failure
+        of a ``remote`` attempt that is rerouted to another provider does not
+        count against ``max_attempts`` (``rerouted`` of them so far): the
+        attempts are kept for failures no other provider can help with."""
         request = job.request
         executor = self.executors[request.executor or "synthetic"]
         attempt = first
@@ -310,21 +316,34 @@ class Driver(Service):
                 self.cloud.release(job.pod, self.slots)
             if outcome.status == "succeeded":
                 return "complete"
-            code = str(outcome.details.get("code", "executor"))
-            if outcome.retryable and attempt < request.max_attempts:
-                delay = min(self.settings.retry_base_s * 2 ** (attempt - 1),
+            if outcome.retryable and request.executor == "remote":
+                moved = await self._reroute(job, advice, outcome.reason, tried)
+                if moved is not advice:  # another provider, at once: no attempt spent
+                    advice, rerouted, attempt = moved, rerouted + 1, attempt + 1
+                    await self._retry(job, attempt, 0.0, outcome.reason)
+                    continue
+            spent = attempt - rerouted
+            if outcome.retryable and spent < request.max_attempts:
+                delay = min(self.settings.retry_base_s * 2 ** (spent - 1),
                             self.settings.retry_max_s)  # fmt: skip
-                if request.executor == "remote":
-                    moved = await self._reroute(job, advice, outcome.reason, tried)
-                    delay, advice = (0.0 if moved is not advice else delay), moved
-                await self.emit_for(job, JobRetried(attempt=attempt + 1, delay_s=delay,
-                                                    reason=outcome.reason, owner=self.instance))
-                await asyncio.sleep(delay)
                 attempt += 1
+                await self._retry(job, attempt, delay, outcome.reason)
                 continue
-            spent = f" (attempt {attempt} of {request.max_attempts})" if outcome.retryable else ""
-            await self._fail(job, outcome.reason + spent, code, attempt)
+            note = ""
+            if outcome.retryable and rerouted:
+                note = (f" ({spent} of {request.max_attempts} attempts spent, {rerouted} "
+                        "rerouted to another provider)")  # fmt: skip
+            elif outcome.retryable:
+                note = f" (attempt {attempt} of {request.max_attempts})"
+            code = str(outcome.details.get("code", "executor"))
+            await self._fail(job, outcome.reason + note, code, attempt)
             return "error"
+
+    async def _retry(self, job: Job, attempt: int, delay: float, reason: str) -> None:
+        """``job.retried``: attempt ``attempt`` runs here after ``delay`` seconds."""
+        await self.emit_for(job, JobRetried(attempt=attempt, delay_s=delay, reason=reason,
+                                            owner=self.instance))  # fmt: skip
+        await asyncio.sleep(delay)
 
     async def _one(
         self, job: Job, executor: Executor, advice: JobAdvised, attempt: int

@@ -337,7 +337,7 @@ class SchedulerService(Driver):
         reason = (f"lease expired: scheduler instance {owner} silent for "
                   f"{self.settings.lease_s + late_s:.1f}s (lease {self.settings.lease_s:g}s)")
         claim_id = derived_id(row.job_id, f"takeover:{owner}:{row.attempts}")
-        if was_running and row.attempts >= max(row.max_attempts, 1):
+        if was_running and row.attempts - row.rerouted_attempts >= max(row.max_attempts, 1):
             failed = JobFailed(error=f"{reason}; {row.attempts} of {row.max_attempts} attempts "
                                      "spent", code="lease_expired", attempt=row.attempts)
             event = self.bus.event(failed, key=row.job_id)

@@ -70,6 +70,9 @@ class JobRow(msgspec.Struct, kw_only=True):
     error_code: str | None = None
     retry_at: float | None = None
     reroutes: int = 0
+    rerouted_attempts: int = 0
+    """Attempts that failed at a provider and were rerouted to another one: they do
+    not count against ``max_attempts``."""
 
     @property
     def terminal(self) -> bool:
@@ -110,7 +113,7 @@ def _budget(row: JobRow, state: str, code: str, reason: str) -> None:
 class JobTableProjection:
     name = "jobs"
     type_prefix: str | None = "job."
-    version = 2
+    version = 3
 
     def initial(self) -> JobTable:
         return {}
@@ -186,6 +189,8 @@ def _apply(row: JobRow, data: Any, ts: float) -> None:
             row.target, row.provider, row.reason = target, provider, reason
             row.rule = data.rule or row.rule
             row.reroutes += 1
+            if data.from_target != "wait":
+                row.rerouted_attempts += 1
         case JobSucceeded():
             row.state = "succeeded"
             row.artifacts, row.cost_usd = list(data.artifacts), data.cost_usd

@@ -151,3 +151,52 @@ async def test_waiting_jobs_of_one_shape_share_one_advise_per_tick(
             alone = await scheduler.placement.advise(JobSpec(**shapes[i % 2]))
             assert view.decision is not None  # the decision each would have got alone
             assert (view.decision.target, view.decision.rule) == (alone.target, alone.rule)
+
+
+class AlwaysFails(Executor):
+    """A ``remote`` stand-in whose every provider times out (retryable)."""
+
+    name = "remote"
+
+    def __init__(self) -> None:
+        self.providers: list[str | None] = []
+
+    async def run(self, run: Run, progress: Progress) -> Outcome:
+        self.providers.append(run.provider)
+        return Outcome("failed", f"{run.provider} job x ended timed_out", retryable=True,
+                       provider=run.provider)  # fmt: skip
+
+
+async def remote_job(bus: Bus, max_attempts: int) -> s.JobView:
+    await bus.call(FLAGS_SET_SUBJECT, {"flags": {"features.enable_compute": True}}, FlagsView)
+    client = Client(bus)
+    accepted = await client.submit(**BIG, executor="remote", max_attempts=max_attempts,
+                                   payload={"input": {"prompt": "a fox"}})  # fmt: skip
+    return await client.ended(accepted.job_id)
+
+
+async def test_a_reroute_does_not_spend_an_attempt(config: Config, store: Any, bus: Bus) -> None:
+    remote = FailsAtFirst()
+    async with running_advisor(config), running_scheduler(config, executors={"remote": remote}):
+        view = await remote_job(bus, max_attempts=1)
+    # one attempt allowed: the provider's failure moved the job, the second provider ran it
+    assert view.state == "succeeded", view
+    assert (view.attempts, view.max_attempts, view.reroutes) == (2, 1, 1)
+    assert view.history[-4:] == ["job.rerouted", "job.retried", "job.started", "job.succeeded"]
+
+
+async def test_attempts_are_kept_for_failures_no_provider_can_help(
+    config: Config, store: Any, bus: Bus
+) -> None:
+    remote = AlwaysFails()
+    async with running_advisor(config), running_scheduler(config, executors={"remote": remote}):
+        view = await remote_job(bus, max_attempts=2)
+    # every other provider is tried once for free; then both attempts are spent
+    # where no provider is left: the last one is retried once with backoff
+    assert view.state == "failed", view
+    started = [e.payload.provider for _, e in stored_events(config.events_db, "job.started")]
+    assert view.reroutes >= 1 and len(set(started)) == view.reroutes + 1
+    assert len(started) == len(remote.providers) == view.reroutes + 2 == view.attempts
+    assert started[-1] == started[-2]
+    assert view.error is not None
+    assert f"(2 of 2 attempts spent, {view.reroutes} rerouted to another provider)" in view.error
