@@ -13,7 +13,7 @@ from schemas import Event, decode_event
 from schemas.subjects import STORE_READ
 from schemas.system import StoreReadRequest, decode_page
 from services.cloud.ledger import Ledger, LedgerProjection, apply, day_of
-from services.cloud.pods import DryRunPods, PodClient
+from services.cloud.pods import PodClient
 from services.cloud.service import CloudService
 from services.runtime.bus import Bus
 from services.runtime.clock import Clock
@@ -28,12 +28,15 @@ async def running_cloud(
     client: PodClient | None = None,
     **settings: Any,
 ) -> AsyncIterator[CloudService]:
-    """The cloud service with ``[cloud]`` ``settings`` (check loop slow unless set)."""
+    """The cloud service with ``[cloud]`` ``settings`` (check loop slow unless set);
+    without ``client`` the service picks its own, with ``[cloud.pods] dry_run`` on."""
     settings.setdefault("check_interval_s", 3600.0)
+    if client is None:
+        settings.setdefault("pods", msgspec.structs.replace(config.cloud.pods, dry_run=True))
     cloud = msgspec.structs.replace(config.cloud, **settings)
     config = msgspec.structs.replace(config, cloud=cloud)
     bus = await Bus.connect(config.nats.url or "", source="cloud", clock=clock)
-    service = CloudService(bus, config, client=client or DryRunPods(cloud.pods, bus.clock))
+    service = CloudService(bus, config, client=client)
     await service.start()
     await service.follower.loaded.wait()
     try:

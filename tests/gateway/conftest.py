@@ -38,11 +38,14 @@ async def gateway(config: Config) -> AsyncIterator[GatewayService]:
 
 @pytest.fixture
 async def stack(config: Config) -> AsyncIterator[GatewayService]:
-    """Store, adapters (dry-run: no secrets), advisor, budget, scheduler and gateway, as ``up``
-    starts them."""
+    """Store, adapters (dry-run: no secrets), advisor, budget, scheduler, cloud (dry-run
+    pods) and gateway, as ``up`` starts them."""
+    import msgspec
+
     from services.adapters.service import AdaptersService
     from services.advisor.service import AdvisorService
     from services.budget.service import BudgetService
+    from services.cloud.service import CloudService
     from services.scheduler.service import SchedulerService
     from services.store.service import StoreService
 
@@ -58,4 +61,8 @@ async def stack(config: Config) -> AsyncIterator[GatewayService]:
         scheduler = await stack.enter_async_context(running(SchedulerService, config,
                                                             "scheduler"))  # fmt: skip
         await scheduler.follower.wait_ready(10)
+        pods = msgspec.structs.replace(config.cloud.pods, dry_run=True)
+        config.cloud = msgspec.structs.replace(config.cloud, pods=pods)
+        cloud = await stack.enter_async_context(running(CloudService, config, "cloud"))
+        await cloud.follower.wait_ready(10)
         yield await stack.enter_async_context(running(GatewayService, config, "gateway"))
