@@ -1,7 +1,8 @@
 """Provider adapters: RunPod, Hugging Face Inference Endpoints, Replicate, Modal.
 
 One job contract (``contract.py``), live HTTP clients per provider, a dry-run stand-in
-(``dryrun.py``), a seeded simulation (``sim.py``), secrets (``secrets.py``), the
+(``dryrun.py``), a seeded simulation (``sim.py``), the live clients' options
+(``options.py``: the runtime's HTTP policy plus the service's hooks), the
 registry that decides, per provider, live or dry-run and says why (``registry.py``), the
 job book folded from ``adapter.*`` events (``tracking.py``: which jobs are live, what a
 restarted service needs to answer for them), inline outputs saved as files
@@ -25,33 +26,29 @@ from .contract import (
     SubmitResult,
 )
 from .errors import AdapterError
-from .http import HttpOptions
+from .options import AdapterOptions
 from .registry import AdapterRegistry, build_registry
-from .secrets import Secret, SecretStore, load_secrets
 from .sim import encode_transcript, simulate
 
 __all__ = [
     "PROVIDERS",
     "TERMINAL_STATUSES",
     "AdapterError",
+    "AdapterOptions",
     "AdapterRegistry",
     "AdaptersSettings",
     "CancelResult",
     "HealthResult",
-    "HttpOptions",
     "PollResult",
     "ProviderAdapter",
     "ProviderDescription",
     "ProviderJob",
     "ProviderProfile",
     "RetryPolicy",
-    "Secret",
-    "SecretStore",
     "SimTranscript",
     "Status",
     "SubmitResult",
     "build_registry",
     "encode_transcript",
-    "load_secrets",
     "simulate",
 ]

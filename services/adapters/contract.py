@@ -12,7 +12,7 @@ the provider's word is kept in ``raw_status`` (never guessed). ``"done"`` is suc
 
 Results are frozen msgspec Structs defined in ``schemas/adapters.py`` (they cross NATS
 between the adapters service and the gateway): they encode to JSON as they are and hold
-no secrets. A call that cannot produce a result raises an ``AdapterError`` (see
+no secrets. A call that cannot produce a result raises an ``ProviderError`` (see
 ``errors.py``).
 """
 
@@ -35,9 +35,9 @@ from schemas.adapters import (
     Status,
     SubmitResult,
 )
+from services.runtime.provider_errors import ProviderError
 
 from .calllog import CallRecord, log_call
-from .errors import AdapterError
 
 __all__ = [
     "PROVIDERS",
@@ -120,20 +120,20 @@ class AdapterBase(ABC):
         return f"{type(self).__name__}(provider={self._provider!r}, dry_run={self._dry_run})"
 
     async def submit(self, job: ProviderJob) -> SubmitResult:
-        """Hand ``job`` to the provider. Raises ``AdapterError``; never retried unless
+        """Hand ``job`` to the provider. Raises ``ProviderError``; never retried unless
         the provider makes the submit idempotent (see each provider module)."""
         return await self._logged("submit", self._submit(job), job_id=job.job_id)
 
     async def poll(self, remote_id: str) -> PollResult:
-        """The job's current status, output URLs and logs. Raises ``AdapterError``."""
+        """The job's current status, output URLs and logs. Raises ``ProviderError``."""
         return await self._logged("poll", self._poll(remote_id), remote_id=remote_id)
 
     async def cancel(self, remote_id: str) -> CancelResult:
-        """Ask the provider to stop the job. Raises ``AdapterError``."""
+        """Ask the provider to stop the job. Raises ``ProviderError``."""
         return await self._logged("cancel", self._cancel(remote_id), remote_id=remote_id)
 
     async def health(self) -> HealthResult:
-        """Whether the provider can take work now. Raises ``AdapterError``."""
+        """Whether the provider can take work now. Raises ``ProviderError``."""
         return await self._logged("health", self._health())
 
     async def aclose(self) -> None:
@@ -151,7 +151,7 @@ class AdapterBase(ABC):
         started = time.perf_counter()
         try:
             result = await work
-        except AdapterError as err:
+        except ProviderError as err:
             log_call(self._record(call, started, False, job_id, remote_id, err=err))
             raise
         ok = getattr(result, "ok", True)
@@ -171,7 +171,7 @@ class AdapterBase(ABC):
         *,
         status: str | None = None,
         reason: str | None = None,
-        err: AdapterError | None = None,
+        err: ProviderError | None = None,
     ) -> CallRecord:
         return CallRecord(
             event=f"adapter.{call}",

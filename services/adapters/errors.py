@@ -1,17 +1,20 @@
 """Errors raised by the provider adapters.
 
-Every failure that reaches a caller of ``services.adapters`` is an ``AdapterError``;
-aiohttp, msgspec and tomllib exceptions are translated where they enter our code.
-Each error carries ``provider`` (``runpod``, ``replicate``, ``huggingface``, ``modal``
-or ``""`` when no provider is involved), ``call`` (``submit``, ``poll``, ``cancel``,
-``health``, ``load_secrets``, ...) and ``reason`` (what was wrong, in words), and its
-message reads ``"<provider> <call>: <reason>"``. No error ever holds a secret value:
-provider-supplied text is redacted before it is put in ``reason``. ``AdapterError`` is a
-``GpurouteError``, so the CLI prints one that escapes as one line, never a traceback.
+Every failure that reaches a caller of ``services.adapters`` is a ``ProviderError``
+(services/runtime/provider_errors.py): the HTTP layer and the secrets loader are
+shared with the cloud service and raise the runtime's provider errors as they are;
+what only the adapters can get wrong is an ``AdapterError``. aiohttp, msgspec and
+tomllib exceptions are translated where they enter our code. Each error carries
+``provider`` (``runpod``, ``replicate``, ``huggingface``, ``modal`` or ``""`` when no
+provider is involved), ``call`` (``submit``, ``poll``, ``cancel``, ``health``,
+``load_secrets``, ...) and ``reason`` (what was wrong, in words), and its message reads
+``"<provider> <call>: <reason>"``. No error ever holds a secret value: provider-supplied
+text is redacted before it is put in ``reason``. Both roots are ``GpurouteError``s, so
+the CLI prints one that escapes as one line, never a traceback.
+``failures.py`` maps each to the code of an error reply.
 
-    AdapterError
+    ProviderError                 (services/runtime/provider_errors.py)
     ├── SecretsFileError          the secrets file is unreadable or malformed (path, key)
-    ├── SettingsError             an adapter setting is missing or invalid
     ├── TransportError            no usable HTTP answer came back
     │   ├── ProviderTimeoutError      the call ran past its timeout
     │   └── ProviderConnectionError   connecting or reading failed
@@ -21,114 +24,30 @@ provider-supplied text is redacted before it is put in ``reason``. ``AdapterErro
     │   ├── RateLimitedError          429 after the retries allowed (retry_after_s)
     │   └── ProviderUnavailableError  502 / 503 / 504 after the retries allowed
     ├── MalformedResponseError    the answer was not the JSON the provider documents
-    ├── InvalidJobError           the job cannot be sent to this provider as given
-    ├── UnknownProviderError      a provider name we have no adapter for
-    ├── UnknownJobError           a remote id no one submitted (dry-run ids, HF local ids)
-    ├── JobConflictError          the job exists, but this call cannot be served for it
-    │                             here or now (a live job whose provider cannot go live)
-    └── NotReadyError             the service is still reading its jobs from the store
+    └── AdapterError              root of the adapters' own errors (this module)
+        ├── SettingsError             an adapter setting is missing or invalid
+        ├── InvalidJobError           the job cannot be sent to this provider as given
+        ├── UnknownProviderError      a provider name we have no adapter for
+        ├── UnknownJobError           a remote id no one submitted (dry-run ids, HF
+        │                             local ids)
+        ├── JobConflictError          the job exists, but this call cannot be served
+        │                             for it here or now (a live job whose provider
+        │                             cannot go live)
+        └── NotReadyError             the service is still reading its jobs from the
+                                      store
 """
 
 from __future__ import annotations
 
-from services.runtime.errors import GpurouteError
+from services.runtime.provider_errors import ProviderError
 
 
-class AdapterError(GpurouteError):
-    """Root of every adapter error; ``str(err)`` is a one-line readable message."""
-
-    def __init__(self, provider: str, call: str, reason: str) -> None:
-        self.provider = provider
-        self.call = call
-        self.reason = reason
-        prefix = f"{provider} {call}" if provider else call
-        super().__init__(f"{prefix}: {reason}")
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(provider={self.provider!r}, call={self.call!r}, "
-            f"reason={self.reason!r})"
-        )
-
-    def to_dict(self) -> dict[str, object]:
-        """The error as plain data, for an error reply or an event payload."""
-        return {
-            "error": type(self).__name__,
-            "provider": self.provider,
-            "call": self.call,
-            "reason": self.reason,
-        }
-
-
-class SecretsFileError(AdapterError):
-    """The secrets file could not be read or does not have the documented shape."""
-
-    def __init__(self, path: str, key: str, reason: str) -> None:
-        self.path = path
-        self.key = key
-        self.problem = reason
-        where = f"{path}: key {key!r}" if key else path
-        super().__init__("", "load_secrets", f"{where}: {reason}")
+class AdapterError(ProviderError):
+    """Root of the errors only the adapters raise; ``str(err)`` is one readable line."""
 
 
 class SettingsError(AdapterError):
     """An adapter setting (endpoint id, model, base URL, ...) is missing or invalid."""
-
-
-class TransportError(AdapterError):
-    """No usable HTTP answer: timeout, refused connection, reset, bad payload framing."""
-
-
-class ProviderTimeoutError(TransportError):
-    """The call did not finish within its timeout (after the retries allowed)."""
-
-
-class ProviderConnectionError(TransportError):
-    """Connecting to or reading from the provider failed (after the retries allowed)."""
-
-
-class ProviderHTTPError(AdapterError):
-    """The provider answered with a status we do not treat as success."""
-
-    def __init__(self, provider: str, call: str, reason: str, *, status: int) -> None:
-        self.status = status
-        super().__init__(provider, call, reason)
-
-    def to_dict(self) -> dict[str, object]:
-        data = super().to_dict()
-        data["status"] = self.status
-        return data
-
-
-class AuthError(ProviderHTTPError):
-    """401 or 403: the token was refused."""
-
-
-class NotFoundError(ProviderHTTPError):
-    """404: the job, endpoint, model or route does not exist."""
-
-
-class RateLimitedError(ProviderHTTPError):
-    """429 that outlived the retries allowed (or a submit, which is not retried)."""
-
-    def __init__(
-        self, provider: str, call: str, reason: str, *, status: int, retry_after_s: float | None
-    ) -> None:
-        self.retry_after_s = retry_after_s
-        super().__init__(provider, call, reason, status=status)
-
-    def to_dict(self) -> dict[str, object]:
-        data = super().to_dict()
-        data["retry_after_s"] = self.retry_after_s
-        return data
-
-
-class ProviderUnavailableError(ProviderHTTPError):
-    """502, 503 or 504 that outlived the retries allowed."""
-
-
-class MalformedResponseError(AdapterError):
-    """The provider answered, but not with the JSON its API documents."""
 
 
 class InvalidJobError(AdapterError):

@@ -1,4 +1,4 @@
-"""How an ``AdapterError`` leaves the adapters service: a ``nats.micro`` service error.
+"""How a ``ProviderError`` leaves the adapters service: a ``nats.micro`` service error.
 
 The code is HTTP-like, chosen here and nowhere else; the gateway passes it through:
 
@@ -19,22 +19,24 @@ from __future__ import annotations
 
 from schemas.adapters import AdapterFailure, encode_failure
 from services.runtime.endpoints import EndpointError
-
-from .errors import (
-    AdapterError,
-    InvalidJobError,
-    JobConflictError,
+from services.runtime.provider_errors import (
     NotFoundError,
-    NotReadyError,
+    ProviderError,
     ProviderHTTPError,
     ProviderTimeoutError,
     RateLimitedError,
+)
+
+from .errors import (
+    InvalidJobError,
+    JobConflictError,
+    NotReadyError,
     UnknownJobError,
     UnknownProviderError,
 )
 
 
-def status_code(err: AdapterError) -> int:
+def status_code(err: ProviderError) -> int:
     """The HTTP-like code for ``err`` (see the module docstring)."""
     match err:
         case InvalidJobError() | UnknownProviderError():
@@ -54,7 +56,7 @@ def status_code(err: AdapterError) -> int:
     return 502
 
 
-def to_failure(err: AdapterError) -> AdapterFailure:
+def to_failure(err: ProviderError) -> AdapterFailure:
     return AdapterFailure(
         error=str(err),
         kind=type(err).__name__,
@@ -66,7 +68,6 @@ def to_failure(err: AdapterError) -> AdapterFailure:
     )
 
 
-def endpoint_error(err: AdapterError) -> EndpointError:
+def endpoint_error(err: ProviderError) -> EndpointError:
     """The error to raise from an endpoint handler for ``err``."""
     return EndpointError(status_code(err), encode_failure(to_failure(err)))
-

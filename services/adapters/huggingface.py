@@ -18,10 +18,10 @@ the endpoint up, refuses a paused or failed one, then runs the inference request
 background task it owns and returns a local id (``hf-<hex>``); ``poll`` reads that
 task's state. The request itself lives in this process, so what a later poll or cancel
 needs is kept in events: when the request ends (or is cancelled because the service
-stops) the adapter calls ``HttpOptions.on_result``, and the service records the status,
+stops) the adapter calls ``AdapterOptions.on_result``, and the service records the status,
 the output (small JSON) and the saved artifacts (raw bytes, large JSON) in an
 ``adapter.status_changed`` event. A poll of a job this process does not hold (after a
-restart, or at another replica) is answered from that record (``HttpOptions.known``):
+restart, or at another replica) is answered from that record (``AdapterOptions.known``):
 
 - ended: its recorded status, output and artifacts;
 - not ended, and submitted less than ``result_deadline_s`` ago: its last recorded
@@ -53,6 +53,9 @@ import msgspec
 
 from schemas.adapter_settings import HuggingFaceSettings
 from schemas.adapters import MAX_EVENT_OUTPUT_BYTES, SavedArtifact
+from services.runtime.http import NOT_PROCESSED, ProviderHttp, join_url, segment
+from services.runtime.provider_errors import ProviderError, ProviderHTTPError
+from services.runtime.secrets import Secret
 
 from .artifacts import collect, save_bytes
 from .contract import (
@@ -67,15 +70,8 @@ from .contract import (
     SubmitResult,
     find_artifacts,
 )
-from .errors import (
-    AdapterError,
-    InvalidJobError,
-    JobConflictError,
-    ProviderHTTPError,
-    UnknownJobError,
-)
-from .http import NOT_PROCESSED, HttpOptions, ProviderHttp, join_url, segment
-from .secrets import Secret
+from .errors import InvalidJobError, JobConflictError, UnknownJobError
+from .options import AdapterOptions
 from .tracking import JobRecord
 
 PROVIDER: Final = "huggingface"
@@ -130,10 +126,14 @@ class HuggingFaceAdapter(AdapterBase):
     """Live adapter for one dedicated Inference Endpoint."""
 
     def __init__(
-        self, settings: HuggingFaceSettings, *, api_key: Secret, options: HttpOptions | None = None
+        self,
+        settings: HuggingFaceSettings,
+        *,
+        api_key: Secret,
+        options: AdapterOptions | None = None,
     ) -> None:
         super().__init__(PROVIDER, dry_run=False)
-        options = options or HttpOptions()
+        options = options or AdapterOptions()
         auth = {"Authorization": Secret(f"Bearer {api_key.reveal()}")}
         self._settings = settings
         self._options = options
@@ -354,7 +354,7 @@ class HuggingFaceAdapter(AdapterBase):
         except asyncio.CancelledError:
             job.status, job.raw_status = "cancelled", "cancelled"
             raise
-        except AdapterError as err:
+        except ProviderError as err:
             job.status, job.error = "failed", err.reason
             job.raw_status = f"HTTP {err.status}" if isinstance(err, ProviderHTTPError) else None
         except Exception as err:  # a bug of ours must not vanish inside a task

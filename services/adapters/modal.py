@@ -29,7 +29,7 @@ whole as an artifact). An HTML or other text answer is not the job-queue app (a 
 Cancelled calls: ``FunctionCall.get()`` raises for a cancelled call, so the result
 route answers 500 for it, just as for a call that raised. A 500 for a call that this
 adapter was asked to cancel (in this process, or recorded in the ``adapter.*``
-events: ``HttpOptions.known``) is therefore ``cancelled``, not ``failed``.
+events: ``AdapterOptions.known``) is therefore ``cancelled``, not ``failed``.
 
 Retries: ``spawn`` is not idempotent (a second POST spawns a second call), so a submit
 is sent once; result and health GETs and cancel (cancelling twice is cancelling once)
@@ -44,6 +44,9 @@ from typing import Any, Final
 import msgspec
 
 from schemas.adapter_settings import ModalSettings
+from services.runtime.http import HttpReply, ProviderHttp, join_url, segment
+from services.runtime.provider_errors import MalformedResponseError
+from services.runtime.secrets import Secret
 
 from .artifacts import Collected, collect, save_bytes
 from .contract import (
@@ -56,9 +59,8 @@ from .contract import (
     SubmitResult,
     find_artifacts,
 )
-from .errors import InvalidJobError, MalformedResponseError
-from .http import HttpOptions, HttpReply, ProviderHttp, join_url, segment
-from .secrets import Secret
+from .errors import InvalidJobError
+from .options import AdapterOptions
 
 PROVIDER: Final = "modal"
 
@@ -87,10 +89,10 @@ class ModalAdapter(AdapterBase):
         *,
         token_id: Secret,
         token_secret: Secret,
-        options: HttpOptions | None = None,
+        options: AdapterOptions | None = None,
     ) -> None:
         super().__init__(PROVIDER, dry_run=False)
-        options = options or HttpOptions()
+        options = options or AdapterOptions()
         self._settings = settings
         self._artifacts = options.artifacts
         self._known = options.known

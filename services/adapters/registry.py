@@ -22,16 +22,16 @@ from typing import Final
 
 from schemas.adapter_settings import AdaptersSettings
 from schemas.adapters import PROVIDERS, DryRunReason, ProviderDescription
+from services.runtime.secrets import REQUIRED_KEYS, Secret, SecretStore, env_names
 
 from .contract import ProviderAdapter
 from .dryrun import DryRunAdapter
 from .errors import UnknownProviderError
-from .http import HttpOptions
 from .huggingface import HuggingFaceAdapter
 from .modal import ModalAdapter
+from .options import AdapterOptions
 from .replicate import ReplicateAdapter
 from .runpod import RunPodAdapter
-from .secrets import REQUIRED_KEYS, Secret, SecretStore, env_names
 
 FLAG_NAME: Final = "features.enable_public_gpu_adapters"
 _NAMES: Final = {
@@ -157,7 +157,7 @@ def build_registry(
     secrets: SecretStore,
     *,
     enable_public_gpu_adapters: bool = False,
-    options: HttpOptions | None = None,
+    options: AdapterOptions | None = None,
 ) -> AdapterRegistry:
     """Adapters for every provider, live only where ``describe_provider`` says so.
 
@@ -165,7 +165,7 @@ def build_registry(
     ones); its ``retry`` defaults to ``settings.retry``. Every secret in ``secrets`` is
     redacted from every adapter's provider text, not only that adapter's own.
     """
-    http = options or HttpOptions(retry=settings.retry)
+    http = options or AdapterOptions(retry=settings.retry)
     http = dataclasses.replace(http, redact=[*http.redact, *secrets.all_values()])
     adapters: dict[str, ProviderAdapter] = {}
     descriptions: dict[str, ProviderDescription] = {}
@@ -182,7 +182,7 @@ def build_registry(
 
 
 def _live(
-    provider: str, settings: AdaptersSettings, secrets: SecretStore, http: HttpOptions
+    provider: str, settings: AdaptersSettings, secrets: SecretStore, http: AdapterOptions
 ) -> ProviderAdapter:
     def secret(key: str) -> Secret:
         found = secrets.get(provider, key)

@@ -30,6 +30,8 @@ from typing import Any, Final
 import msgspec
 
 from schemas.adapter_settings import ReplicateSettings
+from services.runtime.http import ProviderHttp, join_url, segment
+from services.runtime.secrets import Secret
 
 from .artifacts import collect
 from .contract import (
@@ -44,8 +46,7 @@ from .contract import (
     map_status,
 )
 from .errors import InvalidJobError
-from .http import HttpOptions, ProviderHttp, join_url, segment
-from .secrets import Secret
+from .options import AdapterOptions
 
 PROVIDER: Final = "replicate"
 
@@ -80,17 +81,21 @@ class ReplicateAdapter(AdapterBase):
     """Live Replicate adapter."""
 
     def __init__(
-        self, settings: ReplicateSettings, *, api_token: Secret, options: HttpOptions | None = None
+        self,
+        settings: ReplicateSettings,
+        *,
+        api_token: Secret,
+        options: AdapterOptions | None = None,
     ) -> None:
         super().__init__(PROVIDER, dry_run=False)
         self._settings = settings
-        self._artifacts = (options or HttpOptions()).artifacts
+        self._artifacts = (options or AdapterOptions()).artifacts
         self._base = settings.base_url
         self._http = ProviderHttp.build(
             PROVIDER,
             {"Authorization": Secret(f"Bearer {api_token.reveal()}")},
             settings.timeout_s,
-            options or HttpOptions(),
+            options or AdapterOptions(),
             redact=[api_token],
         )
 

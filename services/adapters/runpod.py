@@ -32,6 +32,8 @@ from typing import Any, Final
 import msgspec
 
 from schemas.adapter_settings import RunPodSettings
+from services.runtime.http import ProviderHttp, join_url, segment
+from services.runtime.secrets import Secret
 
 from .artifacts import collect
 from .contract import (
@@ -47,8 +49,7 @@ from .contract import (
     map_status,
 )
 from .errors import InvalidJobError
-from .http import HttpOptions, ProviderHttp, join_url, segment
-from .secrets import Secret
+from .options import AdapterOptions
 
 PROVIDER: Final = "runpod"
 
@@ -81,17 +82,17 @@ class RunPodAdapter(AdapterBase):
     """Live RunPod serverless adapter for one endpoint."""
 
     def __init__(
-        self, settings: RunPodSettings, *, api_key: Secret, options: HttpOptions | None = None
+        self, settings: RunPodSettings, *, api_key: Secret, options: AdapterOptions | None = None
     ) -> None:
         super().__init__(PROVIDER, dry_run=False)
         self._settings = settings
-        self._artifacts = (options or HttpOptions()).artifacts
+        self._artifacts = (options or AdapterOptions()).artifacts
         self._base = join_url(settings.base_url, segment(settings.endpoint_id))
         self._http = ProviderHttp.build(
             PROVIDER,
             {"Authorization": Secret(f"Bearer {api_key.reveal()}")},
             settings.timeout_s,
-            options or HttpOptions(),
+            options or AdapterOptions(),
             redact=[api_key],
         )
 

@@ -76,26 +76,24 @@ from schemas.flags import ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged
 from services.runtime.endpoints import InFlight, endpoint
 from services.runtime.errors import BusError, ConfigError
 from services.runtime.follower import Follower
+from services.runtime.provider_errors import (
+    ProviderError,
+    ProviderUnavailableError,
+    SecretsFileError,
+    TransportError,
+)
+from services.runtime.secrets import SecretStore, load_secrets
 from services.runtime.service import Service
 from services.runtime.snapshots import Snapshots
 
 from .artifacts import ArtifactStore
 from .contract import ProviderAdapter
 from .dryrun import DryRunAdapter
-from .errors import (
-    AdapterError,
-    JobConflictError,
-    NotReadyError,
-    ProviderUnavailableError,
-    SecretsFileError,
-    TransportError,
-    UnknownJobError,
-)
+from .errors import JobConflictError, NotReadyError, UnknownJobError
 from .failures import endpoint_error
-from .http import HttpOptions
+from .options import AdapterOptions
 from .projection import FOLLOWED, AdaptersProjection, AdaptersState
 from .registry import AdapterRegistry, build_registry
-from .secrets import SecretStore, load_secrets
 from .sim import encode_transcript, simulate
 from .tracking import JobBook
 
@@ -132,7 +130,7 @@ class AdaptersService(Service):
         self._live_logged = False
         self._in_flight = InFlight(MAX_IN_FLIGHT, self.spawn)
         self._session = aiohttp.ClientSession()
-        self._options = HttpOptions(
+        self._options = AdapterOptions(
             retry=self.settings.retry, session=self._session,
             known=lambda provider, remote_id: self._book.get(provider, remote_id),
             on_result=self._on_result,
@@ -278,7 +276,7 @@ class AdaptersService(Service):
     def _adapter(self, provider: str) -> ProviderAdapter:
         try:
             return self.registry.get(provider)
-        except AdapterError as err:
+        except ProviderError as err:
             raise endpoint_error(err) from err
 
     async def submit(self, req: SubmitRequest) -> bytes:
@@ -288,7 +286,7 @@ class AdaptersService(Service):
         started = self.clock.monotonic()
         try:
             result = await adapter.submit(req.job)
-        except AdapterError as err:
+        except ProviderError as err:
             await self._emit(
                 AdapterSubmitted(
                     provider=req.provider, dry_run=adapter.dry_run, ok=False, job_id=job_id,
@@ -312,7 +310,7 @@ class AdaptersService(Service):
         adapter = self._for_job(req.provider, req.id, "poll")
         try:
             result = await adapter.poll(req.id)
-        except AdapterError as err:
+        except ProviderError as err:
             raise endpoint_error(err) from err
         await self._status_seen(
             req.provider, adapter.dry_run, req.id, req.job_id, result.status, "poll",
@@ -326,7 +324,7 @@ class AdaptersService(Service):
         adapter = self._for_job(req.provider, req.id, "cancel")
         try:
             result = await adapter.cancel(req.id)
-        except AdapterError as err:
+        except ProviderError as err:
             raise endpoint_error(err) from err
         if result.status is not None:
             await self._status_seen(
@@ -355,7 +353,7 @@ class AdaptersService(Service):
     async def simulate(self, req: SimulateRequest) -> bytes:
         try:
             transcript = simulate(req.provider, req.job, req.seed, profile=req.profile)
-        except AdapterError as err:
+        except ProviderError as err:
             raise endpoint_error(err) from err
         return encode_transcript(transcript)
 
@@ -366,7 +364,7 @@ class AdaptersService(Service):
         started = self.clock.monotonic()
         try:
             result = await adapter.health()
-        except AdapterError as err:
+        except ProviderError as err:
             down = isinstance(err, TransportError | ProviderUnavailableError)
             result = HealthResult(
                 ok=False, provider=provider, dry_run=adapter.dry_run,

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Final, Protocol
 import msgspec
 
 from schemas.cloud import PodInfo, PodPort, PodSpec, PodsSettings, PodStatus
-from services.adapters.secrets import SecretStore
 from services.runtime.clock import Clock
 from services.runtime.errors import GpurouteError
+from services.runtime.secrets import SecretStore
 
 if TYPE_CHECKING:
-    from services.adapters.http import HttpOptions
+    from services.runtime.http import HttpOptions
 
 PROVIDER: Final = "runpod"
 MAX_DRY_PODS: Final = 10_000

@@ -38,15 +38,15 @@ import msgspec
 from schemas import limits
 from schemas.adapter_settings import RetryPolicy
 from schemas.cloud import PodInfo, PodPort, PodSpec, PodsSettings, PodStatus
-from services.adapters.errors import (
-    AdapterError,
+from services.runtime.http import HttpOptions, HttpReply, ProviderHttp, join_url, segment
+from services.runtime.provider_errors import (
     MalformedResponseError,
     ProviderHTTPError,
     RateLimitedError,
     TransportError,
 )
-from services.adapters.http import HttpOptions, HttpReply, ProviderHttp, join_url, segment
-from services.adapters.secrets import Secret
+from services.runtime.provider_errors import ProviderError as AdapterError
+from services.runtime.secrets import Secret
 
 from .pods import (
     PROVIDER,

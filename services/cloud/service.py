@@ -67,7 +67,6 @@ from schemas.cloud import (
     TerminateCode,
 )
 from schemas.cloud_settings import CloudSettings
-from services.adapters.secrets import load_secrets
 from services.cloud import cap, views
 from services.cloud.autoscaler import plan
 from services.cloud.ledger import (
@@ -87,6 +86,7 @@ from services.runtime.config import Config
 from services.runtime.endpoints import EndpointError, InFlight, endpoint
 from services.runtime.errors import BusError
 from services.runtime.follower import Follower
+from services.runtime.secrets import load_secrets
 from services.runtime.service import Service
 
 MAX_IN_FLIGHT = 1024

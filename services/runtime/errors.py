@@ -15,8 +15,21 @@
     │   └── FollowerBehind        (follow.py) a live follower fell too far behind;
     │                             carries the position to resume from
     ├── DataDirInUse              (datadir.py) another gpuroute holds the data directory
+    ├── ProviderError             (provider_errors.py) a call to an outside provider, or
+    │   │                         its secrets, failed: ``provider``, ``call``, ``reason``
+    │   ├── SecretsFileError      (provider_errors.py) the secrets file is unreadable or
+    │   │                         malformed (secrets.py raises it; ``path``, ``key``)
+    │   ├── TransportError        no usable HTTP answer came back (http.py raises these)
+    │   │   ├── ProviderTimeoutError      the call ran past its timeout
+    │   │   └── ProviderConnectionError   connecting or reading failed
+    │   ├── ProviderHTTPError     an error status after the retries allowed (``status``)
+    │   │   ├── AuthError                 401 / 403: the token is wrong or lacks rights
+    │   │   ├── NotFoundError             404: unknown job, pod, endpoint or route
+    │   │   ├── RateLimitedError          429 (``retry_after_s``)
+    │   │   └── ProviderUnavailableError  502 / 503 / 504
+    │   ├── MalformedResponseError  not the JSON the provider documents, or too big
+    │   └── AdapterError          (services/adapters/errors.py) the adapters' root
     ├── AdvisorError              (services/advisor/errors.py) the advisor's root
-    ├── AdapterError              (services/adapters/errors.py) the adapters' root
     ├── CloudError                (services/cloud/pods.py) the pod client's root
     └── GatewayError              (services/gateway/errors.py) the gateway's root
 

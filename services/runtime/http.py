@@ -1,6 +1,9 @@
-"""The HTTP layer every live adapter goes through: timeouts, retries, error translation.
+"""The HTTP client of every call to an outside provider: timeouts, retries, errors.
 
-- Every request has a total timeout (``timeout_s``, per adapter, overridable per call).
+The adapters service (serverless jobs) and the cloud service (pods) both go through
+``ProviderHttp``, so there is one retry, ``Retry-After`` and error-decoding mechanism.
+
+- Every request has a total timeout (``timeout_s``, per client, overridable per call).
 - Retries: on 429, 502, 503, 504, timeouts and broken connections, with exponential
   backoff and jitter drawn from an injected ``random.Random``, sleeping through an
   injected ``sleep`` (tests pass a recorder, so retries cost no wall time). A
@@ -18,8 +21,9 @@
   every JSON answer is decoded through ``schemas.limits`` (size and nesting bounded,
   invalid UTF-8 and deep nesting are a ``MalformedResponseError`` naming provider,
   call and problem, never an exception that escapes).
-- Any other failure becomes an ``AdapterError`` subclass naming provider, call and
-  reason; provider text in a reason is truncated and has every known secret redacted.
+- Any other failure becomes a ``ProviderError`` subclass (provider_errors.py) naming
+  provider, call and reason; provider text in a reason is truncated and has every
+  known secret redacted.
 """
 
 from __future__ import annotations
@@ -40,10 +44,8 @@ import msgspec
 
 from schemas import limits
 from schemas.adapter_settings import RetryPolicy
-from schemas.adapters import PollResult
 
-from .artifacts import ArtifactStore
-from .errors import (
+from .provider_errors import (
     AuthError,
     MalformedResponseError,
     NotFoundError,
@@ -54,7 +56,6 @@ from .errors import (
     RateLimitedError,
 )
 from .secrets import Secret
-from .tracking import JobRecord
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -71,7 +72,7 @@ _DETAIL_CHARS: Final = 300
 MAX_RETRY_AFTER_S: Final = 86_400.0
 """A provider's ``Retry-After`` past a day is read as a day (we wait at most
 ``RetryPolicy.max_retry_after_s`` anyway; this bounds what is reported)."""
-log = logging.getLogger("gpuroute.adapters.http")
+log = logging.getLogger("gpuroute.http")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -114,17 +115,11 @@ def ratelimit_wait(value: str | None) -> str | None:
     return str(max(waits)) if waits else None
 
 
-JobLookup = Callable[[str, str], JobRecord | None]
-ResultHook = Callable[[PollResult], Awaitable[None]]
-
-
 @dataclass(frozen=True, kw_only=True)
 class HttpOptions:
-    """What every live adapter shares: its HTTP client's policy (tests replace
-    ``rng``/``sleep``) and the adapters service's hooks: ``artifacts`` (where inline
-    outputs are saved; None: left in ``output``), ``known`` (the service's record of a
-    job, by provider and remote id, from the ``adapter.*`` events) and ``on_result``
-    (called when a job ends outside any call, e.g. a Hugging Face request)."""
+    """The policy every ``ProviderHttp`` of a service shares (tests replace
+    ``rng``/``sleep``/``session``); a service may subclass it to carry its own
+    hooks beside it (the adapters' ``AdapterOptions``)."""
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     rng: random.Random | None = None  # None: a fresh unseeded generator per client
@@ -132,9 +127,6 @@ class HttpOptions:
     session: aiohttp.ClientSession | None = None  # None: each client owns one
     redact: Sequence[Secret] = ()  # every secret known (the registry passes them all)
     max_body_bytes: int = MAX_BODY_BYTES
-    artifacts: ArtifactStore | None = None
-    known: JobLookup | None = None
-    on_result: ResultHook | None = None
 
 
 class HttpReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -224,7 +216,7 @@ class ProviderHttp:
         timeout_s: float | None = None,
     ) -> HttpReply:
         """Send one request (retrying as allowed); return the reply whose status is in
-        ``ok_statuses``, or raise the ``AdapterError`` that fits."""
+        ``ok_statuses``, or raise the ``ProviderError`` that fits."""
         retry_on = retry_statuses if retry_statuses is not None else (
             RETRYABLE_STATUSES if idempotent else NOT_PROCESSED
         )

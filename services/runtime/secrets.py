@@ -1,7 +1,11 @@
 """Provider secrets: a TOML file, overridden by environment variables.
 
-The file (path set in config; ``ops/secrets.sample.toml`` shows its shape, the real
-one is git-ignored) has one table per provider::
+One file serves every service that calls a provider (the adapters service for
+serverless jobs, the cloud service for RunPod pods: both read
+``adapters.secrets_file``), so its shape is defined here, once: a table the adapters
+do not use is still no typo for the cloud service, and the reverse. The file (path set
+in config; ``ops/secrets.sample.toml`` shows its shape, the real one is git-ignored)
+has one table per provider::
 
     [runpod]       api_key = "..."
     [huggingface]  api_key = "..."
@@ -18,8 +22,8 @@ Precedence for each key, first non-empty value wins:
 A missing file is not an error (every provider then runs dry). A file that is not valid
 TOML, a value that is not a non-empty string, an unknown table or an unknown key raises
 ``SecretsFileError`` naming the file and the key: a typo must not silently leave an
-adapter dry. Values are held in ``Secret``, whose ``repr``/``str`` is ``***``; only the
-HTTP layer calls ``reveal()``, to build a request header.
+provider dry. Values are held in ``Secret``, whose ``repr``/``str`` is ``***``; only the
+HTTP layer (http.py) calls ``reveal()``, to build a request header.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from .errors import SecretsFileError
+from .provider_errors import SecretsFileError
 
 # provider -> the keys it needs to go live, in the order a user should read them.
 REQUIRED_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -122,7 +126,7 @@ class SecretStore:
 
     def scrub(self, data: bytes) -> bytes:
         """``data`` (UTF-8 or JSON bytes) with every held secret, raw or JSON-escaped,
-        replaced by ``***``: the last guard before bytes leave the adapters service."""
+        replaced by ``***``: the last guard before bytes leave a service."""
         for secret, _ in self._values.values():
             value = secret.reveal()
             for form in {value.encode(), json.dumps(value)[1:-1].encode()}:

@@ -11,12 +11,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from services.adapters.http import HttpOptions, RetryPolicy
+from schemas.adapter_settings import RetryPolicy
 from services.adapters.huggingface import HuggingFaceAdapter, HuggingFaceSettings
 from services.adapters.modal import ModalAdapter, ModalSettings
+from services.adapters.options import AdapterOptions
 from services.adapters.replicate import ReplicateAdapter, ReplicateSettings
 from services.adapters.runpod import RunPodAdapter, RunPodSettings
-from services.adapters.secrets import Secret
+from services.runtime.secrets import Secret
 from tests.adapters.adapter_fakes import (
     MODAL_ID,
     MODAL_SECRET,
@@ -52,8 +53,8 @@ def retry() -> RetryPolicy:
 
 
 @pytest.fixture
-def http_options(sleeps: SleepRecorder, retry: RetryPolicy) -> HttpOptions:
-    return HttpOptions(retry=retry, rng=random.Random(1234), sleep=sleeps)
+def http_options(sleeps: SleepRecorder, retry: RetryPolicy) -> AdapterOptions:
+    return AdapterOptions(retry=retry, rng=random.Random(1234), sleep=sleeps)
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def modal_settings(modal_server: TestServer) -> ModalSettings:
 
 @pytest.fixture
 async def runpod(
-    runpod_settings: RunPodSettings, http_options: HttpOptions, fake: Fake
+    runpod_settings: RunPodSettings, http_options: AdapterOptions, fake: Fake
 ) -> AsyncIterator[RunPodAdapter]:
     adapter = RunPodAdapter(runpod_settings, api_key=Secret(TOKEN), options=http_options)
     yield adapter
@@ -127,7 +128,7 @@ async def runpod(
 
 @pytest.fixture
 async def replicate(
-    replicate_settings: ReplicateSettings, http_options: HttpOptions, fake: Fake
+    replicate_settings: ReplicateSettings, http_options: AdapterOptions, fake: Fake
 ) -> AsyncIterator[ReplicateAdapter]:
     adapter = ReplicateAdapter(replicate_settings, api_token=Secret(TOKEN), options=http_options)
     yield adapter
@@ -137,7 +138,7 @@ async def replicate(
 
 @pytest.fixture
 async def huggingface(
-    hf_settings: HuggingFaceSettings, http_options: HttpOptions, fake: Fake
+    hf_settings: HuggingFaceSettings, http_options: AdapterOptions, fake: Fake
 ) -> AsyncIterator[HuggingFaceAdapter]:
     adapter = HuggingFaceAdapter(hf_settings, api_key=Secret(TOKEN), options=http_options)
     yield adapter
@@ -147,7 +148,7 @@ async def huggingface(
 
 @pytest.fixture
 async def modal(
-    modal_settings: ModalSettings, http_options: HttpOptions, fake: Fake
+    modal_settings: ModalSettings, http_options: AdapterOptions, fake: Fake
 ) -> AsyncIterator[ModalAdapter]:
     adapter = ModalAdapter(
         modal_settings, token_id=Secret(MODAL_ID), token_secret=Secret(MODAL_SECRET),

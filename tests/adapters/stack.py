@@ -24,11 +24,11 @@ from schemas.adapter_settings import (
 from schemas.flags import ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged
 from schemas.subjects import STORE_READ
 from schemas.system import StoreReadRequest
-from services.adapters.secrets import REQUIRED_KEYS, env_names
 from services.adapters.service import AdaptersService
 from services.gateway.service import GatewayService
 from services.runtime.bus import Bus
 from services.runtime.config import Config
+from services.runtime.secrets import REQUIRED_KEYS, env_names
 from tests.adapters.adapter_fakes import (
     MODAL_ID,
     MODAL_SECRET,

@@ -13,8 +13,9 @@ import pytest
 
 from schemas.adapter_settings import MAX_DELAY_S, AdaptersSettings
 from schemas.adapters import decode_failure
-from services.adapters.errors import AdapterError, RateLimitedError
-from services.adapters.http import (
+from services.runtime.config import load_config
+from services.runtime.errors import ConfigError
+from services.runtime.http import (
     MAX_RETRY_AFTER_S,
     HttpReply,
     ProviderHttp,
@@ -23,9 +24,8 @@ from services.adapters.http import (
     parse_retry_after,
     segment,
 )
-from services.adapters.secrets import Secret
-from services.runtime.config import load_config
-from services.runtime.errors import ConfigError
+from services.runtime.provider_errors import ProviderError, RateLimitedError
+from services.runtime.secrets import Secret
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_errors_have_structured_fields_and_a_readable_message() -> None:
         content_type="application/json", retry_after="4",
     )
     err = http.error_for("poll", reply)
-    assert isinstance(err, RateLimitedError) and isinstance(err, AdapterError)
+    assert isinstance(err, RateLimitedError) and isinstance(err, ProviderError)
     assert str(err) == "replicate poll: HTTP 429: slow down, ***"
     assert err.to_dict() == {
         "error": "RateLimitedError", "provider": "replicate", "call": "poll",

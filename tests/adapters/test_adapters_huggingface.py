@@ -11,15 +11,11 @@ import pytest
 from schemas.adapters import PollResult
 from services.adapters.artifacts import ArtifactStore
 from services.adapters.contract import ProviderJob
-from services.adapters.errors import (
-    AuthError,
-    InvalidJobError,
-    MalformedResponseError,
-    UnknownJobError,
-)
-from services.adapters.http import HttpOptions
+from services.adapters.errors import InvalidJobError, UnknownJobError
 from services.adapters.huggingface import HEALTH_MAP, HuggingFaceAdapter, HuggingFaceSettings
-from services.adapters.secrets import Secret
+from services.adapters.options import AdapterOptions
+from services.runtime.provider_errors import AuthError, MalformedResponseError
+from services.runtime.secrets import Secret
 from tests.adapters.adapter_fakes import TOKEN, Fake, Scripted
 from tests.adapters.conftest import SleepRecorder
 
@@ -56,7 +52,7 @@ async def test_scaled_to_zero_meets_503s_then_succeeds(
 
 
 async def test_scale_up_timeout_header_lets_the_proxy_hold_the_request(
-    hf_settings: HuggingFaceSettings, http_options: HttpOptions, fake: Fake,
+    hf_settings: HuggingFaceSettings, http_options: AdapterOptions, fake: Fake,
     sleeps: SleepRecorder,
 ) -> None:
     fake.extra["state"] = "scaledToZero"
@@ -164,7 +160,7 @@ async def test_cancel_stops_a_slow_inference(huggingface: HuggingFaceAdapter, fa
 
 
 async def test_close_cancels_jobs_in_flight(
-    hf_settings: HuggingFaceSettings, http_options: HttpOptions, fake: Fake
+    hf_settings: HuggingFaceSettings, http_options: AdapterOptions, fake: Fake
 ) -> None:
     adapter = HuggingFaceAdapter(hf_settings, api_key=Secret(TOKEN), options=http_options)
     fake.plan("infer", Scripted(200, [], delay_s=10))
@@ -185,7 +181,7 @@ async def test_malformed_management_answer(huggingface: HuggingFaceAdapter, fake
         await huggingface.health()
 
 
-async def test_bad_token(hf_settings: HuggingFaceSettings, http_options: HttpOptions) -> None:
+async def test_bad_token(hf_settings: HuggingFaceSettings, http_options: AdapterOptions) -> None:
     adapter = HuggingFaceAdapter(hf_settings, api_key=Secret("hf_wrong"), options=http_options)
     try:
         with pytest.raises(AuthError, match="Invalid credentials in Authorization header"):
@@ -200,7 +196,7 @@ async def test_per_job_target_is_refused(huggingface: HuggingFaceAdapter) -> Non
 
 
 async def test_raw_image_bytes_are_saved_as_an_artifact_and_reported(
-    hf_settings: HuggingFaceSettings, http_options: HttpOptions, fake: Fake, tmp_path: Path
+    hf_settings: HuggingFaceSettings, http_options: AdapterOptions, fake: Fake, tmp_path: Path
 ) -> None:
     """Issue 8: an endpoint answering raw image bytes lost them; now they are saved, and
     the ended job is handed to ``on_result`` (the service records it in an event)."""

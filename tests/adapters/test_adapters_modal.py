@@ -10,16 +10,16 @@ import pytest
 
 from services.adapters.artifacts import ArtifactStore
 from services.adapters.contract import ProviderJob
-from services.adapters.errors import (
+from services.adapters.modal import ModalAdapter, ModalSettings
+from services.adapters.options import AdapterOptions
+from services.adapters.tracking import JobRecord
+from services.runtime.provider_errors import (
     AuthError,
     MalformedResponseError,
     NotFoundError,
     ProviderUnavailableError,
 )
-from services.adapters.http import HttpOptions
-from services.adapters.modal import ModalAdapter, ModalSettings
-from services.adapters.secrets import Secret
-from services.adapters.tracking import JobRecord
+from services.runtime.secrets import Secret
 from tests.adapters.adapter_fakes import MODAL_ID, MODAL_SECRET, Fake, Scripted
 from tests.adapters.conftest import SleepRecorder
 
@@ -82,7 +82,7 @@ async def test_a_cancelled_call_ends_cancelled_not_failed(modal: ModalAdapter, f
 
 
 async def test_a_cancel_recorded_by_another_instance_counts(
-    modal_settings: ModalSettings, http_options: HttpOptions, fake: Fake
+    modal_settings: ModalSettings, http_options: AdapterOptions, fake: Fake
 ) -> None:
     """After a restart the cancel is known from the adapter.* events (``known``)."""
     cancelled = {("modal", "fc-1")}
@@ -125,7 +125,7 @@ async def test_a_base_url_that_answers_html_is_unhealthy_and_never_done(
 
 
 async def test_a_binary_result_is_saved_as_an_artifact(
-    modal_settings: ModalSettings, http_options: HttpOptions, fake: Fake, tmp_path: Path
+    modal_settings: ModalSettings, http_options: AdapterOptions, fake: Fake, tmp_path: Path
 ) -> None:
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
     options = dataclasses.replace(http_options, artifacts=ArtifactStore(tmp_path, 1024))
@@ -146,7 +146,7 @@ async def test_a_binary_result_is_saved_as_an_artifact(
 
 
 async def test_missing_proxy_credentials_are_an_auth_error(
-    modal_settings: ModalSettings, http_options: HttpOptions
+    modal_settings: ModalSettings, http_options: AdapterOptions
 ) -> None:
     adapter = ModalAdapter(
         modal_settings, token_id=Secret(MODAL_ID), token_secret=Secret("ws-wrong"),

@@ -10,14 +10,15 @@ import pytest
 
 from services.adapters.contract import ProviderJob
 from services.adapters.dryrun import DryRunAdapter
-from services.adapters.errors import AdapterError, UnknownProviderError
-from services.adapters.http import HttpOptions
+from services.adapters.errors import UnknownProviderError
 from services.adapters.huggingface import HuggingFaceAdapter, HuggingFaceSettings
 from services.adapters.modal import ModalSettings
+from services.adapters.options import AdapterOptions
 from services.adapters.registry import AdaptersSettings, build_registry
 from services.adapters.replicate import ReplicateSettings
 from services.adapters.runpod import RunPodAdapter, RunPodSettings
-from services.adapters.secrets import SecretStore, load_secrets
+from services.runtime.provider_errors import ProviderError
+from services.runtime.secrets import SecretStore, load_secrets
 from tests.adapters.adapter_fakes import MODAL_ID, MODAL_SECRET, TOKEN, Fake, Scripted
 
 ENV = {
@@ -78,7 +79,7 @@ def test_with_everything_but_the_flag_nothing_is_live() -> None:
 
 
 async def test_flag_off_makes_no_live_call(
-    runpod_settings: RunPodSettings, fake: Fake, http_options: HttpOptions
+    runpod_settings: RunPodSettings, fake: Fake, http_options: AdapterOptions
 ) -> None:
     settings = AdaptersSettings(runpod=runpod_settings)
     async with build_registry(settings, _secrets(), options=http_options) as registry:
@@ -93,7 +94,7 @@ async def test_flag_off_makes_no_live_call(
 
 
 async def test_flag_on_goes_live(
-    runpod_settings: RunPodSettings, fake: Fake, http_options: HttpOptions
+    runpod_settings: RunPodSettings, fake: Fake, http_options: AdapterOptions
 ) -> None:
     settings = AdaptersSettings(runpod=runpod_settings)
     async with build_registry(
@@ -137,7 +138,7 @@ async def test_a_known_token_never_leaks_anywhere(
     runpod_server: object, replicate_server: object, hf_server: object, modal_server: object,
     runpod_settings: RunPodSettings, replicate_settings: ReplicateSettings,
     hf_settings: HuggingFaceSettings, modal_settings: ModalSettings,
-    fake: Fake, http_options: HttpOptions, caplog: pytest.LogCaptureFixture,
+    fake: Fake, http_options: AdapterOptions, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     settings = AdaptersSettings(
@@ -169,10 +170,10 @@ async def test_a_known_token_never_leaks_anywhere(
         fake.plan("result", Scripted(403, echo, raw=True))
         fake.plan("manage", Scripted(200, f'{{"leak": "{TOKEN}"', raw=True))
         for provider, remote_id in (("runpod", "rp-1"), ("modal", "fc-1")):
-            with pytest.raises(AdapterError) as caught:
+            with pytest.raises(ProviderError) as caught:
                 await registry.get(provider).poll(remote_id)
             outputs += [str(caught.value), repr(caught.value), str(caught.value.to_dict())]
-        with pytest.raises(AdapterError) as caught:
+        with pytest.raises(ProviderError) as caught:
             await registry.get("huggingface").health()
         outputs += [str(caught.value), repr(caught.value)]
     outputs.append(caplog.text)

@@ -5,29 +5,29 @@ from __future__ import annotations
 import pytest
 
 from services.adapters.contract import ProviderJob
-from services.adapters.errors import (
-    AuthError,
-    InvalidJobError,
-    MalformedResponseError,
-    NotFoundError,
-    ProviderUnavailableError,
-    RateLimitedError,
-)
-from services.adapters.http import HttpOptions
+from services.adapters.errors import InvalidJobError
+from services.adapters.options import AdapterOptions
 from services.adapters.replicate import (
     STATUS_MAP,
     ReplicateAdapter,
     ReplicateSettings,
     _progress,
 )
-from services.adapters.secrets import Secret
+from services.runtime.provider_errors import (
+    AuthError,
+    MalformedResponseError,
+    NotFoundError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
+from services.runtime.secrets import Secret
 from tests.adapters.adapter_fakes import TOKEN, Fake, Scripted
 from tests.adapters.conftest import SleepRecorder
 
 JOB = ProviderJob(input={"prompt": "a lighthouse"}, job_id="j7")
 
 
-async def _adapter(base: ReplicateSettings, http: HttpOptions, **route: str) -> ReplicateAdapter:
+async def _adapter(base: ReplicateSettings, http: AdapterOptions, **route: str) -> ReplicateAdapter:
     settings = ReplicateSettings(base_url=base.base_url, timeout_s=2.0, **route)
     return ReplicateAdapter(settings, api_token=Secret(TOKEN), options=http)
 
@@ -41,7 +41,7 @@ async def _adapter(base: ReplicateSettings, http: HttpOptions, **route: str) -> 
     ],
 )
 async def test_each_documented_create_route(
-    replicate_settings: ReplicateSettings, http_options: HttpOptions, fake: Fake,
+    replicate_settings: ReplicateSettings, http_options: AdapterOptions, fake: Fake,
     route: dict[str, str], path: str, body_extra: dict[str, str],
 ) -> None:
     adapter = await _adapter(replicate_settings, http_options, **route)
@@ -188,7 +188,7 @@ async def test_problem_details_become_the_reason(replicate: ReplicateAdapter) ->
 
 
 async def test_wrong_token_is_an_auth_error(
-    replicate_settings: ReplicateSettings, http_options: HttpOptions
+    replicate_settings: ReplicateSettings, http_options: AdapterOptions
 ) -> None:
     adapter = ReplicateAdapter(
         replicate_settings, api_token=Secret("r8_wrong"), options=http_options

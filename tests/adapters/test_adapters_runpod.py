@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from schemas.adapter_settings import RetryPolicy
 from services.adapters.artifacts import ArtifactStore
 from services.adapters.contract import ProviderJob
-from services.adapters.errors import (
+from services.adapters.errors import InvalidJobError
+from services.adapters.options import AdapterOptions
+from services.adapters.runpod import STATUS_MAP, RunPodAdapter, RunPodSettings
+from services.runtime.provider_errors import (
     AuthError,
-    InvalidJobError,
     MalformedResponseError,
     NotFoundError,
     ProviderConnectionError,
@@ -23,9 +26,7 @@ from services.adapters.errors import (
     ProviderUnavailableError,
     RateLimitedError,
 )
-from services.adapters.http import HttpOptions, RetryPolicy
-from services.adapters.runpod import STATUS_MAP, RunPodAdapter, RunPodSettings
-from services.adapters.secrets import Secret
+from services.runtime.secrets import Secret
 from tests.adapters.adapter_fakes import TOKEN, Fake, Scripted
 from tests.adapters.conftest import SleepRecorder
 
@@ -183,7 +184,7 @@ async def test_the_same_seed_gives_the_same_backoff(
     runs = []
     for _ in range(2):
         recorder = SleepRecorder()
-        options = HttpOptions(
+        options = AdapterOptions(
             retry=RetryPolicy(max_attempts=3, base_delay_s=0.1), rng=random.Random(7),
             sleep=recorder,
         )
@@ -201,7 +202,7 @@ async def test_slow_poll_times_out(runpod_settings: RunPodSettings, fake: Fake) 
         endpoint_id="ep-test", base_url=runpod_settings.base_url, timeout_s=0.05
     )
     recorder = SleepRecorder()
-    options = HttpOptions(retry=RetryPolicy(max_attempts=2), sleep=recorder)
+    options = AdapterOptions(retry=RetryPolicy(max_attempts=2), sleep=recorder)
     adapter = RunPodAdapter(settings, api_key=Secret(TOKEN), options=options)
     fake.plan("status", *[Scripted(200, {"id": "x", "status": "IN_QUEUE"}, delay_s=5)] * 2)
     try:
@@ -257,7 +258,7 @@ async def test_per_job_target_is_refused(runpod: RunPodAdapter) -> None:
 
 async def test_refused_connection_is_retried_even_for_submit(sleeps: SleepRecorder) -> None:
     settings = RunPodSettings(endpoint_id="ep", base_url="http://127.0.0.1:9/v2", timeout_s=1)
-    options = HttpOptions(retry=RetryPolicy(max_attempts=2), sleep=sleeps)
+    options = AdapterOptions(retry=RetryPolicy(max_attempts=2), sleep=sleeps)
     adapter = RunPodAdapter(settings, api_key=Secret(TOKEN), options=options)
     try:
         with pytest.raises(ProviderConnectionError, match="runpod submit: cannot connect"):
@@ -275,7 +276,7 @@ def _file(path: str) -> tuple[bytes, int]:
 
 
 async def test_inline_base64_images_are_saved_and_listed_as_artifacts(
-    runpod_settings: RunPodSettings, http_options: HttpOptions, fake: Fake, tmp_path: Path
+    runpod_settings: RunPodSettings, http_options: AdapterOptions, fake: Fake, tmp_path: Path
 ) -> None:
     """Issue 8: worker-comfyui's base64 images, data URIs and bare base64 in ``output``
     are saved under <data-dir>/artifacts/runpod/<job>/ and listed; the limit holds."""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.adapters.errors import SecretsFileError
-from services.adapters.secrets import REQUIRED_KEYS, Secret, env_names, load_secrets
+from services.runtime.provider_errors import SecretsFileError
+from services.runtime.secrets import REQUIRED_KEYS, Secret, env_names, load_secrets
 from tests.adapters.adapter_fakes import TOKEN
 
 FULL = f"""

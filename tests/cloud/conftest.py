@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from schemas.cloud import PodsSettings
-from services.adapters.http import HttpOptions
-from services.adapters.secrets import Secret
 from services.cloud.runpod_v2 import RunPodV2Client
 from services.runtime.clock import ManualClock
+from services.runtime.http import HttpOptions
+from services.runtime.secrets import Secret
 from tests.adapters.conftest import SleepRecorder
 from tests.cloud.runpod_v2_standin import RunPodV2Standin
 

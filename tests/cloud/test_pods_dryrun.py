@@ -7,10 +7,10 @@ import msgspec
 import pytest
 
 from schemas.cloud import PodInfo, PodSpec, PodsSettings
-from services.adapters.secrets import load_secrets
 from services.cloud.pods import DryRunPods, PodNotFound, dry_run_reason, pod_client, stuck
 from services.cloud.runpod_v2 import RunPodV2Client
 from services.runtime.clock import ManualClock
+from services.runtime.secrets import load_secrets
 
 SETTINGS = PodsSettings(dry_boot_s=30.0, dry_cost_per_hour=0.5, dry_seed=42)
 

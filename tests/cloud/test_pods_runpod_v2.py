@@ -10,8 +10,6 @@ import msgspec
 import pytest
 
 from schemas.cloud import PodSpec, PodsSettings
-from services.adapters.http import ratelimit_wait
-from services.adapters.secrets import Secret
 from services.cloud.pods import (
     MalformedAnswer,
     PodNotFound,
@@ -21,6 +19,8 @@ from services.cloud.pods import (
     stuck,
 )
 from services.cloud.runpod_v2 import MAX_ANSWER_BYTES, RunPodV2Client
+from services.runtime.http import ratelimit_wait
+from services.runtime.secrets import Secret
 from tests.cloud.conftest import API_KEY, SleepRecorder
 from tests.cloud.runpod_v2_standin import RunPodV2Standin
 
