@@ -166,7 +166,8 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise GpurouteError(f"job spec {args.spec}: expected a JSON object")
     elif args.workflow is not None:
-        body = {"executor": "comfyui", "payload": _read(args.workflow, "workflow")}
+        workflow = _read(args.workflow, "workflow")
+        body = {"executor": "comfyui", "payload": workflow, **workflow_spec(workflow)}
     elif argv:
         body = {"executor": "command", "payload": argv}
     if args.executor:
@@ -180,6 +181,33 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.idempotency_key:
         body["idempotency_key"] = args.idempotency_key
     return body
+
+
+def workflow_spec(workflow: Any) -> dict[str, int]:
+    """The sizes a ComfyUI API-format workflow states, as JobSpec fields, so the
+    advisor decides on the image it renders, not on the default 1024x1024 (which
+    waits for a GPU on a machine without one): ``width``/``height``/``batch``
+    from the first node (by id) whose inputs give an integer width and height
+    (``EmptyLatentImage``), ``steps`` the most any node asks for (``KSampler``).
+    Anything else in the workflow is the executor's to check."""
+    if not isinstance(workflow, dict):
+        return {}
+    nodes = [n.get("inputs") for _, n in sorted(workflow.items()) if isinstance(n, dict)]
+    inputs = [i for i in nodes if isinstance(i, dict)]
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    spec: dict[str, int] = {}
+    sized = next((i for i in inputs if whole(i.get("width")) and whole(i.get("height"))), None)
+    if sized is not None:
+        spec.update(width=sized["width"], height=sized["height"])
+        if whole(sized.get("batch_size")):
+            spec["batch"] = sized["batch_size"]
+    steps = [i["steps"] for i in inputs if whole(i.get("steps"))]
+    if steps:
+        spec["steps"] = max(steps)
+    return spec
 
 
 def submit(gateway: Gateway, body: dict[str, Any], *, detach: bool, out: TextIO) -> int:

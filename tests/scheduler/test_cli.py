@@ -2,23 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from services.scheduler.client import workflow_spec
+from tests.scheduler.executors.comfy_standin import ComfyStandIn
 from tests.support import free_port, gpuroute, healthy
+
+WORKFLOW = {  # ComfyUI API format, as "Save (API)" writes it, with the stand-in's nodes
+    "5": {"class_type": "EmptyLatentImage",
+          "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+    "3": {"class_type": "Steps", "inputs": {"steps": 4}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "fox"}},
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def comfyui() -> Iterator[str]:
+    """The ComfyUI stand-in on its own event loop in a thread; its URL."""
+    port, ready, loop = free_port(), threading.Event(), asyncio.new_event_loop()
+
+    def serve() -> None:
+        runner = web.AppRunner(ComfyStandIn().app())
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name="comfyui-standin")
+    thread.start()
+    assert ready.wait(10), "the ComfyUI stand-in did not start"
+    yield f"http://127.0.0.1:{port}"
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory, comfyui: str) -> Iterator[str]:
     data = tmp_path_factory.mktemp("up")
     config = data / "gpuroute.toml"  # a dry-run provider, as docs/adapters.md says
-    config.write_text("[adapters.runpod]\ndry_run = true\n")
+    config.write_text("[adapters.runpod]\ndry_run = true\n"
+                      f'[scheduler.comfyui]\nurl = "{comfyui}"\n')  # fmt: skip
     port = free_port()
     proc = gpuroute("up", "--config", str(config), "--data-dir", str(data / "data"),
                     "--nats-port", "0", "--http-port", str(port),
@@ -70,6 +105,20 @@ def test_submit_command_echo_hi(up: str) -> None:
     assert "| hi" in r.stdout, r.stdout  # the program's output line
 
 
+def test_submit_a_comfyui_workflow(up: str, tmp_path: Path) -> None:
+    workflow = tmp_path / "workflow_api.json"
+    workflow.write_text(json.dumps(WORKFLOW))
+    r = cli(up, "submit", "--workflow", str(workflow))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # decided on the workflow's 512x512 image (the default size waits for a GPU)
+    assert "decision: cpu, rule cpu_small_job" in r.stdout, r.stdout
+    assert "%" in r.stdout and " succeeded in " in r.stdout, r.stdout
+    assert "artifacts: fox_00001_.png" in r.stdout, r.stdout
+    view = json.loads(cli(up, "job", _job_id(r.stdout)).stdout)
+    assert view["executor"] == "comfyui" and view["progress"] == 1.0, view
+    assert "job.progress" not in view["history"]  # progress updates the row, not history
+
+
 def test_submit_remote_dry_run_ends_succeeded_with_dry_run(up: str) -> None:
     r = cli(up, "submit", "--executor", "remote", "--payload",
             '{"provider":"runpod","input":{"prompt":"a cat"}}')  # fmt: skip
@@ -98,3 +147,10 @@ def test_errors_are_one_line(up: str, tmp_path: Path) -> None:
     assert r.returncode == 1 and "cannot reach the gateway" in r.stderr, r.stderr
     r = cli(up, "submit", str(tmp_path / "missing.json"))
     assert r.returncode == 1 and "cannot read job spec" in r.stderr, r.stderr
+
+
+def test_a_workflow_states_its_spec_only_in_whole_numbers() -> None:
+    assert workflow_spec(WORKFLOW) == {"width": 512, "height": 512, "batch": 1, "steps": 4}
+    assert workflow_spec(["not", "a", "workflow"]) == {}
+    odd = {"1": {"inputs": {"width": True, "height": 2.5, "steps": "9"}}, "2": "x"}
+    assert workflow_spec(odd) == {}

@@ -7,6 +7,7 @@ of its own:
 - ``Hold``: one ``progress`` message, then waits until interrupted or ``release()``
 - ``Fail {message}``: ``execution_error`` (RuntimeError) at that node
 - ``SaveImage {filename_prefix}``: an output ``<prefix>_00001_.png`` in history
+- ``EmptyLatentImage {width, height, batch_size}``: nothing (states the size)
 - any other class: refused at ``POST /prompt`` with ComfyUI's 400 (``node_errors``)
 
 Like ComfyUI, messages go to the socket of the prompt's ``client_id``, history is
@@ -25,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-KNOWN = {"Steps", "Hold", "Fail", "SaveImage"}
+KNOWN = {"Steps", "Hold", "Fail", "SaveImage", "EmptyLatentImage"}
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 
