@@ -40,6 +40,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 OPEN_PATHS = frozenset({"/health"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOKEN_PARAM = "access_token"
+"""The query parameter a WebSocket handshake may carry the token in."""
 
 
 def is_loopback(host: str) -> bool:
@@ -106,7 +108,7 @@ def _presented_token(request: web.Request) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     if request.headers.get("Upgrade", "").lower() == "websocket":
-        return request.query.get("access_token")
+        return request.query.get(TOKEN_PARAM)
     return None
 
 

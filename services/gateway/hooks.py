@@ -32,6 +32,7 @@ from schemas import event_types, limits
 from schemas.subjects import STORE_READ
 from schemas.system import StoredEvent, StoreReadRequest
 from services.gateway.errors import BadRequest
+from services.gateway.guard import TOKEN_PARAM
 from services.gateway.parsing import convert_params
 from services.gateway.state import CALLER, FOLLOWER, SETTINGS, SOCKETS
 from services.gateway.table import Inputs, ok_body
@@ -170,6 +171,7 @@ async def _subscription(request: web.Request, ws: web.WebSocketResponse) -> Hook
     try:
         if "subjects" in request.query or "after" in request.query:
             params: dict[str, object] = dict(request.query)
+            params.pop(TOKEN_PARAM, None)  # the guard's, checked before this handler ran
             raw = str(params.pop("subjects", ">"))
             if raw.count(",") >= limits.MAX_PATTERNS:
                 raise BadRequest(

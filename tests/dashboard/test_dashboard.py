@@ -16,16 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 
 from schemas import scheduler as sched
 from services.gateway.dashboard import CSP
 from services.gateway.routes import TABLE
+from services.gateway.service import GatewayService
 from services.runtime.bus import Bus
 
-from .conftest import NO_GPU, Page, Stack, open_dashboard
+from .conftest import NO_GPU, Page, Stack, open_dashboard, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+WIDER_THAN_390 = """[...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > 391 && !e.closest('.scroll'))
+    .slice(0, 5).map(e => `${e.tagName}#${e.id}.${e.className}`)"""
+"""What sticks out of a phone's width outside a box that scrolls (the failure's words)."""
 
 CLOUD_ROUTES = any(route.path == "/api/cloud/status" for route in TABLE)
 
@@ -183,3 +190,66 @@ async def test_the_cost_chart_moves_while_a_dry_run_pod_runs(
     assert points >= 2
     await p.screenshot(path=str(tmp_path / "cloud.png"), full_page=True)
     await post(stack, "/api/cloud/shutdown-all", {})
+
+
+async def test_a_phone_in_dark_mode_gets_one_column_and_keyboard_navigation(
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, color_scheme="dark", is_mobile=True
+    )
+    try:
+        page = Page(await context.new_page())
+        await open_dashboard(page, stack.url)
+        p = page.page
+        await p.wait_for_selector("#services-table")
+        width = await p.evaluate("document.documentElement.scrollWidth")
+        wide = await p.evaluate(WIDER_THAN_390)
+        assert width <= 390, f"the page is {width} px wide on a 390 px phone: {wide}"
+        background = await p.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(22, 24, 27)"  # the dark palette
+        await p.keyboard.press("Tab")
+        assert await p.evaluate("document.activeElement.textContent") == "Skip to content"
+        await p.keyboard.press("Enter")
+        await p.keyboard.press("Tab")
+        assert await p.evaluate("document.activeElement.id") == "jobs-state"
+        await p.screenshot(path=str(tmp_path / "phone-dark.png"), full_page=True)
+        assert page.errors == [], page.errors
+    finally:
+        await context.close()
+
+
+async def test_a_gateway_with_a_token_is_asked_for_it_once(
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
+    token = "dashboard-test-token-0123456789"
+    config = msgspec.structs.replace(
+        stack.config,
+        gateway=msgspec.structs.replace(stack.config.gateway, token=token),
+        http=msgspec.structs.replace(stack.config.http, port=0),
+    )
+    async with running(GatewayService, config, "gateway") as guarded:
+        context = await browser.new_context(viewport={"width": 1366, "height": 900})
+        try:
+            page = Page(await context.new_page())
+            p = page.page
+            sockets: list[str] = []
+            p.on("websocket", lambda ws: sockets.append(ws.url))
+            await p.goto(guarded.url + "/")
+            await p.wait_for_selector("#token-dialog[open]")
+            page.errors.clear()  # the 401 that asked for it is logged
+            await p.fill("#token-input", token)
+            await p.click("#token-form button[type=submit]")
+            await p.wait_for_selector("body[data-ready=true]")
+            await p.wait_for_selector("#live.on")
+            await p.wait_for_selector("#services-table")
+            await p.reload()  # the same tab keeps it: not asked again
+            await p.wait_for_selector("body[data-ready=true]")
+            assert not await p.is_visible("#token-dialog")
+            await p.wait_for_selector("#live.on")
+            assert page.errors == [], page.errors
+            assert len(sockets) == 2, sockets  # one per load: the token in the query is taken
+            html = await p.content()
+            assert token not in html
+        finally:
+            await context.close()

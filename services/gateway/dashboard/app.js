@@ -28,11 +28,13 @@ function onEvent(seq, ev) {
   replace("position", `Store position ${seq}.`);
 }
 
+let opened = 0;
 function onState(up, why) {
   const badge = document.getElementById("live");
   badge.className = up ? "live on" : "live off";
   badge.textContent = up ? "live" : `reconnecting${why ? ": " + why : ""}`;
-  if (up) for (const panel of [jobs, gpus, budgets, cloud, services, settings]) refresher(panel)();
+  // back after a break: what has no event (heartbeats, a pod's cost) is read again
+  if (up && opened++) for (const panel of [gpus, budgets, cloud, services, settings]) refresher(panel)();
 }
 
 function route() {

@@ -32,8 +32,8 @@ export function table(caption, headers, rows, opts = {}) {
     r.cells.forEach((c, i) => tr.append(el("td", { class: numeric(headers[i]) ? "num" : null }, c)));
     return tr;
   });
-  return el("table", { id: opts.id || null }, caption ? el("caption", {}, caption) : null,
-    el("thead", {}, head), el("tbody", {}, body));
+  return el("div", { class: "scroll" }, el("table", { id: opts.id || null }, caption ? el("caption", {}, caption) : null,
+    el("thead", {}, head), el("tbody", {}, body)));
 }
 
 function label(h) { return typeof h === "string" ? h.replace(/^#/, "") : h; }
