@@ -3,6 +3,7 @@ same messages one ``publish`` per event would send."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from nats.aio.msg import Msg
@@ -10,7 +11,7 @@ from nats.aio.msg import Msg
 from schemas import encode_event
 from schemas.system import decode_stored, encode_stored
 from services.store.broadcast import CHUNK_BYTES, frames
-from tests.support import lifecycle, wait_for
+from tests.support import lifecycle
 
 _FRAME = re.compile(rb"PUB (\S+) (\d+)\r\n")
 
@@ -42,14 +43,17 @@ def test_frames_are_one_pub_per_event_in_bounded_chunks():
 
 async def test_every_stored_event_is_broadcast_once_in_order(bus, store):
     got: list[Msg] = []
+    events = [e for j in range(500) for e in lifecycle(bus, f"job-b{j}")]
+    all_in = asyncio.Event()
 
     async def on_stored(msg: Msg) -> None:
         got.append(msg)
+        if len(got) >= len(events):
+            all_in.set()
 
     sub = await bus.nc.subscribe("stored.>", cb=on_stored)
-    events = [e for j in range(500) for e in lifecycle(bus, f"job-b{j}")]
     await bus.publish_many(events)
-    await wait_for(lambda: len(got) >= len(events))
+    await asyncio.wait_for(all_in.wait(), 10)
     await bus.nc.flush()
     await sub.unsubscribe()
     assert len(got) == len(events)

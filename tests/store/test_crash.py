@@ -11,7 +11,7 @@ import subprocess
 from schemas.subjects import STORE_STATS
 from schemas.system import StoreStats
 from services.runtime.errors import ServiceCallError
-from tests.support import gpuroute, lifecycle, wait_for
+from tests.support import gpuroute, lifecycle, poll
 
 
 def start_store(url: str, data_dir: str) -> subprocess.Popen[bytes]:
@@ -44,17 +44,17 @@ async def test_sigkill_during_ingest_loses_and_duplicates_nothing(bus, nats_serv
             await asyncio.sleep(0)
 
     proc = start_store(nats_server.url, data_dir)
-    await wait_for(lambda: store_up(bus), timeout=20)
+    await poll(lambda: store_up(bus), timeout=20)
     task = asyncio.create_task(publisher())
     try:
         for _ in range(3):
             before = len(acked)
-            await wait_for(lambda before=before: len(acked) > before + 500, timeout=20)
+            await poll(lambda before=before: len(acked) > before + 500, timeout=20)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             await asyncio.sleep(0.05)
             proc = start_store(nats_server.url, data_dir)
-            await wait_for(lambda: store_up(bus), timeout=20)
+            await poll(lambda: store_up(bus), timeout=20)
         stop.set()
         await task
         db = tmp_path / "data" / "events.db"
@@ -63,7 +63,7 @@ async def test_sigkill_during_ingest_loses_and_duplicates_nothing(bus, nats_serv
             with sqlite3.connect(db) as conn:
                 return conn.execute("SELECT count(*) FROM events").fetchone()[0] >= len(acked)
 
-        await wait_for(all_stored, timeout=30)
+        await poll(all_stored, timeout=30)
     finally:
         stop.set()
         proc.terminate()

@@ -10,11 +10,10 @@ from schemas.subjects import DLQ_STREAM, STORE_ACKNOWLEDGE, STREAM
 from schemas.system import StoreStats
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
-from services.runtime.natsserver import EmbeddedNats
 from services.store.feed import stream_position
 from services.store.service import StoreService
 from tests.store.support import dead_letters, stats, stored_ids
-from tests.support import lifecycle, wait_for
+from tests.support import lifecycle, poll, restart_bus, watch_stored
 
 
 def burst(bus: Bus, n: int, tag: str) -> list:  # type: ignore[type-arg]
@@ -30,28 +29,30 @@ async def streams_ready(bus: Bus) -> bool:
         return False
 
 
-async def test_a_deleted_consumer_is_recreated_at_the_log_position(bus, fast_store, config):
+async def test_a_deleted_consumer_is_recreated_at_the_log_position(bus, fast_store, config, stored):
     first = burst(bus, 40, "a")
     await bus.publish_many(first)
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 40)
+    await stored.count(40)
     await bus.js.delete_consumer(STREAM, "store")
     later = burst(bus, 40, "b")
     await bus.publish_many(later)
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 80)
+    await stored.count(80)
     assert stored_ids(config.events_db) == [e.id for e in first + later]
     s = await stats(bus)
     assert (s.consumer_recreated, s.stream_resets, s.problems) == (1, 0, [])
 
 
-async def test_a_deleted_stream_is_a_reset_reported_until_acknowledged(bus, fast_store, config):
+async def test_a_deleted_stream_is_a_reset_reported_until_acknowledged(
+    bus, fast_store, config, stored
+):
     first = burst(bus, 40, "a")
     await bus.publish_many(first)
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 40)
+    await stored.count(40)
     await bus.js.delete_stream(STREAM)
     await bus.ensure_streams()  # a new stream, numbered from 1 again
     later = burst(bus, 400, "b")
     await bus.publish_many(later)
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 440)
+    await stored.count(440)
     assert stored_ids(config.events_db) == [e.id for e in first + later]
     s = await stats(bus)
     assert s.stream_resets == 1 and s.stream_seq == 400
@@ -60,35 +61,30 @@ async def test_a_deleted_stream_is_a_reset_reported_until_acknowledged(bus, fast
     assert s.problems == []
 
 
-async def test_a_replaced_jetstream_directory_loses_no_event(bus, fast_store, config, nats_server):
-    port, store_dir = nats_server.port, nats_server.store_dir
+async def test_a_replaced_jetstream_directory_loses_no_event(fast_store, config, nats_server):
+    """The server restarts as the same fixture (port kept), so it outlives the
+    store's connection; the test's bus re-sends a lost ack after 0.5 s."""
     expected: list[str] = []
-    server = nats_server
-    try:
+    async with restart_bus(nats_server.url) as bus, watch_stored(bus) as stored:
         for attempt in range(3):
             events = burst(bus, 200, f"r{attempt}")
             await bus.publish_many(events)
             expected += [e.id for e in events]
-            n = len(expected)
-            await wait_for(lambda n=n: len(stored_ids(config.events_db)) == n, timeout=20)
-            server.stop()
-            shutil.rmtree(store_dir / "jetstream")
-            server = EmbeddedNats(store_dir, port=port)
-            server.start()
-            await wait_for(lambda: streams_ready(bus), timeout=20)
+            await stored.count(len(expected), timeout=20)
+            nats_server.stop()
+            shutil.rmtree(nats_server.store_dir / "jetstream")
+            nats_server.start()
+            await poll(lambda: streams_ready(bus), timeout=20)  # the client's reconnect
         events = burst(bus, 200, "last")
         await bus.publish_many(events)
         expected += [e.id for e in events]
-        await wait_for(lambda: len(stored_ids(config.events_db)) == len(expected), timeout=20)
+        await stored.count(len(expected), timeout=20)
         assert stored_ids(config.events_db) == expected
         s = await stats(bus)
         assert s.stream_resets == 3
-    finally:
-        if server is not nats_server:
-            server.stop()
 
 
-async def test_a_reset_while_stopped_is_found_at_start_also_in_an_old_log(bus, config):
+async def test_a_reset_while_stopped_is_found_at_start_also_in_an_old_log(bus, config, stored):
     """An events.db written before streams were recorded (old tracking and
     dead_letters tables), position 50, and a new stream with 20 events."""
     config.events_db.parent.mkdir(parents=True)
@@ -107,7 +103,7 @@ async def test_a_reset_while_stopped_is_found_at_start_also_in_an_old_log(bus, c
     store = StoreService(await Bus.connect(config.nats.url or "", source="store"), config)
     await store.start()
     try:
-        await wait_for(lambda: len(stored_ids(config.events_db)) == 20)
+        await stored.count(20)
         assert stored_ids(config.events_db) == [e.id for e in events]
         s = await stats(bus)
         assert (s.stream_resets, s.dead_letters, len(s.problems)) == (1, 1, 1)
@@ -126,7 +122,7 @@ def test_the_stream_position_is_read_from_the_ack_subject():
         assert stream_position(forged) is None
 
 
-async def test_delivered_events_skip_nats_py_message_building(bus, fast_store, config):
+async def test_delivered_events_skip_nats_py_message_building(bus, fast_store, config, stored):
     """A catching-up store spent over half its time in nats-py building a Msg
     (and parsing its headers) per delivered event; the feed takes the bytes."""
     built = 0
@@ -141,11 +137,13 @@ async def test_delivered_events_skip_nats_py_message_building(bus, fast_store, c
     nc._build_message = counting
     events = burst(bus, 400, "m")
     await bus.publish_many(events)
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 400)
+    await stored.count(400)
     assert built < 40, f"nats-py built a message for {built} of 400 events"
 
 
-async def test_a_forged_message_on_the_deliver_subject_stops_nothing(bus, fast_store, config):
+async def test_a_forged_message_on_the_deliver_subject_stops_nothing(
+    bus, fast_store, config, stored
+):
     """Messages without a $JS.ACK reply made the writer raise on the batch
     (no stream position), and it retried that batch for ever."""
     info = await bus.js.consumer_info(STREAM, "store")
@@ -153,7 +151,7 @@ async def test_a_forged_message_on_the_deliver_subject_stops_nothing(bus, fast_s
     await bus.nc.publish(info.config.deliver_subject or "", b"x", reply="_INBOX.forged")
     events = burst(bus, 40, "f")
     await bus.publish_many(events)
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 40)
+    await stored.count(40)
     assert fast_store.feed.foreign == 2
     assert (await stats(bus)).problems == []
 
@@ -187,7 +185,7 @@ async def test_dead_letters_of_a_batch_are_republished_concurrently(bus, config)
     store.bus.publish_raw = counting  # type: ignore[method-assign]
     await store.start()
     try:
-        await wait_for(lambda: len(dead_letters(config.events_db)) == 200)
+        await poll(lambda: len(dead_letters(config.events_db)) == 200)
         dlq = await bus.js.stream_info(DLQ_STREAM)
         assert dlq.state.messages == 200
         assert most > 1
@@ -196,18 +194,18 @@ async def test_dead_letters_of_a_batch_are_republished_concurrently(bus, config)
         await store.bus.close()
 
 
-async def test_an_operator_acknowledges_a_reset_over_http(bus, fast_store, config):
+async def test_an_operator_acknowledges_a_reset_over_http(bus, fast_store, config, stored):
     """/health is 503 naming the reset until POST /api/store/acknowledge."""
     import aiohttp
 
     from services.gateway.service import GatewayService
 
     await bus.publish_many(burst(bus, 8, "a"))
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 8)
+    await stored.count(8)
     await bus.js.delete_stream(STREAM)
     await bus.ensure_streams()
     await bus.publish_many(burst(bus, 8, "b"))
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 16)
+    await stored.count(16)
     gateway = GatewayService(await Bus.connect(config.nats.url or "", source="gateway"), config)
     await gateway.start()
     try:

@@ -14,7 +14,7 @@ from services.runtime.config import Config, load_config
 from services.store.ingest import DEAD_REASON, DEAD_SIZE, DEAD_TRUNCATED
 from services.store.service import StoreService
 from tests.store.support import dead_letters, nats_with, read, sized_event, stats, stored_ids
-from tests.support import lifecycle, wait_for
+from tests.support import lifecycle, watch_stored
 
 DEEP = b'{"type":"job.submitted","id":"d1","key":"k","ts":1,"source":"t","data":' + (
     b"[" * 1000 + b"]" * 1000 + b"}"
@@ -41,29 +41,35 @@ def _wrong_type(bus: Bus) -> bytes:
     ids=["deep", "invalid-utf8", "over-size", "wrong-type"],
 )  # fmt: skip
 async def test_an_undecodable_message_is_dead_lettered_and_the_writer_goes_on(
-    bus, store, config, payload, reason
+    bus,
+    store,
+    config,
+    payload,
+    reason,
+    stored,
 ):
     body = payload(bus)
     await bus.js.publish("job.submitted", body)
     good = lifecycle(bus, "job-good")[0]
     await bus.publish(good)
-    await wait_for(lambda: stored_ids(config.events_db))
+    await stored.first()
     assert stored_ids(config.events_db) == [good.id]
     [(subject, why, kept)] = dead_letters(config.events_db)
     assert (subject, kept) == ("job.submitted", body)
     assert reason in why
     later = lifecycle(bus, "job-later")[0]  # the writer is still alive
     await bus.publish(later)
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 2)
+    await stored.count(2)
 
 
-async def test_garbage_near_max_payload_is_dead_lettered_cut_to_fit(bus, store, config):
+async def test_garbage_near_max_payload_is_dead_lettered_cut_to_fit(bus, store, config, stored):
     garbage = b"\x00garbage" * ((bus.nc.max_payload - 50) // 8)
     dlq = await bus.js.subscribe("dlq.>", stream=DLQ_STREAM)
     await bus.js.publish("job.submitted", garbage)
     good = lifecycle(bus, "job-good")[0]
     await bus.publish(good)
-    await wait_for(lambda: stored_ids(config.events_db) == [good.id])
+    await stored.first(where=lambda e: e.id == good.id)
+    assert stored_ids(config.events_db) == [good.id]
     dead = await dlq.next_msg(timeout=5)
     assert garbage.startswith(dead.data) and len(dead.data) > limits.MAX_EVENT_BYTES - 4096
     assert dead.headers[DEAD_SIZE] == str(len(garbage))
@@ -92,10 +98,12 @@ async def test_a_failed_stored_broadcast_is_counted_never_retried(small_payload)
     try:
         # fits the server's max_payload, but its stored.* wrapper does not
         eid, body = sized_event(bus, 65536 - 10)
-        await bus.js.publish("job.succeeded", body)
         after = lifecycle(bus, "job-after")[0]
-        await bus.publish(after)
-        await wait_for(lambda: stored_ids(config.events_db) == [eid, after.id])
+        async with watch_stored(bus) as stored:
+            await bus.js.publish("job.succeeded", body)
+            await bus.publish(after)
+            await stored.first(where=lambda e: e.id == after.id)
+        assert stored_ids(config.events_db) == [eid, after.id]
         s = await stats(bus)
         assert s.broadcast_failures == 1 and s.problems == []
         page = await read(bus, after=1)  # (the first does not fit this server's replies)

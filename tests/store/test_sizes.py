@@ -16,7 +16,7 @@ from services.gateway.service import GatewayService
 from services.runtime.bus import Bus
 from services.runtime.follow import follow
 from tests.store.support import dead_letters, read, sized_event, stored_ids
-from tests.support import wait_for
+from tests.support import poll
 
 
 @pytest.fixture
@@ -62,13 +62,15 @@ async def get_events(url: str) -> tuple[int, dict]:  # type: ignore[type-arg]
         return r.status, await r.json()
 
 
-async def test_events_at_the_limit_are_read_back_by_every_path(bus, store, config, gateway_url):
+async def test_events_at_the_limit_are_read_back_by_every_path(
+    bus, store, config, gateway_url, stored
+):
     at = sized_event(bus, limits.MAX_EVENT_BYTES)
     under = sized_event(bus, limits.MAX_EVENT_BYTES - 1)
     over = sized_event(bus, limits.MAX_EVENT_BYTES + 1)
     await publish_raw(bus, [at, under, over])
-    await wait_for(lambda: dead_letters(config.events_db))
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 2)
+    await poll(lambda: dead_letters(config.events_db))
+    await stored.count(2)
     assert stored_ids(config.events_db) == [at[0], under[0]]
     [(_, reason, body)] = dead_letters(config.events_db)
     assert body == over[1]
@@ -84,11 +86,15 @@ async def test_events_at_the_limit_are_read_back_by_every_path(bus, store, confi
 
 
 async def test_a_thousand_2kb_events_come_back_in_byte_bounded_pages(
-    bus, store, config, gateway_url
+    bus,
+    store,
+    config,
+    gateway_url,
+    stored,
 ):
     events = [sized_event(bus, 2048, key=f"job-{i}") for i in range(1000)]
     await publish_raw(bus, events)
-    await wait_for(lambda: len(stored_ids(config.events_db)) == 1000)
+    await stored.count(1000)
     page = await read(bus, limit=1000)
     assert page.more and 0 < len(page.events) < 1000
     assert sum(len(e.event) for e in page.events) <= limits.MAX_PAGE_BYTES
