@@ -18,6 +18,7 @@ saw any.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ from services.runtime.bus import Bus
 from services.runtime.config import Config, load_config
 from services.runtime.natsserver import EmbeddedNats
 from services.telemetry.sources import RecordedTelemetry
+from tests.gateway.conftest import running
 from tests.support import free_port
 
 NO_GPU = "no GPU in this test (recorded telemetry)"
@@ -50,18 +52,6 @@ def chromium() -> str:
     if found is None:
         pytest.skip("no chromium: install Debian's package (sudo apt-get install -y chromium)")
     return found
-
-
-@contextlib.asynccontextmanager
-async def running(factory: Any, config: Config, name: str, **kw: Any) -> AsyncIterator[Any]:
-    bus = await Bus.connect(config.nats.url or "", source=name)
-    service = factory(bus, config, **kw)
-    try:
-        await service.start()
-        yield service
-    finally:
-        await service.stop()
-        await bus.close()
 
 
 class Stack:
@@ -128,8 +118,8 @@ async def stack(
         await exits.enter_async_context(running(StoreService, config, "store"))
         await exits.enter_async_context(running(AdaptersService, config, "adapters"))
         await exits.enter_async_context(running(AdvisorService, config, "advisor"))
-        await exits.enter_async_context(running(TelemetryService, config, "telemetry",
-                                                source=RecordedTelemetry([none])))  # fmt: skip
+        recorded = functools.partial(TelemetryService, source=RecordedTelemetry([none]))
+        await exits.enter_async_context(running(recorded, config, "telemetry"))
         budget = await exits.enter_async_context(running(BudgetService, config, "budget"))
         await budget.follower.wait_ready(10)
         with contextlib.suppress(ImportError):  # the cloud service of issue 14, once it lands
