@@ -88,7 +88,7 @@ def workdir_of(data_dir: Path, job_id: str, attempt: int, *, create: bool = True
     """``<data-dir>/jobs/<job>/<attempt>``; with ``create``, each missing folder is
     made 0700 (whatever the umask: chmod after mkdir); folders already there
     are left as they are."""
-    path = data_dir / "jobs" / job_id / str(attempt)
+    path = Path(data_dir, "jobs", job_id, str(attempt))  # one Path, not three joins
     if create:
         for part in (data_dir, data_dir / "jobs", path.parent, path):
             try:
