@@ -18,7 +18,7 @@ import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from nats.aio.msg import Msg
@@ -74,6 +74,14 @@ wait_for = poll  # the old name, while tests move to events
 
 Where = Callable[[Event], Any] | None
 """A filter on events: truthy keeps one."""
+
+
+class Folds(Protocol):
+    """A service's follower (``services.runtime.follower.Follower``)."""
+
+    position: int
+
+    async def wait_position(self, seq: int, timeout: float) -> bool: ...
 
 
 class StoredEvents:
@@ -135,6 +143,25 @@ class StoredEvents:
             return found if len(found) >= n else None
 
         return await self.until(enough, f"{n} x {pattern}", timeout)  # type: ignore[no-any-return]
+
+    async def folded(
+        self, follower: Folds, pattern: str = ">", where: Where = None, timeout: float = 10.0
+    ) -> Event:
+        """The first matching stored event, once ``follower`` has folded it: a
+        service's state is read after this, never polled."""
+
+        def found() -> tuple[int, Event] | None:
+            return next(
+                ((s, e) for s, e in self.events
+                 if subject_matches(pattern, e.type) and (where is None or where(e))),
+                None,
+            )  # fmt: skip
+
+        seq, event = await self.until(found, pattern, timeout)
+        if not await follower.wait_position(seq, timeout):
+            raise AssertionError(f"{pattern} at {seq} not folded within {timeout}s "
+                                 f"(folded up to {follower.position})")  # fmt: skip
+        return event  # type: ignore[no-any-return]
 
     async def position(self, seq: int, timeout: float = 10.0) -> None:
         """Wait until the store announced position ``seq`` (or a later one)."""

@@ -143,6 +143,7 @@ class Follower(Generic[S]):
         self.snapshot_every_s = snapshot_every_s
         self.loaded = asyncio.Event()
         """Every matching event stored when loading began is folded."""
+        self._moved = asyncio.Event()  # set when the position may have moved
         self.ready = asyncio.Event()
         """The service answers (set with :attr:`loaded` unless ``hold_ready``)."""
         self.stats = FollowStats()
@@ -202,6 +203,20 @@ class Follower(Generic[S]):
             await asyncio.wait_for(self.ready.wait(), timeout)
         return self.ready.is_set()
 
+    async def wait_position(self, seq: int, timeout: float) -> bool:
+        """True once every matching event up to store position ``seq`` is folded
+        (or skipped), False after ``timeout`` seconds: what a caller that saw an
+        event stored (``stored.*``) awaits before reading :attr:`state`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.position < seq:
+            self._moved.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), max(0.0, deadline - loop.time()))
+            if loop.time() >= deadline:
+                return self.position >= seq
+        return True
+
     async def publish_and_wait(self, events: list[Event], timeout: float) -> bool:
         """Publish ``events``; True once every one came back folded, False after
         ``timeout`` seconds (published, not folded yet) or if one did not fold."""
@@ -253,11 +268,13 @@ class Follower(Generic[S]):
             if not await self._load_latest():
                 self.head = await self._head()
             await self._check_loaded()
+            self._moved.set()
         items = follow_events(self.bus, self.patterns, self.position, stats=self.stats,
                               local=self._here)  # fmt: skip
         async for item in items:
             self._delay = RETRY_MIN_S
             self._apply(item)
+            self._moved.set()
             if not self.loaded.is_set():
                 await self._check_loaded()
             elif self._due():

@@ -1,6 +1,6 @@
-"""Helpers for the advisor's integration tests (tests/test_advisor_*.py): the
-advisor and the gateway running in-process against the test's nats-server and
-store, and ways to wait on what they publish."""
+"""Helpers for the advisor's integration tests (test_service.py, test_http.py,
+test_replay.py): the advisor and the gateway running in-process against the
+test's nats-server and store, and ways to wait on what they publish."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.telemetry.service import TelemetryService
 from services.telemetry.sources import RecordedTelemetry
-from tests.support import wait_for
+from tests.support import StoredEvents, watch_stored
 
 from .factories import gpu, sample
 
@@ -41,10 +41,11 @@ async def running_advisor(
     service = AdvisorService(bus, config)
     sampler = TelemetryService(sampler_bus, config, source=RecordedTelemetry([telemetry]))
     try:
-        await service.start()
-        await sampler.start()
-        await wait_for(lambda: service.state.telemetry is not None, timeout=10)
-        await wait_for(service.ready.is_set, timeout=10)  # loaded and seeded: answers
+        async with watch_stored(bus) as stored:
+            await service.start()
+            await sampler.start()
+            await stored.folded(service.follower, "telemetry.sampled")
+        assert await service.follower.wait_ready(10)  # loaded and seeded: answers
         yield service
     finally:
         await sampler.stop()
@@ -102,14 +103,14 @@ def stored_events(db: Path, type_: str | None = None) -> list[tuple[int, Event]]
     return [(seq, decode_event(body)) for seq, t, body in rows if type_ in (None, t)]
 
 
-async def advised(db: Path, keys: list[str], timeout: float = 10.0) -> dict[str, Event]:
+async def advised(stored: StoredEvents, keys: list[str], timeout: float = 10.0) -> dict[str, Event]:
     """Wait until the store holds a job.advised for every key; returns them by key."""
 
     def found() -> dict[str, Event] | None:
-        got = {e.key: e for _, e in stored_events(db, "job.advised")}
+        got = {e.key: e for e in stored.matching("job.advised")}
         return got if set(keys) <= set(got) else None
 
-    result: dict[str, Event] = await wait_for(found, timeout=timeout)
+    result: dict[str, Event] = await stored.until(found, f"job.advised of {keys}", timeout)
     return result
 
 

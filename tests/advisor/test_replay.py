@@ -26,7 +26,7 @@ from tests.advisor.service_support import (
     running_advisor,
     stored_events,
 )
-from tests.support import BIN, lifecycle, wait_for
+from tests.support import BIN, lifecycle
 
 OPS_FILE = Path(__file__).resolve().parents[2] / "ops" / "advisor.toml"
 BIG = {"width": 1024, "height": 1024, "batch": 2}
@@ -57,7 +57,7 @@ def what_if(db: Path, file: Path) -> tuple[int, int, str]:
 
 
 @pytest.fixture
-async def log(store, bus, config) -> Path:  # type: ignore[no-untyped-def]
+async def log(store, bus, config, stored) -> Path:  # type: ignore[no-untyped-def]
     """A real run: 5 phases, each changing one input, with varied jobs in each."""
     n = 0
 
@@ -68,27 +68,28 @@ async def log(store, bus, config) -> Path:  # type: ignore[no-untyped-def]
             n += 1
             keys.append(f"{phase}-{n}")
             await bus.emit(JobSubmitted(spec=JobSpec(**spec)), key=keys[-1])  # type: ignore[arg-type]
-        await advised(config.events_db, keys)
+        await advised(stored, keys)
 
     async with running_advisor(config, NO_GPU) as advisor:
         await jobs("off")
-        await bus.emit(FlagsChanged(flags={"features.enable_compute": True}), key="flags")
-        await wait_for(lambda: advisor.state.flags.get("features.enable_compute"))
+        flags = bus.event(FlagsChanged(flags={"features.enable_compute": True}), key="flags")
+        assert await advisor.follower.publish_and_wait([flags], 10)
         await jobs("on")
         sample = msgspec.structs.replace(ONE_GPU, sample_id="gpu-sample")
-        await bus.publish(make_event(sample, id="gpu-sample", key="host", ts=2.0, source="test"))
-        await wait_for(lambda: advisor.state.telemetry.sample_id == "gpu-sample")
+        sampled = make_event(sample, id="gpu-sample", key="host", ts=2.0, source="test")
+        assert await advisor.follower.publish_and_wait([sampled], 10)
         await jobs("gpu")
         box = parse_profile(msgspec.json.encode(PROFILE))
-        await bus.emit(ProviderUpserted(profile=box), key=box.id)
-        await wait_for(lambda: "studio-box" in advisor.state.registry.providers)
+        assert await advisor.follower.publish_and_wait(
+            [bus.event(ProviderUpserted(profile=box), key=box.id)], 10
+        )
         await bus.emit(FlagsChanged(flags={"features.enable_compute": True}), key="flags")
         await jobs("box")
-        await bus.emit(QueueDepthChanged(depth=8), key="remote")
-        await wait_for(lambda: advisor.state.remote_queue_depth == 8)
+        depth = bus.event(QueueDepthChanged(depth=8), key="remote")
+        assert await advisor.follower.publish_and_wait([depth], 10)
         await jobs("full")
     await bus.publish_many(lifecycle(bus, "hand-written"))  # a job.advised with no inputs
-    await wait_for(lambda: len(stored_events(config.events_db, "job.advised")) == 31)
+    await stored.count(31, "job.advised")
     return Path(config.events_db)
 
 

@@ -26,7 +26,7 @@ from tests.advisor.service_support import (
     running_advisor,
     stored_events,
 )
-from tests.support import wait_for
+from tests.support import poll
 
 pytestmark = pytest.mark.usefixtures("store")
 
@@ -35,11 +35,11 @@ def submit(bus: Bus, job_id: str, **spec: object) -> Event:
     return bus.event(JobSubmitted(spec=JobSpec(**spec)), key=job_id)  # type: ignore[arg-type]
 
 
-async def test_job_submitted_is_advised_with_the_inputs_it_used(bus, config):
+async def test_job_submitted_is_advised_with_the_inputs_it_used(bus, config, stored):
     async with running_advisor(config, ONE_GPU):
         job = submit(bus, "job-1", width=1024, height=1024)
         await bus.publish(job)
-        event = (await advised(config.events_db, ["job-1"]))["job-1"]
+        event = (await advised(stored, ["job-1"]))["job-1"]
     assert event.id == advised_id(job.id) and event.causation_id == job.id
     assert event.correlation_id == job.id and event.source == "advisor"
     data = event.payload
@@ -59,19 +59,19 @@ async def test_job_submitted_is_advised_with_the_inputs_it_used(bus, config):
     assert 0 < inputs.state_position < seqs[event.id]
 
 
-async def test_flags_and_queue_depth_reach_decisions_as_events(bus, config):
+async def test_flags_and_queue_depth_reach_decisions_as_events(bus, config, stored):
     big = {"width": 1024, "height": 1024, "batch": 2}
     async with running_advisor(config, NO_GPU) as advisor:
         await bus.publish(submit(bus, "off", **big))
-        await advised(config.events_db, ["off"])
-        await bus.emit(FlagsChanged(flags={"features.enable_compute": True}), key="flags")
-        await wait_for(lambda: advisor.state.flags.get("features.enable_compute"))
+        await advised(stored, ["off"])
+        flags = bus.event(FlagsChanged(flags={"features.enable_compute": True}), key="flags")
+        assert await advisor.follower.publish_and_wait([flags], 10)
         await bus.publish(submit(bus, "on", **big))
-        await advised(config.events_db, ["on"])
-        await bus.emit(QueueDepthChanged(depth=9), key="remote")
-        await wait_for(lambda: advisor.state.remote_queue_depth == 9)
+        await advised(stored, ["on"])
+        depth = bus.event(QueueDepthChanged(depth=9), key="remote")
+        assert await advisor.follower.publish_and_wait([depth], 10)
         await bus.publish(submit(bus, "full", **big))
-        got = await advised(config.events_db, ["off", "on", "full"])
+        got = await advised(stored, ["off", "on", "full"])
     off, on, full = (got[k].payload for k in ("off", "on", "full"))
     assert off.target == "wait" and "features.enable_compute is off" in off.reason
     assert on.target == "remote" and on.provider and on.estimate_usd > 0
@@ -79,11 +79,11 @@ async def test_flags_and_queue_depth_reach_decisions_as_events(bus, config):
     assert full.inputs.remote_queue_depth == 9
 
 
-async def test_a_redelivered_job_is_advised_once(bus, config):
+async def test_a_redelivered_job_is_advised_once(bus, config, stored):
     async with running_advisor(config):
         job = submit(bus, "job-r", width=512, height=512)
         await bus.publish(job)
-        await advised(config.events_db, ["job-r"])
+        await advised(stored, ["job-r"])
     # a fresh consumer delivers every job.submitted again, as a lost ack would
     await bus.js.delete_consumer(STREAM, CONSUMER)
     async with running_advisor(config):
@@ -95,21 +95,21 @@ async def test_a_redelivered_job_is_advised_once(bus, config):
                 return False  # not subscribed yet
             return info.delivered.stream_seq > 0 and info.num_ack_pending == 0
 
-        await wait_for(redelivered_and_acked)
+        await poll(redelivered_and_acked)
 
         async def store_caught_up() -> bool:  # a duplicate that got in would be stored by now
             last = (await bus.js.stream_info(STREAM)).state.last_seq
             stats = await bus.call(STORE_STATS, {}, StoreStats)
             return bool(stats.stream_seq == last)
 
-        await wait_for(store_caught_up)
+        await poll(store_caught_up)
     answers = [e for _, e in stored_events(config.events_db, "job.advised")]
     assert [e.id for e in answers] == [advised_id(job.id)]
     advised_uuid, job_uuid = uuid.UUID(answers[0].id), uuid.UUID(job.id)
     assert advised_uuid.version == 7 and advised_uuid.int >> 80 == job_uuid.int >> 80
 
 
-async def test_an_invalid_submitted_event_is_acked_unanswered(bus, config):
+async def test_an_invalid_submitted_event_is_acked_unanswered(bus, config, stored):
     """The store dead-letters these; an answer would be a phantom job in the log."""
     good = msgspec.to_builtins(submit(bus, "valid", width=64, height=64))
     bodies = {
@@ -125,20 +125,20 @@ async def test_an_invalid_submitted_event_is_acked_unanswered(bus, config):
             raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
             await bus.js.publish("job.submitted", raw, headers={"Nats-Msg-Id": f"bad-{i}"})
         await bus.js.publish("job.submitted", msgspec.json.encode(good))
-        await advised(config.events_db, ["valid"])
-        await wait_for(lambda: advisor.jobs.invalid == 4)
+        await advised(stored, ["valid"])
+        await poll(lambda: advisor.jobs.invalid == 4)
 
         async def dead_letters() -> int:
             return (await bus.call(STORE_STATS, {}, StoreStats)).dead_letters
 
-        assert await wait_for(lambda: dead_letters()) == 4
+        assert await poll(lambda: dead_letters()) == 4
         info = await bus.js.consumer_info(STREAM, CONSUMER)
         assert info.num_ack_pending == 0 and info.num_redelivered == 0
     answers = [e.key for _, e in stored_events(config.events_db, "job.advised")]
     assert answers == ["valid"]
 
 
-async def test_a_spec_over_the_bounds_is_a_dead_letter_not_a_job(bus, config):
+async def test_a_spec_over_the_bounds_is_a_dead_letter_not_a_job(bus, config, stored):
     """JobSpec is one type, bounded, in the event too: the store dead-letters a
     job.submitted whose spec breaks a bound and the advisor, running the same
     check, counts it and answers nothing (it used to decode the spec a third time
@@ -146,13 +146,13 @@ async def test_a_spec_over_the_bounds_is_a_dead_letter_not_a_job(bus, config):
     async with running_advisor(config) as advisor:
         await bus.publish(submit(bus, "huge", width=100_000, height=64))
         await bus.publish(submit(bus, "fine", width=64, height=64))
-        await advised(config.events_db, ["fine"])
-        await wait_for(lambda: advisor.jobs.invalid == 1)
+        await advised(stored, ["fine"])
+        await poll(lambda: advisor.jobs.invalid == 1)
 
         async def dead_letters() -> int:
             return (await bus.call(STORE_STATS, {}, StoreStats)).dead_letters
 
-        assert await wait_for(lambda: dead_letters()) == 1
+        assert await poll(lambda: dead_letters()) == 1
     assert [e.key for _, e in stored_events(config.events_db, "job.advised")] == ["fine"]
 
 
@@ -168,17 +168,17 @@ async def test_seeding_happens_once_with_deterministic_ids(bus, config):
     assert all(uuid.UUID(e.id).version == 7 for e in upserts)
 
 
-async def test_tokens_and_audio_survive_the_submitted_event(bus, config):
+async def test_tokens_and_audio_survive_the_submitted_event(bus, config, stored):
     """One JobSpec: the event's spec carries ``tokens`` and ``audio_seconds``."""
     async with running_advisor(config):
         await bus.publish(submit(bus, "llm-1", kind="llm", model="llama-3-8b", tokens=4000))
         await bus.publish(submit(bus, "asr-1", kind="speech", audio_seconds=90.5))
-        got = await advised(config.events_db, ["llm-1", "asr-1"])
+        got = await advised(stored, ["llm-1", "asr-1"])
     assert got["llm-1"].payload.inputs.spec.tokens == 4000
     assert got["asr-1"].payload.inputs.spec.audio_seconds == 90.5
 
 
-async def test_a_deeply_nested_submitted_event_does_not_stop_the_consumer(bus, config):
+async def test_a_deeply_nested_submitted_event_does_not_stop_the_consumer(bus, config, stored):
     """~1,000 levels of nesting made msgspec raise RecursionError, which killed the
     job consumer for good: every later job went unanswered."""
     deep = b"[" * 1000 + b"]" * 1000
@@ -188,9 +188,9 @@ async def test_a_deeply_nested_submitted_event_does_not_stop_the_consumer(bus, c
     assert body.count(b"[") == 1000
     async with running_advisor(config) as advisor:
         await bus.js.publish("job.submitted", body, headers={"Nats-Msg-Id": "deep-1"})
-        await wait_for(lambda: advisor.jobs.invalid == 1)
+        await poll(lambda: advisor.jobs.invalid == 1)
         await bus.publish(good)
-        await advised(config.events_db, ["after-deep"])
+        await advised(stored, ["after-deep"])
     assert [e.key for _, e in stored_events(config.events_db, "job.advised")] == ["after-deep"]
 
 
@@ -227,7 +227,8 @@ async def test_a_stored_message_that_does_not_decode_is_skipped(bus, config):
         deep = b"[" * 3000 + b"]" * 3000
         for raw in (b"{" * 3000, b'{"seq":%d,"event":%s}' % (position + 1, deep)):
             await bus.nc.publish("stored.queue.depth.changed", raw)
-        await bus.emit(QueueDepthChanged(depth=3), key="remote")
-        await wait_for(lambda: advisor.state.remote_queue_depth == 3)
+        depth = bus.event(QueueDepthChanged(depth=3), key="remote")
+        assert await advisor.follower.publish_and_wait([depth], 10)
+        assert advisor.state.remote_queue_depth == 3
         assert advisor.follower.skipped == 2
     assert advisor.position > position

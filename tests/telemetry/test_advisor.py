@@ -21,7 +21,7 @@ from services.telemetry.sources import RecordedTelemetry
 from tests.advisor.factories import gpu, sample
 from tests.advisor.service_support import advised, stored_events
 from tests.gateway.conftest import running
-from tests.support import wait_for
+from tests.support import StoredEvents
 
 
 def node_config(config: Config, node: str) -> Config:
@@ -30,7 +30,9 @@ def node_config(config: Config, node: str) -> Config:
 
 
 @pytest.mark.usefixtures("store")
-async def test_the_advisor_decides_with_the_sample_of_its_node(bus: Bus, config: Config) -> None:
+async def test_the_advisor_decides_with_the_sample_of_its_node(
+    bus: Bus, config: Config, stored: StoredEvents
+) -> None:
     a, b = node_config(config, "box-a"), node_config(config, "box-b")
     sampler_a = partial(TelemetryService, source=RecordedTelemetry([sample(gpu(0))]))
     sampler_b = partial(TelemetryService, source=RecordedTelemetry([sample()]))
@@ -38,12 +40,13 @@ async def test_the_advisor_decides_with_the_sample_of_its_node(bus: Bus, config:
         advisor = await stack.enter_async_context(running(AdvisorService, a, "advisor"))
         assert isinstance(advisor, AdvisorService) and advisor.node == "box-a"
         await stack.enter_async_context(running(sampler_a, a, "telemetry"))
-        await wait_for(lambda: advisor.state.telemetry is not None)
+        await stored.folded(advisor.follower, "telemetry.sampled")
+        assert advisor.state.telemetry is not None
         await stack.enter_async_context(running(sampler_b, b, "telemetry"))
-        await wait_for(lambda: len(stored_events(config.events_db, "telemetry.sampled")) == 2)
+        await stored.count(2, "telemetry.sampled")
         job = bus.event(JobSubmitted(spec=JobSpec(width=1024, height=1024)), key="job-a")
         await bus.publish(job)
-        event = (await advised(config.events_db, ["job-a"]))["job-a"]
+        event = (await advised(stored, ["job-a"]))["job-a"]
         assert gpu_list(advisor.state).count == 1
     samples = {e.id: e for _, e in stored_events(config.events_db, "telemetry.sampled")}
     assert sorted(e.key for e in samples.values()) == ["box-a", "box-b"]
