@@ -112,28 +112,24 @@ class InFlight:
 
     def wrap(self, handle: MicroHandler) -> MicroHandler:
         async def start(req: Request) -> None:
-            await self.start(handle(req))
+            await self.start(lambda: handle(req))
 
         return start
 
-    async def start(self, serve: Awaitable[None]) -> None:
-        """Run ``serve`` in a task of its own once a slot is free."""
+    async def start(self, serve: Callable[[], Awaitable[None]]) -> None:
+        """Run ``serve()`` in a task of its own once a slot is free (called in
+        the task: a task cancelled before it runs leaves no coroutine behind)."""
+        await self._slots.acquire()
         try:
-            await self._slots.acquire()
-            try:
-                self._spawn(self._serve(serve), "request")
-            except BaseException:
-                self._slots.release()
-                raise
+            self._spawn(self._serve(serve), "request")
         except BaseException:
-            if isinstance(serve, Coroutine):
-                serve.close()  # never started: no "never awaited" warning
+            self._slots.release()
             raise
 
-    async def _serve(self, serve: Awaitable[None]) -> None:
+    async def _serve(self, serve: Callable[[], Awaitable[None]]) -> None:
         self.busy += 1
         try:
-            await serve
+            await serve()
         finally:
             self.busy -= 1
             self._slots.release()
@@ -195,7 +191,7 @@ def endpoint(
         if in_flight is None:
             await serve(req, request)
         else:
-            await in_flight.start(serve(req, request))
+            await in_flight.start(lambda: serve(req, request))
 
     return handle_or_take
 
