@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 
 from schemas.jobs import JobFailed
 from services.runtime.projection import Projector
 from services.scheduler.table import JobTableProjection
 from services.store.eventlog import iter_events
-from tests.support import BIN, lifecycle, wait_for
+from tests.support import BIN, lifecycle
 
 
 def replay(*args: str) -> tuple[dict, str]:  # type: ignore[type-arg]
@@ -22,21 +21,16 @@ def replay(*args: str) -> tuple[dict, str]:  # type: ignore[type-arg]
     return json.loads(body), last.split()[1]
 
 
-async def make_log(bus, config) -> None:  # type: ignore[no-untyped-def]
+async def make_log(bus, stored) -> None:  # type: ignore[no-untyped-def]
     events = [e for j in range(10) for e in lifecycle(bus, f"job-{j}")]
     # job-9 fails instead of succeeding
     events[-1] = bus.event(JobFailed(error="CUDA out of memory"), key="job-9", causation=events[-2])
     await bus.publish_many(events)
-
-    def stored() -> bool:
-        with sqlite3.connect(config.events_db) as conn:
-            return conn.execute("SELECT count(*) FROM events").fetchone()[0] == 40
-
-    await wait_for(stored)
+    await stored.count(40)
 
 
-async def test_replay_twice_gives_the_same_state_and_hash(bus, store, config):
-    await make_log(bus, config)
+async def test_replay_twice_gives_the_same_state_and_hash(bus, store, config, stored):
+    await make_log(bus, stored)
     state1, hash1 = replay("--db", str(config.events_db))
     state2, hash2 = replay("--db", str(config.events_db), "--projection", "jobs")
     assert hash1 == hash2 and state1 == state2
@@ -49,8 +43,8 @@ async def test_replay_twice_gives_the_same_state_and_hash(bus, store, config):
     assert state1["job-9"]["error"] == "CUDA out of memory"
 
 
-async def test_replay_until_seq_stops_there(bus, store, config):
-    await make_log(bus, config)
+async def test_replay_until_seq_stops_there(bus, store, config, stored):
+    await make_log(bus, stored)
     state, partial_hash = replay("--db", str(config.events_db), "--until-seq", "6")
     _, full_hash = replay("--db", str(config.events_db))
     assert partial_hash != full_hash
@@ -59,8 +53,8 @@ async def test_replay_until_seq_stops_there(bus, store, config):
     assert "job-2" not in state
 
 
-async def test_projector_matches_cli_and_skips_folded_positions(bus, store, config):
-    await make_log(bus, config)
+async def test_projector_matches_cli_and_skips_folded_positions(bus, store, config, stored):
+    await make_log(bus, stored)
     _, cli_hash = replay("--db", str(config.events_db))
     projector = Projector(JobTableProjection())
     rows = list(iter_events(config.events_db))

@@ -22,7 +22,7 @@ from services.gateway.state import SOCKETS
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from tests.gateway.conftest import running
-from tests.support import lifecycle, wait_for
+from tests.support import StoredEvents, lifecycle, poll
 
 
 async def get(gateway: GatewayService, path: str, method: str = "GET") -> tuple[int, Any]:
@@ -32,15 +32,11 @@ async def get(gateway: GatewayService, path: str, method: str = "GET") -> tuple[
 
 
 async def test_a_leading_wildcard_topic_returns_the_newest_matching(
-    config: Config, store: Any, bus: Bus, gateway: GatewayService
+    config: Config, store: Any, bus: Bus, gateway: GatewayService, stored: StoredEvents
 ) -> None:
     await bus.publish_many([e for j in range(10) for e in lifecycle(bus, f"job-{j}")])
     await bus.publish_many([lifecycle(bus, f"late-{j}")[0] for j in range(30)])  # submitted only
-
-    async def stored() -> bool:
-        return len((await get(gateway, "/api/events?after=69&limit=10"))[1]["events"]) == 1
-
-    await wait_for(stored)
+    await stored.count(70)
     status, body = await get(gateway, "/api/modder/hooks?topic=*.started&limit=3")
     assert status == 200 and body["topic"] == "*.started"
     assert [i["event"]["key"] for i in body["events"]] == ["job-7", "job-8", "job-9"]
@@ -107,7 +103,7 @@ async def test_stalled_websocket_clients_are_closed_and_memory_stays_bounded(
         for batch in range(60):  # ~2.4 MB per client while they stall
             await bus.publish_many([bus.event(big, key=f"job-{batch}-{i}") for i in range(10)])
             peak = max(peak, process.memory_info().rss)
-        await wait_for(lambda: all(ws.closed for ws in gateway.app[SOCKETS]), timeout=20)
+        await poll(lambda: all(ws.closed for ws in gateway.app[SOCKETS]), timeout=20)
         peak = max(peak, process.memory_info().rss)
         received = [await _drain(s) for s in clients]  # the clients come back and read
     closes = []

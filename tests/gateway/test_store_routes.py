@@ -10,7 +10,7 @@ import pytest
 
 from services.gateway.service import GatewayService
 from services.runtime.bus import Bus
-from tests.support import lifecycle, wait_for
+from tests.support import lifecycle, poll
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ async def test_health_reports_nats_store_and_heartbeats(store, http):
         _, body = await get(http, "/health")
         return {"store", "gateway"} <= set(body["services"])
 
-    await wait_for(both_beating, timeout=5)
+    await poll(both_beating, timeout=5)  # heartbeats, folded by the gateway: no event
     status, body = await get(http, "/health")
     assert status == 200 and body["ok"] is True
     assert body["nats"]["connected"] is True
@@ -56,9 +56,9 @@ async def test_health_is_503_without_a_store(http):
     assert "no service is answering" in body["store"]["error"]
 
 
-async def test_events_route_filters_like_the_store(store, bus, http):
+async def test_events_route_filters_like_the_store(store, bus, http, stored):
     await bus.publish_many([e for j in range(3) for e in lifecycle(bus, f"job-{j}")])
-    await wait_for(lambda: _count(http, 12))
+    await stored.count(12)
     status, body = await get(http, "/api/events?after=2&limit=3")
     assert status == 200 and body["ok"] is True
     assert [i["seq"] for i in body["events"]] == [3, 4, 5]
@@ -66,11 +66,6 @@ async def test_events_route_filters_like_the_store(store, bus, http):
     assert [(i["event"]["type"], i["event"]["key"]) for i in body["events"]] == [
         ("job.succeeded", "job-1")
     ]
-
-
-async def _count(http, n: int) -> bool:  # type: ignore[no-untyped-def]
-    _, body = await get(http, "/api/events?limit=1000")
-    return len(body["events"]) == n
 
 
 @pytest.mark.parametrize(
@@ -99,9 +94,9 @@ async def test_wrong_method_is_json_405(store, http):
         assert (await r.json())["ok"] is False
 
 
-async def test_modder_hooks_return_recent_history_for_a_topic(store, bus, http):
+async def test_modder_hooks_return_recent_history_for_a_topic(store, bus, http, stored):
     await bus.publish_many([e for j in range(4) for e in lifecycle(bus, f"job-{j}")])
-    await wait_for(lambda: _count(http, 16))
+    await stored.count(16)
     _, body = await get(http, "/api/modder/hooks?topic=job.started&limit=2")
     assert [i["event"]["key"] for i in body["events"]] == ["job-2", "job-3"]
     _, body = await get(http, "/api/modder/hooks?topic=job&limit=3")
@@ -111,10 +106,10 @@ async def test_modder_hooks_return_recent_history_for_a_topic(store, bus, http):
     assert len(body["events"]) == 4
 
 
-async def test_websocket_sends_history_then_live_without_gap_or_duplicate(store, bus, http):
+async def test_websocket_sends_history_then_live_without_gap_or_duplicate(store, bus, http, stored):
     first = [e for j in range(30) for e in lifecycle(bus, f"job-a{j}")]
     await bus.publish_many(first)
-    await wait_for(lambda: _count(http, 120))
+    await stored.count(120)
     session, base = http
     later = [e for j in range(30) for e in lifecycle(bus, f"job-b{j}")]
     async with session.ws_connect(base + "/api/modder/hooks/ws") as ws:
