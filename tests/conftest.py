@@ -14,7 +14,7 @@ from services.runtime.bus import Bus
 from services.runtime.config import Config, load_config
 from services.runtime.errors import NatsServerError
 from services.runtime.natsserver import EmbeddedNats, find_binary
-from tests.support import StoredEvents, watch_stored
+from tests.support import EventWatch, watch_stored
 
 SHM_MIN_FREE = 4 << 30
 
@@ -83,7 +83,7 @@ async def store(config: Config) -> AsyncIterator[object]:
 
 
 @pytest.fixture
-async def stored(bus: Bus) -> AsyncIterator[StoredEvents]:
+async def stored(bus: Bus) -> AsyncIterator[EventWatch]:
     """Every event the store commits from the test's start (``tests.support``):
     ``await stored.first("job.advised", where=...)``, ``await stored.count(40)``."""
     async with watch_stored(bus) as events:

@@ -1,6 +1,6 @@
 """Helpers shared by the tests (fixtures live in conftest.py).
 
-Tests wait on what the system announces, not on a timer: :class:`StoredEvents`
+Tests wait on what the system announces, not on a timer: :class:`EventWatch`
 (the ``stored`` fixture) for what the store committed, a service's own
 follower (``publish_and_wait``, ``wait_ready``) for what it folded.
 :func:`poll` is left for conditions nothing announces: a port opening, a file
@@ -55,7 +55,7 @@ async def poll(predicate, timeout: float = 10.0, interval: float = 0.02):  # typ
 
     Only for a condition that nothing announces (a port opening, a file another
     process writes, a client library's inner state): an event-caused condition
-    is awaited on :class:`StoredEvents` or the service's follower instead."""
+    is awaited on :class:`EventWatch` or the service's follower instead."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -84,23 +84,29 @@ class Folds(Protocol):
     async def wait_position(self, seq: int, timeout: float) -> bool: ...
 
 
-class StoredEvents:
-    """Every event the store commits from the moment of subscribing, as it
-    announces them on ``stored.>`` (after the SQLite commit: an event seen here
-    is a readable row). Waits return as soon as the awaited event arrives and
-    fail with what was seen after ``timeout`` seconds."""
+class EventWatch:
+    """Every event seen on a subscription from the moment it began: on
+    ``stored.>`` (:func:`watch_stored`, the ``stored`` fixture) what the store
+    committed, as it announces it after the SQLite commit (an event seen there
+    is a readable row); on an event subject (:func:`watch_events`) what a
+    service published, stored or not. Waits return as soon as the awaited event
+    arrives and fail with what was seen after ``timeout`` seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stored: bool = True) -> None:
+        self.stored = stored
         self.events: list[tuple[int, Event]] = []
-        """(position, event) in arrival order."""
+        """(store position, or 0 for an event not from ``stored.*``; event) in arrival order."""
         self.malformed = 0
-        """``stored.*`` messages that were no stored event (a test's garbage)."""
+        """Messages that were no (stored) event: a test's garbage."""
         self._arrived = asyncio.Event()
 
     async def on_message(self, msg: Msg) -> None:
         try:
-            item = decode_stored(msg.data)
-            self.events.append((item.seq, decode_event(bytes(item.event))))
+            if self.stored:
+                item = decode_stored(msg.data)
+                self.events.append((item.seq, decode_event(bytes(item.event))))
+            else:
+                self.events.append((0, decode_event(msg.data)))
         except (msgspec.MsgspecError, ValueError):
             self.malformed += 1
         self._arrived.set()
@@ -124,7 +130,7 @@ class StoredEvents:
             except TimeoutError:
                 seen = [f"{s}:{e.type}" for s, e in self.events[-10:]]
                 raise AssertionError(
-                    f"no {what} stored within {timeout}s; the last seen: {seen}"
+                    f"no {what} within {timeout}s; the last seen: {seen}"
                 ) from None
         return value
 
@@ -169,11 +175,25 @@ class StoredEvents:
 
 
 @contextlib.asynccontextmanager
-async def watch_stored(bus: Bus) -> AsyncIterator[StoredEvents]:
-    """:class:`StoredEvents` on ``bus``'s connection (subscribed and flushed
-    before it is handed out, so nothing stored afterwards is missed)."""
-    events = StoredEvents()
-    sub = await bus.nc.subscribe(STORED_PREFIX + ">", cb=events.on_message)
+async def watch_events(bus: Bus, subject: str) -> AsyncIterator[EventWatch]:
+    """The events published on ``subject`` (a NATS pattern), seen on ``bus``'s
+    connection; subscribed and flushed before it is handed out."""
+    async with _watch(bus, subject, EventWatch(stored=False)) as events:
+        yield events
+
+
+@contextlib.asynccontextmanager
+async def watch_stored(bus: Bus) -> AsyncIterator[EventWatch]:
+    """Every event the store commits (``stored.>``), seen on ``bus``'s
+    connection; subscribed and flushed before it is handed out, so nothing
+    stored afterwards is missed."""
+    async with _watch(bus, STORED_PREFIX + ">", EventWatch()) as events:
+        yield events
+
+
+@contextlib.asynccontextmanager
+async def _watch(bus: Bus, subject: str, events: EventWatch) -> AsyncIterator[EventWatch]:
+    sub = await bus.nc.subscribe(subject, cb=events.on_message)
     await bus.nc.flush()
     try:
         yield events

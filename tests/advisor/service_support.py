@@ -21,7 +21,7 @@ from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.telemetry.service import TelemetryService
 from services.telemetry.sources import RecordedTelemetry
-from tests.support import StoredEvents, watch_stored
+from tests.support import EventWatch, watch_stored
 
 from .factories import gpu, sample
 
@@ -103,7 +103,7 @@ def stored_events(db: Path, type_: str | None = None) -> list[tuple[int, Event]]
     return [(seq, decode_event(body)) for seq, t, body in rows if type_ in (None, t)]
 
 
-async def advised(stored: StoredEvents, keys: list[str], timeout: float = 10.0) -> dict[str, Event]:
+async def advised(stored: EventWatch, keys: list[str], timeout: float = 10.0) -> dict[str, Event]:
     """Wait until the store holds a job.advised for every key; returns them by key."""
 
     def found() -> dict[str, Event] | None:

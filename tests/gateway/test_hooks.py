@@ -22,7 +22,7 @@ from services.gateway.state import SOCKETS
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from tests.gateway.conftest import running
-from tests.support import StoredEvents, lifecycle, poll
+from tests.support import EventWatch, lifecycle, poll
 
 
 async def get(gateway: GatewayService, path: str, method: str = "GET") -> tuple[int, Any]:
@@ -32,7 +32,7 @@ async def get(gateway: GatewayService, path: str, method: str = "GET") -> tuple[
 
 
 async def test_a_leading_wildcard_topic_returns_the_newest_matching(
-    config: Config, store: Any, bus: Bus, gateway: GatewayService, stored: StoredEvents
+    config: Config, store: Any, bus: Bus, gateway: GatewayService, stored: EventWatch
 ) -> None:
     await bus.publish_many([e for j in range(10) for e in lifecycle(bus, f"job-{j}")])
     await bus.publish_many([lifecycle(bus, f"late-{j}")[0] for j in range(30)])  # submitted only

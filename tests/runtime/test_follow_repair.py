@@ -20,7 +20,7 @@ from schemas.subjects import STORE_READ, STORED_PREFIX
 from schemas.system import StoreReadRequest, encode_stored
 from services.runtime.bus import Bus
 from services.runtime.follow import FollowerBehind, FollowStats, follow, subject_matches
-from tests.support import lifecycle, wait_for
+from tests.support import lifecycle, poll
 
 
 class StoreDouble:
@@ -121,7 +121,7 @@ async def test_a_filtered_follower_reads_once_for_everything_queued(double, bus)
     assert await take(agen, 1) == [1]
     for i in range(50):  # each job.submitted is 4 positions after the previous one
         await double.append(lifecycle(bus, f"job-{i + 1}"))
-    await wait_for(lambda: stats.received == 50)  # all queued, none consumed yet
+    await poll(lambda: stats.received == 50)  # all queued, none consumed yet
     before = stats.reads
     assert await take(agen, 50) == list(range(2, 200, 4))
     assert stats.reads - before <= 2
@@ -146,7 +146,7 @@ async def test_a_stalled_consumer_gets_follower_behind_with_its_position(double,
     assert await take(agen, 4) == [1, 2, 3, 4]
     for i in range(40):  # ~40 KB, never read
         await double.append(lifecycle(bus, f"job-{i + 1}"))
-    await wait_for(lambda: stats.behind)
+    await poll(lambda: stats.behind)
     assert stats.waiting == 0  # the buffer was freed at once
     with pytest.raises(FollowerBehind) as e:
         await anext(agen)

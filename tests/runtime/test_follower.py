@@ -23,7 +23,7 @@ from services.runtime.errors import ServiceCallError
 from services.runtime.follower import Follower
 from services.runtime.snapshots import Snapshots
 from services.store.service import StoreService
-from tests.support import wait_for
+from tests.support import watch_stored
 
 log = logging.getLogger("test.follower")
 
@@ -48,11 +48,11 @@ async def _stop(follower: Follower[object], task: asyncio.Task[None]) -> None:
 
 async def _depths(bus: Bus, n: int, start: int = 0, store: StoreService | None = None) -> None:
     """Publish ``n`` queue depths; with ``store``, return once it stored them."""
-    target = store.eventlog.last_seq + n if store is not None else 0
-    await bus.publish_many([bus.event(QueueDepthChanged(depth=start + i), key="remote")
-                            for i in range(n)])  # fmt: skip
-    if store is not None:
-        await wait_for(lambda: store.eventlog.last_seq >= target)
+    async with watch_stored(bus) as stored:
+        await bus.publish_many([bus.event(QueueDepthChanged(depth=start + i), key="remote")
+                                for i in range(n)])  # fmt: skip
+        if store is not None:
+            await stored.count(n)
 
 
 async def test_a_restart_loads_the_snapshot_and_reads_only_the_tail(store, bus, config):
@@ -65,7 +65,7 @@ async def test_a_restart_loads_the_snapshot_and_reads_only_the_tail(store, bus, 
     second = await _follower(config, bus)
     task = await _run(second)
     try:
-        await wait_for(lambda: second.position == 55)
+        assert await second.wait_position(55, 10)
         assert second.restored_from == 50
         assert second.state.remote_queue_depth == 104  # type: ignore[attr-defined]
         assert second.projector.hash() == first_rebuild_hash(first, 55)
@@ -156,7 +156,7 @@ async def test_skipped_messages_are_counted_per_follower(store, bus, config):
     try:
         await bus.nc.publish("stored.queue.depth.changed", b"not json")
         await _depths(bus, 1)
-        await wait_for(lambda: one.position == 1 and two.position == 1)
+        assert await one.wait_position(1, 10) and await two.wait_position(1, 10)
         assert (one.skipped, two.skipped) == (1, 1)
     finally:
         await _stop(one, tasks[0])

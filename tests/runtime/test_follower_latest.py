@@ -25,7 +25,7 @@ from services.runtime.projection import Projector
 from services.runtime.snapshots import Snapshots
 from services.store.eventlog import iter_events
 from services.store.service import StoreService
-from tests.support import wait_for
+from tests.support import poll, watch_stored
 
 log = logging.getLogger("test.follower.latest")
 
@@ -38,9 +38,9 @@ def _sample(bus: Bus, node: str | None, i: int) -> Event:
 
 
 async def _publish(bus: Bus, store: StoreService, events: list[Event]) -> None:
-    target = store.eventlog.last_seq + len(events)
-    await bus.publish_many(events)
-    await wait_for(lambda: store.eventlog.last_seq >= target)
+    async with watch_stored(bus) as stored:
+        await bus.publish_many(events)
+        await stored.count(len(events))
 
 
 def _mixed(bus: Bus, nodes: list[str | None], start: int = 0) -> list[Event]:
@@ -84,7 +84,7 @@ async def _stop(follower: Follower[AdvisorState], task: asyncio.Task[None]) -> N
     # PONG then fails on, killing the shared connection's read loop; so stop only once
     # the live loop has subscribed and its flush has returned
     nc = follower.bus.nc
-    await wait_for(lambda: not nc._pongs and any(
+    await poll(lambda: not nc._pongs and any(
         s.subject == "stored.telemetry.sampled" for s in nc._subs.values()))  # fmt: skip
     while not task.done():
         task.cancel()

@@ -21,7 +21,7 @@ from services.telemetry.sources import RecordedTelemetry
 from tests.advisor.factories import gpu, sample
 from tests.advisor.service_support import advised, stored_events
 from tests.gateway.conftest import running
-from tests.support import StoredEvents
+from tests.support import EventWatch
 
 
 def node_config(config: Config, node: str) -> Config:
@@ -31,7 +31,7 @@ def node_config(config: Config, node: str) -> Config:
 
 @pytest.mark.usefixtures("store")
 async def test_the_advisor_decides_with_the_sample_of_its_node(
-    bus: Bus, config: Config, stored: StoredEvents
+    bus: Bus, config: Config, stored: EventWatch
 ) -> None:
     a, b = node_config(config, "box-a"), node_config(config, "box-b")
     sampler_a = partial(TelemetryService, source=RecordedTelemetry([sample(gpu(0))]))

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from schemas import Event, decode_event
 from schemas.telemetry import TelemetrySample
 from services.runtime.bus import Bus
 from services.runtime.clock import ManualClock
@@ -17,7 +16,7 @@ from services.runtime.config import Config
 from services.telemetry.service import TelemetryService
 from services.telemetry.sources import NvmlTelemetry, RecordedTelemetry
 from tests.advisor.factories import gpu, sample
-from tests.support import wait_for
+from tests.support import EventWatch, poll, watch_events
 
 
 class DialSource:
@@ -37,23 +36,17 @@ class DialSource:
 @contextlib.asynccontextmanager
 async def sampling(
     config: Config, source: object | None, clock: ManualClock | None = None
-) -> AsyncIterator[tuple[TelemetryService, list[Event]]]:
+) -> AsyncIterator[tuple[TelemetryService, EventWatch]]:
     """The service running with ``source``, and every telemetry.sampled it publishes."""
     bus = await Bus.connect(config.nats.url or "", source="telemetry", clock=clock)
     await bus.ensure_streams()
-    seen: list[Event] = []
-
-    async def collect(msg: object) -> None:
-        seen.append(decode_event(msg.data))  # type: ignore[attr-defined]
-
-    sub = await bus.nc.subscribe("telemetry.sampled", cb=collect)
     service = TelemetryService(bus, config, source=source)  # type: ignore[arg-type]
     try:
-        await service.start()
-        yield service, seen
+        async with watch_events(bus, "telemetry.sampled") as seen:
+            await service.start()
+            yield service, seen
     finally:
         await service.stop()
-        await sub.unsubscribe()
         await bus.close()
 
 
@@ -63,17 +56,16 @@ async def test_publishes_with_the_node_id_only_what_moved(config: Config) -> Non
     config.telemetry.keepalive_s = 3600
     source = DialSource(sample(gpu(0)))
     async with sampling(config, source) as (service, seen):
-        await wait_for(lambda: service.stats.taken >= 30)
+        await poll(lambda: service.stats.taken >= 30)
         assert service.stats.published == 1
         source.reading = sample(gpu(0, free_mib=2048))  # a job took 18 GiB
-        await wait_for(lambda: service.stats.published == 2)
+        await seen.count(2)
         taken = service.stats.taken
-        await wait_for(lambda: service.stats.taken >= taken + 30)
-        await wait_for(lambda: len(seen) == 2)
+        await poll(lambda: service.stats.taken >= taken + 30)  # samples: nothing published
         assert service.stats.published == 2
     assert source.closed
-    first, second = seen
-    for event in seen:
+    first, second = events = seen.matching()
+    for event in events:
         data = event.payload
         assert isinstance(data, TelemetrySample)
         assert (event.key, data.node, event.source) == ("gpu-box-1", "gpu-box-1", "telemetry")
@@ -87,28 +79,28 @@ async def test_keepalive_by_the_bus_clock(config: Config) -> None:
     config.telemetry.keepalive_s = 300
     clock = ManualClock()
     async with sampling(config, DialSource(sample()), clock) as (service, seen):
-        await wait_for(lambda: service.stats.taken >= 10)
+        await poll(lambda: service.stats.taken >= 10)
         clock.advance(299)
         taken = service.stats.taken
-        await wait_for(lambda: service.stats.taken >= taken + 10)
+        await poll(lambda: service.stats.taken >= taken + 10)
         assert service.stats.published == 1
         clock.advance(1)
-        await wait_for(lambda: len(seen) == 2)
-        assert seen[1].payload.trigger.startswith("keep-alive")
-        assert seen[1].payload.node == config.telemetry.node_id()
+        second = (await seen.count(2))[1]
+        assert second.payload.trigger.startswith("keep-alive")
+        assert second.payload.node == config.telemetry.node_id()
 
 
 async def test_recorded_samples_replay_through_the_gate(config: Config) -> None:
     config.telemetry.interval_s = 0.005
     recorded = RecordedTelemetry([sample(gpu(0)), sample(gpu(0, free_mib=1024))])
     async with sampling(config, recorded) as (_, seen):
-        await wait_for(lambda: len(seen) >= 10)  # every reading moved: each is published
-    assert [e.payload.trigger.split(":")[0] for e in seen[:3]] == [
+        events = await seen.count(10)  # every reading moved: each is published
+    assert [e.payload.trigger.split(":")[0] for e in events[:3]] == [
         "first sample",
         "GPU 0 VRAM used",
         "GPU 0 VRAM used",
     ]
-    assert {e.payload.source for e in seen} == {"recorded"}
+    assert {e.payload.source for e in events} == {"recorded"}
 
 
 async def test_a_source_bug_is_a_fault_and_the_sampler_restarts(config: Config) -> None:
@@ -124,10 +116,10 @@ async def test_a_source_bug_is_a_fault_and_the_sampler_restarts(config: Config) 
             return super().sample(sample_id, ts)
 
     async with sampling(config, Broken(sample())) as (service, seen):
-        await wait_for(lambda: service.faults())
+        await poll(lambda: service.faults())
         assert "task sampler died: KeyError" in service.faults()[0]
-        await wait_for(lambda: len(seen) == 1)  # restarted after its backoff
-    assert seen[0].payload.trigger == "first sample"
+        first = await seen.first()  # restarted after its backoff
+    assert first.payload.trigger == "first sample"
 
 
 async def test_this_machine_without_nvml(config: Config) -> None:
@@ -139,10 +131,10 @@ async def test_this_machine_without_nvml(config: Config) -> None:
     if gpus:
         pytest.skip("an NVIDIA GPU is visible here")
     async with sampling(config, None) as (service, seen):
-        await wait_for(lambda: len(seen) == 1)
+        first = await seen.first()
         assert service.faults() == []
-    data = seen[0].payload
+    data = first.payload
     assert isinstance(data, TelemetrySample)
     assert data.gpus == () and data.reason is not None and data.reason.startswith("NVML")
-    assert data.node == config.telemetry.node_id() == seen[0].key
+    assert data.node == config.telemetry.node_id() == first.key
     assert data.host.ram_total_mib and data.host.cpu_count and data.source == "nvml"
