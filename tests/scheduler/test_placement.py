@@ -26,6 +26,17 @@ BIG = {"kind": "image", "width": 1024, "height": 1024}  # too big for the CPU: w
 NEVER = {**BIG, "vram_gb": 1000}  # above every GPU and every offer: infeasible
 
 
+async def gpu_frees(config: Config, bus: Bus, advisor: Any) -> None:
+    """A telemetry sample with a GPU of 20 GiB free, once the advisor folded it."""
+    node = config.telemetry.node_id()
+    free = sample(gpu(free_mib=20 * 1024), sample_id=bus.ids.new())
+    free = msgspec.structs.replace(free, node=node, ts=bus.clock.now())
+    await bus.publish(make_event(free, id=free.sample_id, key=node, ts=free.ts,
+                                 source="telemetry"))  # fmt: skip
+    await wait_for(lambda: advisor.state.telemetry is not None
+                   and advisor.state.telemetry.sample_id == free.sample_id)  # fmt: skip
+
+
 async def test_a_job_advised_wait_is_delayed_until_a_new_decision_places_it(
     config: Config, store: Any, bus: Bus
 ) -> None:
@@ -44,13 +55,7 @@ async def test_a_job_advised_wait_is_delayed_until_a_new_decision_places_it(
         assert view.budget.code == "wait" and "Waiting for the local GPU" in view.budget.reason
         assert quick.runs == []  # before: it ran at once
         # a GPU with room appears: the re-advice (timer) places the job there
-        node = config.telemetry.node_id()
-        free = sample(gpu(free_mib=20 * 1024), sample_id=bus.ids.new())
-        free = msgspec.structs.replace(free, node=node, ts=bus.clock.now())
-        await bus.publish(make_event(free, id=free.sample_id, key=node, ts=free.ts,
-                                     source="telemetry"))  # fmt: skip
-        await wait_for(lambda: advisor.state.telemetry is not None
-                       and advisor.state.telemetry.sample_id == free.sample_id)  # fmt: skip
+        await gpu_frees(config, bus, advisor)
         view = await client.ended(accepted.job_id)
         assert view.state == "succeeded", view
         assert view.history == ["job.submitted", "job.advised", "job.delayed", "job.rerouted",
@@ -134,13 +139,7 @@ async def test_waiting_jobs_of_one_shape_share_one_advise_per_tick(
         client = Client(bus)
         accepted = [await client.submit(**shapes[i % 2]) for i in range(7)]
         assert all(a.state == "delayed" for a in accepted)
-        node = config.telemetry.node_id()
-        free = sample(gpu(free_mib=20 * 1024), sample_id=bus.ids.new())
-        free = msgspec.structs.replace(free, node=node, ts=bus.clock.now())
-        await bus.publish(make_event(free, id=free.sample_id, key=node, ts=free.ts,
-                                     source="telemetry"))  # fmt: skip
-        await wait_for(lambda: advisor.state.telemetry is not None
-                       and advisor.state.telemetry.sample_id == free.sample_id)  # fmt: skip
+        await gpu_frees(config, bus, advisor)
         before = scheduler.placement.asks
         scheduler.wake_waiting()  # as a job ending anywhere does
         views = [await client.ended(a.job_id) for a in accepted]
