@@ -3,6 +3,7 @@ provider servers (``adapter_fakes.py``), as the service tests and the CLI tests 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from schemas import encode_event
 from schemas.adapter_settings import (
     AdaptersSettings,
     HuggingFaceSettings,
@@ -22,8 +24,6 @@ from schemas.adapter_settings import (
     RunPodSettings,
 )
 from schemas.flags import ENABLE_PUBLIC_GPU_ADAPTERS, FlagsChanged
-from schemas.subjects import STORE_READ
-from schemas.system import StoreReadRequest
 from services.adapters.service import AdaptersService
 from services.gateway.service import GatewayService
 from services.runtime.bus import Bus
@@ -39,7 +39,7 @@ from tests.adapters.adapter_fakes import (
     replicate_app,
     runpod_app,
 )
-from tests.support import wait_for
+from tests.support import EventWatch, watch_stored
 
 APPS: dict[str, Callable[[Fake], web.Application]] = {
     "runpod": runpod_app, "huggingface": hf_app, "replicate": replicate_app, "modal": modal_app,
@@ -119,9 +119,10 @@ class Stack:
 
     def __init__(
         self, bus: Bus, adapters: AdaptersService, gateway: GatewayService,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession, watching: contextlib.AsyncExitStack, stored: EventWatch,
     ) -> None:
         self.bus, self.adapters, self.gateway, self.session = bus, adapters, gateway, session
+        self.watching, self.stored = watching, stored
         self.replies: list[Reply] = []
 
     async def request(
@@ -150,34 +151,33 @@ class Stack:
         raise AssertionError(f"{provider} job {remote_id} never finished")
 
     async def set_flag(self, on: bool) -> None:
-        await self.bus.emit(FlagsChanged(flags={ENABLE_PUBLIC_GPU_ADAPTERS: on}), key="flags")
-        await wait_for(lambda: self.adapters.live_calls_enabled is on, timeout=10)
+        flags = self.bus.event(FlagsChanged(flags={ENABLE_PUBLIC_GPU_ADAPTERS: on}), key="flags")
+        assert await self.adapters.follower.publish_and_wait([flags], 10)
+        assert self.adapters.live_calls_enabled is on
 
     async def events(self, count: int, prefix: str = "adapter.") -> list[dict[str, Any]]:
-        """The stored events of type ``prefix``*, once there are at least ``count``."""
-
-        async def stored() -> list[dict[str, Any]] | None:
-            req = StoreReadRequest(type=prefix, limit=1000)
-            raw = await self.bus.call_raw(STORE_READ, msgspec.json.encode(req))
-            found = [item["event"] for item in msgspec.json.decode(raw)["events"]]
-            return found if len(found) >= count else None
-
-        found: list[dict[str, Any]] = await wait_for(stored, timeout=10)
-        return found
+        """The stored events of type ``prefix``* (as JSON objects), once there
+        are at least ``count``."""
+        pattern = prefix + ">" if prefix.endswith(".") else prefix
+        found = await self.stored.count(count, pattern)
+        return [msgspec.json.decode(encode_event(e)) for e in found]
 
 
 async def start_stack(config: Config, settings: AdaptersSettings, bus: Bus) -> Stack:
     config.adapters = settings
     url = config.nats.url or ""
+    watching = contextlib.AsyncExitStack()
+    stored = await watching.enter_async_context(watch_stored(bus))
     adapters = AdaptersService(await Bus.connect(url, source="adapters"), config)
     await adapters.start()
     gateway = GatewayService(await Bus.connect(url, source="gateway"), config)
     await gateway.start()
-    return Stack(bus, adapters, gateway, aiohttp.ClientSession())
+    return Stack(bus, adapters, gateway, aiohttp.ClientSession(), watching, stored)
 
 
 async def stop_stack(stack: Stack) -> None:
     await stack.session.close()
+    await stack.watching.aclose()
     for service in (stack.gateway, stack.adapters):
         await service.stop()
         await service.bus.close()

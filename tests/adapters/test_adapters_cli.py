@@ -27,7 +27,7 @@ from tests.adapters.stack import (
     Provider,
     start_providers,
 )
-from tests.support import BIN, wait_for
+from tests.support import BIN, poll
 
 
 def _env() -> dict[str, str]:
@@ -210,11 +210,11 @@ async def _exercise(client: _Client, providers: dict[str, Provider]) -> None:
         except aiohttp.ClientError:
             return False
 
-    await wait_for(gateway_up, timeout=20)
+    await poll(gateway_up, timeout=20)
     # as a user turns it on (NATS is closed to anyone but the services under `up`)
     status, _ = await client("PUT", "/api/flags", {"flags": {ENABLE_PUBLIC_GPU_ADAPTERS: True}})
     assert status == 200
-    await wait_for(live, timeout=10)
+    await poll(live, timeout=10)
     for provider in providers:
         status, submitted = await client("POST", "/api/providers/gpu/submit", {
             "provider": provider, "job": {"input": {"prompt": "x"}, "job_id": f"j-{provider}"}})

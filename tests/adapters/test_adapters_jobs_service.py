@@ -30,7 +30,7 @@ from tests.adapters.stack import (
     stop_stack,
     write_secrets,
 )
-from tests.support import wait_for
+from tests.support import poll
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +144,7 @@ async def test_hugging_face_jobs_survive_a_restart(
     fake.plan("infer", Scripted(200, [], delay_s=30))
     slow = await live.submit("huggingface", {"input": {"inputs": "slow"}, "job_id": "j-slow"})
     slow_id = slow.json["id"]
-    await wait_for(lambda: fake.count("POST /infer") == 2)
+    await poll(lambda: fake.count("POST /infer") == 2)
     await restart_adapters(live, config)
     again = (await live.poll("huggingface", done_id)).json
     assert {k: again[k] for k in ("status", "output", "dry_run", "error")} == {
@@ -183,7 +183,9 @@ async def test_an_hf_request_lost_with_its_process_fails_after_its_deadline(
                                  config)  # fmt: skip
         await second.start()
         deadline = second._live.get("huggingface").result_deadline_s  # type: ignore[attr-defined]
-        record = await wait_for(lambda: second._book.get("huggingface", remote_id))
+        await stack.stored.folded(second.follower, "adapter.submitted")
+        record = second._book.get("huggingface", remote_id)
+        assert record is not None
         assert record.status == "running"
         adapter: Any = second._live.get("huggingface")
         early = await adapter.poll(remote_id)

@@ -33,7 +33,7 @@ from tests.adapters.stack import (
     stop_stack,
     write_secrets,
 )
-from tests.support import wait_for
+from tests.support import poll
 
 StackFactory = Callable[[AdaptersSettings], Awaitable[Stack]]
 PROFILE = {
@@ -234,7 +234,8 @@ async def test_flags_set_before_start_are_folded_once_the_store_answers(
         await bus.emit(FlagsChanged(flags={ENABLE_PUBLIC_GPU_ADAPTERS: True}), key="flags")
         assert stack.adapters.live_calls_enabled is False
         await store.start()
-        await wait_for(lambda: stack.adapters.live_calls_enabled, timeout=10)
+        await stack.stored.folded(stack.adapters.follower, "flags.changed")
+        assert stack.adapters.live_calls_enabled
         assert stack.adapters.flags_position == 1
         assert (await stack.submit("modal", {"input": {}})).json["dry_run"] is False
     finally:
@@ -466,7 +467,7 @@ async def test_a_slow_provider_does_not_hold_up_another(
 ) -> None:
     providers["modal"].fake.plan("submit", Scripted(delay_s=5.0, body={"call_id": "fc-slow"}))
     slow = asyncio.create_task(live.submit("modal", {"input": {}}))
-    await wait_for(lambda: providers["modal"].fake.count("POST /submit") == 1)
+    await poll(lambda: providers["modal"].fake.count("POST /submit") == 1)
     fast = await live.submit("runpod", {"input": {}})
     assert fast.status == 200 and not slow.done()
     providers["modal"].fake.release.set()
