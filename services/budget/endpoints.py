@@ -116,24 +116,36 @@ class BudgetEndpoints:
 
     def _endpoints(self) -> list[tuple[str, str, type[Any], Handler, Make | None]]:
         """(name, subject, request type, handler, the command's build maker or None)."""
-        return [
-            ("snapshot", SNAPSHOT, Snapshot, self.snapshot, None),
-            ("apply", APPLY, LimitsApply, self.apply, None),
-            ("register", REGISTER, JobRegister, self.register_job, self._register_build),
-            ("start", START, JobRef, self.start_job, self._start_build),
-            ("finish", FINISH, JobFinish, self.finish_job, self._finish_build),
-            ("refresh", REFRESH, Refresh, self.refresh, None),
-            ("poll", POLL, Poll, self.poll, None),
-            ("asset-register", ASSET_REGISTER, AssetRegister, self.register_asset,
-             self._asset_register_build),
-            ("asset-touch", ASSET_TOUCH, AssetRef, self.touch, self._touch_build),
-            ("asset-evict", ASSET_EVICT, AssetEvict, self.evict, self._evict_build),
-            ("mark", MARK, Mark, self.mark, self._mark_build),
-            ("span", SPAN, Span, self.span, self._span_build),
-            ("dashboard", DASHBOARD, DashboardQuery, self.dashboard, None),
-            ("reset", RESET, ProfilerResetRequest, self.reset, self._reset_build),
-            ("health", HEALTH, Health, self.health, None),
-        ]  # fmt: skip
+        queries: list[tuple[str, str, type[Any], Handler]] = [
+            ("snapshot", SNAPSHOT, Snapshot, self.snapshot),
+            ("apply", APPLY, LimitsApply, self.apply),
+            ("refresh", REFRESH, Refresh, self.refresh),
+            ("poll", POLL, Poll, self.poll),
+            ("dashboard", DASHBOARD, DashboardQuery, self.dashboard),
+            ("health", HEALTH, Health, self.health),
+        ]
+        commands: list[tuple[str, str, type[Any], Make]] = [
+            ("register", REGISTER, JobRegister, self._register_build),
+            ("start", START, JobRef, self._start_build),
+            ("finish", FINISH, JobFinish, self._finish_build),
+            ("asset-register", ASSET_REGISTER, AssetRegister, self._asset_register_build),
+            ("asset-touch", ASSET_TOUCH, AssetRef, self._touch_build),
+            ("asset-evict", ASSET_EVICT, AssetEvict, self._evict_build),
+            ("mark", MARK, Mark, self._mark_build),
+            ("span", SPAN, Span, self._span_build),
+            ("reset", RESET, ProfilerResetRequest, self._reset_build),
+        ]
+        return [(*q, None) for q in queries] + [
+            (name, subject, t, self._handler(make), make) for name, subject, t, make in commands
+        ]
+
+    def _handler(self, make: Make) -> Handler:
+        """A command's handler when it is not taken from the callback."""
+
+        async def handle(request: Any) -> Any:
+            return await self._command(make(request))
+
+        return handle
 
     async def _ready(self) -> None:
         await self.follower.require_ready("budget")
@@ -183,10 +195,6 @@ class BudgetEndpoints:
 
     # -- jobs --------------------------------------------------------------------
 
-    async def register_job(self, request: JobRegister) -> JobAnswer:
-        answer: JobAnswer = await self._command(self._register_build(request))
-        return answer
-
     def _register_build(self, request: JobRegister) -> Build:
         perf = _perf(request)
 
@@ -207,14 +215,6 @@ class BudgetEndpoints:
             return events, outcome.answer
 
         return build
-
-    async def start_job(self, request: JobRef) -> JobAnswer:
-        answer: JobAnswer = await self._command(self._start_build(request))
-        return answer
-
-    async def finish_job(self, request: JobFinish) -> JobAnswer:
-        answer: JobAnswer = await self._command(self._finish_build(request))
-        return answer
 
     def _start_build(self, request: JobRef) -> Build:
         return self._job_change("job.started", job_id=request.job_id)
@@ -246,10 +246,6 @@ class BudgetEndpoints:
 
     # -- assets --------------------------------------------------------------------
 
-    async def register_asset(self, request: AssetRegistered) -> AssetAnswer:
-        answer: AssetAnswer = await self._command(self._asset_register_build(request))
-        return answer
-
     def _asset_register_build(self, request: AssetRegistered) -> Build:
         def build() -> tuple[list[Event], AssetAnswer]:
             shelf = self.state.shelf
@@ -259,10 +255,6 @@ class BudgetEndpoints:
             return self._asset_event(data, request.asset_id)
 
         return build
-
-    async def touch(self, request: AssetRef) -> AssetAnswer:
-        answer: AssetAnswer = await self._command(self._touch_build(request))
-        return answer
 
     def _touch_build(self, request: AssetRef) -> Build:
         def build() -> tuple[list[Event], AssetAnswer]:
@@ -281,10 +273,6 @@ class BudgetEndpoints:
             fold.apply(self.state, event)
         return [event], AssetAnswer(asset=self.state.shelf[asset_id], n=self.state.n)
 
-    async def evict(self, request: AssetEvict) -> Evicted:
-        answer: Evicted = await self._command(self._evict_build(request))
-        return answer
-
     def _evict_build(self, request: AssetEvict) -> Build:
         def build() -> tuple[list[Event], Evicted]:
             events, outcome = self._changed(
@@ -298,18 +286,6 @@ class BudgetEndpoints:
         return build
 
     # -- profiler ------------------------------------------------------------------
-
-    async def mark(self, request: ProfilerMark) -> Recorded:
-        answer: Recorded = await self._command(self._mark_build(request))
-        return answer
-
-    async def span(self, request: ProfilerSpan) -> Recorded:
-        answer: Recorded = await self._command(self._span_build(request))
-        return answer
-
-    async def reset(self, request: ProfilerResetRequest) -> Recorded:
-        answer: Recorded = await self._command(self._reset_build(request))
-        return answer
 
     def _mark_build(self, request: ProfilerMark) -> Build:
         return self._profiler_event(lenient(request), request.name)

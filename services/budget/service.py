@@ -378,7 +378,7 @@ class BudgetService(BudgetEndpoints, Service):
             await asyncio.sleep(self.settings.profile_flush_s)
             spans = self.hot.drain()  # what was gathered while the flag was off: dropped
             for span in spans if self.hot.on else ():
-                await self.span(span)  # lenient already: sent as it is
+                await self._command(self._span_build(span))  # lenient already: sent as it is
             interval = self.settings.snapshot_interval_s
             if interval > 0 and loop.time() >= next_snapshot:
                 next_snapshot = loop.time() + interval
