@@ -263,6 +263,28 @@ class CloudConfigUpdated(msgspec.Struct, frozen=True, kw_only=True):
     settings: dict[str, Any]
     changed: list[str] = []
     n: int = 0
+    dry_run: bool = False
+
+
+class CloudPodClaimed(msgspec.Struct, frozen=True, kw_only=True):
+    """A scheduler's attempt (``job_id``) has the pod to itself until it is
+    released: the cloud service's writer grants a claim only on an idle ready
+    pod, so no pod runs two jobs at once, whichever scheduler asks."""
+
+    pod_id: Ref
+    job_id: str
+    instance: str | None = None
+    dry_run: bool = False
+    n: int = 0
+
+
+class CloudPodReleased(msgspec.Struct, frozen=True, kw_only=True):
+    """The attempt on the pod ended: the pod is idle from this event."""
+
+    pod_id: Ref
+    job_id: str
+    dry_run: bool = False
+    n: int = 0
 
 
 _C = {"publishers": ("cloud",), "readers": ("cloud",)}
@@ -293,7 +315,13 @@ CloudAutoscaledEvent = event_type(
     "cloud.autoscaled", CloudAutoscaled, "An autoscaling decision with its numbers.", **_C
 )
 CloudConfigUpdatedEvent = event_type(
-    "cloud.config.updated", CloudConfigUpdated, "The [cloud] settings were changed.", **_C
+    "cloud.config.updated", CloudConfigUpdated, "The [cloud] settings were changed.", **_CS
+)
+CloudPodClaimedEvent = event_type(
+    "cloud.pod.claimed", CloudPodClaimed, "An attempt has a pod to itself.", **_CS
+)
+CloudPodReleasedEvent = event_type(
+    "cloud.pod.released", CloudPodReleased, "An attempt left its pod (idle now).", **_CS
 )
 
 
@@ -412,6 +440,35 @@ class ShutdownAnswer(msgspec.Struct, frozen=True, kw_only=True):
 class ConfigAnswer(msgspec.Struct, frozen=True, kw_only=True):
     config: dict[str, Any]
     changed: list[str]
+    dry_run: bool = False
+
+
+class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A scheduler asks for an idle ready pod for one attempt of ``job_id``."""
+
+    job_id: Ref
+    instance: str | None = None
+
+
+class ClaimAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``ok``: the pod is the attempt's until released; else ``reason`` says why not."""
+
+    ok: bool
+    pod_id: str | None = None
+    url: str | None = None
+    reason: str = ""
+    dry_run: bool = False
+
+
+class ReleaseRequest(msgspec.Struct, frozen=True, kw_only=True):
+    pod_id: Ref
+    job_id: Ref
+
+
+class ReleaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    released: bool
+    """False when the pod was not this job's any more (ended, or already released)."""
+    dry_run: bool = False
 
 
 _P = "gpuroute.cloud."
@@ -442,6 +499,20 @@ COST = command(
     clients=("gateway",),
     request=NoBody,
     reply=CloudCost,
+)
+CLAIM = command(
+    _P + "claim",
+    "an idle ready pod for one attempt (the least used), or why none.",
+    clients=("scheduler",),
+    request=ClaimRequest,
+    reply=ClaimAnswer,
+)
+RELEASE = command(
+    _P + "release",
+    "an attempt left its pod.",
+    clients=("scheduler",),
+    request=ReleaseRequest,
+    reply=ReleaseAnswer,
 )
 PODS = command(_P + "pods", "the pods.", clients=("gateway",), request=NoBody, reply=PodList)
 SPAWN = command(

@@ -103,6 +103,8 @@ class JobStarted(msgspec.Struct, frozen=True, kw_only=True):
     executor: str | None = None
     owner: str | None = None
     """The scheduler instance running this attempt: its lease must stay fresh."""
+    reason: str | None = None
+    """Why the attempt left the advised target (a cloud pod, serverless), with numbers."""
 
 
 class JobSucceeded(msgspec.Struct, frozen=True, kw_only=True):

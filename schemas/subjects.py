@@ -42,7 +42,7 @@ EVERY_EVENT_READERS: tuple[str, ...] = ("store", "gateway", MODDER)
 
 FOLLOWERS: dict[str, tuple[str, ...]] = {
     "job.": ("cloud",),  # the cloud ledger: the queue and the jobs each pod ran
-    "flags.changed": ("cloud",),  # features.enable_compute gates autoscaling
+    "flags.changed": ("cloud", "scheduler"),  # enable_compute gates autoscaling, serverless
 }
 """Readers of event types declared elsewhere, by type prefix (a service that
 folds another's events without the declaring module naming it)."""

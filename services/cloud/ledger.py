@@ -41,7 +41,9 @@ from schemas.cloud import (
     CloudCostReleased,
     CloudCostReserved,
     CloudCostUpdated,
+    CloudPodClaimed,
     CloudPodReady,
+    CloudPodReleased,
     CloudPodSpawned,
     CloudPodTerminated,
 )
@@ -100,7 +102,11 @@ class Pod(msgspec.Struct, kw_only=True):
     cost_u: int = 0
     billed_s: int = 0
     jobs: int = 0
+    claims: int = 0
+    """Attempts granted the pod (the claim picks the least used: jobs spread)."""
     busy: str | None = None
+    """The job whose attempt has claimed the pod (``cloud.pod.claimed``), until
+    ``cloud.pod.released`` or the job's end."""
     idle_since: float | None = None
 
 
@@ -211,6 +217,14 @@ def _cloud(state: Ledger, event: Event, data: Any) -> None:
                 pod.status, pod.ended_ts, pod.busy = "TERMINATED", event.ts, None
                 state.held.pop(pod.pod_id, None)
                 _forget_ended(state)
+        case CloudPodClaimed():
+            pod = state.pods.get(data.pod_id)
+            if pod is not None and pod.status in LIVE:
+                pod.busy, pod.claims = data.job_id, pod.claims + 1
+        case CloudPodReleased():
+            pod = state.pods.get(data.pod_id)
+            if pod is not None and pod.busy == data.job_id:
+                pod.busy, pod.idle_since = None, event.ts
         case CloudCostLimitReached():
             if data.day not in state.limit_days:
                 state.limit_days = [*state.limit_days[-30:], data.day]
@@ -233,8 +247,7 @@ def _job(state: Ledger, event: Event, data: Any) -> None:
         case JobStarted():
             state.waiting.pop(job, None)
             pod = state.pods.get(data.provider or "") if data.target == POD_TARGET else None
-            if pod is not None:
-                pod.busy = job
+            if pod is not None:  # busy is the claim's: a late job.started must not reset it
                 state.on_pod[job] = pod.pod_id
         case JobSucceeded() | JobFailed() | JobCancelled():
             state.waiting.pop(job, None)
@@ -243,7 +256,7 @@ def _job(state: Ledger, event: Event, data: Any) -> None:
             if pod is not None:
                 pod.jobs += 1
                 state.jobs_processed += 1
-                if pod.busy == job:
+                if pod.busy == job:  # ended before its release (a takeover, a crash)
                     pod.busy, pod.idle_since = None, event.ts
             elif isinstance(data, JobSucceeded) and data.provider == "runpod":
                 state.jobs_processed += 1  # a serverless call
@@ -269,7 +282,7 @@ class LedgerProjection:
 
     name = "cloud"
     type_prefix: str | None = None
-    version = 1
+    version = 2
     patterns = ("cloud.>", "job.>", "flags.changed")
 
     def initial(self) -> Ledger:

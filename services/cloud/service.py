@@ -38,27 +38,35 @@ import msgspec
 
 from schemas import Event
 from schemas.cloud import (
+    CLAIM,
     CONFIG,
     COST,
     PODS,
+    RELEASE,
     RESERVE,
     SETTLE,
     SHUTDOWN_ALL,
     SPAWN,
     STATUS,
     TERMINATE,
+    ClaimAnswer,
+    ClaimRequest,
     CloudAutoscaled,
     CloudConfigUpdated,
     CloudCostLimitReached,
     CloudCostReleased,
     CloudCostReserved,
     CloudCostUpdated,
+    CloudPodClaimed,
     CloudPodReady,
+    CloudPodReleased,
     CloudPodSpawned,
     CloudPodTerminated,
     NoBody,
     PodRef,
     PodSpec,
+    ReleaseAnswer,
+    ReleaseRequest,
     ReserveAnswer,
     ReserveRequest,
     SettleAnswer,
@@ -133,6 +141,8 @@ class CloudService(Service):
         for name, subject, kind, handler in (
             ("reserve", RESERVE, ReserveRequest, self.reserve),
             ("settle", SETTLE, SettleRequest, self.settle),
+            ("claim", CLAIM, ClaimRequest, self.claim),
+            ("release", RELEASE, ReleaseRequest, self.release),
             ("status", STATUS, NoBody, self.status),
             ("cost", COST, NoBody, self.cost),
             ("pods", PODS, NoBody, self.pods),
@@ -287,6 +297,44 @@ class CloudService(Service):
                                 dry_run=req.dry_run or self.dry_run)  # fmt: skip
 
         answer: SettleAnswer = await self._submit(build)
+        return answer
+
+    # -- pods as targets -------------------------------------------------------------
+
+    async def claim(self, req: ClaimRequest) -> ClaimAnswer:
+        """The least used idle ready pod for one attempt, decided in the writer: two
+        schedulers asking at once never get the same pod."""
+
+        def build() -> ClaimAnswer:
+            state = self.state
+            if day_of(self.clock.now()) in state.limit_days:
+                return ClaimAnswer(ok=False, reason="cost_cap: the day's cap was reached; "
+                                   "pods are being terminated", dry_run=self.dry_run)  # fmt: skip
+            live = state.live_pods()
+            free = [p for p in live if p.url is not None and p.busy is None]
+            if not free:
+                busy = sum(p.busy is not None for p in live)
+                return ClaimAnswer(ok=False, reason=f"no idle ready pod ({len(live)} live, "
+                                   f"{busy} busy)", dry_run=self.dry_run)  # fmt: skip
+            pod = min(free, key=lambda p: (p.claims, p.spawned_ts, p.pod_id))
+            self._record(CloudPodClaimed(pod_id=pod.pod_id, job_id=req.job_id,
+                                         instance=req.instance, dry_run=pod.dry_run),
+                         key=pod.pod_id)  # fmt: skip
+            return ClaimAnswer(ok=True, pod_id=pod.pod_id, url=pod.url, dry_run=pod.dry_run)
+
+        answer: ClaimAnswer = await self._submit(build)
+        return answer
+
+    async def release(self, req: ReleaseRequest) -> ReleaseAnswer:
+        def build() -> ReleaseAnswer:
+            pod = self.state.pods.get(req.pod_id)
+            if pod is None or pod.busy != req.job_id:
+                return ReleaseAnswer(released=False, dry_run=self.dry_run)
+            self._record(CloudPodReleased(pod_id=req.pod_id, job_id=req.job_id,
+                                          dry_run=pod.dry_run), key=req.pod_id)  # fmt: skip
+            return ReleaseAnswer(released=True, dry_run=pod.dry_run)
+
+        answer: ReleaseAnswer = await self._submit(build)
         return answer
 
     # -- pods ----------------------------------------------------------------------
@@ -501,8 +549,9 @@ class CloudService(Service):
             raw = msgspec.to_builtins(new)
             changed = sorted(k for k in raw if raw[k] != current.get(k))
             if changed:
-                self._record(CloudConfigUpdated(settings=raw, changed=changed), key="config")
-            return views.config_answer(raw, changed)
+                self._record(CloudConfigUpdated(settings=raw, changed=changed,
+                                                dry_run=self.dry_run), key="config")  # fmt: skip
+            return views.config_answer(raw, changed, self.dry_run)
 
         return await self._submit(build)
 

@@ -79,5 +79,5 @@ def shutdown(ids: list[str], dry_run: bool) -> ShutdownAnswer:
     return ShutdownAnswer(terminated=ids, dry_run=dry_run)
 
 
-def config_answer(raw: dict[str, Any], changed: list[str]) -> ConfigAnswer:
-    return ConfigAnswer(config=raw, changed=changed)
+def config_answer(raw: dict[str, Any], changed: list[str], dry_run: bool) -> ConfigAnswer:
+    return ConfigAnswer(config=raw, changed=changed, dry_run=dry_run)

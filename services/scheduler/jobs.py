@@ -276,8 +276,7 @@ class Driver(Service):
     async def _start_slot(self, job: Job, budgeted: bool) -> None:
         """Wait for the budget to start the job (or for a local slot)."""
         if not budgeted or (job.budget is not None and job.budget.state == "off"):
-            job.pod = await self.cloud.acquire(self.slots, job.request.priority,
-                                               job.request.executor)  # fmt: skip
+            job.pod = await self.cloud.acquire(self.slots, job, self.executors)
             return
         delay = ADMIT_POLL_S[0]
         was_delayed = job.budget is not None and job.budget.state == "delayed"
@@ -293,7 +292,7 @@ class Driver(Service):
             delay = min(delay * 2, ADMIT_POLL_S[1])
         if was_delayed:
             await self.emit_for(job, JobQueued(code="fits", reason="admitted after a delay"))
-        job.pod = await self.cloud.acquire(self.slots, job.request.priority, job.request.executor)
+        job.pod = await self.cloud.acquire(self.slots, job, self.executors)
 
     async def _attempts(self, job: Job, advice: JobAdvised, first: int, budgeted: bool,
                         rerouted: int = 0) -> str:  # fmt: skip
@@ -309,13 +308,19 @@ class Driver(Service):
             await self._start_slot(job, budgeted and attempt == first)
             self.running += 1
             try:
-                outcome = await self._one(job, *self.cloud.placed(job.pod, executor, advice),
+                outcome = await self._one(job, *self.cloud.placed(job, executor, advice),
                                           attempt)  # fmt: skip
             finally:
                 self.running -= 1
-                self.cloud.release(job.pod, self.slots)
+                self.cloud.release(job.pod, self.slots, job.job_id)
             if outcome.status == "succeeded":
                 return "complete"
+            fallback = self.cloud.fallback(job, outcome)
+            if fallback is not None:  # serverless failed: a pod next, no attempt spent
+                await self.emit_for(job, fallback)
+                rerouted, attempt = rerouted + 1, attempt + 1
+                await self._retry(job, attempt, 0.0, outcome.reason)
+                continue
             if outcome.retryable and request.executor == "remote":
                 moved = await self._reroute(job, advice, outcome.reason, tried)
                 if moved is not advice:  # another provider, at once: no attempt spent
@@ -353,7 +358,8 @@ class Driver(Service):
         provider = await self._adapter(request, advice)
         await self.emit_for(job, JobStarted(target=advice.target, provider=advice.provider,
                                             attempt=attempt, executor=executor.name,
-                                            owner=self.instance))  # fmt: skip
+                                            owner=self.instance,
+                                            reason=advice.reason if job.pod else None))  # fmt: skip
         job.state = "running"
         run = Run(job_id=job.job_id, attempt=attempt, spec=request.spec, payload=request.payload,
                   timeout_s=request.timeout_s,

@@ -96,7 +96,7 @@ class SchedulerService(Driver):
         self.leases: dict[str, float] = {}
         self.follower = Follower(bus, JobTableProjection(), FOLLOWED, log=self.log,
                                  on_apply=self._on_fold)  # fmt: skip
-        self.cloud = PodTargets(bus, self.settings, self.log)
+        self.cloud = PodTargets(bus, self.settings, self.log, config.cloud, self.instance)
         self._folded = asyncio.Event()
         self._accepted_ids: dict[str, None] = {}  # insertion-ordered, bounded
 

@@ -1,7 +1,8 @@
 """Done-when of issue 14: a burst of 50 synthetic jobs on a busy local queue (one
 local slot) spawns pods up to max_pods at the RunPod v2 stand-in, runs jobs on
-them, shuts them down after idle_timeout, and GET /api/cloud/cost adds up to the
-pods' own costs (cost/hour x billed seconds of each pod's own events)."""
+them (spread: each pod claimed at least half its fair share), shuts them down
+after idle_timeout, and GET /api/cloud/cost adds up to the pods' own costs
+(cost/hour x billed seconds of each pod's own events)."""
 
 from __future__ import annotations
 
@@ -51,10 +52,12 @@ async def test_burst_spawns_runs_and_idles_out(
         pod_clock.advance(11)
         clock.advance(11)
         await cloud.check()  # RUNNING with their port: ready
-        await wait_for(lambda: len(sched.cloud.follower.state) == 3, timeout=5)
+        await wait_for(lambda: len(sched.cloud.follower.state.pods) == 3, timeout=5)
         views = [await client.ended(a.job_id, timeout=30) for a in accepted]
         assert all(v.state == "succeeded" for v in views)
         await wait_for(lambda: cloud.state.jobs_processed > 0, timeout=5)
+        claims = sorted(p.claims for p in cloud.state.pods.values())
+        assert min(claims) >= sum(claims) // 6, claims  # spread (the least used is claimed)
         clock.advance(31)
         pod_clock.advance(31)
         await cloud.check()  # idle past idle_timeout_s: terminated

@@ -13,6 +13,7 @@ from services.runtime.bus import Bus
 from services.runtime.config import Config
 from tests.adapters.stack import start_stack, stop_stack, write_secrets
 from tests.advisor.service_support import running_advisor
+from tests.cloud.cloud_support import running_cloud  # remote calls reserve money
 from tests.support import gpuroute, wait_for
 
 from .support import Client, running_scheduler
@@ -46,7 +47,7 @@ async def test_replay_of_a_run_gives_the_live_job_table_hash(
                                 runpod=RunPodSettings(endpoint_id="ep-1", dry_run=True))
     stack = await start_stack(config, settings, bus)
     try:
-        async with running_advisor(config), \
+        async with running_advisor(config), running_cloud(config), \
                 running_scheduler(config, every_executor=True) as scheduler:  # fmt: skip
             client = Client(bus)
             ids = [(await client.submit(**body)).job_id for body in JOBS]
