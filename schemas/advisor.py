@@ -31,7 +31,8 @@ import msgspec
 from schemas.envelope import event_type
 from schemas.flags import FlagValues
 from schemas.jobs import TARGET_PATTERN, JobKind, JobSpec, JobSpecBody, Target
-from schemas.providers import Name, PriceSnapshot, ProviderStats
+from schemas.providers import Name, Price, PriceSnapshot, ProviderId, ProviderStats
+from schemas.scheduler import JobId
 from schemas.subjects import command
 from schemas.telemetry import GpuDevice, TelemetrySample
 
@@ -73,6 +74,23 @@ FLAGS_SET_SUBJECT = command(
     clients=("gateway",),
     request="FlagsUpdate",
     reply="FlagsView",
+)
+
+WHATIF_SUBJECT = command(
+    "gpuroute.advisor.whatif",
+    "WhatIfRequest -> WhatIfAnswer: one job's recorded decision re-run with other"
+    " thresholds and prices; records nothing (404: no decision recorded for the job;"
+    " 409: it cannot be re-run).",
+    clients=("gateway",),
+    request="WhatIfRequest",
+    reply="WhatIfAnswer",
+)
+CONFIG_SUBJECT = command(
+    "gpuroute.advisor.config",
+    "AdvisorConfigQuery -> AdvisorConfigView: the thresholds the advisor decides with.",
+    clients=("gateway",),
+    request="AdvisorConfigQuery",
+    reply="AdvisorConfigView",
 )
 
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -312,6 +330,62 @@ class JobAdvised(msgspec.Struct, frozen=True, kw_only=True):
         """The inputs, when they hold a decision to re-run (None otherwise)."""
         inputs = self.inputs
         return inputs if inputs is not None and inputs.decision is not None else None
+
+
+# -- what-if for one job ---------------------------------------------------------
+
+MAX_WHATIF_PRICES = 64
+"""Providers one what-if may re-price."""
+
+
+class WhatIfRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``POST /api/advisor/whatif``: re-run job ``job_id``'s recorded decision.
+
+    ``thresholds``: the ``[rules]`` to run with, whole (a field left out takes its
+    embedded default, as in a ``gpuroute replay --what-if`` file); None: the
+    advisor's own. ``price_overrides``: provider id -> USD per hour for every GPU
+    that provider offered when the job was advised (applied after the config's
+    own ``[[price_overrides]]``); a provider that was not registered then is a 400.
+    """
+
+    job_id: JobId
+    thresholds: RuleThresholds | None = None
+    price_overrides: Annotated[
+        dict[ProviderId, Price], msgspec.Meta(max_length=MAX_WHATIF_PRICES)
+    ] = {}
+
+
+class WhatIfAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The recorded decision and the one the rules make with the request's numbers,
+    on the same spec and context. ``changed``: target, provider or rule differ.
+    ``cost_difference_usd``: new minus recorded estimate (None when either has
+    none). ``config_digest`` is the what-if config's, ``recorded_config_digest``
+    the one the decision was made with. Nothing is recorded (``dry_run``)."""
+
+    job_id: str
+    changed: bool
+    recorded: Decision
+    new: Decision
+    cost_difference_usd: float | None
+    thresholds: RuleThresholds
+    price_overrides: dict[str, float]
+    config_digest: str
+    recorded_config_digest: str
+    dry_run: bool = True
+
+
+class AdvisorConfigQuery(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class AdvisorConfigView(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``GET /api/advisor/config``: the thresholds the advisor decides with,
+    its config digest (recorded with each decision) and how many
+    ``[[price_overrides]]`` its config applies. The config holds no secret."""
+
+    thresholds: RuleThresholds
+    config_digest: str
+    price_overrides: int
 
 
 # -- cost preview --------------------------------------------------------------

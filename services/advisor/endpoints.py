@@ -9,6 +9,12 @@ state is loaded and the registry seeded a handler answers a prompt 503 "still
 loading" (``Follower.require_ready``). Subjects and types: ``schemas/advisor.py``,
 ``schemas/providers.py``.
 
+The what-if for one job (``whatif``) records nothing: it reads the job's
+``job.advised`` and the history before it from the store (``records.py``) and
+re-runs the decision with the request's thresholds and prices (``whatif.py``).
+It waits on store reads, so its requests run each in a task of their own
+(``IN_FLIGHT``).
+
 :class:`AdvisorEndpoints` is mixed into
 :class:`~services.advisor.service.AdvisorService`, which owns the state, folds
 events into it and registers these handlers on start.
@@ -24,10 +30,14 @@ import msgspec
 
 from schemas.advisor import (
     ADVISE_SUBJECT,
+    CONFIG_SUBJECT,
     COSTS_SUBJECT,
     FLAGS_GET_SUBJECT,
     FLAGS_SET_SUBJECT,
     GPUS_SUBJECT,
+    WHATIF_SUBJECT,
+    AdvisorConfigQuery,
+    AdvisorConfigView,
     CostPreview,
     CostRequest,
     FlagsQuery,
@@ -35,6 +45,8 @@ from schemas.advisor import (
     FlagsView,
     GpuList,
     GpuListRequest,
+    WhatIfAnswer,
+    WhatIfRequest,
 )
 from schemas.flags import DEFAULTS, DESCRIPTIONS, FlagsChanged
 from schemas.jobs import JobSpec
@@ -58,11 +70,13 @@ from schemas.providers import (
 from schemas.subjects import STORE_STATS
 from schemas.system import StoreStats
 from services.advisor.config import AdvisorConfig
-from services.advisor.errors import CostRequestError, ProviderNotFound
+from services.advisor.errors import CostRequestError, ProviderNotFound, WhatIfError
 from services.advisor.pricing import preview_costs
+from services.advisor.records import AdviceRecords
 from services.advisor.registry import stats
 from services.advisor.rules import Decider
 from services.advisor.state import AdvisorState, all_flags, context, gpu_list
+from services.advisor.whatif import what_if_one
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
 from services.runtime.errors import GpurouteError
@@ -71,6 +85,8 @@ from services.runtime.profiling import HotPaths
 from services.runtime.projection import Projector
 
 REPLY_CACHE_SIZE = 4096
+IN_FLIGHT = {WHATIF_SUBJECT: 4}
+"""Endpoints that wait on the store: at most this many requests each, in tasks."""
 
 _encoder = msgspec.json.Encoder()
 
@@ -86,6 +102,8 @@ class AdvisorEndpoints:
 
     bus: Bus
     rules: AdvisorConfig
+    digest: str
+    records: AdviceRecords
     projector: Projector[AdvisorState]
     ready: asyncio.Event
     follower: Follower[AdvisorState]
@@ -127,6 +145,8 @@ class AdvisorEndpoints:
             ("providers-stats", PROVIDERS_STATS_SUBJECT, ProvidersQuery, self.stats),
             ("flags-get", FLAGS_GET_SUBJECT, FlagsQuery, self.flags),
             ("flags-set", FLAGS_SET_SUBJECT, FlagsUpdate, self.set_flags),
+            ("whatif", WHATIF_SUBJECT, WhatIfRequest, self.what_if),
+            ("config", CONFIG_SUBJECT, AdvisorConfigQuery, self.config_view),
         ]
 
     async def _wait_ready(self) -> None:
@@ -158,6 +178,24 @@ class AdvisorEndpoints:
         if request.debug:
             preview = msgspec.structs.replace(preview, registry=await self._stats(state))
         return preview
+
+    async def what_if(self, request: WhatIfRequest) -> WhatIfAnswer:
+        """The job's recorded decision and the one made with the request's numbers.
+        404: no decision recorded for the job; 409: it cannot be re-run; 400: a
+        price names a provider the job's context did not have."""
+        await self._wait_ready()
+        try:
+            record = await self.records.record(request.job_id)
+            return what_if_one(record, self.rules, request.thresholds, request.price_overrides)
+        except WhatIfError as e:
+            raise EndpointError(e.status, str(e)) from e
+
+    async def config_view(self, _: AdvisorConfigQuery) -> AdvisorConfigView:
+        return AdvisorConfigView(
+            thresholds=self.rules.rules,
+            config_digest=self.digest,
+            price_overrides=len(self.rules.price_overrides),
+        )
 
     async def gpus(self, request: GpuListRequest) -> GpuList:
         await self._wait_ready()

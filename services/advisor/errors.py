@@ -8,7 +8,11 @@
     └── AdvisorError                root: catch this to catch everything below
         ├── AdvisorConfigError      (above)
         ├── ProviderNotFound        a cost preview or command named an unknown provider
-        └── CostRequestError        a cost request that cannot be priced (no job, no duration)
+        ├── CostRequestError        a cost request that cannot be priced (no job, no duration)
+        └── WhatIfError             a what-if for one job that cannot be answered
+            ├── DecisionNotFound    no decision is recorded for the job (404)
+            ├── NotReplayable       its decision cannot be re-run (409)
+            └── WhatIfRequestError  it names what the job's context did not have (400)
 
 A config error is the runtime's :class:`ConfigError` (``path``, ``problem``),
 so whoever reports a bad file catches one class for every service's files.
@@ -56,3 +60,34 @@ class ProviderNotFound(AdvisorError):
 
 class CostRequestError(AdvisorError):
     """A cost request that names neither a job nor a duration, or an unusable target."""
+
+
+class WhatIfError(AdvisorError):
+    """A what-if for job ``job_id`` that cannot be answered; ``status`` is the
+    request/reply error code it travels as."""
+
+    status = 400
+
+    def __init__(self, job_id: str, message: str) -> None:
+        self.job_id = job_id
+        super().__init__(message)
+
+
+class DecisionNotFound(WhatIfError):
+    """The store holds no ``job.advised`` for the job (an unknown or unadvised job)."""
+
+    status = 404
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, f"no decision recorded for job {job_id!r} (no job.advised)")
+
+
+class NotReplayable(WhatIfError):
+    """The job's decision was recorded without inputs, its context cannot be
+    rebuilt from the log, or the log before it is longer than a request may fold."""
+
+    status = 409
+
+
+class WhatIfRequestError(WhatIfError):
+    """A what-if names a provider that was not registered when the job was advised."""

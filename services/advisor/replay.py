@@ -55,7 +55,7 @@ def _followed(subject: str) -> bool:
     return any(subject_matches(p, subject) for p in FOLLOWED)
 
 
-def _check(state: AdvisorState, inputs: AdvisedInputs) -> str | None:
+def rebuild_problem(state: AdvisorState, inputs: AdvisedInputs) -> str | None:
     """Why the rebuilt state is not the one the decision saw (None: it is)."""
     ctx = context(state)
     found = (
@@ -109,7 +109,7 @@ def recorded_decisions(rows: Iterable[tuple[int, str, bytes]]) -> RecordedDecisi
             state = apply(state, followed[i][1])
             i += 1
         assert inputs.decision is not None  # only replayable inputs were kept
-        problem = _check(state, inputs)
+        problem = rebuild_problem(state, inputs)
         if problem is not None:
             result.mismatches.append(f"{job_id}: {problem}")
             continue

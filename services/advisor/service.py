@@ -31,15 +31,16 @@ from schemas import Event, make_event
 from schemas.advisor import AdvisedInputs, JobAdvised
 from schemas.jobs import JobSpec
 from services.advisor.config import AdvisorConfig, config_digest, load_config
-from services.advisor.endpoints import AdvisorEndpoints
+from services.advisor.endpoints import IN_FLIGHT, AdvisorEndpoints
 from services.advisor.jobs import JobConsumer
 from services.advisor.projection import AdvisorProjection
+from services.advisor.records import AdviceRecords
 from services.advisor.registry import load_seed, seed_payloads
 from services.advisor.rules import Decider
 from services.advisor.state import FOLLOWED, AdvisorState, all_flags
 from services.runtime.bus import Bus
 from services.runtime.config import Config
-from services.runtime.endpoints import endpoint
+from services.runtime.endpoints import InFlight, endpoint
 from services.runtime.follower import Follower
 from services.runtime.ids import derived_id
 from services.runtime.profiling import HotPaths, Reporter, perf_on
@@ -77,6 +78,8 @@ class AdvisorService(AdvisorEndpoints, Service):
         self.projector = self.follower.projector
         self.ready = self.follower.ready
         """Set once the history is folded and the registry seeded: endpoints answer."""
+        self.records = AdviceRecords(bus, self.node)
+        """Recorded decisions rebuilt from the store, for a what-if of one job."""
         self.jobs = JobConsumer(bus, self._decide, source=self.name, log=self.log)
         self._replies: dict[JobSpec, bytes] = {}
         """Encoded advise replies for the current state (cleared by every fold)."""
@@ -90,9 +93,12 @@ class AdvisorService(AdvisorEndpoints, Service):
         get a prompt 503 until the state is loaded and the registry seeded)."""
         assert self.micro is not None
         for name, subject, request_type, handler in self._endpoints():
+            limit = IN_FLIGHT.get(subject)
+            in_flight = None if limit is None else InFlight(limit, self.spawn)
             await self.micro.add_endpoint(
-                name=name, subject=subject, handler=endpoint(request_type, handler)
-            )
+                name=name, subject=subject,
+                handler=endpoint(request_type, handler, in_flight=in_flight),
+            )  # fmt: skip
         self.supervise(self.follower.run, "follow")  # resumes after self.position
         reporter = Reporter(self.bus, self.hot, self.log, self.config.budget.profile_flush_s)
         self.supervise(reporter.report, "hot-paths")

@@ -10,17 +10,23 @@ estimated cost difference. Pure: same records and config, same report.
 A decision changes when its target, provider or rule changes. Costs are the
 decisions' own ``estimate_usd`` (energy for local/CPU/wait, the provider
 estimate for remote); the difference is new minus old.
+
+:func:`what_if_one` answers the same question for one job with the thresholds
+and prices an operator types (``POST /api/advisor/whatif``): the advisor's
+config with those put in (:func:`what_if_config`), the record's decision re-run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from services.advisor.config import AdvisorConfig, config_digest
+from schemas.advisor import Decision, RuleThresholds, WhatIfAnswer
+from services.advisor.config import AdvisorConfig, PriceOverride, config_digest
 from services.advisor.decision import AdviceRecord
-from services.advisor.rules import decide
+from services.advisor.errors import WhatIfRequestError
+from services.advisor.rules import Decider
 
 
 class DecisionChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,7 +65,7 @@ def what_if(records: Iterable[AdviceRecord], config: AdvisorConfig) -> WhatIfRep
     before = after = 0.0
     for rec in records:
         total += 1
-        new = decide(rec.spec, rec.context, config)
+        new = rerun(rec, config)
         old = rec.decision
         before += old.estimate_usd or 0.0
         after += new.estimate_usd or 0.0
@@ -87,6 +93,63 @@ def what_if(records: Iterable[AdviceRecord], config: AdvisorConfig) -> WhatIfRep
         cost_after_usd=round(after, digits),
         cost_difference_usd=round(after - before, digits),
         config_digest=config_digest(config),
+    )
+
+
+def rerun(record: AdviceRecord, config: AdvisorConfig) -> Decision:
+    """The record's decision made again with ``config`` (without details, as recorded)."""
+    return Decider(record.context, config).decide(record.spec, details=False)
+
+
+def what_if_config(
+    config: AdvisorConfig, thresholds: RuleThresholds | None, prices: Mapping[str, float]
+) -> AdvisorConfig:
+    """``config`` with ``thresholds`` as its ``[rules]`` (None: its own) and, after
+    its own ``[[price_overrides]]``, one override per provider in ``prices``
+    (USD per hour for every GPU of that provider)."""
+    added = tuple(PriceOverride(provider=p, price_usd=usd) for p, usd in sorted(prices.items()))
+    return msgspec.structs.replace(
+        config,
+        rules=config.rules if thresholds is None else thresholds,
+        price_overrides=config.price_overrides + added,
+    )
+
+
+def what_if_one(
+    record: AdviceRecord,
+    config: AdvisorConfig,
+    thresholds: RuleThresholds | None,
+    prices: Mapping[str, float],
+) -> WhatIfAnswer:
+    """Re-run one recorded decision with ``config`` changed by ``thresholds`` and
+    ``prices`` (:func:`what_if_config`). Raises :class:`WhatIfRequestError` when
+    ``prices`` names a provider the record's context did not have registered: its
+    override would change nothing and read as "same decision"."""
+    registered = record.context.registry.providers
+    unknown = sorted(set(prices) - set(registered))
+    if unknown:
+        known = ", ".join(sorted(registered)) or "none"
+        raise WhatIfRequestError(
+            record.job_id,
+            f"price_overrides names provider {unknown[0]!r}, which was not registered when"
+            f" job {record.job_id!r} was advised (registered then: {known})"
+            f" - at `$.price_overrides`",
+        )
+    changed_config = what_if_config(config, thresholds, prices)
+    old, new = record.decision, rerun(record, changed_config)
+    difference = None
+    if old.estimate_usd is not None and new.estimate_usd is not None:
+        difference = round(new.estimate_usd - old.estimate_usd, config.pricing.round_digits)
+    return WhatIfAnswer(
+        job_id=record.job_id,
+        changed=new.placement != old.placement,
+        recorded=old,
+        new=new,
+        cost_difference_usd=difference,
+        thresholds=changed_config.rules,
+        price_overrides=dict(sorted(prices.items())),
+        config_digest=config_digest(changed_config),
+        recorded_config_digest=record.config_digest,
     )
 
 

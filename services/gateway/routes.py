@@ -39,10 +39,14 @@ from schemas.adapters import (
 )
 from schemas.advisor import (
     ADVISE_SUBJECT,
+    CONFIG_SUBJECT,
     COSTS_SUBJECT,
     FLAGS_GET_SUBJECT,
     FLAGS_SET_SUBJECT,
     GPUS_SUBJECT,
+    WHATIF_SUBJECT,
+    AdvisorConfigQuery,
+    AdvisorConfigView,
     CostPreview,
     CostRequest,
     Decision,
@@ -51,6 +55,8 @@ from schemas.advisor import (
     FlagsView,
     GpuList,
     GpuListRequest,
+    WhatIfAnswer,
+    WhatIfRequest,
 )
 from schemas.jobs import JobSpec
 from schemas.providers import (
@@ -209,6 +215,13 @@ TABLE: tuple[Route, ...] = (
     Route(method="PUT", path="/api/flags", subject=FLAGS_SET_SUBJECT, body=FlagsUpdate,
           reply=FlagsView, timeout=COMMAND_TIMEOUT_S,
           summary="change flags (records only the ones whose value changes)", tag="advisor"),
+    Route(method="POST", path="/api/advisor/whatif", subject=WHATIF_SUBJECT, body=WhatIfRequest,
+          reply=WhatIfAnswer, timeout=COMMAND_TIMEOUT_S, errors=(404, 409), tag="advisor",
+          summary="a job's recorded decision re-run with other thresholds and prices, old vs"
+                  " new; records nothing (404: no decision for the job; 409: cannot re-run)"),
+    Route(method="GET", path="/api/advisor/config", subject=CONFIG_SUBJECT,
+          query=AdvisorConfigQuery, reply=AdvisorConfigView, tag="advisor",
+          summary="the thresholds the advisor decides with and its config digest (read-only)"),
     # -- the GPU provider adapters -----------------------------------------------
     _adapter("POST", "/health", subject=HEALTH, body=HealthRequest,
              reply=HealthResponse, timeout=PROVIDER_CALL_TIMEOUT_S,
