@@ -8,7 +8,11 @@ cancelled or the service is stopping).
 
 :class:`EventProgress` turns an executor's reports into ``job.progress``
 events: steps at most every ``STEP_EVERY_S`` (the last one always), output
-lines cut to ``MAX_LINE`` characters, the remote id at once.
+lines cut to ``MAX_LINE`` characters, the remote id at once. A step that
+completes (``value >= maximum``) is held until anything else is reported or
+the attempt ends other than in success: a success says 100% itself (the job
+table sets ``progress`` 1.0), so the step right before it would be an event
+of no news -- one in six of a short job's events.
 
 :func:`write_sidecars` writes the provenance of every artifact next to it as
 ``<name>.json``: enough to trace and re-make it.
@@ -45,6 +49,7 @@ class EventProgress(Progress):
         self.attempt = attempt
         self._emit = emit
         self._last_step = 0.0
+        self._held: JobProgress | None = None
         self.remote_id: str | None = None
 
     async def step(self, value: float, maximum: float, node: str | None = None) -> None:
@@ -52,19 +57,39 @@ class EventProgress(Progress):
         if value < maximum and now - self._last_step < STEP_EVERY_S:
             return
         self._last_step = now
-        await self._emit(JobProgress(attempt=self.attempt, value=value, maximum=maximum,
-                                     node=node))  # fmt: skip
+        data = JobProgress(attempt=self.attempt, value=value, maximum=maximum, node=node)
+        await self.flush()
+        if value >= maximum:
+            self._held = data
+        else:
+            await self._emit(data)
 
     async def log(self, line: str, stream: Literal["stdout", "stderr", "info"] = "info") -> None:
+        await self.flush()
         await self._emit(JobProgress(attempt=self.attempt, line=line[:MAX_LINE], stream=stream))
 
     async def remote(self, remote_id: str) -> None:
         self.remote_id = remote_id
+        await self.flush()
         await self._emit(JobProgress(attempt=self.attempt, remote_id=remote_id))
+
+    async def flush(self) -> None:
+        """Send the held completed step, if any."""
+        held, self._held = self._held, None
+        if held is not None:
+            await self._emit(held)
 
 
 async def run_attempt(executor: Executor, run: Run, progress: Progress) -> Outcome:
-    """The attempt's outcome; a timeout or an exception is a retryable failure."""
+    """The attempt's outcome; a timeout or an exception is a retryable failure.
+    Unless it succeeded, a completed step :class:`EventProgress` held is sent first."""
+    outcome = await _run(executor, run, progress)
+    if outcome.status != "succeeded" and isinstance(progress, EventProgress):
+        await progress.flush()
+    return outcome
+
+
+async def _run(executor: Executor, run: Run, progress: Progress) -> Outcome:
     try:
         async with asyncio.timeout(run.timeout_s):
             return await executor.run(run, progress)
