@@ -285,6 +285,9 @@ class Follower(Generic[S]):
         if item.local is not None:  # folded by the service itself
             self.projector.position = max(self.projector.position, seq)
             self._last_id = item.local
+            waiting = self._applied.pop(item.local, None)  # publish_and_wait of it
+            if waiting is not None and not waiting.done():
+                waiting.set_result(True)
             return
         if event is None:
             self._skip(seq, item.error or "not decoded")
