@@ -1,9 +1,9 @@
 """The dashboard in a real browser (Debian's chromium through Playwright)
 against a real stack: every panel loads with no console error, a submitted
 job appears and succeeds without a reload, a delayed job shows its reason,
-a job's page explains its decision, live updates resume after a gateway
-restart with no gap and no duplicate, and the cost chart moves while a
-dry-run pod runs. Each test leaves ``screenshot.png`` in its tmp_path;
+a job's page explains its decision and re-runs it with a threshold typed
+there, live updates resume after a gateway restart with no gap and no
+duplicate, and the cost chart moves while a dry-run pod runs. Each test leaves ``screenshot.png`` in its tmp_path;
 ``GPUROUTE_SCREENSHOT_TO=docs/img/dashboard.png`` copies the overview taken
 by the cost chart's test there (the README's picture comes from this run).
 """
@@ -130,6 +130,18 @@ async def test_a_delayed_job_shows_its_reason_and_its_page_explains_the_decision
         await p.click("#whatif button[type=submit]")
         await p.wait_for_selector("#whatif-result >> text=Changes")
         assert "cpu_small_job" in (await p.text_content("#whatif-result") or "")
+        # what would change it: the recorded decision re-run with a threshold typed here
+        mp = "#wwc-thresholds input[data-path='$.cpu.max_megapixels']"
+        assert await p.input_value(mp) == "0.6"  # the advisor's own value
+        await p.fill(mp, "-1")
+        assert ">= 0" in (await p.text_content("#pf---cpu-max-megapixels-e") or "")
+        await p.click("#wwc-form button[type=submit]")
+        await p.wait_for_selector("#wwc-result >> text=Not sent")
+        await p.fill(mp, "2")
+        await p.click("#wwc-form button[type=submit]")
+        await p.wait_for_selector("#wwc-verdict >> text=Changes")
+        assert await p.text_content("#wwc-new-rule") == "cpu_small_job"
+        assert "wait_for_local_gpu" in (await p.text_content("#wwc-compare") or "")
         await p.screenshot(path=str(tmp_path / "job.png"), full_page=True)
     finally:
         await post(stack, f"/api/jobs/{job_id}/cancel", {})

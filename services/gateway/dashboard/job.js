@@ -1,9 +1,12 @@
 // A job's page: its state, its events as a timeline, and the decision
 // explained (the recorded job.advised, the advisor's details on the same spec,
-// and "what would change it": the spec with the operator's numbers, advised again).
-import { api } from "./api.js";
+// "what would change it": the recorded decision re-run with the thresholds and
+// prices the operator types, POST /api/advisor/whatif, and the spec with other
+// numbers, advised again).
+import { api, document_, schemaOf } from "./api.js";
 import { badge, clock, el, notice, num, replace, table, usd } from "./dom.js";
 import { why } from "./panels.js";
+import { collect, fieldFor, formFor, validate } from "./settings.js";
 
 export const job = {
   id: null,
@@ -45,6 +48,7 @@ export const job = {
         el("h3", { id: "decision-h" }, "The decision explained"),
         advised ? explainRecorded(advised) : el("p", { class: "muted" }, "Not advised yet."),
         el("div", { id: "decision-details" }),
+        advised && advised.data.inputs && advised.data.inputs.decision ? this.replayForm(id) : null,
         advised && advised.data.inputs ? whatIfForm(advised) : null,
         keep || el("div", { id: "whatif-result", "aria-live": "polite" })));
     if (advised && advised.data.inputs && advised.data.inputs.spec && !this.detailed) {
@@ -54,8 +58,19 @@ export const job = {
       replace("decision-details", this.detailsNode);
     }
   },
+  replayForm(id) {
+    // Built once per job and moved into each re-render, so what the operator
+    // typed survives the job's live updates.
+    if (this.replay && this.replay.id === id) return this.replay.node;
+    const node = el("section", { id: "what-would-change", "aria-labelledby": "wwc-h" },
+      el("h3", { id: "wwc-h" }, "What would change it"), el("p", { class: "muted" }, "Loading the advisor's thresholds..."));
+    this.replay = { id, node };
+    replayForm(id).then(parts => replace(node, parts))
+      .catch(e => replace(node, el("h3", { id: "wwc-h" }, "What would change it"), notice(e.message, true)));
+    return node;
+  },
   interested(ev) { return this.id !== null && ev.key === this.id; },
-  hide() { this.id = null; this.detailed = null; this.detailsNode = null; },
+  hide() { this.id = null; this.detailed = null; this.detailsNode = null; this.replay = null; },
 };
 
 function summary(e) {
@@ -117,7 +132,7 @@ function whatIfForm(ev) {
                   inputmode: name === "prefer" ? "text" : "decimal", size: "10" }),
     el("span", { class: "hint muted" }, hint)));
   const form = el("form", { id: "whatif" },
-    el("h3", {}, "What would change it"),
+    el("h3", {}, "Other job numbers"),
     el("p", { class: "muted" }, "Change the job's numbers and ask the advisor again (no job is created)."),
     inputs, el("button", { type: "submit" }, "Advise with these"));
   form.addEventListener("submit", async e => {
@@ -142,4 +157,69 @@ function whatIfForm(ev) {
     } catch (err) { replace("whatif-result", notice(err.message, true)); }
   });
   return form;
+}
+
+async function replayForm(id) {
+  // The job's recorded decision re-run in the context it was made in, with the
+  // thresholds (current values from GET /api/advisor/config) and per-provider
+  // hourly prices typed here; every field is checked against the route's
+  // OpenAPI schema as it is typed and before anything is sent.
+  const [doc, config, list] = await Promise.all([document_(), api("GET", "/api/advisor/config"),
+                                                  api("GET", "/api/providers")]);
+  const op = doc.paths["/api/advisor/whatif"]?.post;
+  if (!op) return [el("h3", { id: "wwc-h" }, "What would change it"), notice("not part of this gateway")];
+  const body = schemaOf(doc, op.requestBody.content["application/json"].schema);
+  const alternatives = schemaOf(doc, body.properties.thresholds);
+  const thresholdsSchema = (alternatives.anyOf || [alternatives]).map(a => schemaOf(doc, a)).find(a => a.type === "object");
+  const priceSchema = schemaOf(doc, body.properties.price_overrides).additionalProperties;
+  const rules = el("fieldset", { id: "wwc-thresholds" }, el("legend", {}, `Thresholds (the advisor's now, config ${config.config_digest})`),
+    formFor(doc, thresholdsSchema, config.thresholds, "$"));
+  const prices = el("fieldset", { id: "wwc-prices" }, el("legend", {}, "Prices, USD per hour for every GPU of a provider (empty: as registered)"),
+    list.providers.map(p => {
+      const field = fieldFor(doc, priceSchema, p.id, undefined, `$.price_overrides.${p.id}`);
+      const input = field.querySelector("input");
+      input.removeAttribute("data-path");
+      input.dataset.provider = p.id;
+      field.append(el("span", { class: "hint muted" }, priceRange(p)));
+      return field;
+    }));
+  const result = el("div", { id: "wwc-result", "aria-live": "polite" });
+  const form = el("form", { id: "wwc-form", novalidate: true },
+    el("p", { class: "muted" }, "Re-runs the recorded decision on the same job and the same context (GPUs, flags, providers, queue) with these numbers. Nothing is recorded."),
+    rules, prices, el("button", { type: "submit" }, "Re-run the decision"));
+  form.addEventListener("submit", async e => {
+    e.preventDefault();
+    const problems = [...form.querySelectorAll("input")].map(i => i.check && i.check()).filter(Boolean);
+    const request = { job_id: id, thresholds: collect(rules, config.thresholds), price_overrides: {} };
+    for (const input of prices.querySelectorAll("input[data-provider]")) {
+      const v = input.value.trim();
+      if (v !== "") request.price_overrides[input.dataset.provider] = Number(v);
+    }
+    const whole = validate(doc, body, request, "whatif");
+    if (problems.length || whole) { replace(result, notice(`Not sent: ${problems[0] || whole}`, true)); return; }
+    try { replace(result, compare(await api("POST", "/api/advisor/whatif", request))); }
+    catch (err) { replace(result, notice(err.message, true)); }
+  });
+  return [el("h3", { id: "wwc-h" }, "What would change it"), form, result];
+}
+
+function priceRange(p) {
+  const hourly = p.gpus.map(g => g.unit === "second" ? g.price_usd * 3600 : g.price_usd);
+  if (!hourly.length) return "no GPU offered";
+  const lo = Math.min(...hourly), hi = Math.max(...hourly);
+  return ` now ${usd(lo, 2)}${hi > lo ? "-" + usd(hi, 2) : ""}/h on ${p.gpus.length} GPU type(s)`;
+}
+
+function compare(a) {
+  const where = d => `${d.target}${d.provider_id ? " (" + d.provider_id + (d.gpu ? " " + d.gpu : "") + ")" : ""}`;
+  const row = (name, f) => ({ cells: [name, f(a.recorded), f(a.new)] });
+  return el("div", {},
+    el("p", { id: "wwc-verdict" }, el("strong", {}, a.changed ? "Changes: " : "Same decision: "),
+      `${a.recorded.rule} -> ${where(a.recorded)} becomes `, el("strong", { id: "wwc-new-rule" }, a.new.rule), ` -> ${where(a.new)}`,
+      a.cost_difference_usd === null ? "." : ` (${a.cost_difference_usd >= 0 ? "+" : ""}${usd(a.cost_difference_usd)}).`),
+    table("Recorded vs with these numbers", ["", "recorded", "with these numbers"], [
+      row("target", where), row("rule", d => d.rule),
+      row("estimate", d => `${num(d.estimated_minutes, 2, " min")}, ${usd(d.estimate_usd)}`),
+      row("reason", d => d.reason)], { id: "wwc-compare" }),
+    el("p", { class: "muted" }, `config ${a.recorded_config_digest} -> ${a.config_digest}; nothing recorded (dry run)`));
 }

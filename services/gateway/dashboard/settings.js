@@ -114,7 +114,7 @@ function enumOf(doc, schema) {
   return s.enum || (s.anyOf || []).flatMap(a => schemaOf(doc, a).enum || []);
 }
 
-function fieldFor(doc, schema, name, value, path) {
+export function fieldFor(doc, schema, name, value, path) {
   // One input for a scalar field, validated as it is typed.
   const kind = scalarType(doc, schema);
   const id = `pf-${path.replace(/[^A-Za-z0-9]/g, "-")}`;
@@ -150,7 +150,7 @@ function read(input) {
   return raw;
 }
 
-function formFor(doc, schema, value, path) {
+export function formFor(doc, schema, value, path) {
   // Inputs for the scalar fields of an object and, for a list of objects (a
   // provider's GPU offers), a fieldset per item; other fields are kept as they are.
   const s = schemaOf(doc, schema);
@@ -168,7 +168,7 @@ function formFor(doc, schema, value, path) {
   return parts;
 }
 
-function collect(form, original) {
+export function collect(form, original) {
   const out = structuredClone(original);
   for (const input of form.querySelectorAll("[data-path]")) {
     const keys = input.dataset.path.split(".").slice(1);
