@@ -14,6 +14,7 @@ import pytest
 from schemas.advisor import (
     CONFIG_SUBJECT,
     WHATIF_SUBJECT,
+    AdvisedInputs,
     AdvisorConfigQuery,
     AdvisorConfigView,
     JobAdvised,
@@ -123,6 +124,11 @@ async def test_bad_requests_name_what_is_wrong(stack: Stack) -> None:
     assert status == 400 and "'nope'" in body["error"] and "registered then" in body["error"]
     status, body = await stack.what_if({"job_id": "job-bad", "price_overrides": {"modal": 1e9}})
     assert status == 400 and "$.price_overrides" in body["error"], body
+    old = JobAdvised(target="wait", rule="wait_for_local_gpu", reason="r", inputs=AdvisedInputs())
+    await stack.bus.emit(old, key="old-job")  # as events written before inputs were typed
+    await advised(stack.stored, ["old-job"])
+    status, body = await stack.what_if({"job_id": "old-job"})
+    assert status == 409 and "without inputs" in body["error"], body
     negative = {"job_id": "job-bad", "thresholds": {"cpu": {"max_minutes": -1}}}
     with pytest.raises(ServiceCallError) as e:
         await stack.bus.call(WHATIF_SUBJECT, negative, WhatIfAnswer)
