@@ -3,7 +3,7 @@
 On start the state is rebuilt by the runtime :class:`Follower` from the
 store (``fold.FOLLOWED``: the budget's own events, flags and telemetry), then
 live. Before answering, the service also waits until it has folded the
-newest change JetStream holds (``_stream_last_n``): an event acknowledged by
+newest change JetStream holds (``services/runtime/catch_up.py``): an event acknowledged by
 the stream but not stored yet must not be decided past.
 
 Every change goes through one writer (:meth:`BudgetService._write_loop`):
@@ -35,7 +35,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
-import nats.errors
 
 from schemas import Event, decode_event, encode_event
 from schemas.budget import (
@@ -49,13 +48,13 @@ from schemas.budget import (
     Transition,
     Trigger,
 )
-from schemas.subjects import STREAM
 from schemas.telemetry import TelemetrySample
 from services.budget import fold, profiler
 from services.budget.admission import Refused
 from services.budget.endpoints import BudgetEndpoints
 from services.budget.fold import BudgetFold, BudgetProjection, Outcome
 from services.runtime.bus import Bus, Sent
+from services.runtime.catch_up import catch_up
 from services.runtime.config import Config
 from services.runtime.endpoints import EndpointError, InFlight, Pending, endpoint
 from services.runtime.errors import BusError
@@ -98,6 +97,12 @@ async def _deliver(sink: Sink, answer: Any) -> None:
 async def _fail(answers: list[Answer], e: BusError) -> None:
     for sink, _ in answers:
         await _deliver(sink, EndpointError(503, f"not recorded: {e}"))
+
+
+def _change_n(event: Event) -> int:
+    """A budget event's change number (``budget.state`` carries it in its change)."""
+    data = event.payload
+    return data.payload.n if isinstance(data, BudgetState) else getattr(data, "n", 0)
 
 
 class BudgetService(BudgetEndpoints, Service):
@@ -151,15 +156,8 @@ class BudgetService(BudgetEndpoints, Service):
 
     async def _go_live(self) -> None:
         await self.follower.loaded.wait()
-        last = await self._stream_last_n()
-        while self.state.n < last:
-            self.log.warning(
-                "waiting for the store to hold the budget's newest change",
-                extra={"fields": {"folded": self.state.n, "in_stream": last}},
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._evaluate_now.wait(), self.settings.ready_timeout_s)
-            self._evaluate_now.clear()
+        await catch_up(self.follower, WRITTEN, lambda: self.state.n, log=self.log,
+                       number=_change_n, patience_s=self.settings.ready_timeout_s)  # fmt: skip
         self.spawn(self._write_loop(), "writer")
         self.hot.on = self.state.dashboard_on()
         if not self.state.book.limits_set:
@@ -169,20 +167,6 @@ class BudgetService(BudgetEndpoints, Service):
                                                         "jobs": len(self.state.book.jobs)}})
         self.supervise(self._evaluation_timer, "evaluation")
         self.supervise(self._profile_loop, "profiler")
-
-    async def _stream_last_n(self) -> int:
-        """The newest change number among the budget's events JetStream holds."""
-        last = 0
-        for subject in WRITTEN:
-            try:
-                msg = await self.bus.js.get_last_msg(STREAM, subject)
-                event = decode_event(msg.data or b"")
-            except (nats.errors.Error, msgspec.DecodeError, msgspec.ValidationError):
-                continue  # none on that subject (or unreadable: the store will say)
-            data = event.payload
-            n = data.payload.n if isinstance(data, BudgetState) else getattr(data, "n", 0)
-            last = max(last, n)
-        return last
 
     def _on_fold(self, seq: int, event: Event) -> None:
         data = event.payload

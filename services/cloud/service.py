@@ -1,7 +1,10 @@
 """The cloud service: pods at RunPod, serverless money, the autoscaler, the daily cap.
 
 State: the ledger (``ledger.py``), rebuilt by the runtime Follower from the
-store (``cloud.>``, ``job.>``, ``flags.changed``) and then followed live.
+store (``cloud.>``, ``job.>``, ``flags.changed``) and then followed live. The
+service answers only once it has also folded the newest change JetStream holds
+(``services/runtime/catch_up.py``): a reservation acknowledged by the stream but
+not stored yet when the service restarted is counted before anything is decided.
 
 **One writer.** Every decision that holds or spends money, spawns or
 terminates runs in :meth:`CloudService._write_loop`, one at a time, in
@@ -90,6 +93,7 @@ from services.cloud.ledger import (
 )
 from services.cloud.pods import CloudError, PodClient, PodNotFound, pod_client, stuck
 from services.runtime.bus import Bus
+from services.runtime.catch_up import catch_up, written_by
 from services.runtime.config import Config
 from services.runtime.endpoints import EndpointError, InFlight, endpoint
 from services.runtime.errors import BusError
@@ -109,7 +113,7 @@ class CloudService(Service):
         super().__init__(bus, config)
         projection = LedgerProjection()
         self.follower: Follower[Ledger] = Follower(
-            bus, projection, projection.patterns, log=self.log
+            bus, projection, projection.patterns, log=self.log, hold_ready=True
         )
         secrets = load_secrets(config.adapters.secrets_file) if client is None else None
         self.client = client or pod_client(config.cloud.pods, secrets, self.clock)  # type: ignore[arg-type]
@@ -154,13 +158,19 @@ class CloudService(Service):
             handle = endpoint(kind, handler, in_flight=in_flight)  # type: ignore[arg-type]
             await self.micro.add_endpoint(name=name, subject=subject, handler=handle)
         self.supervise(self.follower.run, "follow")
+        self.spawn(self._go_live(), "live")
+
+    async def _go_live(self) -> None:
+        await self.follower.loaded.wait()
+        await catch_up(self.follower, written_by(self.name), lambda: self.state.n, log=self.log)
         self.spawn(self._write_loop(), "writer")
+        self.follower.ready.set()
         self.supervise(self._check_loop, "checks")
 
     async def teardown(self) -> None:
         for _, future in self._queue:
             future.cancel()
-        if self.settings.terminate_on_shutdown and self.follower.loaded.is_set():
+        if self.settings.terminate_on_shutdown and self.follower.ready.is_set():
             mine = [p.pod_id for p in self.state.live_pods() if p.instance == self.instance]
             for pod_id in mine:  # the writer is stopped: record directly, in order
                 with contextlib.suppress(CloudError, BusError):
@@ -426,7 +436,6 @@ class CloudService(Service):
     # -- checks --------------------------------------------------------------------
 
     async def _check_loop(self) -> None:
-        await self.follower.loaded.wait()
         while True:
             await self.check()
             await asyncio.sleep(self.settings.check_interval_s)

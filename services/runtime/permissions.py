@@ -61,6 +61,7 @@ JETSTREAM: dict[str, JetStreamUse] = {
     "advisor": JetStreamUse(consumers=("advisor",)),
     "gateway": JetStreamUse(inspects=True),
     "budget": JetStreamUse(gets=(STREAM,)),  # its newest change JetStream holds
+    "cloud": JetStreamUse(gets=(STREAM,)),  # the same (services/runtime/catch_up.py)
 }
 """Durable names as the services use them (services/store/service.py ``durable``,
 services/advisor/jobs.py ``CONSUMER``)."""

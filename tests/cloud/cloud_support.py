@@ -38,7 +38,7 @@ async def running_cloud(
     bus = await Bus.connect(config.nats.url or "", source="cloud", clock=clock)
     service = CloudService(bus, config, client=client)
     await service.start()
-    await service.follower.loaded.wait()
+    await service.follower.ready.wait()
     try:
         yield service
     finally:
