@@ -8,7 +8,7 @@ msgspec Structs (``msgspec.json.schema_components``: every schema under
 for a publisher or a command's client, ``receive`` for a reader or its
 server; a command's operations carry the reply. This is what a modder reads to
 subscribe from any language (``gpuroute schema --asyncapi``, the gateway's
-``GET /asyncapi.json``); ``tests/test_asyncapi.py`` validates it against the
+``GET /asyncapi.json``); ``tests/schemas/test_asyncapi.py`` validates it against the
 official 3.0.0 JSON Schema.
 """
 

@@ -17,7 +17,7 @@ from services.cli import DEFAULT_NATS_URL, nats_url
 from services.runtime.config import load_config
 from services.runtime.errors import ConfigError
 from services.runtime.runner import NATS_URL_FILE
-from tests.support import BIN, gpuroute, lifecycle, wait_for
+from tests.support import BIN, gpuroute, lifecycle, poll
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,7 +61,7 @@ def test_up_serves_health_and_stops_cleanly_on_ctrl_c(tmp_path):
 
         import asyncio
 
-        body = asyncio.run(wait_for(healthy, timeout=20))
+        body = asyncio.run(poll(healthy, timeout=20))
         assert body["ok"] is True and body["store"]["path"] == str(tmp_path / "events.db")
         url_file = tmp_path / NATS_URL_FILE  # so tail, serve and doctor find the server
         assert url_file.read_text() == first.split(" at ")[1].strip() + "\n"

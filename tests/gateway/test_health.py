@@ -19,7 +19,7 @@ from services.runtime.bus import Bus
 from services.runtime.clock import ManualClock
 from services.runtime.config import Config
 from tests.gateway.conftest import running
-from tests.support import wait_for
+from tests.support import poll
 
 
 def beat(service: str, instance: str = "i1", faults: list[str] | None = None) -> bytes:
@@ -67,13 +67,13 @@ async def test_a_missing_or_stale_expected_service_is_503_naming_it(
         async def healthy() -> bool:
             return (await health(gateway))[0] == 200
 
-        await wait_for(healthy, timeout=5)
+        await poll(healthy, timeout=5)
 
         async def stale() -> list[str]:
             status, body, _ = await health(gateway)
             return body["problems"] if status == 503 else []
 
-        problems = await wait_for(stale, timeout=5)  # 3 x heartbeat_s (0.2 s) later
+        problems = await poll(stale, timeout=5)  # 3 x heartbeat_s (0.2 s) later
         assert problems[0].startswith("service 'advisor': stale, last heartbeat")
 
 
@@ -87,7 +87,7 @@ async def test_a_faulted_task_is_503_naming_service_and_task(
             status, body, _ = await health(gateway)
             return body["problems"] if status == 503 else []
 
-        problems = await wait_for(faulted, timeout=5)
+        problems = await poll(faulted, timeout=5)
         assert problems == ["service 'store' (instance s9): task writer died: RecursionError"]
 
 
@@ -119,7 +119,7 @@ async def test_forged_heartbeats_cannot_grow_health(config: Config, store: Any, 
             t = gateway.heartbeats
             return sum(map(len, t.snapshot().values())) + t.ignored >= 20_000
 
-        await wait_for(all_seen, timeout=20)
+        await poll(all_seen, timeout=20)
         _, body, size = await health(gateway)
     assert sum(map(len, body["services"].values())) <= config.gateway.max_instances
     assert body["heartbeats"]["ignored"] >= 20_000 - config.gateway.max_instances

@@ -30,7 +30,7 @@ from services.runtime.credentials import ensure_credentials, find_credentials, w
 from services.runtime.errors import GpurouteError
 from services.runtime.natsserver import find_binary
 from services.runtime.runner import run
-from tests.support import wait_for
+from tests.support import poll
 
 OPS_NATS = Path(__file__).resolve().parents[2] / "ops" / "nats"
 NODES = 3
@@ -134,7 +134,7 @@ class Flow:
 
     async def grows_by(self, n: int, timeout: float = 20) -> None:
         target = len(self.acked) + n
-        await wait_for(lambda: len(self.acked) >= target, timeout=timeout)
+        await poll(lambda: len(self.acked) >= target, timeout=timeout)
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ async def gpuroute_on(cluster: tuple[Cluster, Path]) -> AsyncIterator[tuple[Clus
     admin = await nats.connect(c.urls.split(","), user="store",
                                password=find_credentials(data, "store").password)  # type: ignore[union-attr]  # fmt: skip
     try:
-        await wait_for(_js_ready(admin), timeout=20)  # the meta group has a leader
+        await poll(_js_ready(admin), timeout=20)  # the meta group has a leader
     finally:
         await admin.close()
     config = load_config(data_dir=str(data), nats__url=c.urls, http__port=0, heartbeat_s=0.5)
@@ -218,7 +218,7 @@ async def test_flow_survives_a_node_and_the_stream_leader_restarting(
         async def all_stored() -> bool:
             return acked <= set(_stored(data / "events.db"))
 
-        await wait_for(all_stored, timeout=30)
+        await poll(all_stored, timeout=30)
         duplicated = {i: n for i, n in _stored(data / "events.db").items() if n > 1}
         assert duplicated == {}
         assert len(acked) == len(flow.acked)  # each acknowledged once, under its one id

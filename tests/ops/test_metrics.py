@@ -25,7 +25,7 @@ from services.runtime.config import Config
 from services.runtime.errors import GpurouteError, ServiceCallError
 from tests.advisor.service_support import running_advisor
 from tests.scheduler.support import Client, running_scheduler
-from tests.support import wait_for
+from tests.support import EventWatch
 
 FAMILIES = {
     "gpuroute_events_stored", "gpuroute_events_dead_lettered", "gpuroute_store_lag_events",
@@ -98,11 +98,11 @@ async def test_metrics_without_a_scheduler_leave_its_families_out_and_say_so(
 
 
 async def test_metrics_count_jobs_per_state_and_decisions_per_rule_and_target(
-    gateway: GatewayService, bus: Bus, config: Config
+    gateway: GatewayService, bus: Bus, config: Config, stored: EventWatch
 ) -> None:
     """Through the real gateway, with the advisor and the scheduler running jobs:
     the counts are the scheduler's job table, as GET /api/jobs/{id} shows it."""
-    async with running_advisor(config), running_scheduler(config):
+    async with running_advisor(config), running_scheduler(config) as scheduler:
         client = Client(bus)
         small = {"kind": "image", "width": 64, "height": 64}  # fits this node's CPU
         ended = [await client.submit(**small, payload={"text": "a"}),
@@ -112,12 +112,11 @@ async def test_metrics_count_jobs_per_state_and_decisions_per_rule_and_target(
         waits = await client.submit(kind="image")  # 1024x1024: waits for a GPU, delayed
         views = [await client.ended(a.job_id) for a in ended]
 
-        async def state_of(job_id: str, state: str) -> sch.JobView | None:
-            view = await client.get(job_id)
-            return view if view.state == state else None
-
-        views.append(await wait_for(lambda: state_of(waits.job_id, "delayed")))  # advised
-        views.append(await wait_for(lambda: state_of(held.job_id, "running")))
+        for job_id, event, state in ((waits.job_id, "job.delayed", "delayed"),  # advised
+                                     (held.job_id, "job.started", "running")):
+            await stored.folded(scheduler.follower, event, where=lambda e, j=job_id: e.key == j)
+            views.append(await client.get(job_id))
+            assert views[-1].state == state
         with pytest.raises(ServiceCallError, match="x"):  # the request type is strict
             await bus.call(sch.STATS, {"x": 1}, sch.SchedulerStats)
         families = await _scrape(gateway)

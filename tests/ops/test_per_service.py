@@ -26,7 +26,7 @@ from services.runtime.bus import Bus
 from services.runtime.credentials import credentials_path, ensure_credentials, write_server_conf
 from services.runtime.natsserver import EmbeddedNats
 from tests.ops.test_cluster import Flow, _free_port
-from tests.support import gpuroute, wait_for
+from tests.support import gpuroute, poll
 
 RUNNING = "gpuroute: running"
 
@@ -58,7 +58,7 @@ class Fleet:
             assert proc.poll() is None, (self.folder / f"{name}.out").read_text()[-2000:]
             return self.started(name) >= times
 
-        await wait_for(ready, timeout=30, interval=0.05)
+        await poll(ready, timeout=30, interval=0.05)
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]
@@ -157,7 +157,7 @@ async def test_each_service_killed_in_turn_rebuilds_and_loses_nothing(fleet: Fle
             submitted, advised = _stored(fleet.data / "events.db")
             return acked <= set(submitted) and acked <= set(advised)
 
-        await wait_for(answered, timeout=30)
+        await poll(answered, timeout=30)
         submitted, advised = _stored(fleet.data / "events.db")
         assert [i for i in acked if submitted[i] != 1 or advised[i] != 1] == []
         for name in names:  # no restart but the ones this test made

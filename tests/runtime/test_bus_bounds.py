@@ -13,7 +13,7 @@ from schemas.advisor import JobAdvised
 from schemas.system import StoreStats
 from services.runtime.bus import Bus
 from services.runtime.errors import BusError, ServiceCallError
-from tests.support import lifecycle, wait_for
+from tests.support import lifecycle, poll
 
 
 def sized(bus: Bus, size: int):  # type: ignore[no-untyped-def]
@@ -92,5 +92,5 @@ async def test_a_connection_the_server_closes_is_lost_a_closed_one_is_not(nats_s
 
     fine = await Bus.connect(nats_server.url, source="fine")
     await fine.close()
-    await wait_for(lambda: fine.nc.is_closed)
+    await poll(lambda: fine.nc.is_closed)
     assert not fine.lost

@@ -275,7 +275,7 @@ async def test_up_runs_every_service_as_its_own_user(
     from services.runtime.config import load_config
     from services.runtime.credentials import find_credentials
     from services.runtime.runner import NATS_URL_FILE, run
-    from tests.support import wait_for
+    from tests.support import watch_stored
 
     names = ["store", "adapters", "advisor", "telemetry", "gateway"]
     config = load_config(data_dir=str(tmp_path / "data"), nats__port=0, http__port=0)
@@ -299,13 +299,12 @@ async def test_up_runs_every_service_as_its_own_user(
         modder = await Bus.connect(url, source="modder",
                                    credentials=find_credentials(data, MODDER))  # fmt: skip
         try:
-            job = await scheduler.emit(JobSubmitted(spec=JobSpec(width=512, height=512)), key="j1")
-
-            async def advised() -> bool:
-                page = await modder.call(STORE_READ, StoreReadRequest(type="job."), StoredPage)
-                return len(page.events) == 2
-
-            await wait_for(advised, timeout=30)
+            async with watch_stored(modder) as stored:
+                submitted = JobSubmitted(spec=JobSpec(width=512, height=512))
+                job = await scheduler.emit(submitted, key="j1")
+                await stored.first("job.advised", timeout=30)
+            page = await modder.call(STORE_READ, StoreReadRequest(type="job."), StoredPage)
+            assert len(page.events) == 2
             assert job.type == "job.submitted"
         finally:
             await scheduler.close()

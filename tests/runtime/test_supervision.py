@@ -18,7 +18,7 @@ from services.runtime.bus import Bus
 from services.runtime.endpoints import endpoint
 from services.runtime.runner import Supervisor
 from services.runtime.service import Service
-from tests.support import wait_for
+from tests.support import poll
 
 
 class Ping(msgspec.Struct, frozen=True):
@@ -86,9 +86,9 @@ async def test_a_dying_loop_is_restarted_and_named_in_heartbeats_until_well(
     await service.start()
     try:
         await asyncio.wait_for(service.flaky_running.wait(), 5)
-        faulty = await wait_for(lambda: [b for b in seen if b.faults])
+        faulty = await poll(lambda: [b for b in seen if b.faults])
         assert faulty[0].faults[0].startswith("task flaky died: RecursionError: maximum recursion")
-        await wait_for(lambda: service.faults() == [] and seen[-1].faults == [])
+        await poll(lambda: service.faults() == [] and seen[-1].faults == [])
         died = [r for r in caplog.records if "died" in r.getMessage()]
         assert [r.exc_info is not None for r in died] == [True, False]  # one traceback
         assert [r.fields["fault"] for r in died] == [  # type: ignore[attr-defined]
@@ -122,7 +122,7 @@ async def test_a_failed_service_is_replaced_by_a_fresh_instance(config, bus):
     supervisor = Supervisor(config, [("echo", Echo)])
     await supervisor.start(config.nats.url or "")
     try:
-        await wait_for(lambda: supervisor.restarts("echo") == 1)
+        await poll(lambda: supervisor.restarts("echo") == 1)
         fresh = supervisor.current("echo")
         assert fresh is not None and fresh.faults() == []
         reply = await bus.call_raw("test.sup.ping", b"{}")
@@ -139,7 +139,7 @@ async def test_a_service_whose_connection_the_server_closed_answers_again(config
         assert first is not None
         await bus.call_raw("test.sup.ping", b"{}")
         await first.bus.nc.subscribe("x" * 5000)  # the server closes this connection
-        await wait_for(lambda: supervisor.restarts("echo") == 1)
+        await poll(lambda: supervisor.restarts("echo") == 1)
         assert first.bus.lost
         fresh = supervisor.current("echo")
         assert fresh is not None and fresh is not first and fresh.bus.connected
@@ -165,7 +165,7 @@ async def test_the_gateway_comes_back_on_the_same_port(config, store):
             async with session.get(url) as r:
                 assert r.status == 200, await r.text()
             await first.bus.nc.publish("y" * 5000, b"")  # the server closes this connection
-            await wait_for(lambda: supervisor.restarts("gateway") == 1)
+            await poll(lambda: supervisor.restarts("gateway") == 1)
             fresh = supervisor.current("gateway")
             assert isinstance(fresh, GatewayService) and fresh.port == first.port
             async with session.get(url) as r:
