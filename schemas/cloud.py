@@ -94,8 +94,8 @@ class PodInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 PROXY_URL_TEMPLATE: Final = "https://{pod_id}-{port}.proxy.runpod.net"
 """RunPod's proxy for HTTP ports (docs: pods/configuration/expose-ports)."""
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400.0)]
 Price = Annotated[float, msgspec.Meta(ge=0, le=1000.0)]
+HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$", max_length=2048)]
 
 
 class PodsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -108,18 +108,22 @@ class PodsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     nothing otherwise). ``dry_boot_s``/``dry_cost_per_hour``/``dry_seed``: simulated
     pods become RUNNING ``dry_boot_s`` after create (half of it PROVISIONING), at that
     price per GPU, with ids drawn from that seed.
+
+    Every number is bounded (a request timeout of at least 0.1 s, a pod stuck for at
+    least 10 s: RunPod needs that long to report a port) and each URL is an
+    ``http(s)://`` address of at most 2048 characters.
     """
 
-    base_url: str = "https://api.runpod.io/v2"
-    proxy_url: str = PROXY_URL_TEMPLATE
-    timeout_s: Seconds = 30.0
+    base_url: HttpUrl = "https://api.runpod.io/v2"
+    proxy_url: HttpUrl = PROXY_URL_TEMPLATE
+    timeout_s: Annotated[float, msgspec.Meta(ge=0.1, le=600.0)] = 30.0
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 4
     max_retry_after_s: Annotated[float, msgspec.Meta(ge=0, le=3600.0)] = 60.0
     dry_run: bool = False
-    stuck_after_s: Seconds = 600.0
+    stuck_after_s: Annotated[float, msgspec.Meta(ge=10.0, le=86_400.0)] = 600.0
     dry_boot_s: Annotated[float, msgspec.Meta(ge=0, le=86_400.0)] = 60.0
     dry_cost_per_hour: Price = 0.44
-    dry_seed: int = 0
+    dry_seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
 
 
 # -- the cloud service (c2): events, requests, answers ------------------------------

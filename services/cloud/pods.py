@@ -2,7 +2,7 @@
 
 ``PodClient`` is what the cloud service codes against; ``pod_client()`` picks the
 implementation: ``RunPodV2Client`` (``runpod_v2.py``, RunPod REST API v2) when a RunPod
-key is set, the ``dry_run`` setting is off and the caller's live flag is on; otherwise
+key is set and the ``[cloud.pods] dry_run`` setting is off (the one switch); otherwise
 ``DryRunPods``, whose ``reason`` says why. Every ``PodInfo`` says ``dry_run`` truly.
 A v1 or GraphQL client could sit behind the same interface.
 
@@ -270,15 +270,13 @@ class DryRunPods:
                 return
 
 
-def dry_run_reason(settings: PodsSettings, secrets: SecretStore, live: bool) -> str:
+def dry_run_reason(settings: PodsSettings, secrets: SecretStore) -> str:
     """Why pods are simulated (every reason that applies), or ``""`` when they go live."""
     reasons = []
     if settings.dry_run:
-        reasons.append("the dry_run setting is on")
+        reasons.append("the [cloud.pods] dry_run setting is on")
     if secrets.get(PROVIDER, "api_key") is None:
         reasons.append("no RunPod API key (RUNPOD_API_KEY or [runpod] api_key in the secrets file)")
-    if not live:
-        reasons.append("live calls are off (features.enable_compute)")
     return "; ".join(reasons)
 
 
@@ -287,13 +285,11 @@ def pod_client(
     secrets: SecretStore,
     clock: Clock,
     *,
-    live: bool = True,
     options: HttpOptions | None = None,
 ) -> PodClient:
-    """The live RunPod v2 client when ``dry_run_reason`` is empty, else ``DryRunPods``.
-    ``live`` is the caller's switch for live calls (its ``features.enable_compute``);
+    """The live RunPod v2 client when ``dry_run_reason`` is empty, else ``DryRunPods``;
     ``options`` carries the HTTP policy's test seams (sleep, rng, session)."""
-    reason = dry_run_reason(settings, secrets, live)
+    reason = dry_run_reason(settings, secrets)
     key = secrets.get(PROVIDER, "api_key")
     if reason or key is None:
         return DryRunPods(settings, clock, reason=reason)

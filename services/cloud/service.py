@@ -131,11 +131,23 @@ class CloudService(Service):
 
     @property
     def settings(self) -> CloudSettings:
-        """The config's ``[cloud]``, or the last ``PUT /api/cloud/config``'s."""
+        """The config's ``[cloud]``, or the last ``PUT /api/cloud/config``'s, with the
+        config's ``pods`` always (the pod client's start-up settings). A logged
+        ``cloud.config.updated`` that no longer validates (a bound added since) is
+        logged and the config's section used."""
         raw = self.state.settings
         if raw is not None and self._settings[0] is not raw:
-            self._settings = (raw, msgspec.convert(raw, CloudSettings))
+            try:
+                put = msgspec.convert({**raw, "pods": self._pods()}, CloudSettings)
+            except msgspec.ValidationError as e:
+                self.log.warning("logged cloud settings refused: the config's are used",
+                                 extra={"fields": {"error": str(e)}})  # fmt: skip
+                put = self.config.cloud
+            self._settings = (raw, put)
         return self._settings[1]
+
+    def _pods(self) -> Any:
+        return msgspec.to_builtins(self.config.cloud.pods)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -549,6 +561,10 @@ class CloudService(Service):
         return views.shutdown(ids, self.dry_run)
 
     async def put_config(self, body: dict[str, Any]) -> Any:
+        """Change ``[cloud]`` settings; a bad value, an unknown key or a change to
+        ``pods`` (the pod client's start-up settings, which a running client would not
+        follow) is a 400 naming it, and nothing changes."""
+
         def build() -> Any:
             current = msgspec.to_builtins(self.settings)
             try:
@@ -556,6 +572,12 @@ class CloudService(Service):
             except msgspec.ValidationError as e:
                 raise EndpointError(400, f"invalid config: {e}") from e
             raw = msgspec.to_builtins(new)
+            pods = sorted(f"pods.{k}" for k, v in raw["pods"].items() if v != current["pods"][k])
+            if pods:
+                raise EndpointError(400, f"invalid config: {', '.join(pods)} cannot change "
+                                    "while the service runs: [cloud.pods] configures the pod "
+                                    "client at start-up; set it in the config file (or "
+                                    "GPUROUTE_CLOUD_PODS_*) and restart")  # fmt: skip
             changed = sorted(k for k in raw if raw[k] != current.get(k))
             if changed:
                 self._record(CloudConfigUpdated(settings=raw, changed=changed,

@@ -28,9 +28,10 @@ async def running_cloud(
     client: PodClient | None = None,
     **settings: Any,
 ) -> AsyncIterator[CloudService]:
-    """The cloud service with ``[cloud]`` ``settings`` (check loop slow unless set);
-    without ``client`` the service picks its own, with ``[cloud.pods] dry_run`` on."""
-    settings.setdefault("check_interval_s", 3600.0)
+    """The cloud service with ``[cloud]`` ``settings`` (one check at its start, then
+    every 30 s unless set); without ``client`` the service picks its own, with
+    ``[cloud.pods] dry_run`` on."""
+    settings.setdefault("check_interval_s", 30.0)
     if client is None:
         settings.setdefault("pods", msgspec.structs.replace(config.cloud.pods, dry_run=True))
     cloud = msgspec.structs.replace(config.cloud, **settings)

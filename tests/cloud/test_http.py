@@ -16,7 +16,7 @@ async def test_every_cloud_route_over_http(config: Config, store: Any, bus: Bus)
         status, body = await http.get("/api/cloud/status")
         assert status == 200, body
         assert body["available"] is True and body["activePods"] == 0
-        assert body["dry_run"] is True and "the dry_run setting is on" in body["reason"]
+        assert body["dry_run"] is True and "dry_run setting is on" in body["reason"]
         assert body["config"]["max_pods"] == 2
 
         status, body = await http.post("/api/cloud/spawn", {"gpuType": "NVIDIA A40"})
@@ -60,6 +60,17 @@ async def test_config_put_validates_and_a_foreign_origin_is_refused(
         assert cloud.settings.max_pods == 3
         status, body = await http.get("/api/cloud/status")
         assert body["config"]["max_pods"] == 3
+        shown = body["config"]
+
+        status, body = await http.put("/api/cloud/config", {"check_interval_s": 0.01})
+        assert status == 400 and "check_interval_s" in body["error"], body
+        live = {**shown, "max_pods": 4, "pods": {**shown["pods"], "dry_run": False}}
+        status, body = await http.put("/api/cloud/config", live)
+        assert status == 400 and "pods.dry_run" in body["error"], body
+        assert "restart" in body["error"] and cloud.settings.max_pods == 3
+        status, body = await http.put("/api/cloud/config", shown)  # as GET showed it
+        assert status == 200 and body["changed"] == [], body
+        assert cloud.client.dry_run
 
         evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
         for method, path in (("POST", "/api/cloud/spawn"), ("POST", "/api/cloud/shutdown-all"),

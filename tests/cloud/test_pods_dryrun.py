@@ -78,21 +78,21 @@ def test_stuck_only_counts_running_pods_without_ports() -> None:
 
 
 @pytest.mark.parametrize(
-    ("env", "dry", "live", "expected"),
+    ("env", "dry", "expected"),
     [
-        ({"RUNPOD_API_KEY": "rpa_k"}, False, True, ""),
-        ({}, False, True, "no RunPod API key"),
-        ({"RUNPOD_API_KEY": "rpa_k"}, True, True, "the dry_run setting is on"),
-        ({"RUNPOD_API_KEY": "rpa_k"}, False, False, "live calls are off"),
+        ({"RUNPOD_API_KEY": "rpa_k"}, False, ""),
+        ({}, False, "no RunPod API key"),
+        ({"RUNPOD_API_KEY": "rpa_k"}, True, "the [cloud.pods] dry_run setting is on"),
+        ({}, True, "the [cloud.pods] dry_run setting is on; no RunPod API key"),
     ],
 )
-async def test_pod_client_goes_live_only_with_a_key_live_calls_and_no_dry_run(
-    env: dict[str, str], dry: bool, live: bool, expected: str
+async def test_pod_client_goes_live_only_with_a_key_and_dry_run_off(
+    env: dict[str, str], dry: bool, expected: str
 ) -> None:
     settings = PodsSettings(dry_run=dry)
     secrets = load_secrets(None, env)
-    client = pod_client(settings, secrets, ManualClock(), live=live)
-    assert dry_run_reason(settings, secrets, live).startswith(expected)
+    client = pod_client(settings, secrets, ManualClock())
+    assert dry_run_reason(settings, secrets).startswith(expected)
     if expected:
         assert isinstance(client, DryRunPods)
         assert client.dry_run and expected in client.reason

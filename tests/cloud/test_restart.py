@@ -18,7 +18,7 @@ from tests.support import EventWatch
 SETTINGS: dict[str, Any] = {
     "daily_cost_limit": 0.025,
     "serverless_price_per_s": 0.001,
-    "check_interval_s": 3600.0,
+    "check_interval_s": 30.0,
 }
 """A call of 10 s holds $0.01: two fit under the cap, a third does not."""
 
