@@ -28,6 +28,7 @@ import msgspec
 
 from schemas.budget import BudgetLimits, Metrics, Perf, QueueState, Transition
 from services.budget import ledger
+from services.budget.errors import Refused
 
 RESOURCES = ledger.RESOURCES
 LIMIT_NAME = {"vram": "max_vram_mb", "ram": "max_mem_mb", "cpu": "max_cpu_percent"}
@@ -67,16 +68,6 @@ class Book(msgspec.Struct, kw_only=True, dict=True):
     metrics: Metrics | None = None
     jobs: dict[str, Job] = {}
     credits: list[Credit] = []
-
-
-class Refused(Exception):
-    """A command that changes nothing: ``code`` and the sentence."""
-
-    def __init__(self, status: int, code: str, reason: str) -> None:
-        self.status = status
-        self.code = code
-        self.reason = reason
-        super().__init__(reason)
 
 
 def demand(perf: Perf, resource: str) -> float:

@@ -77,7 +77,7 @@ from schemas.budget import (
 from schemas.flags import DEFAULTS, ENABLE_PERF, ENABLE_PERF_PROFILER_DASHBOARD
 from schemas.strict import lenient
 from services.budget import admission, assets, fold, profiler
-from services.budget.admission import Refused
+from services.budget.errors import Refused
 from services.budget.fold import BudgetFold
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError

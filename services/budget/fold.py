@@ -47,8 +47,9 @@ from schemas.flags import (
 )
 from schemas.telemetry import TelemetrySample
 from services.budget import admission, assets, profiler
-from services.budget.admission import Book, Job, Refused
+from services.budget.admission import Book, Job
 from services.budget.assets import Asset, Shelf
+from services.budget.errors import Refused
 from services.budget.profiler import Dash
 
 FOLLOWED = ("budget.>", "asset.>", "profiler.>", "flags.changed", "telemetry.sampled")

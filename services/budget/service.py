@@ -50,8 +50,8 @@ from schemas.budget import (
 )
 from schemas.telemetry import TelemetrySample
 from services.budget import fold, profiler
-from services.budget.admission import Refused
 from services.budget.endpoints import BudgetEndpoints
+from services.budget.errors import Refused
 from services.budget.fold import BudgetFold, BudgetProjection, Outcome
 from services.runtime.bus import Bus, Sent
 from services.runtime.catch_up import catch_up
@@ -269,7 +269,7 @@ class BudgetService(BudgetEndpoints, Service):
         self, trigger: Trigger, key: str, limits: BudgetLimits | None = None, **request: Any
     ) -> tuple[Event, Outcome]:
         """Apply one change to the state; the event that records it (decisions
-        filled in) and its outcome. :class:`~services.budget.admission.Refused`
+        filled in) and its outcome. :class:`~services.budget.errors.Refused`
         leaves the state as it was."""
         state = self.state
         data = BudgetChange(n=state.n + 1, inputs=self._inputs(limits), **request)

@@ -30,8 +30,10 @@
     │   ├── MalformedResponseError  not the JSON the provider documents, or too big
     │   └── AdapterError          (services/adapters/errors.py) the adapters' root
     ├── AdvisorError              (services/advisor/errors.py) the advisor's root
+    ├── BudgetError               (services/budget/errors.py) the budget's root
     ├── CloudError                (services/cloud/pods.py) the pod client's root
-    └── GatewayError              (services/gateway/errors.py) the gateway's root
+    ├── GatewayError              (services/gateway/errors.py) the gateway's root
+    └── SchedulerError            (services/scheduler/errors.py) the scheduler's root
 
 The classes marked with a module live beside the code that raises them; every
 runtime one, and every other package's root, is listed here; the module that

@@ -11,7 +11,8 @@ import pytest
 
 from schemas.budget import BudgetLimits, Metrics, Perf
 from services.budget import admission, ledger
-from services.budget.admission import Book, Job, Refused
+from services.budget.admission import Book, Job
+from services.budget.errors import Refused
 from services.budget.fold import BudgetFold, BudgetProjection
 
 

@@ -19,14 +19,6 @@ import pytest
 import services
 from services.runtime.errors import GpurouteError
 
-NOT_YET = {
-    "services.budget": "Refused (admission.py) is a bare Exception: no BudgetError root",
-    "services.scheduler": "ArtifactTooLarge, BadPayload, CommandConfigError (executors/) "
-    "are three roots, none a GpurouteError, drawn nowhere",
-}
-"""Packages that do not follow the rule yet (issue 9): strict xfail, so the
-mark must go when the package is fixed."""
-
 
 def _packages() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(services.__path__, "services.") if m.ispkg)
@@ -59,16 +51,7 @@ def _roots(errors: dict[str, type[BaseException]]) -> list[type[BaseException]]:
     return [cls for cls in own if not any(base in own for base in cls.__mro__[1:])]
 
 
-def _cases() -> list[object]:
-    return [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[p]))
-        if p in NOT_YET
-        else p
-        for p in _packages()
-    ]
-
-
-@pytest.mark.parametrize("package", _cases())
+@pytest.mark.parametrize("package", _packages())
 def test_one_root_whose_module_draws_the_whole_tree(package: str) -> None:
     errors = _errors(package)
     if not errors:
@@ -87,6 +70,8 @@ def test_the_walk_finds_the_known_trees() -> None:
     assert [r.__name__ for r in roots["services.runtime"]] == ["GpurouteError"]
     assert [r.__name__ for r in roots["services.gateway"]] == ["GatewayError"]
     assert [r.__name__ for r in roots["services.adapters"]] == ["AdapterError"]
+    assert [r.__name__ for r in roots["services.budget"]] == ["BudgetError"]
+    assert [r.__name__ for r in roots["services.scheduler"]] == ["SchedulerError"]
 
 
 def test_no_two_gpuroute_errors_share_a_name() -> None:
@@ -104,5 +89,5 @@ def test_no_two_gpuroute_errors_share_a_name() -> None:
 
 def test_the_runtime_tree_names_every_package_root() -> None:
     tree = " ".join((importlib.import_module("services.runtime.errors").__doc__ or "").split())
-    roots = [r for p in _packages() if p not in NOT_YET for r in _roots(_errors(p))]
+    roots = [r for p in _packages() for r in _roots(_errors(p))]
     assert [r.__name__ for r in roots if f" {r.__name__} " not in tree] == []

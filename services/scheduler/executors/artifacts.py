@@ -16,13 +16,15 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from services.scheduler.errors import SchedulerError
+
 from .base import Artifact, Run
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 128
 
 
-class ArtifactTooLarge(Exception):
+class ArtifactTooLarge(SchedulerError):
     def __init__(self, name: str, limit: int) -> None:
         super().__init__(f"artifact {name!r} is larger than the limit of {limit} bytes")
 

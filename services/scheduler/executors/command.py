@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from schemas.scheduler_settings import CommandSettings
+from services.scheduler.errors import SchedulerError
 
 from . import artifacts
 from .base import Executor, Outcome, Progress, Run
@@ -52,7 +53,7 @@ class CommandPayload(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     argv: Argv
 
 
-class CommandConfigError(ValueError):
+class CommandConfigError(SchedulerError):
     """The ``[scheduler.command]`` table cannot work (a workdir outside the data dir)."""
 
 

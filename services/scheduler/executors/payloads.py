@@ -6,10 +6,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from services.scheduler.errors import SchedulerError
+
 T = TypeVar("T")
 
 
-class BadPayload(ValueError):
+class BadPayload(SchedulerError):
     """A payload the executor cannot run: a failed, never retryable, outcome."""
 
 
