@@ -92,6 +92,8 @@ class PodInfo(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
+CLAIM_LEASE_S: Final = 15.0
+"""A pod claim's lease when the scheduler names none (its ``lease_s`` default)."""
 PROXY_URL_TEMPLATE: Final = "https://{pod_id}-{port}.proxy.runpod.net"
 """RunPod's proxy for HTTP ports (docs: pods/configuration/expose-ports)."""
 Price = Annotated[float, msgspec.Meta(ge=0, le=1000.0)]
@@ -273,22 +275,29 @@ class CloudConfigUpdated(msgspec.Struct, frozen=True, kw_only=True):
 class CloudPodClaimed(msgspec.Struct, frozen=True, kw_only=True):
     """A scheduler's attempt (``job_id``) has the pod to itself until it is
     released: the cloud service's writer grants a claim only on an idle ready
-    pod, so no pod runs two jobs at once, whichever scheduler asks."""
+    pod, so no pod runs two jobs at once, whichever scheduler asks.
+
+    The claim is leased: it holds while ``instance`` renews its scheduler lease
+    (``job.lease.renewed``), and at least ``lease_s`` seconds from this event;
+    after both the cloud service releases the pod (``cloud.pod.released``)."""
 
     pod_id: Ref
     job_id: str
     instance: str | None = None
     dry_run: bool = False
     n: int = 0
+    lease_s: float = CLAIM_LEASE_S
 
 
 class CloudPodReleased(msgspec.Struct, frozen=True, kw_only=True):
-    """The attempt on the pod ended: the pod is idle from this event."""
+    """The attempt on the pod ended, or its claim's lease expired (``reason``
+    says so, with the instance and the seconds): the pod is idle from this event."""
 
     pod_id: Ref
     job_id: str
     dry_run: bool = False
     n: int = 0
+    reason: str = ""
 
 
 _C = {"publishers": ("cloud",), "readers": ("cloud",)}
@@ -448,10 +457,13 @@ class ConfigAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ClaimRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """A scheduler asks for an idle ready pod for one attempt of ``job_id``."""
+    """A scheduler asks for an idle ready pod for one attempt of ``job_id``;
+    ``lease_s``: the scheduler's lease (``[scheduler] lease_s``), the least time
+    the claim holds without a ``job.lease.renewed`` of ``instance``."""
 
     job_id: Ref
     instance: str | None = None
+    lease_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = CLAIM_LEASE_S
 
 
 class ClaimAnswer(msgspec.Struct, frozen=True, kw_only=True):

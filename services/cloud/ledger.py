@@ -21,6 +21,10 @@ Spent money first uses up what its ref held (``outstanding``); so while the
 cloud service checks before a reservation runs out, reserved + spent of a day
 never pass the cap it checked them against (services/cloud/cap.py).
 
+A pod claim is leased (``cloud.pod.claimed``'s ``lease_s``, renewed by the
+claiming scheduler's ``job.lease.renewed``): :meth:`Ledger.claim_expires` says
+until when; the cloud service releases a pod whose claim has expired.
+
 Cloud events carry ``n``, the cloud service's change number: it applies its
 own events as it writes them and this fold skips those that come back (``n`` at
 most the state's). Job events have no ``n`` and only move counters.
@@ -49,7 +53,7 @@ from schemas.cloud import (
 )
 from schemas.flags import ENABLE_COMPUTE, FlagsChanged
 from schemas.jobs import JobCancelled, JobFailed, JobStarted, JobSubmitted, JobSucceeded
-from schemas.scheduler import JobRetried
+from schemas.scheduler import JobLeaseRenewed, JobRetried
 
 MICRO = 1_000_000
 POD_TARGET = "cloud_pod"
@@ -58,6 +62,9 @@ SERVERLESS = "serverless"
 MAX_ENDED_PODS = 1000
 """Terminated pods kept in the table (their costs stay in the totals)."""
 MAX_WAITING = 1_000_000
+MAX_LEASES = 1024
+"""Scheduler instances whose lease is remembered; past it the one expiring first
+is forgotten (its claims then hold for their own ``lease_s``)."""
 LIVE = ("PROVISIONING", "STARTING", "RUNNING")
 
 
@@ -107,6 +114,9 @@ class Pod(msgspec.Struct, kw_only=True):
     busy: str | None = None
     """The job whose attempt has claimed the pod (``cloud.pod.claimed``), until
     ``cloud.pod.released`` or the job's end."""
+    claimed_ts: float = 0.0
+    claim_instance: str | None = None
+    claim_lease_s: float = 0.0
     idle_since: float | None = None
 
 
@@ -138,8 +148,16 @@ class Ledger(msgspec.Struct, kw_only=True):
     limit_days: list[str] = []
     compute: bool = False
     settings: dict[str, Any] | None = None
+    leases: dict[str, float] = {}
+    """Scheduler instance -> until when its ``job.lease.renewed`` holds (unix s)."""
 
     # -- reads ---------------------------------------------------------------
+
+    def claim_expires(self, pod: Pod) -> float:
+        """Until when ``pod``'s claim holds: its own lease from the claim, or the
+        claiming instance's newest scheduler lease, whichever is later."""
+        renewed = self.leases.get(pod.claim_instance or "", 0.0)
+        return max(pod.claimed_ts + pod.claim_lease_s, renewed)
 
     def spent(self, day: str) -> int:
         return self.spent_day.get(day, 0)
@@ -221,6 +239,8 @@ def _cloud(state: Ledger, event: Event, data: Any) -> None:
             pod = state.pods.get(data.pod_id)
             if pod is not None and pod.status in LIVE:
                 pod.busy, pod.claims = data.job_id, pod.claims + 1
+                pod.claimed_ts, pod.claim_instance = event.ts, data.instance
+                pod.claim_lease_s = data.lease_s
         case CloudPodReleased():
             pod = state.pods.get(data.pod_id)
             if pod is not None and pod.busy == data.job_id:
@@ -241,6 +261,11 @@ def _forget_ended(state: Ledger) -> None:
 def _job(state: Ledger, event: Event, data: Any) -> None:
     job = event.key
     match data:
+        case JobLeaseRenewed():
+            until = max(state.leases.get(data.instance, 0.0), event.ts + data.ttl_s)
+            state.leases[data.instance] = until
+            if len(state.leases) > MAX_LEASES:
+                del state.leases[min(state.leases, key=lambda i: (state.leases[i], i))]
         case JobSubmitted() | JobRetried():
             if len(state.waiting) < MAX_WAITING:
                 state.waiting[job] = None
@@ -282,7 +307,7 @@ class LedgerProjection:
 
     name = "cloud"
     type_prefix: str | None = None
-    version = 2
+    version = 3
     patterns = ("cloud.>", "job.>", "flags.changed")
 
     def initial(self) -> Ledger:

@@ -25,7 +25,8 @@ records ``cloud.pod.spawned`` (or releases the reservation) in another.
 at the provider (ready with its port -> ``cloud.pod.ready``; the stuck-runtime
 rule, ERROR, gone -> terminated), charge each pod what it ran
 (``cloud.cost.updated``) and top its reservation up to another window (refused
-by the cap: terminated), then the autoscaler's plan (``autoscaler.py``).
+by the cap: terminated), release a pod whose claim's lease expired (its
+scheduler died holding it), then the autoscaler's plan (``autoscaler.py``).
 Past the cap: ``cloud.cost_limit_reached`` once a day, every pod terminated,
 reservations refused until the next UTC day.
 """
@@ -340,8 +341,8 @@ class CloudService(Service):
                                    f"{busy} busy)", dry_run=self.dry_run)  # fmt: skip
             pod = min(free, key=lambda p: (p.claims, p.spawned_ts, p.pod_id))
             self._record(CloudPodClaimed(pod_id=pod.pod_id, job_id=req.job_id,
-                                         instance=req.instance, dry_run=pod.dry_run),
-                         key=pod.pod_id)  # fmt: skip
+                                         instance=req.instance, dry_run=pod.dry_run,
+                                         lease_s=req.lease_s), key=pod.pod_id)  # fmt: skip
             return ClaimAnswer(ok=True, pod_id=pod.pod_id, url=pod.url, dry_run=pod.dry_run)
 
         answer: ClaimAnswer = await self._submit(build)
@@ -461,6 +462,7 @@ class CloudService(Service):
 
         def charge() -> None:
             now = self.clock.now()
+            self._expire_claims(now)
             past_cap = day_of(now) in self.state.limit_days
             for pod in self.state.live_pods():
                 self._record(CloudCostUpdated(
@@ -491,6 +493,19 @@ class CloudService(Service):
                     "action": decision.action, "reason": e.message}})  # fmt: skip
                 break
         self.checked += 1
+
+    def _expire_claims(self, now: float) -> None:
+        """Release every pod whose claim's lease has expired (a scheduler that died
+        holding it: its attempt will never release it; the writer only)."""
+        for pod in self.state.live_pods():
+            if pod.busy is None or (expires := self.state.claim_expires(pod)) >= now:
+                continue
+            reason = (f"claim lease expired: scheduler instance {pod.claim_instance} "
+                      f"silent for {now - expires + pod.claim_lease_s:.1f}s (lease "
+                      f"{pod.claim_lease_s:g}s); job {pod.busy} left the pod")  # fmt: skip
+            self._record(CloudPodReleased(pod_id=pod.pod_id, job_id=pod.busy, reason=reason,
+                                          dry_run=pod.dry_run), key=pod.pod_id)  # fmt: skip
+            self.log.warning(reason, extra={"fields": {"pod": pod.pod_id}})
 
     async def _watch(self, pod_id: str, settings: CloudSettings) -> None:
         """Ask the provider how the pod is; ready, stuck or gone is recorded."""

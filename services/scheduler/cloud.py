@@ -10,7 +10,9 @@ jobs; local first):
    never send two jobs to one pod at once and jobs spread over the pods); the
    attempt is ``job.started`` target ``cloud_pod``, provider the pod id; a
    ``comfyui`` job runs at the pod's proxy URL, a ``synthetic`` one "on" it
-   (dry_run); the pod is released (``gpuroute.cloud.release``) when it ends;
+   (dry_run); the pod is released (``gpuroute.cloud.release``) when it ends; the
+   claim is leased like the instance's jobs (``lease_s``, renewed by its
+   ``job.lease.renewed``), so an instance that dies holding it frees the pod;
 3. else serverless, for a one-off job (``spec.batch`` 1) when
    ``features.enable_compute`` is on, ``prefer_serverless`` is set and more jobs
    wait here for a slot than ``autoscale_threshold``: the ``remote`` executor
@@ -194,9 +196,9 @@ class PodTargets:
 
     async def _claim(self, job: Attempting) -> str | None:
         try:
-            answer = await self.bus.call(CLAIM, ClaimRequest(job_id=job.job_id,
-                                         instance=self.instance), ClaimAnswer,
-                                         CALL_TIMEOUT_S)  # fmt: skip
+            claim = ClaimRequest(job_id=job.job_id, instance=self.instance,
+                                 lease_s=self.settings.lease_s)  # fmt: skip
+            answer = await self.bus.call(CLAIM, claim, ClaimAnswer, CALL_TIMEOUT_S)
         except ServiceCallError as e:
             self.log.warning("no pod claim: the cloud service did not answer",
                              extra={"fields": {"job": job.job_id, "error": str(e)}})  # fmt: skip
