@@ -1,5 +1,10 @@
 """Helpers of the budget tests: the service in-process against the test's
-nats-server and store, a client of its endpoints, recorded telemetry."""
+nats-server and store, a client of its endpoints, recorded telemetry.
+
+Inputs are published so that the test knows when they count: before the
+service starts, once the store holds them (the service reads them while it
+loads, before it is ready); while it runs, through its follower
+(``publish_and_wait``), once it folded them."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from services.budget.service import BudgetService
 from services.runtime.bus import Bus
 from services.runtime.clock import Clock
 from services.runtime.config import Config
+from tests.support import watch_stored
 
 
 @contextlib.asynccontextmanager
@@ -38,8 +44,22 @@ async def running_budget(
         await bus.close()
 
 
-async def budgets_on(bus: Bus, on: bool = True) -> None:
-    await bus.emit(FlagsChanged(flags={ENABLE_PERF: on}), key="flags")
+async def budgets_on(bus: Bus, on: bool = True, *, budget: BudgetService | None = None) -> None:
+    """Set the budgets flag; returns once ``budget`` (running) folded it, or,
+    without one, once the store holds it."""
+    event = bus.event(FlagsChanged(flags={ENABLE_PERF: on}), key="flags")
+    if budget is not None:
+        assert await budget.follower.publish_and_wait([event], 10), "the flag was not folded"
+        return
+    async with watch_stored(bus) as stored:
+        await bus.publish(event)
+        await stored.first("flags.changed", where=lambda e: e.id == event.id)
+
+
+async def fold_sample(bus: Bus, budget: BudgetService, *, vram_used: int, ts: float) -> None:
+    """Publish :func:`sample` (built on ``bus``) and return once ``budget`` folded it."""
+    event = bus.event(sample(bus, vram_used=vram_used, ts=ts), key="node")
+    assert await budget.follower.publish_and_wait([event], 10), "the sample was not folded"
 
 
 def sample(bus: Bus, *, vram_used: int, ts: float, cpu: float = 5.0) -> TelemetrySample:

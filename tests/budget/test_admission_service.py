@@ -11,8 +11,7 @@ import pytest
 from schemas import budget as b
 from services.runtime.clock import ManualClock
 from services.runtime.errors import ServiceCallError
-from tests.budget.support import Client, budgets_on, running_budget, sample
-from tests.support import wait_for
+from tests.budget.support import Client, budgets_on, fold_sample, running_budget
 
 pytestmark = pytest.mark.usefixtures("store")
 
@@ -52,8 +51,7 @@ async def test_telemetry_counts_and_a_finished_job_is_credited_before_the_next_s
         await api.register("a", vram_mb=4000)
         await api.start("a")
         now = budget.clock.now()
-        await bus.emit(sample(bus, vram_used=5000, ts=now), key="node")  # a + 1000 other use
-        await wait_for(lambda: budget.state.sample is not None)
+        await fold_sample(bus, budget, vram_used=5000, ts=now)  # a + 1000 other use
         b_ = await api.register("b", vram_mb=3500)
         assert (b_.queue_state, b_.code) == ("delayed", "vram")
         assert "3192 MB free" in b_.reason and "shows 5000 MB in use" in b_.reason

@@ -13,7 +13,6 @@ from schemas import budget as b
 from services.budget.client import BudgetClient
 from services.runtime.errors import ServiceCallError
 from tests.budget.support import budgets_on, running_budget, sample
-from tests.support import wait_for
 
 pytestmark = pytest.mark.usefixtures("store")
 
@@ -40,11 +39,18 @@ async def test_vram_over_its_budget_evicts_lru_assets_until_the_target_is_freed(
     async with running_budget(config, max_vram_mb=8000, lazy_asset_target_mb=1000) as budget:
         client = BudgetClient(bus, owner="painter")
         evicted: list[b.AssetEvicted] = []
-        await client.on_evict(evicted.append)
+        both = asyncio.Event()
+
+        def unload(event: b.AssetEvicted) -> None:
+            evicted.append(event)
+            if len(evicted) == 2:
+                both.set()
+
+        await client.on_evict(unload)
         for name in ("old", "mid", "new"):
             await client.register(name, 700)
         await bus.emit(sample(bus, vram_used=8500, ts=budget.clock.now()), key="node")
-        await wait_for(lambda: len(evicted) == 2)
+        await asyncio.wait_for(both.wait(), 10)
     assert [(e.asset_id, e.code) for e in evicted] == [("old", "pressure"), ("mid", "pressure")]
     assert evicted[0].reason.startswith("pressure: vram holds 8500 MB, over max_vram_mb 8000")
     assert set(budget.state.shelf) == {"new"}

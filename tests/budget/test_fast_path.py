@@ -17,7 +17,7 @@ from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError, Pending, endpoint
 from services.runtime.errors import ServiceCallError
 from tests.budget.support import Client, budgets_on, running_budget
-from tests.support import wait_for
+from tests.support import EventWatch
 
 pytestmark = pytest.mark.usefixtures("store")
 
@@ -28,6 +28,7 @@ class Echo(msgspec.Struct):
 
 async def test_a_taken_request_is_answered_later_and_the_rest_as_usual(bus: Bus) -> None:
     taken: list[tuple[Echo, Pending]] = []
+    both_taken = asyncio.Event()
     served: list[str] = []
 
     def take(request: Echo, pending: Pending) -> bool:
@@ -35,6 +36,8 @@ async def test_a_taken_request_is_answered_later_and_the_rest_as_usual(bus: Bus)
             raise EndpointError(422, "bad is refused at once")
         if request.text.startswith("later"):
             taken.append((request, pending))
+            if len(taken) == 2:
+                both_taken.set()
             return True
         return False
 
@@ -59,7 +62,7 @@ async def test_a_taken_request_is_answered_later_and_the_rest_as_usual(bus: Bus)
     assert e.value.code == 400 and "$.text" in e.value.description
     first = asyncio.create_task(call("later-1"))
     second = asyncio.create_task(call("later-2"))
-    await wait_for(lambda: len(taken) == 2)
+    await asyncio.wait_for(both_taken.wait(), 5)
     assert served == ["now"] and not first.done()
     await taken[1][1].fail(EndpointError(409, "second refused"))
     await taken[0][1].reply(Echo(text="answered " + taken[0][0].text))
@@ -71,7 +74,7 @@ async def test_a_taken_request_is_answered_later_and_the_rest_as_usual(bus: Bus)
 
 
 async def test_commands_run_without_a_task_and_own_events_are_not_decoded(
-    bus: Bus, config: Any
+    bus: Bus, config: Any, stored: EventWatch
 ) -> None:
     await budgets_on(bus)
     async with running_budget(config, max_running_jobs=64, max_vram_mb=100_000) as service:
@@ -84,7 +87,7 @@ async def test_commands_run_without_a_task_and_own_events_are_not_decoded(
 
         service.spawn = counting  # type: ignore[method-assign]
         api = Client(bus)
-        await wait_for(lambda: service.state.enforce())
+        assert service.state.enforce()  # stored before the start: folded while loading
         local_before = service.follower.stats.local
         n_before = service.state.n
         ids = [f"job-{i}" for i in range(20)]
@@ -106,7 +109,9 @@ async def test_commands_run_without_a_task_and_own_events_are_not_decoded(
 
         # all 60 changes came back from the store and only moved the position
         last = service.state.n
-        await wait_for(lambda: not service.follower._here)  # every applied id seen back
+        await stored.folded(service.follower, "budget.state",
+                            where=lambda e: e.payload.payload.n == last)  # fmt: skip
+        assert not service.follower._here  # every applied id seen back
         assert service.follower.stats.local - local_before >= 60
         assert service.follower.skipped == 0
         assert service.state.n == last, "an own event was folded twice"

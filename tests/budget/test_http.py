@@ -6,7 +6,7 @@ import pytest
 
 from tests.advisor.service_support import running_gateway
 from tests.budget.support import budgets_on, running_budget
-from tests.support import wait_for
+from tests.support import EventWatch
 
 pytestmark = pytest.mark.usefixtures("store")
 
@@ -15,7 +15,7 @@ REGISTER = {"job_id": "render-1024", "job_type": "render",
                                                    "vram_mb": 2048}}}  # fmt: skip
 
 
-async def test_the_perf_routes_answer_as_docs_perf_md_says(bus, config):
+async def test_the_perf_routes_answer_as_docs_perf_md_says(bus, config, stored: EventWatch):
     await budgets_on(bus)
     async with running_budget(config), running_gateway(config) as http:
         status, body = await http.post("/api/perf/budgets/jobs/register", REGISTER)
@@ -51,28 +51,25 @@ async def test_the_perf_routes_answer_as_docs_perf_md_says(bus, config):
         status, body = await http.post("/api/perf/profiler/reset")
         assert status == 200
         wanted = {"job.registered", "job.started", "job.finished"}
-        await wait_for(lambda: _triggers(http, wanted))  # once the store holds them
+        await stored.until(lambda: wanted <= _triggers(stored), f"budget.state {wanted}")
+        status, body = await http.get("/api/modder/hooks?topic=on_perf_budget_state&limit=100")
+        assert status == 200 and body["topic"] == "budget.state"
+        assert wanted <= {e["event"]["data"]["trigger"] for e in body["events"]}
 
 
-async def _triggers(http, wanted: set[str]) -> bool:  # type: ignore[no-untyped-def]
-    status, body = await http.get("/api/modder/hooks?topic=on_perf_budget_state&limit=100")
-    assert status == 200 and body["topic"] == "budget.state"
-    return wanted <= {e["event"]["data"]["trigger"] for e in body["events"]}
+def _triggers(stored: EventWatch) -> set[str]:
+    return {e.payload.trigger for e in stored.matching("budget.state")}
 
 
 async def test_the_dashboard_route_names_the_flag_while_it_is_off(bus, config):
-    async with running_budget(config), running_gateway(config) as http:
+    async with running_budget(config) as budget, running_gateway(config) as http:
         status, body = await http.get("/api/perf/profiler/dashboard")
         assert status == 409 and "features.enable_perf_profiler_dashboard" in body["error"]
         status, body = await http.get("/api/modder/hooks?topic=on_perf_profiler_snapshot")
         assert (status, body["topic"]) == (200, "profiler.snapshot")
-        await budgets_on(bus)
-        await wait_for(lambda: _dash(http))
-
-
-async def _dash(http) -> bool:  # type: ignore[no-untyped-def]
-    status, _ = await http.get("/api/perf/profiler/dashboard")
-    return bool(status == 200)
+        await budgets_on(bus, budget=budget)
+        status, body = await http.get("/api/perf/profiler/dashboard")
+        assert status == 200, body
 
 
 async def test_the_hooks_websocket_takes_the_alias(bus, config):

@@ -19,6 +19,7 @@ from services.runtime.credentials import find_credentials
 from services.runtime.errors import ServiceCallError
 from services.runtime.permissions import permissions
 from services.runtime.runner import NATS_URL_FILE, run
+from tests.support import poll
 
 
 def test_the_budget_client_user_has_its_own_inbox_and_only_the_client_calls() -> None:
@@ -51,8 +52,9 @@ async def test_the_budget_and_its_client_work_under_the_users_of_up(
         )
         try:
             # before the budget could read its newest change (MSG.GET) it waited 5 s
-            # per subject for a reply the server refused
-            await asyncio.wait_for(_until_ready(scheduler), 15)
+            # per subject for a reply the server refused. poll: a service in the
+            # runner says it is ready only by answering (503 until then)
+            await poll(lambda: _ready(scheduler), timeout=15, interval=0.1)
             evicted: asyncio.Queue[AssetEvicted] = asyncio.Queue()
             await client.on_evict(evicted.put_nowait)
             await client.register("sdxl", 700, kind="checkpoint")
@@ -75,12 +77,11 @@ async def test_the_budget_and_its_client_work_under_the_users_of_up(
     assert refused == []
 
 
-async def _until_ready(bus: Bus) -> None:
-    while True:
-        try:
-            await bus.call(b.SNAPSHOT, {}, b.BudgetSnapshot, timeout=2)
-            return
-        except ServiceCallError as e:
-            if e.code not in (503, 504):
-                raise
-            await asyncio.sleep(0.1)
+async def _ready(bus: Bus) -> bool:
+    try:
+        await bus.call(b.SNAPSHOT, {}, b.BudgetSnapshot, timeout=2)
+    except ServiceCallError as e:
+        if e.code not in (503, 504):
+            raise
+        return False
+    return True

@@ -11,35 +11,34 @@ import time
 import msgspec
 import pytest
 
+from schemas import Event, decode_event
 from schemas import budget as b
-from schemas import decode_event
 from services.budget.client import BudgetClient
 from services.budget.fold import BudgetProjection, replay
 from services.runtime.clock import ManualClock
 from services.runtime.errors import ServiceCallError
 from services.runtime.projection import canonical
-from tests.budget.support import Client, budgets_on, running_budget, sample
-from tests.support import wait_for
+from tests.budget.support import Client, budgets_on, fold_sample, running_budget
+from tests.support import EventWatch
 
 pytestmark = pytest.mark.usefixtures("store")
 
 
-def stored(db) -> list:  # type: ignore[no-untyped-def]
+def logged(db) -> list:  # type: ignore[no-untyped-def]
     with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute("SELECT body FROM events ORDER BY seq").fetchall()
     return [decode_event(body) for (body,) in rows]
 
 
-def last_n(db) -> int:  # type: ignore[no-untyped-def]
-    """The newest change number the store holds."""
-    return max(
-        (e.payload.payload.n if e.type == "budget.state" else getattr(e.payload, "n", 0)
-         for e in stored(db)),
-        default=0,
-    )  # fmt: skip
+def change_n(event: Event) -> int:
+    """The change number a budget event carries (0: none)."""
+    data = event.payload
+    return data.payload.n if isinstance(data, b.BudgetState) else getattr(data, "n", 0)
 
 
-async def test_a_replay_of_the_log_reproduces_every_queue_state_and_reason(bus, config):
+async def test_a_replay_of_the_log_reproduces_every_queue_state_and_reason(
+    bus, config, stored: EventWatch
+):
     await budgets_on(bus)
     clock = ManualClock(time.time())
     projection = BudgetProjection(node=config.telemetry.node_id())
@@ -51,8 +50,7 @@ async def test_a_replay_of_the_log_reproduces_every_queue_state_and_reason(bus, 
             await api.register(f"j{i}", vram_mb=1500 + 500 * i, ram_mb=100 * i)
             clock.advance(7)
         await api.start("j0")
-        await bus.emit(sample(bus, vram_used=8000, ts=clock.now()), key="node")
-        await wait_for(lambda: budget.state.sample is not None)
+        await fold_sample(bus, budget, vram_used=8000, ts=clock.now())
         await budget.evaluate("evaluation")
         await api.finish("j0")
         await bus.call(b.APPLY, {"max_vram_mb": 12000}, b.BudgetSnapshot)
@@ -61,8 +59,8 @@ async def test_a_replay_of_the_log_reproduces_every_queue_state_and_reason(bus, 
         await bus.call(b.REFRESH, {}, b.Transitions)
         live = canonical(projection.to_builtins(budget.state))
         n = budget.state.n
-        await wait_for(lambda: last_n(config.events_db) >= n)
-    events = stored(config.events_db)
+        await stored.first(">", where=lambda e: change_n(e) >= n)
+    events = logged(config.events_db)
     changes = [e for e in events if e.type == "budget.state"]
     assert len(changes) > 25
     assert {c.payload.trigger for c in changes} >= {
@@ -79,7 +77,7 @@ async def test_a_replay_of_the_log_reproduces_every_queue_state_and_reason(bus, 
 async def test_a_tampered_decision_is_named_by_the_replay(bus, config):
     async with running_budget(config):
         await Client(bus).register("x", vram_mb=1)
-    events = stored(config.events_db)
+    events = logged(config.events_db)
     i, change = next((i, e) for i, e in enumerate(events) if e.type == "budget.state"
                      and e.payload.trigger == "job.registered")  # fmt: skip
     answer = msgspec.structs.replace(change.payload.payload.answer, reason="forged")
@@ -92,13 +90,12 @@ async def test_a_tampered_decision_is_named_by_the_replay(bus, config):
 
 
 async def test_the_dashboard_needs_its_flag_and_shows_time_memory_categories_marks(bus, config):
-    async with running_budget(config):
+    async with running_budget(config) as budget:
         client = BudgetClient(bus, owner="painter")
         with pytest.raises(ServiceCallError) as e:
             await bus.call(b.DASHBOARD, {}, b.Dashboard)
         assert e.value.code == 409 and "features.enable_perf" in e.value.description
-        await budgets_on(bus)
-        await wait_for(lambda: _ok(bus))
+        await budgets_on(bus, budget=budget)
         await client.mark("scene loaded", category="render", metadata={"scene": "intro"})
         with client.profile("hydrate_scene", category="render"):
             blob = b"x" * (8 << 20)  # 8 MB more RSS (written, so the pages are resident)
@@ -125,11 +122,3 @@ async def test_the_dashboard_needs_its_flag_and_shows_time_memory_categories_mar
         assert (dash.spans, dash.marks, dash.top_time) == (0, 0, [])
         health = await bus.call(b.HEALTH, {}, b.PerfHealth)
         assert health.budgets and health.dashboard
-
-
-async def _ok(bus) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        await bus.call(b.DASHBOARD, {}, b.Dashboard)
-        return True
-    except ServiceCallError:
-        return False
