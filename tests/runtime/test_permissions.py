@@ -270,14 +270,17 @@ async def test_up_runs_every_service_as_its_own_user(
 ) -> None:
     """The embedded server of ``up`` requires a login; each service works as
     its own user: a scheduler-published job is consumed by the advisor,
-    advised, stored, and read back by the modder; nothing is refused."""
+    advised, stored, and read back by the modder; a scheduler's reservation is
+    answered by the cloud service, whose event is stored (and whose read of the
+    stream's newest change, services/runtime/catch_up.py, is allowed: without it
+    the service never gets ready); nothing is refused."""
     from schemas.jobs import JobSpec, JobSubmitted
     from services.runtime.config import load_config
     from services.runtime.credentials import find_credentials
     from services.runtime.runner import NATS_URL_FILE, run
-    from tests.support import watch_stored
+    from tests.support import poll, watch_stored
 
-    names = ["store", "adapters", "advisor", "telemetry", "gateway"]
+    names = ["store", "adapters", "advisor", "telemetry", "cloud", "gateway"]
     config = load_config(data_dir=str(tmp_path / "data"), nats__port=0, http__port=0)
     config.advisor.ready_timeout_s = 5
     running, stop = asyncio.Event(), asyncio.Event()
@@ -303,6 +306,10 @@ async def test_up_runs_every_service_as_its_own_user(
                 submitted = JobSubmitted(spec=JobSpec(width=512, height=512))
                 job = await scheduler.emit(submitted, key="j1")
                 await stored.first("job.advised", timeout=30)
+                reserved = await poll(lambda: _reserve(scheduler), timeout=30, interval=0.1)
+                assert reserved.ok and reserved.dry_run, reserved
+                cost = await stored.first("cloud.cost.reserved", timeout=30)
+                assert cost.source == "cloud" and cost.payload.ref == "call-1"
             page = await modder.call(STORE_READ, StoreReadRequest(type="job."), StoredPage)
             assert len(page.events) == 2
             assert job.type == "job.submitted"
@@ -317,56 +324,13 @@ async def test_up_runs_every_service_as_its_own_user(
     assert refused == []
 
 
-async def test_cloud_under_up_connects_as_its_own_user_and_is_stored(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """``gpuroute serve cloud`` as ``up`` runs it: its own login, its commands
-    answered (a scheduler's reservation), its events stored, its read of the
-    stream's newest change (services/runtime/catch_up.py) allowed: nothing refused."""
+
+async def _reserve(bus: Bus) -> object:
+    """A reservation at the cloud service, or None while it loads (503)."""
     from schemas.cloud import RESERVE, ReserveAnswer, ReserveRequest
-    from services.runtime.config import load_config
-    from services.runtime.credentials import find_credentials
     from services.runtime.errors import ServiceCallError
-    from services.runtime.runner import NATS_URL_FILE, run
-    from tests.support import poll, watch_stored
 
-    config = load_config(data_dir=str(tmp_path / "data"), nats__port=0, http__port=0)
-    config.cloud = msgspec.structs.replace(
-        config.cloud, pods=msgspec.structs.replace(config.cloud.pods, dry_run=True)
-    )
-    running, stop = asyncio.Event(), asyncio.Event()
-    factories = [(n, cli._load(cli.SERVICES[n])) for n in ("store", "cloud")]
-    task = asyncio.create_task(
-        run(config, factories, stop=stop,
-            announce=lambda line: line.startswith("gpuroute: running") and running.set())
-    )  # fmt: skip
     try:
-        await asyncio.wait_for(running.wait(), 60)
-        url = (config.data_path / NATS_URL_FILE).read_text().strip()
-        data = config.data_path
-        scheduler = await Bus.connect(url, source="scheduler",
-                                      credentials=find_credentials(data, "scheduler"))  # fmt: skip
-        modder = await Bus.connect(url, source="modder",
-                                   credentials=find_credentials(data, MODDER))  # fmt: skip
-        try:
-            async def reserved() -> ReserveAnswer | None:
-                try:  # a 503 while the service loads
-                    req = ReserveRequest(ref="call-1", max_s=10.0)
-                    return await scheduler.call(RESERVE, req, ReserveAnswer, 5)
-                except ServiceCallError:
-                    return None
-
-            async with watch_stored(modder) as stored:
-                answer = await poll(reserved, timeout=30, interval=0.1)
-                assert answer.ok and answer.dry_run, answer
-                event = await stored.first("cloud.cost.reserved", timeout=30)
-            assert event.source == "cloud" and event.payload.ref == "call-1"
-        finally:
-            await scheduler.close()
-            await modder.close()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-    refused = [str(r.__dict__) for r in caplog.records if "permissions violation" in
-               str(r.__dict__).lower()]  # fmt: skip
-    assert refused == []
+        return await bus.call(RESERVE, ReserveRequest(ref="call-1", max_s=10.0), ReserveAnswer, 5)
+    except ServiceCallError:
+        return None
