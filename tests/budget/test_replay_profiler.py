@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 import sqlite3
 import time
 
@@ -98,8 +99,12 @@ async def test_the_dashboard_needs_its_flag_and_shows_time_memory_categories_mar
         await budgets_on(bus, budget=budget)
         await client.mark("scene loaded", category="render", metadata={"scene": "intro"})
         with client.profile("hydrate_scene", category="render"):
-            blob = b"x" * (8 << 20)  # 8 MB more RSS (written, so the pages are resident)
-        del blob
+            # 8 MB more RSS: fresh anonymous pages, each written so it is resident (a
+            # bytes object may come from memory the allocator kept from earlier tests)
+            blob = mmap.mmap(-1, 8 << 20)
+            for offset in range(0, 8 << 20, mmap.PAGESIZE):
+                blob[offset] = 1
+        blob.close()
 
         @client.profile("encode", category="io")
         async def encode() -> None:
