@@ -8,10 +8,12 @@ folder (``GPUROUTE_TEST_CACHE``, default ``~/.cache/gpuroute-tests``) with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +33,36 @@ SPECS_VERSION = "6.11.1"
 def asyncapi_schema() -> dict[str, Any]:
     cache = Path(os.environ.get("GPUROUTE_TEST_CACHE", Path.home() / ".cache/gpuroute-tests"))
     folder = cache / f"asyncapi-specs-{SPECS_VERSION}"
-    path = folder / "node_modules/@asyncapi/specs/schemas/3.0.0.json"
-    if not path.is_file():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed once to install @asyncapi/specs (the AsyncAPI schema)")
-        folder.mkdir(parents=True, exist_ok=True)
-        command = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder),
+    if not (folder / SCHEMA).is_file():
+        _install(folder)
+    spec: dict[str, Any] = json.loads((folder / SCHEMA).read_text())
+    return spec
+
+
+SCHEMA = "node_modules/@asyncapi/specs/schemas/3.0.0.json"
+
+
+def _install(folder: Path) -> None:
+    """``npm install`` into a private folder renamed to ``folder`` when complete:
+    runs side by side (two checkouts, pytest-xdist workers) never read a
+    half-written package, and the one that loses the rename uses the winner's."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is needed once to install @asyncapi/specs (the AsyncAPI schema)")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        command = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(private),
                    f"@asyncapi/specs@{SPECS_VERSION}"]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        if done.returncode != 0 or not path.is_file():
+        if done.returncode != 0 or not (private / SCHEMA).is_file():
             pytest.fail(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
-    spec: dict[str, Any] = json.loads(path.read_text())
-    return spec
+        if folder.is_dir() and not (folder / SCHEMA).is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # an install cut short before
+        with contextlib.suppress(OSError):  # another run got there first
+            private.rename(folder)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _refs(node: Any) -> list[str]:
