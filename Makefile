@@ -30,9 +30,13 @@ typecheck: $(STAMP)
 
 # PYTHONDONTWRITEBYTECODE emptied: with it set, pytest re-rewrites the asserts of
 # every test module and plugin on each run and nothing is compiled once (~7 s of
-# CPU per run here, more for each gpuroute subprocess a test starts)
+# CPU per run here, more for each gpuroute subprocess a test starts).
+# PYTEST_ARGS: e.g. "-n 2 --dist loadfile" (pytest-xdist) runs two workers: ~40%
+# less wall time on an idle 2-core machine, none under load; not the default
+# until the whole suite has been green with it several runs in a row.
+PYTEST_ARGS ?=
 test: lint typecheck
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
