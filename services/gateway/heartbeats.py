@@ -46,17 +46,26 @@ class HeartbeatTracker:
         except (msgspec.ValidationError, msgspec.DecodeError):
             self.malformed += 1
             return
-        key = (beat.service, beat.instance)
-        if key not in self._last and len(self._last) >= self.max_instances:
-            self._expire()
+        key, now = (beat.service, beat.instance), self._clock.monotonic()
+        if key in self._last:
+            del self._last[key]  # re-inserted last: the dict stays in last-seen order
+        elif len(self._last) >= self.max_instances:
+            self._expire(now)
             if len(self._last) >= self.max_instances:
                 self.ignored += 1
                 return
-        self._last[key] = (beat, self._clock.monotonic())
+        self._last[key] = (beat, now)
 
-    def _expire(self) -> None:
-        now, limit = self._clock.monotonic(), DROP_AFTER * self.interval_s
-        for key in [k for k, (_, seen) in self._last.items() if now - seen > limit]:
+    def _expire(self, now: float | None = None) -> None:
+        """Forget instances silent past ``DROP_AFTER`` beats: the oldest are first in
+        the dict, so this stops at the first fresh one (a flood of forged beats costs
+        one look each, not a scan of every instance)."""
+        now = self._clock.monotonic() if now is None else now
+        limit = DROP_AFTER * self.interval_s
+        while self._last:
+            key, (_, seen) = next(iter(self._last.items()))
+            if now - seen <= limit:
+                break
             del self._last[key]
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
