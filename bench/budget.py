@@ -311,8 +311,13 @@ def main() -> None:
     p.add_argument("--sync", default="always",
                    help="JetStream sync_interval: always (fsync before each ack, as up runs) "
                         "or a duration such as 2m")  # fmt: skip
-    p.add_argument("--fold-only", type=int, default=None, metavar="TRACKED",
-                   help="time the decision alone with TRACKED jobs running (no NATS)")
+    p.add_argument(
+        "--fold-only",
+        type=int,
+        default=None,
+        metavar="TRACKED",
+        help="time the decision alone with TRACKED jobs running (no NATS)",
+    )
     args = p.parse_args()
     if args.fold_only is not None:
         print(json.dumps(fold_only(args.fold_only)))

@@ -239,7 +239,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                               args.http_jobs, min(args.window, 64))  # fmt: skip
             out["baseline_js_publish_async"] = await baseline(nc, args.jobs)
             out["ratio_vs_baseline"] = round(
-                out["nats"]["jobs_per_s"] / out["baseline_js_publish_async"]["jobs_per_s"], 3)
+                out["nats"]["jobs_per_s"] / out["baseline_js_publish_async"]["jobs_per_s"], 3
+            )
             await nc.drain()
         finally:
             for p in procs.values():

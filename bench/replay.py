@@ -43,9 +43,7 @@ from services.scheduler.table import JobTableProjection
 from services.store.eventlog import PRAGMAS, SCHEMA, iter_events
 
 
-def build(
-    path: Path, n: int, batch: int = 50_000, events: Iterable[Event] | None = None
-) -> float:
+def build(path: Path, n: int, batch: int = 50_000, events: Iterable[Event] | None = None) -> float:
     """Write ``n`` job events (or ``events``) into a fresh log at ``path``; returns
     seconds."""
     t0 = time.perf_counter()

@@ -254,8 +254,11 @@ def main() -> None:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--cache", default="/tmp/gpuroute-bench-startup")
     p.add_argument("--timeout", type=float, default=120.0, help="per start, seconds")
-    p.add_argument("--no-bytecode-cache", action="store_true",
-                   help="leave PYTHONDONTWRITEBYTECODE as it is (compile at every start)")
+    p.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="leave PYTHONDONTWRITEBYTECODE as it is (compile at every start)",
+    )
     print(json.dumps(asyncio.run(run(p.parse_args())), indent=2))
 
 

@@ -137,9 +137,7 @@ class AdaptersSettings(_Settings, frozen=True):
     """
 
     secrets_file: str | None = None
-    artifact_max_bytes: Annotated[int, msgspec.Meta(ge=0, le=MAX_ARTIFACT_BYTES)] = (
-        50 * 1024 * 1024
-    )
+    artifact_max_bytes: Annotated[int, msgspec.Meta(ge=0, le=MAX_ARTIFACT_BYTES)] = 50 * 1024 * 1024
     """The largest inline output (a base64 image, raw bytes) saved under
     ``<data-dir>/artifacts``; a larger one is left out and named in the poll's logs.
     0 saves none."""

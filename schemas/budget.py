@@ -408,9 +408,7 @@ class ProfilerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     n: int = 0
 
 
-class ProfilerResetRequest(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
-):
+class ProfilerResetRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Reset the dashboard (a ``profiler.reset`` event)."""
 
 
@@ -536,8 +534,9 @@ ASSET_REGISTER = _command("assets.register", "register an asset.", AssetRegister
 ASSET_TOUCH = _command("assets.touch", "an asset was used.", AssetRef, AssetAnswer, _AND_PROGRAMS)
 ASSET_EVICT = _command("assets.evict", "evict LRU assets.", AssetEvict, Evicted)
 MARK = _command("profiler.mark", "record a mark.", Mark, Recorded, _AND_PROGRAMS)
-SPAN = _command("profiler.span", "record timed code.", Span, Recorded,
-                (*_AND_PROGRAMS, "store", "advisor"))  # their hot paths: runtime/profiling.py
+SPAN = _command(
+    "profiler.span", "record timed code.", Span, Recorded, (*_AND_PROGRAMS, "store", "advisor")
+)  # their hot paths: runtime/profiling.py
 DASHBOARD = _command("profiler.dashboard", "the dashboard.", DashboardQuery, Dashboard)
 RESET = _command("profiler.reset", "reset the dashboard.", ProfilerResetRequest, Recorded)
 HEALTH = _command("health", "flags, queue counts, top offenders.", Health, PerfHealth)

@@ -153,9 +153,7 @@ JobStartedEvent = event_type(
 JobSucceededEvent = event_type(
     "job.succeeded", JobSucceeded, "A job finished successfully.", **_SCHEDULER
 )
-JobFailedEvent = event_type(
-    "job.failed", JobFailed, "A job ended with an error.", **_SCHEDULER
-)
+JobFailedEvent = event_type("job.failed", JobFailed, "A job ended with an error.", **_SCHEDULER)
 JobCancelledEvent = event_type(
     f"job.{CANCELLED}", JobCancelled, "A job was cancelled.", **_SCHEDULER
 )

@@ -259,7 +259,6 @@ class ProviderStats(msgspec.Struct, frozen=True, kw_only=True):
     storage_path: str | UnsetType | None = UNSET
 
 
-
 ProviderUpsertedEvent = event_type(
     "provider.upserted",
     ProviderUpserted,

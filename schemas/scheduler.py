@@ -37,9 +37,7 @@ Executor = Literal["comfyui", "command", "remote", "synthetic"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=r"^[\w.-]+$")]
-ArtifactName = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^/\\\x00]+$")
-]
+ArtifactName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^/\\\x00]+$")]
 State = Literal[
     "submitted", "advised", "queued", "delayed", "running", "retrying",
     "succeeded", "failed", "cancelled", "infeasible",

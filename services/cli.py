@@ -227,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     doctor = sub.add_parser(
-        "doctor", help="check NATS, the store, every service, GPU, disk, model files; "
-        "exit 1 when a check fails"
+        "doctor",
+        help="check NATS, the store, every service, GPU, disk, model files; "
+        "exit 1 when a check fails",
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.add_argument("--config", help="TOML config file ([ops]: model files, workers)")
@@ -427,8 +428,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config.nats.url = nats_url(config.nats.url, config.data_path)
             gateway = args.command == "up" or args.name == "gateway"
             if gateway and _needs_token(config):  # before anything is created
-                print(f"gpuroute: error: --http-host {config.http.host} is not a loopback "
-                      "address: set [gateway] token or GPUROUTE_TOKEN first", file=sys.stderr)
+                print(
+                    f"gpuroute: error: --http-host {config.http.host} is not a loopback "
+                    "address: set [gateway] token or GPUROUTE_TOKEN first",
+                    file=sys.stderr,
+                )
                 return 2
             setup_logging(config.log_level, config.data_path / "gpuroute.log")
             names = list(SERVICES) if args.command == "up" else [args.name]

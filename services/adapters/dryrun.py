@@ -60,7 +60,7 @@ def mock_id(provider: str, job: ProviderJob) -> str:
 def is_mock_id(provider: str, remote_id: str) -> bool:
     """Whether ``remote_id`` has the form a dry-run ``provider`` issues."""
     prefix = f"mock-{provider}-"
-    return remote_id.startswith(prefix) and bool(_MOCK_SEED.fullmatch(remote_id[len(prefix):]))
+    return remote_id.startswith(prefix) and bool(_MOCK_SEED.fullmatch(remote_id[len(prefix) :]))
 
 
 class DryRunAdapter(AdapterBase):
@@ -100,45 +100,77 @@ class DryRunAdapter(AdapterBase):
     async def _submit(self, job: ProviderJob) -> SubmitResult:
         if not self.simulated:
             return SubmitResult(
-                ok=False, provider=self.provider, dry_run=True, reason=self._refusal(),
+                ok=False,
+                provider=self.provider,
+                dry_run=True,
+                reason=self._refusal(),
                 job_id=job.job_id,
             )
         return SubmitResult(
-            ok=True, provider=self.provider, dry_run=True, id=mock_id(self.provider, job),
-            status="queued", reason=self._note(), job_id=job.job_id,
+            ok=True,
+            provider=self.provider,
+            dry_run=True,
+            id=mock_id(self.provider, job),
+            status="queued",
+            reason=self._note(),
+            job_id=job.job_id,
         )
 
     async def _poll(self, remote_id: str) -> PollResult:
         if not self.simulated:
             return PollResult(
-                provider=self.provider, id=remote_id, dry_run=True, status="unknown",
-                artifacts=[], logs=[], error=self._refusal(),
+                provider=self.provider,
+                id=remote_id,
+                dry_run=True,
+                status="unknown",
+                artifacts=[],
+                logs=[],
+                error=self._refusal(),
             )
         self._issued("poll", remote_id)
         return PollResult(
-            provider=self.provider, id=remote_id, dry_run=True, status="done",
-            raw_status="simulated", artifacts=[], logs=[SIMULATED_LOG],
+            provider=self.provider,
+            id=remote_id,
+            dry_run=True,
+            status="done",
+            raw_status="simulated",
+            artifacts=[],
+            logs=[SIMULATED_LOG],
         )
 
     async def _cancel(self, remote_id: str) -> CancelResult:
         if not self.simulated:
             return CancelResult(
-                ok=False, provider=self.provider, id=remote_id, dry_run=True,
+                ok=False,
+                provider=self.provider,
+                id=remote_id,
+                dry_run=True,
                 reason=self._refusal(),
             )
         self._issued("cancel", remote_id)
         return CancelResult(
-            ok=True, provider=self.provider, id=remote_id, dry_run=True, status="cancelled",
-            raw_status="simulated", reason=self._note(),
+            ok=True,
+            provider=self.provider,
+            id=remote_id,
+            dry_run=True,
+            status="cancelled",
+            raw_status="simulated",
+            reason=self._note(),
         )
 
     async def _health(self) -> HealthResult:
         if not self.simulated:
             return HealthResult(
-                ok=False, provider=self.provider, dry_run=True, state="dry_run",
+                ok=False,
+                provider=self.provider,
+                dry_run=True,
+                state="dry_run",
                 reason=self._refusal(),
             )
         return HealthResult(
-            ok=True, provider=self.provider, dry_run=True, state="dry_run",
+            ok=True,
+            provider=self.provider,
+            dry_run=True,
+            state="dry_run",
             reason=self._note() or "dry-run mode",
         )

@@ -138,7 +138,9 @@ class HuggingFaceAdapter(AdapterBase):
         self._settings = settings
         self._options = options
         self._manage = join_url(
-            settings.management_url, "endpoint", segment(settings.namespace),
+            settings.management_url,
+            "endpoint",
+            segment(settings.namespace),
             segment(settings.name),
         )
         self._http = ProviderHttp.build(
@@ -148,7 +150,9 @@ class HuggingFaceAdapter(AdapterBase):
             options.retry, max_attempts=settings.scale_up_max_attempts
         )
         self._inference = ProviderHttp.build(
-            PROVIDER, auth, settings.inference_timeout_s,
+            PROVIDER,
+            auth,
+            settings.inference_timeout_s,
             replace(options, retry=inference_retry),
             redact=[api_key],
         )
@@ -213,16 +217,25 @@ class HuggingFaceAdapter(AdapterBase):
             reason = f"endpoint has no URL yet (state {state})"
         if reason is not None or url is None:
             return SubmitResult(
-                ok=False, provider=PROVIDER, dry_run=False, raw_status=state,
-                reason=reason, job_id=job.job_id,
+                ok=False,
+                provider=PROVIDER,
+                dry_run=False,
+                raw_status=state,
+                reason=reason,
+                job_id=job.job_id,
             )
         remote_id = f"hf-{uuid.uuid4().hex}"
         record = _Job(remote_id=remote_id, status=status, raw_status=state)
         record.task = asyncio.create_task(self._infer(record, url, job.input))
         self._keep(record)
         return SubmitResult(
-            ok=True, provider=PROVIDER, dry_run=False, id=remote_id, status=status,
-            raw_status=state, job_id=job.job_id,
+            ok=True,
+            provider=PROVIDER,
+            dry_run=False,
+            id=remote_id,
+            status=status,
+            raw_status=state,
+            job_id=job.job_id,
         )
 
     async def _poll(self, remote_id: str) -> PollResult:
@@ -233,10 +246,16 @@ class HuggingFaceAdapter(AdapterBase):
 
     def _result_of(self, job: _Job) -> PollResult:
         return PollResult(
-            provider=PROVIDER, id=job.remote_id, dry_run=False, status=job.status,
+            provider=PROVIDER,
+            id=job.remote_id,
+            dry_run=False,
+            status=job.status,
             raw_status=job.raw_status,
             artifacts=find_artifacts(job.output) + [item.path for item in job.saved],
-            logs=list(job.logs), output=job.output, error=job.error, saved=list(job.saved),
+            logs=list(job.logs),
+            output=job.output,
+            error=job.error,
+            saved=list(job.saved),
         )
 
     def _recorded(self, record: JobRecord) -> PollResult:
@@ -280,8 +299,13 @@ class HuggingFaceAdapter(AdapterBase):
                     "process can stop its request",
                 )  # fmt: skip
             return CancelResult(
-                ok=True, provider=PROVIDER, id=remote_id, dry_run=False, status=found.status,
-                raw_status=found.raw_status, reason="the job had already ended",
+                ok=True,
+                provider=PROVIDER,
+                id=remote_id,
+                dry_run=False,
+                status=found.status,
+                raw_status=found.raw_status,
+                reason="the job had already ended",
             )
         job = self._job("cancel", remote_id)
         if job.task is not None and not job.task.done():
@@ -291,7 +315,11 @@ class HuggingFaceAdapter(AdapterBase):
         if job.status not in TERMINAL_STATUSES:  # cancelled before the task first ran
             job.status, job.raw_status = "cancelled", "cancelled"
         return CancelResult(
-            ok=True, provider=PROVIDER, id=remote_id, dry_run=False, status=job.status,
+            ok=True,
+            provider=PROVIDER,
+            id=remote_id,
+            dry_run=False,
+            status=job.status,
             raw_status=job.raw_status,
         )
 
@@ -313,8 +341,11 @@ class HuggingFaceAdapter(AdapterBase):
     def _health_of(self, endpoint: _Endpoint) -> HealthResult:
         state = HEALTH_MAP.get(endpoint.status.state, "unknown")
         return HealthResult(
-            ok=state in ("ready", "scaled_to_zero", "starting"), provider=PROVIDER,
-            dry_run=False, state=state, raw_state=endpoint.status.state,
+            ok=state in ("ready", "scaled_to_zero", "starting"),
+            provider=PROVIDER,
+            dry_run=False,
+            state=state,
+            raw_state=endpoint.status.state,
         )
 
     async def _infer(self, job: _Job, url: str, body: dict[str, Any]) -> None:
@@ -328,9 +359,14 @@ class HuggingFaceAdapter(AdapterBase):
             timeout += settings.scale_up_timeout_s
         try:
             reply = await self._inference.request(
-                "inference", "POST", join_url(url, settings.inference_path),
-                json_body=body, headers=headers, idempotent=False,
-                retry_statuses=NOT_PROCESSED | {503}, ok_statuses=frozenset({200}),
+                "inference",
+                "POST",
+                join_url(url, settings.inference_path),
+                json_body=body,
+                headers=headers,
+                idempotent=False,
+                retry_statuses=NOT_PROCESSED | {503},
+                ok_statuses=frozenset({200}),
                 timeout_s=timeout,
             )
             store, rid = self._options.artifacts, job.remote_id

@@ -116,25 +116,40 @@ class ModalAdapter(AdapterBase):
                 PROVIDER, "submit", "a per-job target is not supported; set modal.base_url"
             )
         reply = await self._http.request(
-            "submit", "POST", self._url(self._settings.submit_path),
-            json_body=job.input, idempotent=False, ok_statuses=frozenset({200, 201, 202}),
+            "submit",
+            "POST",
+            self._url(self._settings.submit_path),
+            json_body=job.input,
+            idempotent=False,
+            ok_statuses=frozenset({200, 201, 202}),
         )
         found = self._http.decode("submit", reply, _Submitted | str)  # type: ignore[arg-type]
         call_id = found.call_id if isinstance(found, _Submitted) else found
         if not call_id:
             return SubmitResult(
-                ok=False, provider=PROVIDER, dry_run=False, reason="empty call id",
+                ok=False,
+                provider=PROVIDER,
+                dry_run=False,
+                reason="empty call id",
                 job_id=job.job_id,
             )
         return SubmitResult(
-            ok=True, provider=PROVIDER, dry_run=False, id=call_id, status="queued",
-            raw_status="spawned", job_id=job.job_id,
+            ok=True,
+            provider=PROVIDER,
+            dry_run=False,
+            id=call_id,
+            status="queued",
+            raw_status="spawned",
+            job_id=job.job_id,
         )
 
     async def _poll(self, remote_id: str) -> PollResult:
         reply = await self._http.request(
-            "poll", "GET", self._url(self._settings.result_path, remote_id),
-            idempotent=True, ok_statuses=frozenset(STATUS_MAP),
+            "poll",
+            "GET",
+            self._url(self._settings.result_path, remote_id),
+            idempotent=True,
+            ok_statuses=frozenset(STATUS_MAP),
         )
         status, raw = STATUS_MAP[reply.status]
         cancelled = self._was_cancelled(remote_id)
@@ -152,15 +167,25 @@ class ModalAdapter(AdapterBase):
         elif cancelled:
             raw = "cancel requested"
         return PollResult(
-            provider=PROVIDER, id=remote_id, dry_run=False, status=status, raw_status=raw,
-            artifacts=find_artifacts(output) + [item.path for item in saved], logs=logs,
-            output=output, error=error, saved=saved,
+            provider=PROVIDER,
+            id=remote_id,
+            dry_run=False,
+            status=status,
+            raw_status=raw,
+            artifacts=find_artifacts(output) + [item.path for item in saved],
+            logs=logs,
+            output=output,
+            error=error,
+            saved=saved,
         )
 
     async def _cancel(self, remote_id: str) -> CancelResult:
         await self._http.request(
-            "cancel", "POST", self._url(self._settings.cancel_path, remote_id),
-            idempotent=True, ok_statuses=frozenset({200, 202, 204}),
+            "cancel",
+            "POST",
+            self._url(self._settings.cancel_path, remote_id),
+            idempotent=True,
+            ok_statuses=frozenset({200, 202, 204}),
         )
         self._cancelled[remote_id] = None
         while len(self._cancelled) > _MAX_CANCELLED:
@@ -168,13 +193,20 @@ class ModalAdapter(AdapterBase):
         # FunctionCall.cancel() stops the call; a poll that still finds a result (the
         # call ended first) reports done.
         return CancelResult(
-            ok=True, provider=PROVIDER, id=remote_id, dry_run=False, status="cancelled",
+            ok=True,
+            provider=PROVIDER,
+            id=remote_id,
+            dry_run=False,
+            status="cancelled",
             raw_status="cancel requested",
         )
 
     async def _health(self) -> HealthResult:
         reply = await self._http.request(
-            "health", "GET", self._url(self._settings.health_path), idempotent=True,
+            "health",
+            "GET",
+            self._url(self._settings.health_path),
+            idempotent=True,
             ok_statuses=frozenset({200, 204}),
         )
         if reply.status == 200:

@@ -35,7 +35,10 @@ from .runpod import RunPodAdapter
 
 FLAG_NAME: Final = "features.enable_public_gpu_adapters"
 _NAMES: Final = {
-    "runpod": "RunPod", "huggingface": "Hugging Face", "replicate": "Replicate", "modal": "Modal"
+    "runpod": "RunPod",
+    "huggingface": "Hugging Face",
+    "replicate": "Replicate",
+    "modal": "Modal",
 }
 
 
@@ -194,16 +197,14 @@ def _live(
         case "runpod":
             return RunPodAdapter(settings.runpod, api_key=secret("api_key"), options=http)
         case "huggingface":
-            return HuggingFaceAdapter(
-                settings.huggingface, api_key=secret("api_key"), options=http
-            )
+            return HuggingFaceAdapter(settings.huggingface, api_key=secret("api_key"), options=http)
         case "replicate":
-            return ReplicateAdapter(
-                settings.replicate, api_token=secret("api_token"), options=http
-            )
+            return ReplicateAdapter(settings.replicate, api_token=secret("api_token"), options=http)
         case "modal":
             return ModalAdapter(
-                settings.modal, token_id=secret("token_id"),
-                token_secret=secret("token_secret"), options=http,
+                settings.modal,
+                token_id=secret("token_id"),
+                token_secret=secret("token_secret"),
+                options=http,
             )
     raise UnknownProviderError(provider, "build", "no live adapter for this provider")

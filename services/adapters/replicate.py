@@ -109,8 +109,12 @@ class ReplicateAdapter(AdapterBase):
         )
         found = self._http.decode("submit", reply, _Prediction)
         return SubmitResult(
-            ok=True, provider=PROVIDER, dry_run=False, id=found.id,
-            status=map_status(STATUS_MAP, found.status), raw_status=found.status,
+            ok=True,
+            provider=PROVIDER,
+            dry_run=False,
+            id=found.id,
+            status=map_status(STATUS_MAP, found.status),
+            raw_status=found.status,
             job_id=job.job_id,
         )
 
@@ -123,11 +127,17 @@ class ReplicateAdapter(AdapterBase):
             collect, self._artifacts, PROVIDER, remote_id, found.output
         )
         return PollResult(
-            provider=PROVIDER, id=found.id, dry_run=False,
-            status=map_status(STATUS_MAP, found.status), raw_status=found.status,
+            provider=PROVIDER,
+            id=found.id,
+            dry_run=False,
+            status=map_status(STATUS_MAP, found.status),
+            raw_status=found.status,
             artifacts=find_artifacts(inline.output) + inline.paths,
-            logs=logs[-_MAX_LOG_LINES:] + inline.notes, output=inline.output,
-            error=self._error_text(found.error), progress=_progress(logs), saved=inline.saved,
+            logs=logs[-_MAX_LOG_LINES:] + inline.notes,
+            output=inline.output,
+            error=self._error_text(found.error),
+            progress=_progress(logs),
+            saved=inline.saved,
         )
 
     async def _cancel(self, remote_id: str) -> CancelResult:
@@ -136,7 +146,11 @@ class ReplicateAdapter(AdapterBase):
         found = self._http.decode("cancel", reply, _Prediction)
         status = map_status(STATUS_MAP, found.status)
         return CancelResult(
-            ok=True, provider=PROVIDER, id=found.id, dry_run=False, status=status,
+            ok=True,
+            provider=PROVIDER,
+            id=found.id,
+            dry_run=False,
+            status=status,
             raw_status=found.status,
         )
 

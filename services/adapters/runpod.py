@@ -105,13 +105,20 @@ class RunPodAdapter(AdapterBase):
                 PROVIDER, "submit", "a per-job target is not supported; set runpod.endpoint_id"
             )
         reply = await self._http.request(
-            "submit", "POST", join_url(self._base, "run"),
-            json_body={"input": job.input}, idempotent=False,
+            "submit",
+            "POST",
+            join_url(self._base, "run"),
+            json_body={"input": job.input},
+            idempotent=False,
         )
         found = self._http.decode("submit", reply, _Job)
         return SubmitResult(
-            ok=True, provider=PROVIDER, dry_run=False, id=found.id,
-            status=map_status(STATUS_MAP, found.status), raw_status=found.status,
+            ok=True,
+            provider=PROVIDER,
+            dry_run=False,
+            id=found.id,
+            status=map_status(STATUS_MAP, found.status),
+            raw_status=found.status,
             job_id=job.job_id,
         )
 
@@ -129,22 +136,34 @@ class RunPodAdapter(AdapterBase):
             collect, self._artifacts, PROVIDER, remote_id, found.output
         )
         return PollResult(
-            provider=PROVIDER, id=found.id or remote_id, dry_run=False,
-            status=map_status(STATUS_MAP, found.status), raw_status=found.status,
-            artifacts=find_artifacts(inline.output) + inline.paths, logs=logs + inline.notes,
-            output=inline.output, error=self._error_text(found.error), saved=inline.saved,
+            provider=PROVIDER,
+            id=found.id or remote_id,
+            dry_run=False,
+            status=map_status(STATUS_MAP, found.status),
+            raw_status=found.status,
+            artifacts=find_artifacts(inline.output) + inline.paths,
+            logs=logs + inline.notes,
+            output=inline.output,
+            error=self._error_text(found.error),
+            saved=inline.saved,
         )
 
     async def _cancel(self, remote_id: str) -> CancelResult:
         reply = await self._http.request(
-            "cancel", "POST", join_url(self._base, "cancel", segment(remote_id)),
+            "cancel",
+            "POST",
+            join_url(self._base, "cancel", segment(remote_id)),
             idempotent=True,
         )
         found = self._http.decode("cancel", reply, _Job)
         status = map_status(STATUS_MAP, found.status)
         return CancelResult(
-            ok=True, provider=PROVIDER, id=found.id or remote_id,
-            dry_run=False, status=status, raw_status=found.status,
+            ok=True,
+            provider=PROVIDER,
+            id=found.id or remote_id,
+            dry_run=False,
+            status=status,
+            raw_status=found.status,
         )
 
     async def _health(self) -> HealthResult:
@@ -154,8 +173,12 @@ class RunPodAdapter(AdapterBase):
         found = self._http.decode("health", reply, _Health)
         state = _health_state(found.workers)
         return HealthResult(
-            ok=state != "down", provider=PROVIDER, dry_run=False, state=state,
-            queue_depth=found.jobs.get("inQueue"), workers=dict(found.workers),
+            ok=state != "down",
+            provider=PROVIDER,
+            dry_run=False,
+            state=state,
+            queue_depth=found.jobs.get("inQueue"),
+            workers=dict(found.workers),
         )
 
     def _error_text(self, error: object) -> str | None:

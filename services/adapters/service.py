@@ -372,9 +372,15 @@ class AdaptersService(Service):
             )  # fmt: skip
         await self._emit(
             AdapterHealthChecked(
-                provider=provider, dry_run=result.dry_run, ok=result.ok, state=result.state,
-                remote_id=getattr(self.settings, provider).target(), raw_state=result.raw_state,
-                queue_depth=result.queue_depth, reason=result.reason, error=result.error,
+                provider=provider,
+                dry_run=result.dry_run,
+                ok=result.ok,
+                state=result.state,
+                remote_id=getattr(self.settings, provider).target(),
+                raw_state=result.raw_state,
+                queue_depth=result.queue_depth,
+                reason=result.reason,
+                error=result.error,
                 latency_ms=self._ms(started),
             ),
             key=provider,

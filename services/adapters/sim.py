@@ -58,20 +58,32 @@ DEFAULT_UNITS: Final = 20
 
 PROFILES: Final[dict[str, ProviderProfile]] = {
     "runpod": ProviderProfile(
-        queue_s=(0.2, 3.0), cold_start_s=(8.0, 40.0), warm_probability=0.4,
-        failure_rate=0.03, units_per_s=12.0,
+        queue_s=(0.2, 3.0),
+        cold_start_s=(8.0, 40.0),
+        warm_probability=0.4,
+        failure_rate=0.03,
+        units_per_s=12.0,
     ),
     "huggingface": ProviderProfile(
-        queue_s=(0.05, 0.5), cold_start_s=(60.0, 300.0), warm_probability=0.5,
-        failure_rate=0.02, units_per_s=10.0,
+        queue_s=(0.05, 0.5),
+        cold_start_s=(60.0, 300.0),
+        warm_probability=0.5,
+        failure_rate=0.02,
+        units_per_s=10.0,
     ),
     "replicate": ProviderProfile(
-        queue_s=(0.5, 5.0), cold_start_s=(5.0, 60.0), warm_probability=0.6,
-        failure_rate=0.04, units_per_s=9.0,
+        queue_s=(0.5, 5.0),
+        cold_start_s=(5.0, 60.0),
+        warm_probability=0.6,
+        failure_rate=0.04,
+        units_per_s=9.0,
     ),
     "modal": ProviderProfile(
-        queue_s=(0.1, 1.0), cold_start_s=(2.0, 20.0), warm_probability=0.5,
-        failure_rate=0.02, units_per_s=11.0,
+        queue_s=(0.1, 1.0),
+        cold_start_s=(2.0, 20.0),
+        warm_probability=0.5,
+        failure_rate=0.02,
+        units_per_s=11.0,
     ),
 }
 
@@ -125,8 +137,13 @@ def simulate(
         outcome="failed" if fails else "done", cold_start=cold, total_ms=end, reason=reason
     )
     return SimTranscript(
-        provider=provider, seed=seed, job_id=job.job_id, units=units, profile=chosen,
-        events=events, decision=decision,
+        provider=provider,
+        seed=seed,
+        job_id=job.job_id,
+        units=units,
+        profile=chosen,
+        events=events,
+        decision=decision,
     )
 
 

@@ -24,9 +24,7 @@ def _r(x: float) -> float:
     return round(x, 4)
 
 
-def vram_demand(
-    spec: JobSpec, s: Shape, config: AdvisorConfig
-) -> tuple[float, VramSource, str]:
+def vram_demand(spec: JobSpec, s: Shape, config: AdvisorConfig) -> tuple[float, VramSource, str]:
     """VRAM demand in GB, where it came from, and the formula with its numbers."""
     if spec.vram_gb is not None:
         return _r(spec.vram_gb), "hint", f"explicit hint {spec.vram_gb:g} GB"

@@ -243,9 +243,12 @@ def evaluate(
         why = verdict(job, book, now_held, taken, ahead) if book.enforce else None
         if why is None and blocker is not None:
             age = now - blocker.registered
-            why = "behind", (
-                f"behind: job {blocker.job_id} has waited {age:.1f} s for {blocker.code} "
-                f"(over starvation_age_s {num(book.limits.starvation_age_s)}) and goes first"
+            why = (
+                "behind",
+                (
+                    f"behind: job {blocker.job_id} has waited {age:.1f} s for {blocker.code} "
+                    f"(over starvation_age_s {num(book.limits.starvation_age_s)}) and goes first"
+                ),
             )
         if why is None:
             job.code, job.reason = fits_reason(job, book, now_held)
@@ -309,7 +312,4 @@ def finish(book: Book, job_id: str, status: str, now: float, n: int) -> Transiti
 
 
 def _declared(perf: Perf) -> str:
-    return (
-        f"{num(perf.vram_mb)} MB VRAM, {num(perf.ram_mb)} MB RAM, "
-        f"{num(perf.cpu_percent)}% CPU"
-    )
+    return f"{num(perf.vram_mb)} MB VRAM, {num(perf.ram_mb)} MB RAM, {num(perf.cpu_percent)}% CPU"

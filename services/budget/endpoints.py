@@ -296,9 +296,7 @@ class BudgetEndpoints:
     def _reset_build(self, _: ProfilerResetRequest) -> Build:
         return self._profiler_event(ProfilerReset(), "profiler")
 
-    def _profiler_event(
-        self, data: ProfilerMark | ProfilerSpan | ProfilerReset, key: str
-    ) -> Build:
+    def _profiler_event(self, data: ProfilerMark | ProfilerSpan | ProfilerReset, key: str) -> Build:
         def build() -> tuple[list[Event], Recorded]:
             event = self.bus.event(msgspec.structs.replace(data, n=self.state.n + 1), key=key)
             fold.apply(self.state, event)

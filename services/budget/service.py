@@ -163,8 +163,9 @@ class BudgetService(BudgetEndpoints, Service):
         if not self.state.book.limits_set:
             await self._submit(lambda: self._limits(self.settings.limits, "config"))
         self.ready.set()
-        self.log.info("budget ready", extra={"fields": {"n": self.state.n,
-                                                        "jobs": len(self.state.book.jobs)}})
+        self.log.info(
+            "budget ready", extra={"fields": {"n": self.state.n, "jobs": len(self.state.book.jobs)}}
+        )
         self.supervise(self._evaluation_timer, "evaluation")
         self.supervise(self._profile_loop, "profiler")
 
@@ -204,9 +205,7 @@ class BudgetService(BudgetEndpoints, Service):
         does not wait for the previous burst's acks (at most
         ``BURSTS_IN_FLIGHT`` bursts are unacknowledged), so the wire carries
         the events in the order they were decided."""
-        unacked: asyncio.Queue[tuple[Sent | None, list[Answer]]] = asyncio.Queue(
-            BURSTS_IN_FLIGHT
-        )
+        unacked: asyncio.Queue[tuple[Sent | None, list[Answer]]] = asyncio.Queue(BURSTS_IN_FLIGHT)
         self.spawn(self._answer_loop(unacked), "answers")
         while True:
             await self._wake.wait()
@@ -234,9 +233,7 @@ class BudgetService(BudgetEndpoints, Service):
                     raise  # the state is ahead of the log: a fresh instance rebuilds it
             await unacked.put((sent, answers))
 
-    async def _answer_loop(
-        self, unacked: asyncio.Queue[tuple[Sent | None, list[Answer]]]
-    ) -> None:
+    async def _answer_loop(self, unacked: asyncio.Queue[tuple[Sent | None, list[Answer]]]) -> None:
         """Answer each burst's requests, in order, once its events are acknowledged
         (a refusal too: it was decided on a state that includes earlier bursts)."""
         while True:
@@ -300,8 +297,9 @@ class BudgetService(BudgetEndpoints, Service):
                    if getattr(old, f.name) != getattr(limits, f.name)]  # fmt: skip
         update = LimitsUpdated(limits=limits, changed=[f.name for f in changed],
                                origin=origin, n=self.state.n)  # fmt: skip
-        self.log.info("limits updated", extra={"fields": {"origin": origin,
-                                                          "changed": update.changed}})
+        self.log.info(
+            "limits updated", extra={"fields": {"origin": origin, "changed": update.changed}}
+        )
         return [event, self.bus.event(update, key="limits"), *self._evictions(outcome)], None
 
     def _evictions(self, outcome: Outcome) -> list[Event]:
@@ -324,8 +322,9 @@ class BudgetService(BudgetEndpoints, Service):
                 "job_id": t.job_id, "code": t.code, "reason": t.reason, "n": t.n,
                 "trigger": trigger}})  # fmt: skip
         for asset, reason in outcome.evicted:
-            self.log.info("asset evicted", extra={"fields": {"asset_id": asset.asset_id,
-                                                             "reason": reason}})
+            self.log.info(
+                "asset evicted", extra={"fields": {"asset_id": asset.asset_id, "reason": reason}}
+            )
 
     # -- background loops ----------------------------------------------------------
 

@@ -174,9 +174,7 @@ async def _subscription(request: web.Request, ws: web.WebSocketResponse) -> Hook
             params.pop(TOKEN_PARAM, None)  # the guard's, checked before this handler ran
             raw = str(params.pop("subjects", ">"))
             if raw.count(",") >= limits.MAX_PATTERNS:
-                raise BadRequest(
-                    f"more than {limits.MAX_PATTERNS} subjects (MAX_PATTERNS)"
-                )
+                raise BadRequest(f"more than {limits.MAX_PATTERNS} subjects (MAX_PATTERNS)")
             params["subjects"] = [s for s in raw.split(",") if s]
             sub = convert_params(params, HooksSubscribe)
         else:

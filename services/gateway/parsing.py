@@ -33,6 +33,7 @@ S = TypeVar("S", bound=msgspec.Struct)
 MAX_BODY_BYTES = limits.MAX_EVENT_BYTES
 """A body becomes (part of) an event at most, so it is bounded like one."""
 
+
 async def read_raw(request: web.Request) -> bytes:
     """The body's bytes, within the request time bound (408 otherwise)."""
     timeout = request.app[SETTINGS].request_timeout_s

@@ -133,6 +133,7 @@ def _adapter(method: str, path: str, **row: Any) -> Route:
     return Route(method=method, path=GPU + path, tag="adapters", envelope=False,
                  errors=ADAPTER_ERRORS, **row)  # fmt: skip
 
+
 def _no_body(_: Inputs) -> cloud.NoBody:
     return cloud.NoBody()
 

@@ -37,7 +37,10 @@ class GatewayService(Service):
         await self.bus.nc.publish(PING)  # services started earlier beat now, not in 5 s
         http = self.config.http
         self.app = create_app(
-            self.bus, functools.partial(follow, self.bus), self.heartbeats, settings,
+            self.bus,
+            functools.partial(follow, self.bus),
+            self.heartbeats,
+            settings,
             bind_host=http.host,
         )
         expected = settings.expect_services or ["store"]

@@ -138,17 +138,22 @@ async def observe(nc: Client, listen_s: float) -> Observed:
         v = nc.connected_server_version
         seen.server_version = f"{v.major}.{v.minor}.{v.patch}"
         t = listen_s
-        (seen.account, seen.stream, seen.dlq, seen.consumer, seen.store, seen.budget,
-         seen.scheduler) = (
-            await asyncio.gather(
-                _guard(errors, "jetstream", _account(nc, t)),
-                _guard(errors, "stream", _stream(nc, STREAM, t, seen)),
-                _guard(errors, "dlq", js.stream_info(DLQ_STREAM)),
-                _guard(errors, "consumer", js.consumer_info(STREAM, STORE_DURABLE, timeout=t)),
-                _guard(errors, "store", _request(nc, STORE_STATS, _stats, t)),
-                _guard(errors, "budget", _request(nc, SNAPSHOT, _budget, t)),
-                _guard(errors, "scheduler", _request(nc, SCHEDULER_STATS, _scheduler, t)),
-            )
+        (
+            seen.account,
+            seen.stream,
+            seen.dlq,
+            seen.consumer,
+            seen.store,
+            seen.budget,
+            seen.scheduler,
+        ) = await asyncio.gather(
+            _guard(errors, "jetstream", _account(nc, t)),
+            _guard(errors, "stream", _stream(nc, STREAM, t, seen)),
+            _guard(errors, "dlq", js.stream_info(DLQ_STREAM)),
+            _guard(errors, "consumer", js.consumer_info(STREAM, STORE_DURABLE, timeout=t)),
+            _guard(errors, "store", _request(nc, STORE_STATS, _stats, t)),
+            _guard(errors, "budget", _request(nc, SNAPSHOT, _budget, t)),
+            _guard(errors, "scheduler", _request(nc, SCHEDULER_STATS, _scheduler, t)),
         )
         await asyncio.sleep(listen_s)  # heartbeats and $SRV answers arrive meanwhile
     finally:

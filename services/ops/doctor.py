@@ -77,8 +77,13 @@ def nats_checks(seen: Observed | None, url: str, why: str, conf: Path | None) ->
         used = seen.account.get("storage", 0)
         out.append(passed("nats.jetstream", f"enabled, {used >> 20} MiB stored"))
     if seen.stream is None:
-        out.append(failed("nats.stream", f"event stream unreachable: {seen.errors.get('stream')}",
-                          "start the store (gpuroute serve store): it creates the streams"))
+        out.append(
+            failed(
+                "nats.stream",
+                f"event stream unreachable: {seen.errors.get('stream')}",
+                "start the store (gpuroute serve store): it creates the streams",
+            )
+        )
     else:
         st, cfg = seen.stream.state, seen.stream.config
         out.append(passed("nats.stream", f"{cfg.name}: {st.messages} events, {st.bytes >> 20} MiB, "
@@ -110,8 +115,13 @@ def store_checks(seen: Observed | None, db: Path) -> list[Check]:
         s = seen.store
         out.append(passed("store.service", f"{s.count} events stored, last position {s.last_seq}"))
     if seen.consumer is None:
-        out.append(failed("store.lag", f"the store's consumer is unreachable "
-                          f"({seen.errors.get('consumer')})", _restart_hint("store")))
+        out.append(
+            failed(
+                "store.lag",
+                f"the store's consumer is unreachable ({seen.errors.get('consumer')})",
+                _restart_hint("store"),
+            )
+        )
     else:
         c = seen.consumer
         lag = f"{c.num_pending} pending, {c.num_ack_pending} waiting for the store's ack"
@@ -163,11 +173,17 @@ async def worker_check(session: aiohttp.ClientSession, w: WorkerEndpoint) -> Che
             if r.status == 200:
                 return passed(label, f"{url}: 200")
             body = (await r.content.read(300)).decode("utf-8", "replace")
-            return failed(label, f"{url}: HTTP {r.status} {body}".rstrip(),
-                          f"read the {w.kind} server's log; restart it")
+            return failed(
+                label,
+                f"{url}: HTTP {r.status} {body}".rstrip(),
+                f"read the {w.kind} server's log; restart it",
+            )
     except (aiohttp.ClientError, TimeoutError) as e:
-        return failed(label, f"{url}: unreachable ({type(e).__name__}: {e})",
-                      f"start the {w.kind} server, or fix its url in [ops] workers")
+        return failed(
+            label,
+            f"{url}: unreachable ({type(e).__name__}: {e})",
+            f"start the {w.kind} server, or fix its url in [ops] workers",
+        )
 
 
 async def run_doctor(

@@ -96,8 +96,12 @@ async def model_files(settings: OpsSettings, sleep: Sleep = asyncio.sleep) -> li
             continue
         size, problem = _first_look(path)
         if size is None:
-            checks[name] = failed(label, f"{path} {problem}",
-                                  "restore the file (re-download or re-sync it)", _where(path))
+            checks[name] = failed(
+                label,
+                f"{path} {problem}",
+                "restore the file (re-download or re-sync it)",
+                _where(path),
+            )
         else:
             first[name] = (path, size)
     if first:
@@ -165,8 +169,11 @@ async def event_store(db: Path) -> Check:
     """``PRAGMA quick_check`` of events.db, read-only (safe beside a running store)."""
     name = "store.file"
     if not await asyncio.to_thread(db.exists):
-        return failed(name, f"{db} does not exist",
-                      "start the store (gpuroute up, or gpuroute serve store): it creates it")
+        return failed(
+            name,
+            f"{db} does not exist",
+            "start the store (gpuroute up, or gpuroute serve store): it creates it",
+        )
     try:
         result = await asyncio.to_thread(_quick_check, db)
     except sqlite3.Error as e:

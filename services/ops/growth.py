@@ -45,8 +45,11 @@ def growth(
     """One ``growth.*`` check: ``size`` bytes accumulated over ``span``."""
     name = f"growth.{label}"
     if span is None or span[1] - span[0] < MIN_SPAN_S:
-        return passed(name, f"{what}: {size // MiB} MiB, too young to tell a rate "
-                      f"(less than {MIN_SPAN_S / 3600:g} h between its first and last event)")
+        return passed(
+            name,
+            f"{what}: {size // MiB} MiB, too young to tell a rate "
+            f"(less than {MIN_SPAN_S / 3600:g} h between its first and last event)",
+        )
     days = (span[1] - span[0]) / DAY_S
     per_day = size / days / MiB
     text = f"{what}: {size // MiB} MiB over {days:.1f} days, {per_day:.1f} MiB/day"

@@ -51,10 +51,12 @@ def _store(seen: Observed) -> Iterator[Metric]:
 def endpoints(srv: dict[str, list[dict[str, Any]]]) -> Iterator[Metric]:
     """Per-endpoint families from ``$SRV.STATS`` replies (service -> instances' replies)."""
     labels = ["service", "endpoint"]
-    requests = CounterMetricFamily("gpuroute_endpoint_requests",
-                                   "Requests answered, per nats.micro endpoint.", labels=labels)
-    errors = CounterMetricFamily("gpuroute_endpoint_errors",
-                                 "Requests answered with an error.", labels=labels)
+    requests = CounterMetricFamily(
+        "gpuroute_endpoint_requests", "Requests answered, per nats.micro endpoint.", labels=labels
+    )
+    errors = CounterMetricFamily(
+        "gpuroute_endpoint_errors", "Requests answered with an error.", labels=labels
+    )
     seconds = CounterMetricFamily("gpuroute_endpoint_processing_seconds",
                                   "Time spent answering.", labels=labels)  # fmt: skip
     average = GaugeMetricFamily("gpuroute_endpoint_latency_seconds",
@@ -140,12 +142,22 @@ def families(seen: Observed, found: GpuProbe) -> list[Metric]:
                           ("budget", seen.budget), ("scheduler", seen.scheduler),
                           ("jetstream", seen.account)):  # fmt: skip
         up.add_metric([source], 0 if value is None else 1)
-    beats = GaugeMetricFamily("gpuroute_service_instances",
-                              "Instances whose heartbeat answered the ping.", labels=["service"])
+    beats = GaugeMetricFamily(
+        "gpuroute_service_instances",
+        "Instances whose heartbeat answered the ping.",
+        labels=["service"],
+    )
     for service, instances in sorted(seen.heartbeats.items()):
         beats.add_metric([service], len(instances))
-    return [up, beats, *_store(seen), *endpoints(seen.srv), *_budget(seen), *_scheduler(seen),
-            *_gpus(found)]
+    return [
+        up,
+        beats,
+        *_store(seen),
+        *endpoints(seen.srv),
+        *_budget(seen),
+        *_scheduler(seen),
+        *_gpus(found),
+    ]
 
 
 class _Fixed(Collector):

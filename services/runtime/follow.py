@@ -511,9 +511,7 @@ def _valid_live(
         return None
 
 
-def _local_head(
-    data: bytes, local: MutableMapping[str, None], stats: FollowStats
-) -> Item | None:
+def _local_head(data: bytes, local: MutableMapping[str, None], stats: FollowStats) -> Item | None:
     """The item of an event named in ``local`` (its id then leaves it), else None
     (decoded in full by the caller, which names what is wrong with it)."""
     try:

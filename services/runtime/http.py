@@ -217,8 +217,10 @@ class ProviderHttp:
     ) -> HttpReply:
         """Send one request (retrying as allowed); return the reply whose status is in
         ``ok_statuses``, or raise the ``ProviderError`` that fits."""
-        retry_on = retry_statuses if retry_statuses is not None else (
-            RETRYABLE_STATUSES if idempotent else NOT_PROCESSED
+        retry_on = (
+            retry_statuses
+            if retry_statuses is not None
+            else (RETRYABLE_STATUSES if idempotent else NOT_PROCESSED)
         )
         attempt = 0
         while True:
@@ -251,9 +253,7 @@ class ProviderHttp:
                 if last or reply.status not in retry_on:
                     raise self.error_for(call, reply)
                 delay = self._delay_for(reply, attempt)
-            log.debug(
-                "retrying %s %s after try %d in %.3f s", self.provider, call, attempt, delay
-            )
+            log.debug("retrying %s %s after try %d in %.3f s", self.provider, call, attempt, delay)
             await self._sleep(delay)
 
     def decode(self, call: str, reply: HttpReply, type_: type[T]) -> T:

@@ -77,7 +77,12 @@ class Snapshots:
         return self.directory / f"{name}.v{version}.snapshot"
 
     def save(
-        self, name: str, version: int, initial: str, position: int, event_id: str | None,
+        self,
+        name: str,
+        version: int,
+        initial: str,
+        position: int,
+        event_id: str | None,
         state: Any,
     ) -> int:
         """Write ``state`` (builtins) folded up to ``position``; returns the bytes

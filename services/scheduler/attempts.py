@@ -100,8 +100,11 @@ async def _run(executor: Executor, run: Run, progress: Progress) -> Outcome:
     except asyncio.CancelledError:
         raise
     except Exception as e:  # an executor's bug must not stop the job: another attempt may do
-        return Outcome(status="failed", retryable=True,
-                       reason=f"{executor.name} executor raised {type(e).__name__}: {e}")
+        return Outcome(
+            status="failed",
+            retryable=True,
+            reason=f"{executor.name} executor raised {type(e).__name__}: {e}",
+        )
 
 
 def seed_of(job_id: str) -> int:

@@ -83,10 +83,19 @@ def add_commands(sub: Any) -> None:
         usage="gpuroute submit [SPEC.json | --workflow FILE | -- CMD ARGS] [options]",
         epilog="-- CMD ARGS: a program to run with the command executor (on its allow-list)",
     )  # fmt: skip
-    submit.add_argument("spec", nargs="?", type=Path, metavar="SPEC.json",
-                        help="the job as POST /api/jobs takes it (JobSpec + executor, payload)")
-    submit.add_argument("--workflow", type=Path, metavar="FILE",
-                        help="a ComfyUI workflow in API format (executor comfyui)")
+    submit.add_argument(
+        "spec",
+        nargs="?",
+        type=Path,
+        metavar="SPEC.json",
+        help="the job as POST /api/jobs takes it (JobSpec + executor, payload)",
+    )
+    submit.add_argument(
+        "--workflow",
+        type=Path,
+        metavar="FILE",
+        help="a ComfyUI workflow in API format (executor comfyui)",
+    )
     submit.add_argument("--executor", choices=("comfyui", "command", "remote", "synthetic"))
     submit.add_argument("--payload", metavar="JSON", help="the executor's payload, as JSON")
     submit.add_argument("--kind", help="job kind (image, video, llm, audio, ...)")

@@ -274,7 +274,8 @@ class PodTargets:
         reason = self._why.pop(job.job_id, "")
         if pod == SERVERLESS and self._remote is not None:
             return OnServerless(self._remote), JobAdvised(
-                target=SERVERLESS, rule=advice.rule, reason=reason, provider=SERVERLESS_PROVIDER)
+                target=SERVERLESS, rule=advice.rule, reason=reason, provider=SERVERLESS_PROVIDER
+            )
         url, _ = self._claims.get(pod, ("", True))
         if executor.name == "comfyui":
             executor = self._comfy.get(url) or self._comfy.setdefault(

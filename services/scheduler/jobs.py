@@ -245,8 +245,9 @@ class Driver(Service):
         register = b.JobRegister(job_id=job.job_id, job_type=job.request.executor or "job",
                                  perf=b.Perf(vram_mb=min(vram_mb, 1 << 22)))  # fmt: skip
         try:
-            answer = await self.budget.call(lambda: self.bus.call(b.REGISTER, register,
-                                                                 b.JobAnswer, BUDGET_TIMEOUT_S))
+            answer = await self.budget.call(
+                lambda: self.bus.call(b.REGISTER, register, b.JobAnswer, BUDGET_TIMEOUT_S)
+            )
         except ServiceCallError as e:
             if e.code == 409:  # registered before (a job taken over): it is the budget's
                 answer = b.JobAnswer(job_id=job.job_id, queue_state="queued", code="fits",
@@ -350,9 +351,7 @@ class Driver(Service):
                                             owner=self.instance))  # fmt: skip
         await asyncio.sleep(delay)
 
-    async def _one(
-        self, job: Job, executor: Executor, advice: JobAdvised, attempt: int
-    ) -> Any:
+    async def _one(self, job: Job, executor: Executor, advice: JobAdvised, attempt: int) -> Any:
         request = job.request
         times = {"started": self.clock.now()}
         provider = await self._adapter(request, advice)
@@ -374,8 +373,15 @@ class Driver(Service):
         times["finished"] = self.clock.now()
         if outcome.status == "succeeded":
             if outcome.artifacts:
-                await asyncio.to_thread(write_sidecars, outcome, run, request,
-                                        executor=executor.name, rule=advice.rule, times=times)
+                await asyncio.to_thread(
+                    write_sidecars,
+                    outcome,
+                    run,
+                    request,
+                    executor=executor.name,
+                    rule=advice.rule,
+                    times=times,
+                )
             await self.emit_for(job, JobSucceeded(
                 artifacts=[a.name for a in outcome.artifacts], cost_usd=outcome.cost_usd,
                 attempt=attempt, dry_run=outcome.dry_run, remote_id=outcome.remote_id,
@@ -390,8 +396,10 @@ class Driver(Service):
         try:
             return await self.placement.adapter_of(advice.provider)
         except ServiceCallError as e:
-            self.log.warning("provider kind unknown: the payload's provider runs the job",
-                             extra={"fields": {"provider": advice.provider, "error": str(e)}})
+            self.log.warning(
+                "provider kind unknown: the payload's provider runs the job",
+                extra={"fields": {"provider": advice.provider, "error": str(e)}},
+            )
             return None
 
     async def _fail(self, job: Job, error: str, code: str, attempt: int) -> None:
@@ -407,7 +415,6 @@ class Driver(Service):
             if e.code != 404:
                 self.log.warning("budget finish failed", extra={"fields": {
                     "job": job.job_id, "error": str(e)}})  # fmt: skip
-
 
 
 def _decided(job: Job, advice: JobAdvised) -> None:

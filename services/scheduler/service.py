@@ -299,8 +299,11 @@ class SchedulerService(Driver):
         except OSError as e:
             raise EndpointError(404, f"artifact {ref.name} of job {ref.id} is not on this "
                                      f"scheduler's disk: {e.strerror}") from e  # fmt: skip
-        kind = "application/json" if ref.name.endswith(".json") else (
-            mimetypes.guess_type(ref.name)[0] or "application/octet-stream")
+        kind = (
+            "application/json"
+            if ref.name.endswith(".json")
+            else (mimetypes.guess_type(ref.name)[0] or "application/octet-stream")
+        )
         return ArtifactBody(name=ref.name, content_type=kind, size=size,
                             data=base64.b64encode(data).decode())  # fmt: skip
 
@@ -334,12 +337,17 @@ class SchedulerService(Driver):
         """Claim ``row`` from its silent ``owner``: one instance wins (derived id)."""
         was_running = row.state == "running"
         attempt = row.attempts + 1 if was_running else max(row.attempts, 1)
-        reason = (f"lease expired: scheduler instance {owner} silent for "
-                  f"{self.settings.lease_s + late_s:.1f}s (lease {self.settings.lease_s:g}s)")
+        reason = (
+            f"lease expired: scheduler instance {owner} silent for "
+            f"{self.settings.lease_s + late_s:.1f}s (lease {self.settings.lease_s:g}s)"
+        )
         claim_id = derived_id(row.job_id, f"takeover:{owner}:{row.attempts}")
         if was_running and row.attempts - row.rerouted_attempts >= max(row.max_attempts, 1):
-            failed = JobFailed(error=f"{reason}; {row.attempts} of {row.max_attempts} attempts "
-                                     "spent", code="lease_expired", attempt=row.attempts)
+            failed = JobFailed(
+                error=f"{reason}; {row.attempts} of {row.max_attempts} attempts spent",
+                code="lease_expired",
+                attempt=row.attempts,
+            )
             event = self.bus.event(failed, key=row.job_id)
             await self.claim(msgspec.structs.replace(event, id=claim_id))
             return
@@ -384,4 +392,3 @@ class SchedulerService(Driver):
         except nats.errors.Error as e:
             raise EndpointError(503, f"cannot publish {event.type}: {e}") from e
         return not ack.duplicate
-

@@ -43,9 +43,7 @@ class TelemetryService(Service):
     name = "telemetry"
     description = "Samples this node's GPUs (NVML) and host (psutil) into telemetry.sampled."
 
-    def __init__(
-        self, bus: Bus, config: Config, *, source: TelemetrySource | None = None
-    ) -> None:
+    def __init__(self, bus: Bus, config: Config, *, source: TelemetrySource | None = None) -> None:
         super().__init__(bus, config)
         self.settings = config.telemetry
         self.node = self.settings.node_id()

@@ -70,9 +70,7 @@ class Fake:
             body = json.loads(text) if text else None
         except ValueError:
             body = text
-        self.requests.append(
-            Seen(request.method, request.path_qs, dict(request.headers), body)
-        )
+        self.requests.append(Seen(request.method, request.path_qs, dict(request.headers), body))
 
     async def scripted(self, route: str) -> web.Response | None:
         queue = self.plans.get(route)
@@ -87,8 +85,10 @@ class Fake:
         if answer.raw or isinstance(answer.body, (str, bytes)):
             body = answer.body if isinstance(answer.body, bytes) else str(answer.body or "")
             return web.Response(
-                status=answer.status, body=body if isinstance(body, bytes) else body.encode(),
-                headers=answer.headers, content_type=answer.content_type,
+                status=answer.status,
+                body=body if isinstance(body, bytes) else body.encode(),
+                headers=answer.headers,
+                content_type=answer.content_type,
             )
         return web.json_response(answer.body, status=answer.status, headers=answer.headers)
 
@@ -122,9 +122,16 @@ def runpod_app(fake: Fake) -> web.Application:
             return web.json_response(
                 fake.extra.get(
                     "health",
-                    {"jobs": {"completed": 3, "failed": 0, "inProgress": 1, "inQueue": 2,
-                              "retried": 0},
-                     "workers": {"idle": 1, "running": 1}},
+                    {
+                        "jobs": {
+                            "completed": 3,
+                            "failed": 0,
+                            "inProgress": 1,
+                            "inQueue": 2,
+                            "retried": 0,
+                        },
+                        "workers": {"idle": 1, "running": 1},
+                    },
                 )
             )
         job_id = request.match_info.get("job", "")
@@ -160,9 +167,18 @@ REPLICATE_FLOW = ["starting", "processing", "succeeded"]
 
 def _prediction(job_id: str, status: str, job: dict[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {
-        "id": job_id, "model": job["model"], "version": job["version"], "status": status,
-        "input": job["input"], "output": None, "logs": "", "error": None, "metrics": {},
-        "created_at": "2025-01-01T00:00:00Z", "started_at": None, "completed_at": None,
+        "id": job_id,
+        "model": job["model"],
+        "version": job["version"],
+        "status": status,
+        "input": job["input"],
+        "output": None,
+        "logs": "",
+        "error": None,
+        "metrics": {},
+        "created_at": "2025-01-01T00:00:00Z",
+        "started_at": None,
+        "completed_at": None,
         "urls": {"get": f"/v1/predictions/{job_id}", "cancel": f"/v1/predictions/{job_id}/cancel"},
     }
     if status == "processing":
@@ -184,8 +200,11 @@ def replicate_app(fake: Fake) -> web.Application:
             return scripted
         if not _bearer_ok(request):
             return web.json_response(
-                {"title": "Unauthenticated", "status": 401,
-                 "detail": "You did not pass a valid authentication token"},
+                {
+                    "title": "Unauthenticated",
+                    "status": 401,
+                    "detail": "You did not pass a valid authentication token",
+                },
                 status=401,
             )
         parts = route.strip("/").split("/")
@@ -195,7 +214,9 @@ def replicate_app(fake: Fake) -> web.Application:
                 return web.json_response({"detail": "input is required", "status": 422}, status=422)
             job_id = fake.next_id("rep")
             fake.jobs[job_id] = {
-                "step": 0, "flow": fake.extra.get("flow", REPLICATE_FLOW), "input": body["input"],
+                "step": 0,
+                "flow": fake.extra.get("flow", REPLICATE_FLOW),
+                "input": body["input"],
                 "model": "/".join(parts[1:3]) if parts[0] in ("models", "deployments") else "",
                 "version": body.get("version", ""),
             }
@@ -220,6 +241,7 @@ def replicate_app(fake: Fake) -> web.Application:
 
 # --- Hugging Face: management API /v2/endpoint/{ns}/{name}[/action], inference URL ---
 
+
 def hf_app(fake: Fake) -> web.Application:
     fake.extra.setdefault("state", "running")
     fake.extra.setdefault("cold_503s", 2)
@@ -228,11 +250,21 @@ def hf_app(fake: Fake) -> web.Application:
         url = str(request.url.with_path("/infer").with_query(None))
         state = fake.extra["state"]
         return {
-            "name": request.match_info["name"], "type": "protected", "healthRoute": "/health",
-            "model": {"repository": "org/model", "framework": "pytorch", "revision": "abc",
-                      "task": "text-generation"},
-            "status": {"state": state, "url": None if state in ("pending", "paused") else url,
-                       "createdAt": "2025-01-01T00:00:00Z", "updatedAt": "2025-01-01T00:00:00Z"},
+            "name": request.match_info["name"],
+            "type": "protected",
+            "healthRoute": "/health",
+            "model": {
+                "repository": "org/model",
+                "framework": "pytorch",
+                "revision": "abc",
+                "task": "text-generation",
+            },
+            "status": {
+                "state": state,
+                "url": None if state in ("pending", "paused") else url,
+                "createdAt": "2025-01-01T00:00:00Z",
+                "updatedAt": "2025-01-01T00:00:00Z",
+            },
         }
 
     async def manage(request: web.Request) -> web.StreamResponse:
@@ -246,7 +278,9 @@ def hf_app(fake: Fake) -> web.Application:
         action = request.match_info.get("action")
         if action is not None:
             fake.extra["state"] = {
-                "pause": "paused", "resume": "initializing", "scale-to-zero": "scaledToZero"
+                "pause": "paused",
+                "resume": "initializing",
+                "scale-to-zero": "scaledToZero",
             }[action]
         return web.json_response(document(request))
 
@@ -279,6 +313,7 @@ def hf_app(fake: Fake) -> web.Application:
 
 
 # --- Modal: the documented job-queue web app behind proxy auth ---
+
 
 def modal_app(fake: Fake) -> web.Application:
     fake.extra.setdefault("pending_polls", 1)

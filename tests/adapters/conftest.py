@@ -106,8 +106,12 @@ def replicate_settings(replicate_server: TestServer) -> ReplicateSettings:
 @pytest.fixture
 def hf_settings(hf_server: TestServer) -> HuggingFaceSettings:
     return HuggingFaceSettings(
-        namespace="acme", name="llm", management_url=str(hf_server.make_url("/v2")),
-        timeout_s=2.0, inference_timeout_s=2.0, scale_up_max_attempts=5,
+        namespace="acme",
+        name="llm",
+        management_url=str(hf_server.make_url("/v2")),
+        timeout_s=2.0,
+        inference_timeout_s=2.0,
+        scale_up_max_attempts=5,
     )
 
 
@@ -151,7 +155,9 @@ async def modal(
     modal_settings: ModalSettings, http_options: AdapterOptions, fake: Fake
 ) -> AsyncIterator[ModalAdapter]:
     adapter = ModalAdapter(
-        modal_settings, token_id=Secret(MODAL_ID), token_secret=Secret(MODAL_SECRET),
+        modal_settings,
+        token_id=Secret(MODAL_ID),
+        token_secret=Secret(MODAL_SECRET),
         options=http_options,
     )
     yield adapter

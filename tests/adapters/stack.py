@@ -42,7 +42,10 @@ from tests.adapters.adapter_fakes import (
 from tests.support import EventWatch, watch_stored
 
 APPS: dict[str, Callable[[Fake], web.Application]] = {
-    "runpod": runpod_app, "huggingface": hf_app, "replicate": replicate_app, "modal": modal_app,
+    "runpod": runpod_app,
+    "huggingface": hf_app,
+    "replicate": replicate_app,
+    "modal": modal_app,
 }
 SECRETS = (TOKEN, MODAL_ID, MODAL_SECRET)
 ENV_NAMES = [name for p, keys in REQUIRED_KEYS.items() for k in keys for name in env_names(p, k)]
@@ -86,8 +89,12 @@ def live_settings(providers: dict[str, Provider], secrets_file: Path | None) -> 
             endpoint_id="ep-test", base_url=providers["runpod"].url("/v2"), timeout_s=2.0
         ),
         huggingface=HuggingFaceSettings(
-            namespace="acme", name="llm", management_url=providers["huggingface"].url("/v2"),
-            timeout_s=2.0, inference_timeout_s=2.0, scale_up_max_attempts=3,
+            namespace="acme",
+            name="llm",
+            management_url=providers["huggingface"].url("/v2"),
+            timeout_s=2.0,
+            inference_timeout_s=2.0,
+            scale_up_max_attempts=3,
         ),
         replicate=ReplicateSettings(
             model="acme/sdxl", base_url=providers["replicate"].url(), timeout_s=2.0
@@ -118,8 +125,13 @@ class Stack:
     """A running adapters service + gateway; ``replies`` keeps every HTTP reply."""
 
     def __init__(
-        self, bus: Bus, adapters: AdaptersService, gateway: GatewayService,
-        session: aiohttp.ClientSession, watching: contextlib.AsyncExitStack, stored: EventWatch,
+        self,
+        bus: Bus,
+        adapters: AdaptersService,
+        gateway: GatewayService,
+        session: aiohttp.ClientSession,
+        watching: contextlib.AsyncExitStack,
+        stored: EventWatch,
     ) -> None:
         self.bus, self.adapters, self.gateway, self.session = bus, adapters, gateway, session
         self.watching, self.stored = watching, stored

@@ -49,7 +49,7 @@ def _free_port() -> int:
 @pytest.mark.parametrize(
     ("secrets", "line"),
     [
-        ('[runpod]\napi_key = 42\n', "key 'runpod.api_key': expected a string, got int"),
+        ("[runpod]\napi_key = 42\n", "key 'runpod.api_key': expected a string, got int"),
         ('[replicate]\napi_tokn = "x"\n', "key 'replicate.api_tokn': unknown key"),
         ('[modal]\ntoken_id = "wk-1\n', "key 'modal.token_id': not valid TOML"),
     ],
@@ -73,14 +73,18 @@ def test_serve_adapters_alone_stops_on_a_malformed_secrets_file(
     tmp_path: Path, nats_server: Any
 ) -> None:
     secrets_file = tmp_path / "secrets.toml"
-    secrets_file.write_text("[lambda]\napi_key = \"x\"\n")
+    secrets_file.write_text('[lambda]\napi_key = "x"\n')
     config = tmp_path / "gpuroute.toml"
     config.write_text(f'[adapters]\nsecrets_file = "{secrets_file}"\n')
     r = _run("serve", "adapters", "--config", str(config), "--nats-url", nats_server.url,
              "--data-dir", str(tmp_path / "data"))  # fmt: skip
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith(
-        f"gpuroute: error: secrets file {secrets_file}: key 'lambda': unknown provider table"
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"gpuroute: error: secrets file {secrets_file}: key 'lambda': unknown provider table"
+        )
     )
 
 
@@ -216,13 +220,17 @@ async def _exercise(client: _Client, providers: dict[str, Provider]) -> None:
     assert status == 200
     await poll(live, timeout=10)
     for provider in providers:
-        status, submitted = await client("POST", "/api/providers/gpu/submit", {
-            "provider": provider, "job": {"input": {"prompt": "x"}, "job_id": f"j-{provider}"}})
+        status, submitted = await client(
+            "POST",
+            "/api/providers/gpu/submit",
+            {"provider": provider, "job": {"input": {"prompt": "x"}, "job_id": f"j-{provider}"}},
+        )
         assert (status, submitted["dry_run"]) == (200, False), submitted
         remote_id = submitted["id"]
         for _ in range(10):
             status, polled = await client(
-                "GET", f"/api/providers/gpu/poll/{remote_id}?provider={provider}")
+                "GET", f"/api/providers/gpu/poll/{remote_id}?provider={provider}"
+            )
             if polled["status"] == "done":
                 break
         assert polled["status"] == "done"
@@ -230,10 +238,16 @@ async def _exercise(client: _Client, providers: dict[str, Provider]) -> None:
     status, health = await client("POST", "/api/providers/gpu/health")
     assert status == 200 and all(r["ok"] for r in health["results"])
     # a provider that echoes the token in its error: the reason reaches the client redacted
-    providers["replicate"].fake.plan("POST /models/acme/sdxl/predictions", Scripted(
-        status=401, body={"detail": f"token {TOKEN} is not valid"}))
-    status, refused = await client("POST", "/api/providers/gpu/submit",
-                                   {"provider": "replicate", "job": {"input": {}}})
+    providers["replicate"].fake.plan(
+        "POST /models/acme/sdxl/predictions",
+        Scripted(status=401, body={"detail": f"token {TOKEN} is not valid"}),
+    )
+    status, refused = await client(
+        "POST", "/api/providers/gpu/submit", {"provider": "replicate", "job": {"input": {}}}
+    )
     assert (status, refused["reason"]) == (502, "HTTP 401: token *** is not valid")
-    await client("POST", "/api/providers/gpu/simulate",
-                 {"provider": "runpod", "job": {"input": {}}, "seed": 1})
+    await client(
+        "POST",
+        "/api/providers/gpu/simulate",
+        {"provider": "runpod", "job": {"input": {}}, "seed": 1},
+    )

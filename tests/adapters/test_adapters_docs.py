@@ -30,7 +30,7 @@ def _sample_adapters_part() -> str:
     """From ``[adapters]`` up to the next section that is not an adapters one
     (commented or not): other sections follow it in the sample."""
     text = (ROOT / "ops" / "gpuroute.sample.toml").read_text()
-    part = text[text.index("[adapters]"):]
+    part = text[text.index("[adapters]") :]
     end = re.search(r"^(# )?\[(?!adapters)", part, re.M)
     return part[: end.start()] if end else part
 

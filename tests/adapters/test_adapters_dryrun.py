@@ -23,7 +23,10 @@ async def test_missing_token_answers(provider: str) -> None:
     adapter = DryRunAdapter(provider, "missing_token")
     submitted = await adapter.submit(ProviderJob(input={"prompt": "x"}))
     assert _plain(submitted) == {
-        "ok": False, "provider": provider, "dry_run": True, "reason": "missing token"
+        "ok": False,
+        "provider": provider,
+        "dry_run": True,
+        "reason": "missing token",
     }
     polled = await adapter.poll("anything")
     assert (polled.status, polled.error, polled.dry_run) == ("unknown", "missing token", True)
@@ -44,14 +47,26 @@ async def test_dry_run_mode_answers(provider: str) -> None:
     adapter = DryRunAdapter(provider, "dry_run_mode")
     submitted = await adapter.submit(ProviderJob(input={"prompt": "x"}, seed=7, job_id="j1"))
     assert _plain(submitted) == {
-        "ok": True, "provider": provider, "dry_run": True, "id": f"mock-{provider}-7",
-        "status": "queued", "job_id": "j1",
+        "ok": True,
+        "provider": provider,
+        "dry_run": True,
+        "id": f"mock-{provider}-7",
+        "status": "queued",
+        "job_id": "j1",
     }
     polled = await adapter.poll(f"mock-{provider}-7")
     assert _plain(polled) == {
-        "provider": provider, "id": f"mock-{provider}-7", "status": "done", "dry_run": True,
-        "artifacts": [], "logs": ["Simulated completion"], "raw_status": "simulated",
-        "output": None, "error": None, "progress": None, "saved": [],
+        "provider": provider,
+        "id": f"mock-{provider}-7",
+        "status": "done",
+        "dry_run": True,
+        "artifacts": [],
+        "logs": ["Simulated completion"],
+        "raw_status": "simulated",
+        "output": None,
+        "error": None,
+        "progress": None,
+        "saved": [],
     }
 
 

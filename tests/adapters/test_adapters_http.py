@@ -57,27 +57,40 @@ def test_backoff_grows_exponentially_with_jitter_and_a_ceiling() -> None:
 
 def test_errors_have_structured_fields_and_a_readable_message() -> None:
     http = ProviderHttp(
-        "replicate", auth_headers={"Authorization": Secret("Bearer r8_x")}, timeout_s=1,
-        retry=RetryPolicy(), rng=random.Random(0), redact=[Secret("r8_x")],
+        "replicate",
+        auth_headers={"Authorization": Secret("Bearer r8_x")},
+        timeout_s=1,
+        retry=RetryPolicy(),
+        rng=random.Random(0),
+        redact=[Secret("r8_x")],
     )
     reply = HttpReply(
-        status=429, body=b'{"detail": "slow down, r8_x", "status": 429}',
-        content_type="application/json", retry_after="4",
+        status=429,
+        body=b'{"detail": "slow down, r8_x", "status": 429}',
+        content_type="application/json",
+        retry_after="4",
     )
     err = http.error_for("poll", reply)
     assert isinstance(err, RateLimitedError) and isinstance(err, ProviderError)
     assert str(err) == "replicate poll: HTTP 429: slow down, ***"
     assert err.to_dict() == {
-        "error": "RateLimitedError", "provider": "replicate", "call": "poll",
-        "reason": err.reason, "status": 429, "retry_after_s": 4.0,
+        "error": "RateLimitedError",
+        "provider": "replicate",
+        "call": "poll",
+        "reason": err.reason,
+        "status": 429,
+        "retry_after_s": 4.0,
     }
 
 
 def test_long_error_bodies_are_cut_after_redaction() -> None:
     token = "secret-token-value"
     http = ProviderHttp(
-        "modal", auth_headers={"Modal-Secret": Secret(token)}, timeout_s=1,
-        retry=RetryPolicy(), rng=random.Random(0),
+        "modal",
+        auth_headers={"Modal-Secret": Secret(token)},
+        timeout_s=1,
+        retry=RetryPolicy(),
+        rng=random.Random(0),
     )
     body = ("x" * 295 + token + "y" * 20).encode()
     detail = http.detail(HttpReply(status=500, body=body, content_type="text/plain"))

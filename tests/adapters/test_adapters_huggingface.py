@@ -52,12 +52,16 @@ async def test_scaled_to_zero_meets_503s_then_succeeds(
 
 
 async def test_scale_up_timeout_header_lets_the_proxy_hold_the_request(
-    hf_settings: HuggingFaceSettings, http_options: AdapterOptions, fake: Fake,
+    hf_settings: HuggingFaceSettings,
+    http_options: AdapterOptions,
+    fake: Fake,
     sleeps: SleepRecorder,
 ) -> None:
     fake.extra["state"] = "scaledToZero"
     settings = HuggingFaceSettings(
-        namespace="acme", name="llm", management_url=hf_settings.management_url,
+        namespace="acme",
+        name="llm",
+        management_url=hf_settings.management_url,
         scale_up_timeout_s=600,
     )
     adapter = HuggingFaceAdapter(settings, api_key=Secret(TOKEN), options=http_options)
@@ -85,8 +89,11 @@ async def test_a_cold_start_longer_than_the_budget_fails_the_job(
 
 @pytest.mark.parametrize(
     ("state", "reason"),
-    [("paused", "endpoint is paused; resume it first"), ("failed", "endpoint is failed"),
-     ("pending", "endpoint has no URL yet (state pending)")],
+    [
+        ("paused", "endpoint is paused; resume it first"),
+        ("failed", "endpoint is failed"),
+        ("pending", "endpoint has no URL yet (state pending)"),
+    ],
 )
 async def test_an_endpoint_that_cannot_serve_refuses_the_submit(
     huggingface: HuggingFaceAdapter, fake: Fake, state: str, reason: str
@@ -123,7 +130,8 @@ async def test_pause_resume_scale_to_zero(huggingface: HuggingFaceAdapter, fake:
     assert (await huggingface.scale_to_zero()).state == "scaled_to_zero"
     paths = [seen.path for seen in fake.requests]
     assert paths == [
-        "/v2/endpoint/acme/llm/pause", "/v2/endpoint/acme/llm/resume",
+        "/v2/endpoint/acme/llm/pause",
+        "/v2/endpoint/acme/llm/resume",
         "/v2/endpoint/acme/llm/scale-to-zero",
     ]
 

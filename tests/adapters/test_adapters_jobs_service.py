@@ -153,7 +153,8 @@ async def test_hugging_face_jobs_survive_a_restart(
     interrupted = await live.poll("huggingface", slow_id)
     assert interrupted.status == 200, interrupted.raw
     assert (interrupted.json["status"], interrupted.json["raw_status"]) == (
-        "cancelled", "interrupted"
+        "cancelled",
+        "interrupted",
     )
     assert "adapters service stopped" in interrupted.json["error"]
     cancelled = await cancel(live, "huggingface", done_id)

@@ -46,7 +46,9 @@ async def test_202_means_pending_then_200_is_the_result(modal: ModalAdapter, fak
     assert submitted.id is not None
     polls = [await modal.poll(submitted.id) for _ in range(3)]
     assert [(p.status, p.raw_status) for p in polls] == [
-        ("running", "pending"), ("running", "pending"), ("done", "completed")
+        ("running", "pending"),
+        ("running", "pending"),
+        ("done", "completed"),
     ]
     assert polls[-1].output == {"images": ["https://modal.example/out.png"], "ok": True}
     assert polls[-1].artifacts == ["https://modal.example/out.png"]
@@ -66,7 +68,9 @@ async def test_cancel_and_health(modal: ModalAdapter, fake: Fake) -> None:
     assert submitted.id is not None
     cancelled = await modal.cancel(submitted.id)
     assert (cancelled.ok, cancelled.status, cancelled.raw_status) == (
-        True, "cancelled", "cancel requested"
+        True,
+        "cancelled",
+        "cancel requested",
     )
     assert fake.jobs[submitted.id]["cancelled"] is True
     assert (await modal.health()).state == "ready"
@@ -149,7 +153,9 @@ async def test_missing_proxy_credentials_are_an_auth_error(
     modal_settings: ModalSettings, http_options: AdapterOptions
 ) -> None:
     adapter = ModalAdapter(
-        modal_settings, token_id=Secret(MODAL_ID), token_secret=Secret("ws-wrong"),
+        modal_settings,
+        token_id=Secret(MODAL_ID),
+        token_secret=Secret("ws-wrong"),
         options=http_options,
     )
     try:

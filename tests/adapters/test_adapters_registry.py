@@ -22,8 +22,11 @@ from services.runtime.secrets import SecretStore, load_secrets
 from tests.adapters.adapter_fakes import MODAL_ID, MODAL_SECRET, TOKEN, Fake, Scripted
 
 ENV = {
-    "RUNPOD_API_KEY": TOKEN, "HF_TOKEN": TOKEN, "REPLICATE_API_TOKEN": TOKEN,
-    "MODAL_TOKEN_ID": MODAL_ID, "MODAL_TOKEN_SECRET": MODAL_SECRET,
+    "RUNPOD_API_KEY": TOKEN,
+    "HF_TOKEN": TOKEN,
+    "REPLICATE_API_TOKEN": TOKEN,
+    "MODAL_TOKEN_ID": MODAL_ID,
+    "MODAL_TOKEN_SECRET": MODAL_SECRET,
 }
 JOB = ProviderJob(input={"prompt": "x"}, job_id="j1")
 
@@ -135,14 +138,23 @@ def test_settings_typos_are_errors_with_a_path() -> None:
 
 
 async def test_a_known_token_never_leaks_anywhere(
-    runpod_server: object, replicate_server: object, hf_server: object, modal_server: object,
-    runpod_settings: RunPodSettings, replicate_settings: ReplicateSettings,
-    hf_settings: HuggingFaceSettings, modal_settings: ModalSettings,
-    fake: Fake, http_options: AdapterOptions, caplog: pytest.LogCaptureFixture,
+    runpod_server: object,
+    replicate_server: object,
+    hf_server: object,
+    modal_server: object,
+    runpod_settings: RunPodSettings,
+    replicate_settings: ReplicateSettings,
+    hf_settings: HuggingFaceSettings,
+    modal_settings: ModalSettings,
+    fake: Fake,
+    http_options: AdapterOptions,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     settings = AdaptersSettings(
-        runpod=runpod_settings, replicate=replicate_settings, huggingface=hf_settings,
+        runpod=runpod_settings,
+        replicate=replicate_settings,
+        huggingface=hf_settings,
         modal=modal_settings,
     )
     outputs: list[str] = []
@@ -159,8 +171,11 @@ async def test_a_known_token_never_leaks_anywhere(
             if isinstance(adapter, HuggingFaceAdapter):
                 await adapter.wait(submitted.id)
             for result in (
-                submitted, await adapter.poll(submitted.id), await adapter.poll(submitted.id),
-                await adapter.cancel(submitted.id), await adapter.health(),
+                submitted,
+                await adapter.poll(submitted.id),
+                await adapter.poll(submitted.id),
+                await adapter.cancel(submitted.id),
+                await adapter.health(),
             ):
                 outputs.append(msgspec.json.encode(result).decode())
                 outputs.append(repr(result))

@@ -41,8 +41,12 @@ async def _adapter(base: ReplicateSettings, http: AdapterOptions, **route: str) 
     ],
 )
 async def test_each_documented_create_route(
-    replicate_settings: ReplicateSettings, http_options: AdapterOptions, fake: Fake,
-    route: dict[str, str], path: str, body_extra: dict[str, str],
+    replicate_settings: ReplicateSettings,
+    http_options: AdapterOptions,
+    fake: Fake,
+    route: dict[str, str],
+    path: str,
+    body_extra: dict[str, str],
 ) -> None:
     adapter = await _adapter(replicate_settings, http_options, **route)
     try:
@@ -97,8 +101,14 @@ async def test_poll_maps_statuses_logs_progress_and_output(replicate: ReplicateA
 
 @pytest.mark.parametrize(
     ("raw", "ours"),
-    [("starting", "starting"), ("processing", "running"), ("succeeded", "done"),
-     ("failed", "failed"), ("canceled", "cancelled"), ("aborted", "timed_out")],
+    [
+        ("starting", "starting"),
+        ("processing", "running"),
+        ("succeeded", "done"),
+        ("failed", "failed"),
+        ("canceled", "cancelled"),
+        ("aborted", "timed_out"),
+    ],
 )
 def test_every_documented_status_is_mapped(raw: str, ours: str) -> None:
     assert STATUS_MAP[raw] == ours
@@ -176,8 +186,11 @@ async def test_get_is_retried_after_retry_after(
     submitted = await replicate.submit(JOB)
     assert submitted.id is not None
     route = f"GET /predictions/{submitted.id}"
-    fake.plan(route, Scripted(429, THROTTLED, {"Retry-After": "1"}),
-              Scripted(429, THROTTLED, {"Retry-After": "60"}))
+    fake.plan(
+        route,
+        Scripted(429, THROTTLED, {"Retry-After": "1"}),
+        Scripted(429, THROTTLED, {"Retry-After": "60"}),
+    )
     assert (await replicate.poll(submitted.id)).status == "starting"
     assert sleeps.delays == [1.0, 5.0]  # Retry-After is capped at max_retry_after_s
 

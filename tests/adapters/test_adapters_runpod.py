@@ -49,7 +49,9 @@ async def test_poll_walks_the_documented_states(runpod: RunPodAdapter) -> None:
     assert submitted.id is not None
     seen = [await runpod.poll(submitted.id) for _ in range(3)]
     assert [(p.status, p.raw_status) for p in seen] == [
-        ("queued", "IN_QUEUE"), ("running", "IN_PROGRESS"), ("done", "COMPLETED")
+        ("queued", "IN_QUEUE"),
+        ("running", "IN_PROGRESS"),
+        ("done", "COMPLETED"),
     ]
     assert seen[-1].artifacts == ["https://cdn.example/rp/out.png"]
     assert seen[-1].output == {"images": ["https://cdn.example/rp/out.png"], "seed": 7}
@@ -58,9 +60,15 @@ async def test_poll_walks_the_documented_states(runpod: RunPodAdapter) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "ours"),
-    [("IN_QUEUE", "queued"), ("IN_PROGRESS", "running"), ("RUNNING", "running"),
-     ("COMPLETED", "done"), ("FAILED", "failed"), ("CANCELLED", "cancelled"),
-     ("TIMED_OUT", "timed_out")],
+    [
+        ("IN_QUEUE", "queued"),
+        ("IN_PROGRESS", "running"),
+        ("RUNNING", "running"),
+        ("COMPLETED", "done"),
+        ("FAILED", "failed"),
+        ("CANCELLED", "cancelled"),
+        ("TIMED_OUT", "timed_out"),
+    ],
 )
 def test_every_documented_status_is_mapped(raw: str, ours: str) -> None:
     assert STATUS_MAP[raw] == ours
@@ -92,14 +100,20 @@ async def test_cancel_and_health(runpod: RunPodAdapter) -> None:
     assert (await runpod.poll(submitted.id)).status == "cancelled"
     health = await runpod.health()
     assert (health.state, health.queue_depth, health.workers) == (
-        "ready", 2, {"idle": 1, "running": 1}
+        "ready",
+        2,
+        {"idle": 1, "running": 1},
     )
 
 
 @pytest.mark.parametrize(
     ("workers", "state"),
-    [({"idle": 0, "running": 0}, "scaled_to_zero"), ({"initializing": 1}, "starting"),
-     ({"unhealthy": 2}, "down"), ({"ready": 1}, "ready")],
+    [
+        ({"idle": 0, "running": 0}, "scaled_to_zero"),
+        ({"initializing": 1}, "starting"),
+        ({"unhealthy": 2}, "down"),
+        ({"ready": 1}, "ready"),
+    ],
 )
 async def test_health_states(
     runpod: RunPodAdapter, fake: Fake, workers: dict[str, int], state: str
@@ -185,7 +199,8 @@ async def test_the_same_seed_gives_the_same_backoff(
     for _ in range(2):
         recorder = SleepRecorder()
         options = AdapterOptions(
-            retry=RetryPolicy(max_attempts=3, base_delay_s=0.1), rng=random.Random(7),
+            retry=RetryPolicy(max_attempts=3, base_delay_s=0.1),
+            rng=random.Random(7),
             sleep=recorder,
         )
         adapter = RunPodAdapter(runpod_settings, api_key=Secret(TOKEN), options=options)
@@ -305,7 +320,9 @@ async def test_inline_base64_images_are_saved_and_listed_as_artifacts(
         assert item.sha256 == hashlib.sha256(PNG).hexdigest()
         assert _file(item.path) == (PNG, 0o600)
     assert polled.output["images"][0] == {
-        "filename": "../../ComfyUI_0001_.png", "type": "base64", "path": polled.saved[0].path
+        "filename": "../../ComfyUI_0001_.png",
+        "type": "base64",
+        "path": polled.saved[0].path,
     }
     assert polled.output["preview"] == polled.saved[1].path and polled.output["seed"] == 7
     assert polled.output["big"] == "(inline data left out; see logs)"

@@ -52,8 +52,13 @@ def test_empty_values_count_as_missing(tmp_path: Path) -> None:
 
 def test_env_precedence_ours_then_usual_then_file(tmp_path: Path) -> None:
     path = _write(tmp_path, FULL)
-    env = {"GPUROUTE_RUNPOD_API_KEY": "ours", "RUNPOD_API_KEY": "usual", "HF_TOKEN": "hf-usual",
-           "REPLICATE_API_TOKEN": "", "MODAL_TOKEN_ID": "wk-env"}
+    env = {
+        "GPUROUTE_RUNPOD_API_KEY": "ours",
+        "RUNPOD_API_KEY": "usual",
+        "HF_TOKEN": "hf-usual",
+        "REPLICATE_API_TOKEN": "",
+        "MODAL_TOKEN_ID": "wk-env",
+    }
     store = load_secrets(path, environ=env)
 
     def value(provider: str, key: str) -> str:
@@ -73,7 +78,8 @@ def test_env_precedence_ours_then_usual_then_file(tmp_path: Path) -> None:
 def test_env_names_are_documented() -> None:
     assert env_names("huggingface", "api_key") == ("GPUROUTE_HUGGINGFACE_API_KEY", "HF_TOKEN")
     assert env_names("modal", "token_secret") == (
-        "GPUROUTE_MODAL_TOKEN_SECRET", "MODAL_TOKEN_SECRET"
+        "GPUROUTE_MODAL_TOKEN_SECRET",
+        "MODAL_TOKEN_SECRET",
     )
 
 
@@ -90,7 +96,7 @@ def test_invalid_toml_names_the_file_and_key_but_not_the_value(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("text", "key", "words"),
     [
-        ('[runpod]\napi_key = 42\n', "runpod.api_key", "expected a string, got int"),
+        ("[runpod]\napi_key = 42\n", "runpod.api_key", "expected a string, got int"),
         ('[runpod]\napikey = "x"\n', "runpod.apikey", "unknown key (known: runpod.api_key)"),
         ('[lambda]\napi_key = "x"\n', "lambda", "unknown provider table"),
         ('runpod = "x"\n', "runpod", "expected a table [runpod]"),
@@ -112,8 +118,15 @@ def test_a_directory_is_an_unreadable_file(tmp_path: Path) -> None:
 
 def test_secret_never_shows_itself() -> None:
     secret = Secret(TOKEN)
-    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", format(secret, ""),
-                  repr([secret]), repr({"k": secret})):
+    for shown in (
+        repr(secret),
+        str(secret),
+        f"{secret}",
+        f"{secret!r}",
+        format(secret, ""),
+        repr([secret]),
+        repr({"k": secret}),
+    ):
         assert TOKEN not in shown
     assert repr(secret) == "***"
     assert secret == Secret(TOKEN) and secret != Secret("other")

@@ -37,8 +37,11 @@ from tests.support import poll
 
 StackFactory = Callable[[AdaptersSettings], Awaitable[Stack]]
 PROFILE = {
-    "queue_s": [0, 1], "cold_start_s": [0, 1], "warm_probability": 0.5,
-    "failure_rate": 0.0, "units_per_s": 1,
+    "queue_s": [0, 1],
+    "cold_start_s": [0, 1],
+    "warm_probability": 0.5,
+    "failure_rate": 0.0,
+    "units_per_s": 1,
 }
 ARTIFACT = {
     "runpod": "https://cdn.example/rp/out.png",
@@ -77,9 +80,7 @@ async def stacks(config: Any, store: Any, bus: Bus) -> AsyncIterator[StackFactor
 
 
 @pytest.fixture
-async def live(
-    stacks: StackFactory, providers: dict[str, Provider], tmp_path: Path
-) -> Stack:
+async def live(stacks: StackFactory, providers: dict[str, Provider], tmp_path: Path) -> Stack:
     stack = await stacks(live_settings(providers, write_secrets(tmp_path)))
     await stack.set_flag(True)
     return stack
@@ -135,19 +136,26 @@ async def test_events_carry_provider_dry_run_remote_id_and_job_id(live: Stack) -
     [sub] = by_type["adapter.submitted"]
     assert sub["key"] == "job-7" and sub["source"] == "adapters"
     assert {k: sub["data"][k] for k in ("provider", "dry_run", "ok", "remote_id", "job_id")} == {
-        "provider": "replicate", "dry_run": False, "ok": True, "remote_id": remote_id,
+        "provider": "replicate",
+        "dry_run": False,
+        "ok": True,
+        "remote_id": remote_id,
         "job_id": "job-7",
     }
     changes = by_type["adapter.status_changed"]
     assert [(e["data"]["previous"], e["data"]["status"]) for e in changes] == [
-        ("starting", "running"), ("running", "done")
+        ("starting", "running"),
+        ("running", "done"),
     ]
     done = by_type["adapter.status_changed"][-1]["data"]
     assert (done["remote_id"], done["job_id"], done["dry_run"]) == (remote_id, "job-7", False)
     assert done["artifacts"] == ["https://replicate.delivery/pbxt/out-0.png"]
     [health] = by_type["adapter.health_checked"]
     assert {k: health["data"][k] for k in ("provider", "dry_run", "ok", "state", "remote_id")} == {
-        "provider": "replicate", "dry_run": False, "ok": True, "state": "ready",
+        "provider": "replicate",
+        "dry_run": False,
+        "ok": True,
+        "state": "ready",
         "remote_id": "acme/sdxl",
     }
 
@@ -161,7 +169,10 @@ async def test_missing_token_answers_dry_run_refusals(
         reply = await stack.submit(provider, {"input": {"prompt": "x"}})
         assert reply.status == 200
         assert reply.json == {
-            "ok": False, "provider": provider, "dry_run": True, "reason": "missing token"
+            "ok": False,
+            "provider": provider,
+            "dry_run": True,
+            "reason": "missing token",
         }
         polled = await stack.poll(provider, "some-id")
         assert (polled.json["status"], polled.json["error"]) == ("unknown", "missing token")
@@ -184,13 +195,19 @@ async def test_dry_run_mode_answers_mock_results_the_same_every_time(
     await stack.set_flag(True)
     seeded = await stack.submit("runpod", {"input": {"prompt": "x"}, "seed": 7})
     assert seeded.json == {
-        "ok": True, "provider": "runpod", "dry_run": True, "id": "mock-runpod-7",
+        "ok": True,
+        "provider": "runpod",
+        "dry_run": True,
+        "id": "mock-runpod-7",
         "status": "queued",
     }
     polled = await stack.poll("runpod", "mock-runpod-7")
     body = polled.json
     assert {k: body[k] for k in ("status", "artifacts", "logs", "dry_run")} == {
-        "status": "done", "artifacts": [], "logs": ["Simulated completion"], "dry_run": True,
+        "status": "done",
+        "artifacts": [],
+        "logs": ["Simulated completion"],
+        "dry_run": True,
     }
     first = await stack.submit("runpod", {"input": {"prompt": "same"}})
     again = await stack.submit("runpod", {"input": {"prompt": "same"}})
@@ -251,7 +268,9 @@ async def test_providers_route_tells_a_new_user_what_is_missing(stacks: StackFac
     body = reply.json
     assert body["ok"] is True and body["live_calls_enabled"] is False
     assert (body["flag"], body["secrets_file"], body["secrets_file_state"]) == (
-        "features.enable_public_gpu_adapters", None, "not_set"
+        "features.enable_public_gpu_adapters",
+        None,
+        "not_set",
     )
     described = {p["provider"]: p for p in body["providers"]}
     assert list(described) == ["runpod", "huggingface", "replicate", "modal"]
@@ -270,7 +289,8 @@ async def test_providers_route_tells_a_new_user_what_is_missing(stacks: StackFac
         "features.enable_public_gpu_adapters (PUT /api/flags)"
     )
     assert described["huggingface"]["missing_settings"] == [
-        "huggingface.namespace", "huggingface.name"
+        "huggingface.namespace",
+        "huggingface.name",
     ]
 
 
@@ -291,7 +311,9 @@ async def test_simulate_is_byte_identical_for_a_seed(stacks: StackFactory) -> No
     assert first.status == 200 and first.raw == again.raw
     transcript = first.json
     assert (transcript["provider"], transcript["seed"], transcript["units"]) == (
-        "huggingface", 11, 30
+        "huggingface",
+        11,
+        30,
     )
     assert transcript["events"][0]["phase"] == "queued"
     assert transcript["decision"]["outcome"] in ("done", "failed")
@@ -427,9 +449,14 @@ async def test_provider_errors_are_clear_json_never_500(
     limited = await live.submit("replicate", {"input": {}, "job_id": "job-429"})
     assert limited.status == 429 and limited.headers["Retry-After"] == "7"
     assert limited.json == {
-        "ok": False, "error": "replicate submit: HTTP 429: slow down", "kind": "RateLimitedError",
-        "provider": "replicate", "call": "submit", "reason": "HTTP 429: slow down",
-        "provider_status": 429, "retry_after_s": 7.0,
+        "ok": False,
+        "error": "replicate submit: HTTP 429: slow down",
+        "kind": "RateLimitedError",
+        "provider": "replicate",
+        "call": "submit",
+        "reason": "HTTP 429: slow down",
+        "provider_status": 429,
+        "retry_after_s": 7.0,
     }
     providers["runpod"].fake.plan("run", Scripted(status=500, body={"error": "boom"}))
     failed = await live.submit("runpod", {"input": {}})

@@ -62,8 +62,11 @@ def test_phases_come_in_order_and_times_never_go_back(seed: int) -> None:
 
 def test_the_profile_drives_failures_and_cold_starts() -> None:
     always_fails = ProviderProfile(
-        queue_s=(0.0, 0.0), cold_start_s=(1.0, 1.0), warm_probability=1.0,
-        failure_rate=1.0, units_per_s=10.0,
+        queue_s=(0.0, 0.0),
+        cold_start_s=(1.0, 1.0),
+        warm_probability=1.0,
+        failure_rate=1.0,
+        units_per_s=10.0,
     )
     transcript = simulate("modal", JOB, seed=1, profile=always_fails)
     assert transcript.decision.outcome == "failed"
@@ -88,8 +91,11 @@ def test_unknown_provider_and_bad_profile_are_errors() -> None:
     with pytest.raises(UnknownProviderError, match="lambda simulate: unknown provider"):
         simulate("lambda", JOB, 1)
     bad = ProviderProfile(
-        queue_s=(2.0, 1.0), cold_start_s=(0.0, 1.0), warm_probability=1.5,
-        failure_rate=0.0, units_per_s=0.0,
+        queue_s=(2.0, 1.0),
+        cold_start_s=(0.0, 1.0),
+        warm_probability=1.5,
+        failure_rate=0.0,
+        units_per_s=0.0,
     )
     with pytest.raises(InvalidJobError, match="queue_s must be 0 <= low <= high"):
         simulate("runpod", JOB, 1, profile=bad)
@@ -98,8 +104,11 @@ def test_unknown_provider_and_bad_profile_are_errors() -> None:
 # --- bounds: no value a profile may hold can overflow ---------------------------------
 
 PROFILE = {
-    "queue_s": [0, 1], "cold_start_s": [0, 1], "warm_probability": 0.5,
-    "failure_rate": 0.0, "units_per_s": 1,
+    "queue_s": [0, 1],
+    "cold_start_s": [0, 1],
+    "warm_probability": 0.5,
+    "failure_rate": 0.0,
+    "units_per_s": 1,
 }
 
 
@@ -139,8 +148,11 @@ def _extreme_profiles() -> list[ProviderProfile]:
     edges = [0.0, SIM_MAX_SECONDS]
     found = [
         ProviderProfile(
-            queue_s=(low, SIM_MAX_SECONDS), cold_start_s=(low, SIM_MAX_SECONDS),
-            warm_probability=warm, failure_rate=fail, units_per_s=speed,
+            queue_s=(low, SIM_MAX_SECONDS),
+            cold_start_s=(low, SIM_MAX_SECONDS),
+            warm_probability=warm,
+            failure_rate=fail,
+            units_per_s=speed,
         )
         for low in edges
         for warm in (0.0, 1.0)

@@ -35,7 +35,9 @@ async def test_a_vram_heavy_job_waits_while_another_runs_and_goes_the_moment_it_
         assert (done.queue_state, done.code) == ("finished", "complete")
         [released] = done.transitions
         assert (released.job_id, released.previous, released.state) == (
-            "render-1024", "delayed", "queued",
+            "render-1024",
+            "delayed",
+            "queued",
         )
         assert budget.state.book.jobs["render-1024"].state == "queued"
         snap = await api.snapshot()
@@ -59,9 +61,7 @@ async def test_telemetry_counts_and_a_finished_job_is_credited_before_the_next_s
         assert [t.job_id for t in done.transitions] == ["b"]  # 5000 - 4000 credited
 
 
-async def test_a_small_job_passes_a_big_one_until_the_big_one_is_older_than_the_age(
-    bus, config
-):
+async def test_a_small_job_passes_a_big_one_until_the_big_one_is_older_than_the_age(bus, config):
     await budgets_on(bus)
     clock = ManualClock(time.time())
     async with running_budget(config, clock, max_vram_mb=8000, starvation_age_s=30,
@@ -79,7 +79,8 @@ async def test_a_small_job_passes_a_big_one_until_the_big_one_is_older_than_the_
         assert "over starvation_age_s 30" in late.reason
         done = await api.finish("holder")
         assert [(t.job_id, t.state) for t in done.transitions] == [
-            ("big", "queued"), ("small-2", "queued"),
+            ("big", "queued"),
+            ("small-2", "queued"),
         ]
 
 
@@ -166,5 +167,3 @@ async def test_bad_input_is_a_400_naming_the_field(bus, config):
                                                   "vram_mb": 2048}}}, b.JobAnswer)  # fmt: skip
         assert answer.queue_state == "queued"
         assert (await api.snapshot()).jobs[0].perf.vram_mb == 2048
-
-

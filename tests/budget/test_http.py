@@ -33,7 +33,10 @@ async def test_the_perf_routes_answer_as_docs_perf_md_says(bus, config, stored: 
         assert (status, body["code"]) == (200, "canceled")
         status, body = await http.get("/api/perf/budgets/jobs/poll?after=0")
         assert status == 200 and [t["state"] for t in body["transitions"]] == [
-            "queued", "running", "finished"]
+            "queued",
+            "running",
+            "finished",
+        ]
         status, body = await http.post("/api/perf/budgets/assets/register",
                                        {"asset_id": "sdxl", "size_mb": 6900,
                                         "kind": "checkpoint"})  # fmt: skip

@@ -127,9 +127,7 @@ def test_jobs_ahead_are_the_queued_before_it_and_the_waiting_visited_before_it()
     assert register("a", 600, 1) == ("queued", "fits")
     assert register("b", 600, 2) == ("delayed", "vram")
     assert register("c", 100, 3) == ("delayed", "queue_depth")
-    assert book.jobs["c"].reason == (
-        "queue_depth: 2 jobs waiting ahead of it, max_queue_depth 2")
+    assert book.jobs["c"].reason == ("queue_depth: 2 jobs waiting ahead of it, max_queue_depth 2")
     admission.finish(book, "a", "complete", 4, 4)
     admission.evaluate(book, 4, 4, admission.held(book, {}))
-    assert [(j.job_id, j.state) for j in book.jobs.values()] == [("b", "queued"),
-                                                                 ("c", "queued")]
+    assert [(j.job_id, j.state) for j in book.jobs.values()] == [("b", "queued"), ("c", "queued")]

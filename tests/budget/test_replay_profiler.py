@@ -65,7 +65,12 @@ async def test_a_replay_of_the_log_reproduces_every_queue_state_and_reason(
     changes = [e for e in events if e.type == "budget.state"]
     assert len(changes) > 25
     assert {c.payload.trigger for c in changes} >= {
-        "limits.updated", "job.registered", "job.started", "job.finished", "evaluation"}
+        "limits.updated",
+        "job.registered",
+        "job.started",
+        "job.finished",
+        "evaluation",
+    }
     state, problems = replay(events)
     assert problems == []
     state.node = projection.node

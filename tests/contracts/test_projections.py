@@ -54,17 +54,32 @@ def mixed_log() -> list[tuple[int, Event]]:
         events += lifecycle(ids, f"job-{i % 5}")  # type: ignore[arg-type]
         events.append(ids.event(sample(gpu(free_mib=(i + 1) * 1024), sample_id=f"s{i}"),
                                 key="host"))  # fmt: skip
-        events.append(ids.event(ProviderUpserted(
-            profile=msgspec.structs.replace(profile, id=f"box-{i % 3}")), key=f"box-{i % 3}"))
+        events.append(
+            ids.event(
+                ProviderUpserted(profile=msgspec.structs.replace(profile, id=f"box-{i % 3}")),
+                key=f"box-{i % 3}",
+            )
+        )
         if i % 4 == 3:
             events.append(ids.event(ProviderRemoved(id=f"box-{i % 3}"), key=f"box-{i % 3}"))
         events.append(ids.event(FlagsChanged(flags={ENABLE_COMPUTE: i % 2 == 0,
                                                     ENABLE_PUBLIC_GPU_ADAPTERS: i % 3 == 0}),
                                 key="flags"))  # fmt: skip
         events.append(ids.event(QueueDepthChanged(depth=i), key="remote"))
-        events.append(ids.event(AdapterSubmitted(
-            provider="runpod", dry_run=i % 2 == 0, ok=True, remote_id=f"rp-{i}",
-            job_id=f"job-{i % 5}", status="queued", instance=f"inst-{i % 2}"), key=f"job-{i}"))
+        events.append(
+            ids.event(
+                AdapterSubmitted(
+                    provider="runpod",
+                    dry_run=i % 2 == 0,
+                    ok=True,
+                    remote_id=f"rp-{i}",
+                    job_id=f"job-{i % 5}",
+                    status="queued",
+                    instance=f"inst-{i % 2}",
+                ),
+                key=f"job-{i}",
+            )
+        )
         events.append(ids.event(AdapterStatusChanged(
             provider="runpod", dry_run=i % 2 == 0, remote_id=f"rp-{i // 2}", status="running",
             artifacts=[f"a{i}"], instance="inst-0"), key=f"job-{i}"))  # fmt: skip

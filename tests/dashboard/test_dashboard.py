@@ -3,7 +3,8 @@ against a real stack: every panel loads with no console error, a submitted
 job appears and succeeds without a reload, a delayed job shows its reason,
 a job's page explains its decision and re-runs it with a threshold typed
 there, live updates resume after a gateway restart with no gap and no
-duplicate, and the cost chart moves while a dry-run pod runs. Each test leaves ``screenshot.png`` in its tmp_path;
+duplicate, and the cost chart moves while a dry-run pod runs. Each test
+leaves ``screenshot.png`` in its tmp_path;
 ``GPUROUTE_SCREENSHOT_TO=docs/img/dashboard.png`` copies the overview taken
 by the cost chart's test there (the README's picture comes from this run).
 """

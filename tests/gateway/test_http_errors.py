@@ -122,7 +122,7 @@ async def test_a_body_shorter_than_its_length_is_408_then_closed(gateway):
     started = asyncio.get_running_loop().time()
     answer = await raw_exchange(
         gateway,
-        b"PUT /api/flags HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"flags\":",
+        b'PUT /api/flags HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{"flags":',
     )
     status, body = split(answer)
     assert status == 408 and "did not arrive within 1s" in body["error"]

@@ -23,11 +23,7 @@ from tests.support import BIN
 
 
 def registered(app: web.Application) -> set[tuple[str, str]]:
-    return {
-        (r.method, r.resource.canonical)
-        for r in app.router.routes()
-        if r.resource is not None
-    }
+    return {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
 
 
 def test_the_document_validates_and_lists_exactly_the_registered_routes() -> None:

@@ -121,9 +121,7 @@ async def test_with_a_token_every_route_but_health_needs_it(guarded, caplog):
         status, _, text = await send(guarded, route.method, path, Authorization="Bearer nope")
         assert status == 401 and "nope" not in text
         answers.append(text)
-        status, _, text = await send(
-            guarded, route.method, path, Authorization=f"Bearer {TOKEN}"
-        )
+        status, _, text = await send(guarded, route.method, path, Authorization=f"Bearer {TOKEN}")
         assert status != 401, (route.method, path)
         answers.append(text)
     seen = "\n".join(answers) + "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records)

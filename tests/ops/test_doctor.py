@@ -127,8 +127,12 @@ async def test_missing_empty_and_unreadable_model_files(config: Config, tmp_path
     root.mkdir()
     (root / "empty.bin").write_bytes(b"")
     (root / "dir").mkdir()
-    cfg = msgspec.structs.replace(config, ops=OpsSettings(
-        model_roots=[str(root)], model_files=["gone.bin", "empty.bin", "dir", "../escape"]))
+    cfg = msgspec.structs.replace(
+        config,
+        ops=OpsSettings(
+            model_roots=[str(root)], model_files=["gone.bin", "empty.bin", "dir", "../escape"]
+        ),
+    )
     report = await run_doctor(None, cfg, [], probes=probes())
     checks = by_name(report)
     assert "does not exist" in checks["model.gone.bin"].summary
@@ -163,10 +167,23 @@ def test_restart_loop_names_pids_and_their_errors() -> None:
 
 
 def test_unsafe_gpu_says_the_advisor_falls_back_to_cpu() -> None:
-    hot = gpu.GpuState(index=0, name="RTX", memory_total_mib=1000, memory_used_mib=990,
-                       temperature_c=91, ecc_uncorrected=2, processes=["77 (900 MiB)"])
-    fine = gpu.GpuState(index=1, name="RTX", memory_total_mib=1000, memory_used_mib=10,
-                        temperature_c=40, ecc_uncorrected=0)
+    hot = gpu.GpuState(
+        index=0,
+        name="RTX",
+        memory_total_mib=1000,
+        memory_used_mib=990,
+        temperature_c=91,
+        ecc_uncorrected=2,
+        processes=["77 (900 MiB)"],
+    )
+    fine = gpu.GpuState(
+        index=1,
+        name="RTX",
+        memory_total_mib=1000,
+        memory_used_mib=10,
+        temperature_c=40,
+        ecc_uncorrected=0,
+    )
     checks = gpu.gpu_checks(gpu.GpuProbe(gpus=[hot, fine], driver="550"), OpsSettings())
     assert checks[0].status == "warn"
     for part in ("2 uncorrected ECC", "91 C", "VRAM full: 990 of 1000", "falls back to CPU"):
@@ -222,7 +239,6 @@ async def test_doctor_logs_in_as_the_gateway_under_up_permissions(
             assert checks[name].status == "pass", checks[name]
     finally:
         server.stop()
-
 
 
 def _events_db(path: Path, rows: list[tuple[float, int]]) -> None:

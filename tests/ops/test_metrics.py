@@ -68,8 +68,11 @@ async def test_metrics_parse_and_have_the_families(gateway: GatewayService) -> N
     assert fb.value == 1000 and fb.labels == {"gpu": "0", "UUID": "GPU-1", "modelName": "T4"}
     up = {s.labels["source"]: s.value for s in families["gpuroute_source_up"].samples}
     assert up["store"] == 1 and up["consumer"] == 1
-    reads = [s for s in families["gpuroute_endpoint_requests"].samples
-             if s.labels.get("endpoint") == "gpuroute.store.read" and s.name.endswith("_total")]
+    reads = [
+        s
+        for s in families["gpuroute_endpoint_requests"].samples
+        if s.labels.get("endpoint") == "gpuroute.store.read" and s.name.endswith("_total")
+    ]
     assert reads and reads[0].value >= 1
     spend = families["gpuroute_spend_today_usd"].samples
     assert spend[0].value == 0
@@ -112,8 +115,10 @@ async def test_metrics_count_jobs_per_state_and_decisions_per_rule_and_target(
         waits = await client.submit(kind="image")  # 1024x1024: waits for a GPU, delayed
         views = [await client.ended(a.job_id) for a in ended]
 
-        for job_id, event, state in ((waits.job_id, "job.delayed", "delayed"),  # advised
-                                     (held.job_id, "job.started", "running")):
+        for job_id, event, state in (
+            (waits.job_id, "job.delayed", "delayed"),  # advised
+            (held.job_id, "job.started", "running"),
+        ):
             await stored.folded(scheduler.follower, event, where=lambda e, j=job_id: e.key == j)
             views.append(await client.get(job_id))
             assert views[-1].state == state
@@ -184,8 +189,11 @@ async def test_serve_alone_metrics_port_has_the_services_own_figures(
     families = {f.name: f for f in text_string_to_metric_families(text)}
 
     def value(family: str, **labels: str) -> float:
-        return next(s.value for s in families[family].samples
-                    if labels.items() <= s.labels.items() and not s.name.endswith("_created"))
+        return next(
+            s.value
+            for s in families[family].samples
+            if labels.items() <= s.labels.items() and not s.name.endswith("_created")
+        )
 
     assert value("gpuroute_service_up", service="scheduler") == 1
     assert value("gpuroute_service_restarts", service="scheduler") == 0

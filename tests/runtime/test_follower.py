@@ -128,8 +128,7 @@ async def test_the_advisor_starts_without_a_store_and_answers_503_at_once(bus, c
         store = StoreService(await Bus.connect(config.nats.url or "", source="store"), config)
         await store.start()
         await asyncio.wait_for(advisor.ready.wait(), 15)
-        listed = msgspec.json.decode(
-            await bus.call_raw("gpuroute.providers.list", b"{}"))
+        listed = msgspec.json.decode(await bus.call_raw("gpuroute.providers.list", b"{}"))
         assert listed["providers"]  # seeded once loaded
     finally:
         await advisor.stop()

@@ -179,9 +179,7 @@ async def test_modder_reads_events_and_the_store_and_publishes_nothing_else(
 
     await store.nc.subscribe(STORE_READ, cb=answer)
     await store.nc.flush()
-    reply = await modder.nc.request(
-        STORE_READ, msgspec.json.encode(StoreReadRequest()), timeout=5
-    )
+    reply = await modder.nc.request(STORE_READ, msgspec.json.encode(StoreReadRequest()), timeout=5)
     assert msgspec.json.decode(reply.data, type=StoredPage).last_seq == 7
     await modder.nc.subscribe("stored.job.>")
     await modder.nc.subscribe("job.>")
@@ -286,8 +284,12 @@ async def test_up_runs_every_service_as_its_own_user(
     running, stop = asyncio.Event(), asyncio.Event()
     factories = [(n, cli._load(cli.SERVICES[n])) for n in names]
     task = asyncio.create_task(
-        run(config, factories, stop=stop,
-            announce=lambda line: line.startswith("gpuroute: running") and running.set())
+        run(
+            config,
+            factories,
+            stop=stop,
+            announce=lambda line: line.startswith("gpuroute: running") and running.set(),
+        )
     )
     try:
         await asyncio.wait_for(running.wait(), 60)
@@ -322,7 +324,6 @@ async def test_up_runs_every_service_as_its_own_user(
     refused = [str(r.__dict__) for r in caplog.records if "permissions violation" in
                str(r.__dict__).lower()]  # fmt: skip
     assert refused == []
-
 
 
 async def _reserve(bus: Bus) -> object:

@@ -76,9 +76,7 @@ async def beats(bus: Bus) -> list[Heartbeat]:
     return seen
 
 
-async def test_a_dying_loop_is_restarted_and_named_in_heartbeats_until_well(
-    config, bus, caplog
-):
+async def test_a_dying_loop_is_restarted_and_named_in_heartbeats_until_well(config, bus, caplog):
     seen = await beats(bus)
     Echo.flaky_deaths = 2
     service = Echo(await Bus.connect(config.nats.url or "", source="echo"), config)

@@ -53,8 +53,12 @@ class Quick(Executor):
 
 @contextlib.asynccontextmanager
 async def running_scheduler(
-    config: Config, executor: Executor | None = None, *, every_executor: bool = False,
-    executors: dict[str, Executor] | None = None, **settings: Any,
+    config: Config,
+    executor: Executor | None = None,
+    *,
+    every_executor: bool = False,
+    executors: dict[str, Executor] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[SchedulerService]:
     """The service on a bus of its own; ``every_executor``: the four real ones
     (build_executors), else ``executors``, else ``executor`` (default

@@ -43,8 +43,10 @@ def replayed_hash(db: Path) -> str:
 async def test_replay_of_a_run_gives_the_live_job_table_hash(
     config: Config, store: Any, bus: Bus, tmp_path: Path
 ) -> None:
-    settings = AdaptersSettings(secrets_file=str(write_secrets(tmp_path)),
-                                runpod=RunPodSettings(endpoint_id="ep-1", dry_run=True))
+    settings = AdaptersSettings(
+        secrets_file=str(write_secrets(tmp_path)),
+        runpod=RunPodSettings(endpoint_id="ep-1", dry_run=True),
+    )
     stack = await start_stack(config, settings, bus)
     try:
         async with running_advisor(config), running_cloud(config), \

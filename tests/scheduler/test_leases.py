@@ -24,6 +24,7 @@ async def test_a_silent_owner_is_taken_over_and_never_left_running(
             await wait_for(lambda: len(held.runs) == 2)
             await a.bus.nc.close()  # dies: no terminal event, no lease renewal
         async with running_scheduler(config, Quick(), lease_s=1.0):
+
             async def second_attempt() -> bool:
                 view = await client.get(retried.job_id)
                 return view.state == "running" and view.attempts == 2 and view.owner != a.instance

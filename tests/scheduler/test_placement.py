@@ -46,6 +46,7 @@ async def test_a_job_advised_wait_is_delayed_until_a_new_decision_places_it(
         accepted = await client.submit(**BIG)
         assert accepted.decision is not None and accepted.decision.target == "wait"
         assert accepted.state == "delayed"
+
         async def delayed() -> s.JobView | None:
             view = await client.get(accepted.job_id)
             return view if view.state == "delayed" else None

@@ -43,6 +43,7 @@ async def read(bus: Bus, **kw: object) -> StoredPage:
 def sized_event(bus: Bus, size: int, key: str = "job-big") -> tuple[str, bytes]:
     """(id, body) of a valid ``job.succeeded`` event of exactly ``size`` bytes
     (padded in ``source``)."""
+
     def build(pad: int) -> tuple[str, bytes]:
         event = make_event(
             JobSucceeded(artifacts=["out.png"]), id=bus.ids.new(), key=key, ts=1.0,

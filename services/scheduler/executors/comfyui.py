@@ -75,7 +75,7 @@ def node_errors(body: Any) -> str:
     text = error.get("message", "") if isinstance(error, dict) else str(error or "")
     parts = [text or "ComfyUI refused the workflow"]
     nodes = body.get("node_errors")
-    for node_id, info in (nodes.items() if isinstance(nodes, dict) else ()):
+    for node_id, info in nodes.items() if isinstance(nodes, dict) else ():
         info = info if isinstance(info, dict) else {}
         errs = [
             f"{e.get('message', '')}: {e.get('details', '')}".strip(": ")

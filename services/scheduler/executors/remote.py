@@ -88,7 +88,9 @@ class RemoteExecutor(Executor):
                 subject, msgspec.json.encode(request), self.settings.call_timeout_s
             )
             return limits.decode(
-                limits.decoder_for(reply), raw, max_bytes=limits.MAX_PAGE_BYTES,
+                limits.decoder_for(reply),
+                raw,
+                max_bytes=limits.MAX_PAGE_BYTES,
                 what=f"{subject} reply",
             )
         except ServiceCallError as e:

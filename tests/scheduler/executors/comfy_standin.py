@@ -142,8 +142,15 @@ class ComfyStandIn:
         await ws.prepare(request)
         sid = request.query.get("clientId", "")
         self.sockets[sid] = ws
-        await ws.send_json({"type": "status", "data": {
-            "status": {"exec_info": {"queue_remaining": len(self.pending)}}, "sid": sid}})
+        await ws.send_json(
+            {
+                "type": "status",
+                "data": {
+                    "status": {"exec_info": {"queue_remaining": len(self.pending)}},
+                    "sid": sid,
+                },
+            }
+        )
         async for _ in ws:
             pass
         if self.sockets.get(sid) is ws:
@@ -181,8 +188,11 @@ class ComfyStandIn:
         await self._send(client, "execution_start", stamp)
         outputs: dict[str, Any] = {}
         for node_id, node in prompt.items():
-            await self._send(client, "executing",
-                             {"node": node_id, "display_node": node_id, "prompt_id": prompt_id})
+            await self._send(
+                client,
+                "executing",
+                {"node": node_id, "display_node": node_id, "prompt_id": prompt_id},
+            )
             try:
                 output = await self._node(prompt_id, node_id, node, client)
             except Interrupted:
@@ -199,12 +209,27 @@ class ComfyStandIn:
                 return
             if output:
                 outputs[node_id] = output
-                await self._send(client, "executed", {"node": node_id, "display_node": node_id,
-                                                      "output": output, "prompt_id": prompt_id})
+                await self._send(
+                    client,
+                    "executed",
+                    {
+                        "node": node_id,
+                        "display_node": node_id,
+                        "output": output,
+                        "prompt_id": prompt_id,
+                    },
+                )
         await self._end(prompt_id, client, messages, outputs, "execution_success", stamp)
 
-    async def _end(self, prompt_id: str, client: str | None, messages: list[list[Any]],
-                   outputs: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
+    async def _end(
+        self,
+        prompt_id: str,
+        client: str | None,
+        messages: list[list[Any]],
+        outputs: dict[str, Any],
+        kind: str,
+        data: dict[str, Any],
+    ) -> None:
         messages.append([kind, data])
         await self._send(client, kind, data)
         self.history[prompt_id] = {
@@ -214,17 +239,27 @@ class ComfyStandIn:
             "meta": {},
         }  # fmt: skip
 
-    async def _node(self, prompt_id: str, node_id: str, node: dict[str, Any],
-                    client: str | None) -> dict[str, Any] | None:
+    async def _node(
+        self, prompt_id: str, node_id: str, node: dict[str, Any], client: str | None
+    ) -> dict[str, Any] | None:
         inputs, kind = node.get("inputs", {}), node["class_type"]
         if kind == "Steps":
             for value in range(1, int(inputs.get("steps", 3)) + 1):
-                await self._send(client, "progress", {"value": value, "max": inputs.get("steps", 3),
-                                                      "prompt_id": prompt_id, "node": node_id})
+                await self._send(
+                    client,
+                    "progress",
+                    {
+                        "value": value,
+                        "max": inputs.get("steps", 3),
+                        "prompt_id": prompt_id,
+                        "node": node_id,
+                    },
+                )
                 await asyncio.sleep(0)
         elif kind == "Hold":
-            await self._send(client, "progress",
-                             {"value": 0, "max": 1, "prompt_id": prompt_id, "node": node_id})
+            await self._send(
+                client, "progress", {"value": 0, "max": 1, "prompt_id": prompt_id, "node": node_id}
+            )
             interrupt = asyncio.create_task(self._interrupt.wait())
             release = asyncio.create_task(self._release.wait())
             await asyncio.wait({interrupt, release}, return_when=asyncio.FIRST_COMPLETED)

@@ -71,9 +71,14 @@ class Harness(abc.ABC):
     def run(self, case: Case | Any, *, payload: Any = None, provider: str | None = None) -> Run:
         self.attempts += 1
         return Run(
-            job_id=f"job-{self.attempts}", attempt=1, spec=JobSpec(width=64, height=64),
-            payload=self.payload(case) if payload is None else payload, timeout_s=None,
-            workdir=self.workdir / f"job-{self.attempts}" / "1", seed=42, provider=provider,
+            job_id=f"job-{self.attempts}",
+            attempt=1,
+            spec=JobSpec(width=64, height=64),
+            payload=self.payload(case) if payload is None else payload,
+            timeout_s=None,
+            workdir=self.workdir / f"job-{self.attempts}" / "1",
+            seed=42,
+            provider=provider,
         )
 
     @abc.abstractmethod

@@ -29,8 +29,10 @@ async def comfy(tmp_path: Any, aiohttp_server: Callable[..., Any]) -> AsyncItera
 
 
 async def test_outputs_are_fetched_into_artifacts_under_safe_names(comfy: ComfyHarness) -> None:
-    workflow = {"1": {"class_type": "Steps", "inputs": {"steps": 3}},
-                "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "../../evil"}}}
+    workflow = {
+        "1": {"class_type": "Steps", "inputs": {"steps": 3}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "../../evil"}},
+    }
     run, progress = comfy.run("x", payload=workflow), Recorder()
     outcome = await comfy.executor.run(run, progress)
     assert outcome.status == "succeeded", outcome.reason
@@ -83,8 +85,14 @@ async def test_cancel_of_a_pending_prompt_leaves_the_running_one_alone(
 async def test_health_reports_vram_from_system_stats(comfy: ComfyHarness) -> None:
     health = await comfy.executor.health()
     assert health["ok"] is True
-    assert health["devices"] == [{"name": "cuda:0 Stand-in", "type": "cuda",
-                                  "vram_total": 24 * 1024**3, "vram_free": 20 * 1024**3}]
+    assert health["devices"] == [
+        {
+            "name": "cuda:0 Stand-in",
+            "type": "cuda",
+            "vram_total": 24 * 1024**3,
+            "vram_free": 20 * 1024**3,
+        }
+    ]
 
 
 async def test_no_server_is_a_retryable_failure_and_unhealthy(comfy: ComfyHarness) -> None:

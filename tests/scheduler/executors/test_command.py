@@ -16,7 +16,8 @@ from tests.scheduler.executors.test_contract import CommandHarness
 def _harness(tmp_path: Path, **settings: object) -> CommandHarness:
     harness = CommandHarness(tmp_path)
     harness.executor = CommandExecutor(
-        CommandSettings(allow=["echo", "python"], **settings), tmp_path  # type: ignore[arg-type]
+        CommandSettings(allow=["echo", "python"], **settings),
+        tmp_path,  # type: ignore[arg-type]
     )
     return harness
 
@@ -90,7 +91,9 @@ async def test_files_left_in_the_artifacts_folder_are_the_artifacts(tmp_path: Pa
     outcome = await harness.executor.run(run, Recorder())
     [artifact] = outcome.artifacts
     assert (artifact.name, artifact.size, artifact.path.parent) == (
-        "out.txt", 2, run.workdir / "artifacts"
+        "out.txt",
+        2,
+        run.workdir / "artifacts",
     )
     assert (run.workdir / "artifacts").stat().st_mode & 0o777 == 0o700
 
