@@ -49,13 +49,20 @@ def derived_id(parent: str, purpose: str) -> str:
     answers), else 0; its other bits come from sha256(parent, purpose).
     """
     digest = hashlib.sha256(f"{parent}\x00{purpose}".encode()).digest()
-    hexed = parent.replace("-", "")
-    try:
-        ms = int(hexed[:12], 16) if len(hexed) == 32 and hexed[12] == "7" else 0
-    except ValueError:  # 32 characters, but not hex: not a UUID
-        ms = 0
+    ms = id_ms(parent) or 0
     rand = int.from_bytes(digest[:10], "big")
     return _uuid7(ms, (rand >> 62) & 0xFFF, rand & ((1 << 62) - 1))
+
+
+def id_ms(value: str) -> int | None:
+    """The Unix time in milliseconds a UUIDv7 carries, or None for anything else."""
+    hexed = value.replace("-", "")
+    if len(hexed) != 32 or hexed[12] != "7":
+        return None
+    try:
+        return int(hexed[:12], 16)
+    except ValueError:  # 32 characters, but not hex: not a UUID
+        return None
 
 
 def _uuid7(ms: int, rand_a: int, rand_b: int) -> str:

@@ -71,7 +71,7 @@ from services.runtime.config import Config
 from services.runtime.endpoints import EndpointError, InFlight, endpoint
 from services.runtime.errors import BusError
 from services.runtime.follower import Follower
-from services.runtime.ids import derived_id
+from services.runtime.ids import derived_id, id_ms
 from services.scheduler.cloud import PodTargets, capped
 from services.scheduler.executors.base import Executor
 from services.scheduler.jobs import Driver, Job
@@ -81,6 +81,9 @@ MAX_IN_FLIGHT = 512
 FOLLOWED = ("job.>",)
 ENDED = frozenset({"job.succeeded", "job.failed", "job.cancelled"})
 ACCEPTED_KEPT = 4096
+RECENT_ID_S = 10.0
+"""A job id minted this recently that the table lacks may be another instance's
+just-accepted job: a get or cancel waits (up to 2 s) for its events."""
 """How many recently accepted job ids an instance remembers for read-your-writes."""
 
 
@@ -244,10 +247,17 @@ class SchedulerService(Driver):
         return self._row(ref.id).view()
 
     def _known_unfolded(self, job_id: str) -> bool:
-        """A job this instance accepted whose events the table has not folded yet
-        (it may even have ended already): a read right after the submit waits for
-        them instead of answering 404."""
-        return job_id not in self.table and (job_id in self.jobs or job_id in self._accepted_ids)
+        """A job whose events the table may not have folded yet: one this instance
+        accepted (it may even have ended already), or an id minted in the last
+        ``RECENT_ID_S`` seconds, which another instance may just have accepted
+        (the gateway's GET after its POST can reach either). A read waits for
+        them instead of answering 404; an old unknown id is a 404 at once."""
+        if job_id in self.table:
+            return False
+        if job_id in self.jobs or job_id in self._accepted_ids:
+            return True
+        ms = id_ms(job_id)
+        return ms is not None and abs(self.clock.now() - ms / 1000) < RECENT_ID_S
 
     async def _wait_folded(self, job_id: str, timeout: float = 2.0) -> None:
         loop = asyncio.get_running_loop()

@@ -7,12 +7,16 @@ import collections
 import contextlib
 from typing import Any
 
+import pytest
 from nats.aio.msg import Msg
 
 from schemas import decode_event
+from schemas import scheduler as s
 from schemas.jobs import JobStarted
 from services.runtime.bus import Bus
 from services.runtime.config import Config
+from services.runtime.endpoints import EndpointError
+from services.runtime.ids import derived_id
 from services.scheduler.executors.synthetic import SyntheticExecutor
 from tests.advisor.service_support import running_advisor
 from tests.support import wait_for
@@ -57,3 +61,28 @@ async def test_two_instances_start_each_of_500_jobs_exactly_once(
         assert set(owners) == {a.instance, b.instance}, owners  # both did work
     for sub in subs:
         await sub.unsubscribe()
+
+
+async def test_the_other_instance_answers_a_just_accepted_job_not_404(
+    config: Config, store: Any, bus: Bus
+) -> None:
+    """The gateway's GET after its POST may reach the instance that did not accept
+    the job, before that one has folded its events: it waits for them (the id is
+    minted seconds ago), while an old unknown id is a 404 at once."""
+    synthetic = SyntheticExecutor(config.scheduler.synthetic)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(running_advisor(config))
+        a = await stack.enter_async_context(running_scheduler(config, synthetic))
+        b = await stack.enter_async_context(running_scheduler(config, synthetic))
+        for _ in range(5):
+            accepted = await a.submit(
+                s.JobRequest(kind="other", executor="synthetic", payload={"duration_s": 0})
+            )
+            view = await b.get_job(s.JobRef(id=accepted.job_id))  # at once: not folded yet
+            assert view.job_id == accepted.job_id
+        old = derived_id("00000000-0000-7000-8000-000000000000", "never submitted")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(EndpointError) as e:
+            await b.get_job(s.JobRef(id=old))
+        assert e.value.code == 404 and loop.time() - began < 1.0
