@@ -20,7 +20,7 @@ from schemas.cloud import (
     SpawnAnswer,
 )
 from schemas.cloud_settings import CloudSettings
-from services.cloud.ledger import Ledger, Pod, day_of, usd
+from services.cloud.ledger import SERVERLESS, Ledger, Pod, day_of, usd
 
 
 def pod_view(pod: Pod, now: float) -> PodView:
@@ -56,7 +56,7 @@ def cost(state: Ledger, settings: CloudSettings, now: float, dry_run: bool) -> C
     total = state.total_u()
     jobs = state.jobs_processed
     return CloudCost(
-        totalCost=usd(total), costByPod={k: usd(v) for k, v in sorted(state.cost_by.items())},
+        totalCost=usd(total), costByPod=_by_pod(state),
         activePods=len(state.live_pods()), totalJobsProcessed=jobs,
         avgCostPerJob=round(usd(total) / jobs, 6) if jobs else 0.0, today=today,
         todaySpent=usd(state.spent(today)), todayReserved=usd(state.reserved(today)),
@@ -65,6 +65,12 @@ def cost(state: Ledger, settings: CloudSettings, now: float, dry_run: bool) -> C
         costByProvider={k: usd(v) for k, v in sorted(state.spent_provider.items())},
         limitReached=today in state.limit_days, dry_run=dry_run,
     )  # fmt: skip
+
+
+def _by_pod(state: Ledger) -> dict[str, float]:
+    """Each pod's cost, and ``serverless`` always (0 before any call): clients read it."""
+    by = {SERVERLESS: 0, **state.cost_by}
+    return {k: usd(v) for k, v in sorted(by.items())}
 
 
 def pod_list(state: Ledger, now: float, dry_run: bool) -> PodList:

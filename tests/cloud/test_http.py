@@ -33,6 +33,7 @@ async def test_every_cloud_route_over_http(config: Config, store: Any, bus: Bus)
         assert status == 200, body
         assert body["activePods"] == 1 and body["dailyCap"] == config.cloud.daily_cost_limit
         assert body["todayReserved"] > 0 and body["dry_run"] is True
+        assert body["costByPod"] == {pod["id"]: 0.0, "serverless": 0.0}, body  # always named
 
         status, body = await http.post("/api/cloud/terminate/no-such-pod")
         assert status == 404 and "no-such-pod" in body["error"], body
