@@ -322,7 +322,7 @@ CloudCostReleasedEvent = event_type(
 )
 CloudCostLimitReachedEvent = event_type(
     "cloud.cost_limit_reached", CloudCostLimitReached,
-    "The day's cloud cost cap refused money (once per day).", **_C,
+    "The day's cloud cost cap refused money (once per day).", **_CS,
 )  # fmt: skip
 CloudAutoscaledEvent = event_type(
     "cloud.autoscaled", CloudAutoscaled, "An autoscaling decision with its numbers.", **_C

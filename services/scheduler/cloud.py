@@ -21,6 +21,10 @@ jobs; local first):
 4. else wait for whichever comes first, a local slot or a pod the autoscaler
    makes ready (batches end up here: pods are for batches).
 
+Once ``cloud.cost_limit_reached`` for today (UTC, the bus clock) is folded,
+steps 2 and 3 are skipped: routing stays local until the next day (an attempt
+that raced the cap is refused by the cloud service and falls back as below).
+
 Each cloud attempt's ``job.started`` carries the ``reason`` with its numbers. A
 serverless attempt that fails falls back: ``job.rerouted`` (from ``serverless``
 to ``cloud_pod``) and the next attempt, which does not count against
@@ -59,6 +63,7 @@ from schemas.cloud import (
     ClaimAnswer,
     ClaimRequest,
     CloudConfigUpdated,
+    CloudCostLimitReached,
     CloudPodClaimed,
     CloudPodReady,
     CloudPodReleased,
@@ -90,25 +95,31 @@ CALL_TIMEOUT_S = 5.0
 MAX_PODS = 1024
 MAX_TRACKED = 65_536
 """Jobs whose next attempt must not go serverless (bounded; oldest forgotten)."""
+MAX_LIMIT_DAYS = 31
+"""UTC days whose cap was reached that the view keeps (the newest)."""
 
 
 class CloudView(msgspec.Struct, kw_only=True):
     """What the scheduler folds of the cloud: ready pods (id -> [url, dry_run]),
-    the pods claimed now, ``features.enable_compute`` and the last settings."""
+    the pods claimed now, ``features.enable_compute``, the last settings and the
+    UTC days whose cap was reached (``cloud.cost_limit_reached``)."""
 
     pods: dict[str, list[Any]] = {}
     claimed: dict[str, str] = {}
     compute: bool = False
     settings: dict[str, Any] | None = None
+    limit_days: list[str] = []
 
 
 class CloudViewProjection:
-    """A pure fold of ``cloud.pod.*``, ``cloud.config.updated`` and ``flags.changed``."""
+    """A pure fold of ``cloud.pod.*``, ``cloud.config.updated``,
+    ``cloud.cost_limit_reached`` and ``flags.changed``."""
 
     name = "scheduler-cloud"
     type_prefix: str | None = None
-    version = 2
-    patterns = ("cloud.pod.>", "cloud.config.updated", "flags.changed")
+    version = 3
+    patterns = ("cloud.pod.>", "cloud.config.updated", "cloud.cost_limit_reached",
+                "flags.changed")  # fmt: skip
 
     def initial(self) -> CloudView:
         return CloudView()
@@ -126,6 +137,8 @@ class CloudViewProjection:
                 del state.claimed[pod]
             case CloudConfigUpdated(settings=settings):
                 state.settings = dict(settings)
+            case CloudCostLimitReached(day=day) if day not in state.limit_days:
+                state.limit_days = [*state.limit_days[1 - MAX_LIMIT_DAYS :], day]
             case FlagsChanged(flags=flags) if ENABLE_COMPUTE in flags:
                 state.compute = flags[ENABLE_COMPUTE]
         return state
@@ -179,16 +192,21 @@ class PodTargets:
         raw = self.follower.state.settings
         return raw[key] if raw is not None and key in raw else getattr(self.cloud, key)
 
+    def _past_cap(self) -> bool:
+        """Today's (UTC, the bus clock's) cap was reached: no cloud attempt today."""
+        day = time.strftime("%Y-%m-%d", time.gmtime(self.bus.clock.now()))
+        return day in self.follower.state.limit_days
+
     def _idle_seen(self) -> bool:
         view = self.follower.state
-        return any(p not in view.claimed for p in view.pods)
+        return any(p not in view.claimed for p in view.pods) and not self._past_cap()
 
     def _serverless(self, job: Attempting, remote: Executor | None) -> str | None:
         """Why this attempt goes serverless now, or None."""
         threshold = int(self._setting("autoscale_threshold"))
         if (remote is None or not self.follower.state.compute or job.request.spec.batch > 1
                 or not self._setting("prefer_serverless") or self.waiting <= threshold
-                or job.job_id in self._no_serverless):  # fmt: skip
+                or job.job_id in self._no_serverless or self._past_cap()):  # fmt: skip
             return None
         return (f"local slots busy ({self.waiting} waiting > autoscale_threshold {threshold}), "
                 "no idle pod; a one-off job (batch 1) with prefer_serverless: RunPod "
