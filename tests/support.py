@@ -79,7 +79,8 @@ Where = Callable[[Event], Any] | None
 class Folds(Protocol):
     """A service's follower (``services.runtime.follower.Follower``)."""
 
-    position: int
+    @property
+    def position(self) -> int: ...
 
     async def wait_position(self, seq: int, timeout: float) -> bool: ...
 
