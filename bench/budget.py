@@ -35,8 +35,8 @@ here; ``--inflight 8`` shows the latency at a lighter load.
 not wall time (``bench/lifecycle.py``'s runner; stats in FILE).
 
 ``--fold-only N`` measures no NATS at all: the budget's decision alone
-(``fold.apply`` of a register, start and finish, with each change's event built,
-encoded and decoded as the service does) while N other jobs run, in
+(``fold.apply`` of a register, start and finish, with each change's event built
+as the service does and its record encoded) while N other jobs run, in
 microseconds per change: the part of a change that grows with the jobs tracked.
 """
 
@@ -266,7 +266,6 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
 
 def fold_only(tracked: int, changes: int = 3000) -> dict[str, object]:
     """Microseconds per change of the pure decision with ``tracked`` jobs running."""
-    from schemas import decode_event
     from schemas.budget import BudgetChange, BudgetLimits, BudgetState, Inputs, Perf
     from services.budget import fold
 
@@ -282,7 +281,6 @@ def fold_only(tracked: int, changes: int = 3000) -> dict[str, object]:
         data = BudgetChange(n=state.n + 1, inputs=inputs, **request)  # type: ignore[arg-type]
         stamp = BudgetState(trigger=trigger, payload=data, timestamp=time.time())  # type: ignore[arg-type]
         event = make_event(stamp, id=ids.new(), key="bench", ts=time.time(), source="budget")
-        event = decode_event(encode_event(event))
         outcome = fold.apply(state, event)
         assert outcome is not None, trigger
         encode_event(make_event(msgspec.structs.replace(stamp, payload=outcome.record(data, state)),

@@ -227,3 +227,35 @@ async def _error(req: Request, code: str, text: str) -> None:
     except (ValueError, nats.errors.Error) as e:
         log.debug("error reply not sent", extra={"fields": {"subject": req.subject,
                                                             "error": str(e)}})  # fmt: skip
+
+
+async def reply_many(replies: list[tuple[Pending, Any]]) -> None:
+    """Answer many taken requests at once: each result JSON-encoded (``bytes``
+    as they are), all of them written as raw ``PUB`` frames in one command
+    and one flush (as the store's broadcast sends), instead of a
+    ``publish`` per reply (header checks, a command and a flush signal each:
+    the most of a reply's cost). Requests whose client is not connected, with
+    no reply subject, or whose reply is over ``max_payload`` are answered one
+    by one through :meth:`Pending.reply` (which logs what it cannot send).
+    Never raises for a reply that cannot be sent."""
+    frames: list[bytes] = []
+    nc = None
+    for pending, result in replies:
+        msg = pending.req._msg
+        payload = result if isinstance(result, bytes) else _encoder.encode(result)
+        client = msg._client
+        if nc is None and client.is_connected:
+            nc = client
+        if client is not nc or not msg.reply or len(payload) > client.max_payload:
+            await _send(pending.req, payload)
+            continue
+        frames.append(b"PUB %s %d\r\n%s\r\n" % (msg.reply.encode(), len(payload), payload))
+    if nc is None or not frames:
+        return
+    try:
+        await nc._send_command(b"".join(frames))
+        nc.stats["out_msgs"] += len(frames)
+        if nc._flush_queue is not None and nc._flush_queue.empty():
+            await nc._flush_pending()
+    except (ValueError, nats.errors.Error) as e:
+        log.debug("replies not sent", extra={"fields": {"replies": len(frames), "error": str(e)}})
