@@ -72,12 +72,6 @@ WRITTEN = ("budget.state", "budget.limits.updated", "asset.registered", "asset.t
            "profiler.snapshot")  # fmt: skip
 
 BURSTS_IN_FLIGHT = 32
-WRITE_BURST = 16
-"""Most changes decided per burst. A closed loop of clients moves in lockstep
-(N requests, N changes, N acks, N answers, N requests...), each process
-waiting for the previous one; smaller bursts put the first answers out while
-the writer still decides the rest, so the client, nats-server and the budget
-overlap on separate cores."""
 """Bursts the writer sends before the oldest one's acks are in."""
 
 Build = Callable[[], tuple[list[Event], Any]]
@@ -214,23 +208,17 @@ class BudgetService(BudgetEndpoints, Service):
         return take
 
     async def _write_loop(self) -> None:
-        """Decide the queued builds in order, at most ``WRITE_BURST`` at a time,
-        and put each burst's events on the wire at once; :meth:`_answer_loop`
-        answers once they are acknowledged. Sending
+        """Decide each queued build in order and put its events on the wire at
+        once; :meth:`_answer_loop` answers once they are acknowledged. Sending
         does not wait for the previous burst's acks (at most
         ``BURSTS_IN_FLIGHT`` bursts are unacknowledged), so the wire carries
         the events in the order they were decided."""
         unacked: asyncio.Queue[tuple[Sent | None, list[Answer]]] = asyncio.Queue(BURSTS_IN_FLIGHT)
         self.spawn(self._answer_loop(unacked), "answers")
-        more = False
         while True:
-            if more:  # the last burst is on the wire: let acks, answers and requests in
-                await asyncio.sleep(0)
-            else:
-                await self._wake.wait()
+            await self._wake.wait()
             self._wake.clear()
-            batch, self._queue = self._queue[:WRITE_BURST], self._queue[WRITE_BURST:]
-            more = bool(self._queue)
+            batch, self._queue = self._queue, []
             events: list[Event] = []
             answers: list[Answer] = []
             for build, sink in batch:
