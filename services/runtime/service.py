@@ -87,6 +87,8 @@ class Service:
         """Set when a task died that only a fresh instance can replace."""
         self.failure: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = False
+        """Set when :meth:`stop` begins: a failure after it is the stop, not a fault."""
         self._loops: dict[str, _Loop] = {}
         self._dead: dict[str, str] = {}  # one-shot task name -> fault sentence
         self._beat_now = asyncio.Event()
@@ -213,6 +215,7 @@ class Service:
         on Python 3.11, nats-py's flush), leaving a task running: cancel again
         until every task is gone rather than awaiting each once.
         """
+        self.stopping = True
         while self._tasks:
             pending = list(self._tasks)
             for task in pending:

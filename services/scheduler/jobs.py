@@ -37,7 +37,7 @@ from schemas.scheduler import (
 )
 from services.runtime.bus import Bus
 from services.runtime.config import Config
-from services.runtime.errors import ServiceCallError
+from services.runtime.errors import BusError, ServiceCallError
 from services.runtime.service import Service
 from services.scheduler.attempts import (
     EventProgress,
@@ -194,8 +194,14 @@ class Driver(Service):
                 raise
             job.answer("cancelled")
         except Exception as e:  # a bug here must end the job, not leave it running
-            self.log.exception("job driver failed", extra={"fields": {"job": job.job_id}})
-            await self._fail(job, f"scheduler error: {type(e).__name__}: {e}", "scheduler", 0)
+            if self.stopping and isinstance(e, BusError):
+                # the writer stopped with the service: the job's lease expires and
+                # another instance (or this one restarted) takes it over
+                self.log.info("job left to its lease: the service is stopping",
+                              extra={"fields": {"job": job.job_id, "error": str(e)}})  # fmt: skip
+            else:
+                self.log.exception("job driver failed", extra={"fields": {"job": job.job_id}})
+                await self._fail(job, f"scheduler error: {type(e).__name__}: {e}", "scheduler", 0)
         finally:
             job.done = True
             self.disown(job.job_id)

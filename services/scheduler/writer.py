@@ -48,6 +48,7 @@ class Writer:
         self.bus = bus
         self._queue: list[_Queued] = []
         self._wake = asyncio.Event()
+        self._closed = False
         self.bursts = 0
         """Bursts sent so far (a test reads it; the benchmark's events per burst)."""
 
@@ -55,6 +56,9 @@ class Writer:
         """Queue ``event``; the future is done once JetStream acknowledged it
         (or holds the :class:`BusError` that stopped it)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closed:  # cancelled with its service: nobody would ever answer
+            future.set_exception(BusError("the scheduler's event writer stopped"))
+            return future
         self._queue.append((event, future))
         self._wake.set()
         return future
@@ -66,6 +70,7 @@ class Writer:
     async def run(self) -> None:
         unacked: asyncio.Queue[tuple[Sent | None, list[_Queued]]] = asyncio.Queue(BURSTS_IN_FLIGHT)
         answers = asyncio.create_task(self._answer(unacked), name="writer-acks")
+        self._closed = False
         try:
             while True:
                 await self._wake.wait()
@@ -82,6 +87,9 @@ class Writer:
                     sent = await self.bus.send_many(e for e, _ in batch) if batch else None
                 self.bursts += 1
                 await unacked.put((sent, batch))
+        except asyncio.CancelledError:  # the service stops (a crash is restarted instead)
+            self._closed = True
+            raise
         finally:
             answers.cancel()
             await asyncio.gather(answers, return_exceptions=True)
