@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from schemas import scheduler as s
+from schemas.subjects import STORED_PREFIX
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.scheduler.executors.base import Artifact, Executor, Outcome, Progress, Run
 from services.scheduler.service import SchedulerService
+from tests.support import EventWatch, Folds, poll
 
 
 class Quick(Executor):
@@ -81,11 +83,31 @@ async def running_scheduler(
         await bus.close()
 
 
+ENDED = frozenset({"job.succeeded", "job.failed", "job.cancelled"})
+"""The events that end a job (an infeasible one ends with job.failed)."""
+
+
 class Client:
-    def __init__(self, bus: Bus) -> None:
+    """The scheduler's request/reply API on ``bus``. ``folds`` are the
+    followers of the schedulers whose views are read (``sched.follower``):
+    :meth:`ended` reads a view once they folded the job's end; without them it
+    re-reads the view until the answering instance has folded it."""
+
+    def __init__(self, bus: Bus, *folds: Folds) -> None:
         self.bus = bus
+        self.folds = folds
+        self._ends: EventWatch | None = None
+
+    async def _watch(self) -> EventWatch:
+        """The ends stored since this client's first submit (or first wait)."""
+        if self._ends is None:
+            self._ends = EventWatch()
+            await self.bus.nc.subscribe(STORED_PREFIX + "job.*", cb=self._ends.on_message)
+            await self.bus.nc.flush()
+        return self._ends
 
     async def submit(self, **body: Any) -> s.JobAccepted:
+        await self._watch()  # before the job can end
         body.setdefault("executor", "synthetic")
         body.setdefault("kind", "other")  # an image of the default size waits for a GPU
         answer: s.JobAccepted = await self.bus.call(s.SUBMIT, body, s.JobAccepted, timeout=15)
@@ -100,11 +122,23 @@ class Client:
         return view
 
     async def ended(self, job_id: str, timeout: float = 15) -> s.JobView:
-        from tests.support import wait_for
+        """The view of ``job_id`` once its end event (job.succeeded, failed,
+        cancelled) is stored and folded."""
+        ends = await self._watch()
+        view = await self.get(job_id)
+        if ENDED.intersection(view.history):  # "infeasible" is terminal before job.failed
+            return view
+        end = await ends.first("job.*", lambda e: e.key == job_id and e.type in ENDED, timeout)
+        seq = next(q for q, e in ends.events if e is end)
+        for follower in self.folds:
+            assert await follower.wait_position(seq, timeout), f"{end.type} of {job_id} not folded"
+        if self.folds:
+            return await self.get(job_id)
 
-        async def done() -> s.JobView | None:
+        async def folded() -> s.JobView | None:
             view = await self.get(job_id)
-            return view if view.state in s.TERMINAL else None
+            return view if ENDED.intersection(view.history) else None
 
-        result: s.JobView = await wait_for(done, timeout=timeout, interval=0.05)
+        # without the followers, the answering scheduler's fold announces nothing here
+        result: s.JobView = await poll(folded, timeout=timeout, interval=0.02)
         return result

@@ -14,7 +14,7 @@ from services.runtime.config import Config
 from tests.adapters.stack import start_stack, stop_stack, write_secrets
 from tests.advisor.service_support import running_advisor
 from tests.cloud.cloud_support import running_cloud  # remote calls reserve money
-from tests.support import gpuroute, wait_for
+from tests.support import EventWatch, gpuroute
 
 from .support import Client, running_scheduler
 
@@ -41,7 +41,7 @@ def replayed_hash(db: Path) -> str:
 
 
 async def test_replay_of_a_run_gives_the_live_job_table_hash(
-    config: Config, store: Any, bus: Bus, tmp_path: Path
+    config: Config, store: Any, bus: Bus, tmp_path: Path, stored: EventWatch
 ) -> None:
     settings = AdaptersSettings(
         secrets_file=str(write_secrets(tmp_path)),
@@ -51,17 +51,19 @@ async def test_replay_of_a_run_gives_the_live_job_table_hash(
     try:
         async with running_advisor(config), running_cloud(config), \
                 running_scheduler(config, every_executor=True) as scheduler:  # fmt: skip
-            client = Client(bus)
+            client = Client(bus, scheduler.follower)
             ids = [(await client.submit(**body)).job_id for body in JOBS]
             held = await client.submit(payload={"duration_s": 60})
-            await wait_for(lambda: scheduler.table.get(held.job_id, None) is not None
-                           and scheduler.table[held.job_id].state == "running")  # fmt: skip
+            mine = lambda e: e.key == held.job_id  # noqa: E731
+            await stored.folded(scheduler.follower, "job.started", where=mine)
+            assert scheduler.table[held.job_id].state == "running"
             await client.cancel(held.job_id)
             ends = {v.state for v in await asyncio.gather(*(client.ended(i) for i in ids))}
             assert ends == {"succeeded", "failed"}, ends
             table = scheduler.table
             assert table[ids[3]].dry_run and table[ids[3]].state == "succeeded"
-            await wait_for(lambda: table[held.job_id].state in s.TERMINAL)
+            await client.ended(held.job_id)
+            assert table[held.job_id].state in s.TERMINAL
             live = scheduler.follower.projector.hash()
     finally:
         await stop_stack(stack)

@@ -7,15 +7,15 @@ from typing import Any
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from tests.advisor.service_support import running_advisor, running_gateway
-from tests.support import wait_for
+from tests.support import EventWatch
 
 from .support import running_scheduler
 
 
 async def test_submit_follow_cancel_and_artifacts_over_http(
-    config: Config, store: Any, bus: Bus
+    config: Config, store: Any, bus: Bus, stored: EventWatch
 ) -> None:
-    async with running_advisor(config), running_scheduler(config), \
+    async with running_advisor(config), running_scheduler(config) as sched, \
             running_gateway(config) as http:  # fmt: skip
         status, body = await http.post("/api/jobs", {
             "kind": "image", "width": 512, "height": 512, "executor": "synthetic",
@@ -23,11 +23,10 @@ async def test_submit_follow_cancel_and_artifacts_over_http(
         assert status == 200, body
         job_id = body["job_id"]
 
-        async def ended() -> Any:
-            status, view = await http.get(f"/api/jobs/{job_id}")
-            return view if status == 200 and view["state"] == "succeeded" else None
-
-        view = await wait_for(ended)
+        mine = lambda e: e.key == job_id  # noqa: E731
+        await stored.folded(sched.follower, "job.succeeded", where=mine)
+        status, view = await http.get(f"/api/jobs/{job_id}")
+        assert status == 200 and view["state"] == "succeeded", view
         assert view["artifacts"] == ["out.txt"] and view["decision"]["rule"]
         status, art = await http.get(f"/api/jobs/{job_id}/artifacts/out.txt.json")
         assert status == 200 and art["content_type"] == "application/json"

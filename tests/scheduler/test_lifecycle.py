@@ -18,8 +18,8 @@ from .support import Client, Quick, running_scheduler
 async def test_a_job_runs_to_success_with_every_lifecycle_event(
     config: Config, store: Any, bus: Bus
 ) -> None:
-    async with running_advisor(config), running_scheduler(config):
-        client = Client(bus)
+    async with running_advisor(config), running_scheduler(config) as sched:
+        client = Client(bus, sched.follower)
         accepted = await client.submit(kind="image", width=512, height=512,
                                        payload={"text": "hello"})  # fmt: skip
         assert accepted.created and accepted.decision is not None
@@ -40,8 +40,8 @@ async def test_a_job_runs_to_success_with_every_lifecycle_event(
 
 
 async def test_idempotency_key_answers_the_same_job(config: Config, store: Any, bus: Bus) -> None:
-    async with running_advisor(config), running_scheduler(config):
-        client = Client(bus)
+    async with running_advisor(config), running_scheduler(config) as sched:
+        client = Client(bus, sched.follower)
         first = await client.submit(idempotency_key="render-42")
         again = await client.submit(idempotency_key="render-42")
         assert first.created and not again.created and again.job_id == first.job_id
@@ -53,8 +53,8 @@ async def test_idempotency_key_answers_the_same_job(config: Config, store: Any, 
 async def test_retryable_failures_back_off_then_succeed_or_fail(
     config: Config, store: Any, bus: Bus
 ) -> None:
-    async with running_advisor(config), running_scheduler(config):
-        client = Client(bus)
+    async with running_advisor(config), running_scheduler(config) as sched:
+        client = Client(bus, sched.follower)
         flaky = await client.submit(payload={"fail": "503", "retryable": True, "times": 2},
                                     max_attempts=3)  # fmt: skip
         view = await client.ended(flaky.job_id)
@@ -72,15 +72,15 @@ async def test_retryable_failures_back_off_then_succeed_or_fail(
 
 async def test_cancel_stops_the_running_attempt(config: Config, store: Any, bus: Bus) -> None:
     quick = Quick()
-    async with running_advisor(config), running_scheduler(config, quick):
-        client = Client(bus)
+    async with running_advisor(config), running_scheduler(config, quick) as sched:
+        client = Client(bus, sched.follower)
         job = await client.submit(payload={"hold": True})
-        from tests.support import wait_for
+        from tests.support import poll
 
-        await wait_for(lambda: quick.runs)
+        await poll(lambda: quick.runs)  # the executor's own list: no event says it ran
         view = await client.cancel(job.job_id)
         assert view.state == "cancelled"
-        await wait_for(lambda: quick.cancelled == [job.job_id])
+        await poll(lambda: quick.cancelled == [job.job_id])  # the executor's list, as above
         try:
             await client.cancel(job.job_id)
             raise AssertionError("a second cancel must be refused")

@@ -16,9 +16,10 @@ from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.scheduler.executors.base import Executor, Outcome, Progress, Run
 from services.scheduler.placement import ADAPTER_OF_KIND
+from services.scheduler.service import SchedulerService
 from tests.advisor.factories import gpu, sample
 from tests.advisor.service_support import running_advisor, stored_events
-from tests.support import wait_for
+from tests.support import watch_stored
 
 from .support import Client, Quick, running_scheduler
 
@@ -31,27 +32,28 @@ async def gpu_frees(config: Config, bus: Bus, advisor: Any) -> None:
     node = config.telemetry.node_id()
     free = sample(gpu(free_mib=20 * 1024), sample_id=bus.ids.new())
     free = msgspec.structs.replace(free, node=node, ts=bus.clock.now())
-    await bus.publish(make_event(free, id=free.sample_id, key=node, ts=free.ts,
-                                 source="telemetry"))  # fmt: skip
-    await wait_for(lambda: advisor.state.telemetry is not None
-                   and advisor.state.telemetry.sample_id == free.sample_id)  # fmt: skip
+    async with watch_stored(bus) as stored:
+        await bus.publish(make_event(free, id=free.sample_id, key=node, ts=free.ts,
+                                     source="telemetry"))  # fmt: skip
+        await stored.folded(advisor.follower, where=lambda e: e.id == free.sample_id)
+    assert advisor.state.telemetry is not None
+    assert advisor.state.telemetry.sample_id == free.sample_id
 
 
 async def test_a_job_advised_wait_is_delayed_until_a_new_decision_places_it(
     config: Config, store: Any, bus: Bus
 ) -> None:
     quick = Quick()
-    async with running_advisor(config) as advisor, running_scheduler(config, quick):
-        client = Client(bus)
-        accepted = await client.submit(**BIG)
+    async with running_advisor(config) as advisor, running_scheduler(config, quick) as sched:
+        client = Client(bus, sched.follower)
+        async with watch_stored(bus) as stored:
+            accepted = await client.submit(**BIG)
+            mine = lambda e: e.key == accepted.job_id  # noqa: E731
+            await stored.folded(sched.follower, "job.delayed", where=mine)
         assert accepted.decision is not None and accepted.decision.target == "wait"
         assert accepted.state == "delayed"
-
-        async def delayed() -> s.JobView | None:
-            view = await client.get(accepted.job_id)
-            return view if view.state == "delayed" else None
-
-        view = await wait_for(delayed)
+        view = await client.get(accepted.job_id)
+        assert view.state == "delayed", view
         assert view.budget is not None
         assert view.budget.code == "wait" and "Waiting for the local GPU" in view.budget.reason
         assert quick.runs == []  # before: it ran at once
@@ -72,15 +74,10 @@ async def test_an_infeasible_job_fails_with_its_reason_and_never_runs(
     config: Config, store: Any, bus: Bus
 ) -> None:
     quick = Quick()
-    async with running_advisor(config), running_scheduler(config, quick):
-        client = Client(bus)
+    async with running_advisor(config), running_scheduler(config, quick) as sched:
+        client = Client(bus, sched.follower)
         accepted = await client.submit(**NEVER)
-
-        async def failed() -> Any:
-            view = await client.get(accepted.job_id)  # "infeasible" once advised, then failed
-            return view if view.state == "failed" else None
-
-        view = await wait_for(failed)
+        view = await client.ended(accepted.job_id)  # "infeasible" once advised, then failed
         assert view.state == "failed" and view.error_code == "infeasible", view
         assert view.error is not None and "no target can ever run this job" in view.error
         assert view.history == ["job.submitted", "job.advised", "job.failed"]
@@ -108,10 +105,11 @@ async def test_a_failed_remote_attempt_is_rerouted_to_the_next_provider(
     config: Config, store: Any, bus: Bus
 ) -> None:
     remote = FailsAtFirst()
-    async with running_advisor(config), running_scheduler(config, executors={"remote": remote}):
+    async with running_advisor(config), \
+            running_scheduler(config, executors={"remote": remote}) as sched:  # fmt: skip
         flags = {"flags": {"features.enable_compute": True}}
         await bus.call(FLAGS_SET_SUBJECT, flags, FlagsView)
-        client = Client(bus)
+        client = Client(bus, sched.follower)
         accepted = await client.submit(**BIG, executor="remote", max_attempts=3,
                                        payload={"input": {"prompt": "a fox"}})  # fmt: skip
         first = accepted.decision
@@ -137,7 +135,7 @@ async def test_waiting_jobs_of_one_shape_share_one_advise_per_tick(
 ) -> None:
     shapes = [BIG, {**BIG, "steps": 30}]
     async with running_advisor(config) as advisor, running_scheduler(config) as scheduler:
-        client = Client(bus)
+        client = Client(bus, scheduler.follower)
         accepted = [await client.submit(**shapes[i % 2]) for i in range(7)]
         assert all(a.state == "delayed" for a in accepted)
         await gpu_frees(config, bus, advisor)
@@ -167,9 +165,9 @@ class AlwaysFails(Executor):
                        provider=run.provider)  # fmt: skip
 
 
-async def remote_job(bus: Bus, max_attempts: int) -> s.JobView:
+async def remote_job(bus: Bus, sched: SchedulerService, max_attempts: int) -> s.JobView:
     await bus.call(FLAGS_SET_SUBJECT, {"flags": {"features.enable_compute": True}}, FlagsView)
-    client = Client(bus)
+    client = Client(bus, sched.follower)
     accepted = await client.submit(**BIG, executor="remote", max_attempts=max_attempts,
                                    payload={"input": {"prompt": "a fox"}})  # fmt: skip
     return await client.ended(accepted.job_id)
@@ -177,8 +175,9 @@ async def remote_job(bus: Bus, max_attempts: int) -> s.JobView:
 
 async def test_a_reroute_does_not_spend_an_attempt(config: Config, store: Any, bus: Bus) -> None:
     remote = FailsAtFirst()
-    async with running_advisor(config), running_scheduler(config, executors={"remote": remote}):
-        view = await remote_job(bus, max_attempts=1)
+    async with running_advisor(config), \
+            running_scheduler(config, executors={"remote": remote}) as sched:  # fmt: skip
+        view = await remote_job(bus, sched, max_attempts=1)
     # one attempt allowed: the provider's failure moved the job, the second provider ran it
     assert view.state == "succeeded", view
     assert (view.attempts, view.max_attempts, view.reroutes) == (2, 1, 1)
@@ -189,8 +188,9 @@ async def test_attempts_are_kept_for_failures_no_provider_can_help(
     config: Config, store: Any, bus: Bus
 ) -> None:
     remote = AlwaysFails()
-    async with running_advisor(config), running_scheduler(config, executors={"remote": remote}):
-        view = await remote_job(bus, max_attempts=2)
+    async with running_advisor(config), \
+            running_scheduler(config, executors={"remote": remote}) as sched:  # fmt: skip
+        view = await remote_job(bus, sched, max_attempts=2)
     # every other provider is tried once for free; then both attempts are spent
     # where no provider is left: the last one is retried once with backoff
     assert view.state == "failed", view

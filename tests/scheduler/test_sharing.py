@@ -19,7 +19,6 @@ from services.runtime.endpoints import EndpointError
 from services.runtime.ids import derived_id
 from services.scheduler.executors.synthetic import SyntheticExecutor
 from tests.advisor.service_support import running_advisor
-from tests.support import wait_for
 
 from .support import Client, running_scheduler
 
@@ -32,6 +31,7 @@ async def test_two_instances_start_each_of_500_jobs_exactly_once(
     started: collections.Counter[str] = collections.Counter()
     owners: collections.Counter[str] = collections.Counter()
     succeeded: set[str] = set()
+    all_succeeded = asyncio.Event()
 
     async def on_event(msg: Msg) -> None:
         event = decode_event(msg.data)
@@ -40,6 +40,8 @@ async def test_two_instances_start_each_of_500_jobs_exactly_once(
             owners[event.payload.owner or "?"] += 1
         else:
             succeeded.add(event.key)
+            if len(succeeded) >= JOBS:  # only this test's jobs run
+                all_succeeded.set()
 
     subs = [await bus.nc.subscribe(s, cb=on_event) for s in ("job.started", "job.succeeded")]
     synthetic = SyntheticExecutor(config.scheduler.synthetic)
@@ -53,7 +55,8 @@ async def test_two_instances_start_each_of_500_jobs_exactly_once(
             answers = await asyncio.gather(*(client.submit(payload={"duration_s": 0})
                                              for _ in range(50)))  # fmt: skip
             ids += [x.job_id for x in answers]
-        await wait_for(lambda: succeeded >= set(ids), timeout=30, interval=0.05)
+        await asyncio.wait_for(all_succeeded.wait(), 30)
+        assert succeeded >= set(ids)
         await bus.nc.flush()
         assert len(set(ids)) == JOBS
         assert {k: n for k, n in started.items() if n != 1} == {}, "a job started twice"

@@ -16,7 +16,7 @@ from services.scheduler.executors.comfyui import prompt_id_for
 from tests.scheduler.executors.comfy_standin import PNG, ComfyStandIn
 from tests.scheduler.executors.contract import Recorder
 from tests.scheduler.executors.test_contract import ComfyHarness
-from tests.support import wait_for
+from tests.support import poll
 
 
 @pytest.fixture
@@ -72,7 +72,8 @@ async def test_cancel_of_a_pending_prompt_leaves_the_running_one_alone(
     await comfy.started(other_run, other_progress)
     mine = comfy.run("queued")
     task = asyncio.create_task(comfy.executor.run(mine, Recorder()))
-    await wait_for(lambda: any(p[0] == prompt_id_for(mine) for p in comfy.standin.pending))
+    # the stand-in's in-memory queue: nothing announces it
+    await poll(lambda: any(p[0] == prompt_id_for(mine) for p in comfy.standin.pending))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

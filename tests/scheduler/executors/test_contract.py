@@ -27,7 +27,7 @@ from services.scheduler.executors.comfyui import prompt_id_for
 from tests.scheduler.executors.adapters_standin import AdaptersStandIn
 from tests.scheduler.executors.comfy_standin import ComfyStandIn
 from tests.scheduler.executors.contract import Case, ExecutorContract, Harness, Recorder
-from tests.support import wait_for
+from tests.support import poll
 
 Was = Literal["queued", "running"]
 
@@ -107,7 +107,7 @@ class CommandHarness(Harness):
             return
         pids = [int(progress.remote_ids[0].removeprefix("pid:")),
                 int((run.workdir / "child.pid").read_text())]  # fmt: skip
-        await wait_for(lambda: all(_gone(pid) for pid in pids), timeout=5)
+        await poll(lambda: all(_gone(pid) for pid in pids), timeout=5)  # processes: no event
 
 
 class TestCommandContract(ExecutorContract):
@@ -143,7 +143,8 @@ class ComfyHarness(Harness):
     async def queued(self, run: Run, progress: Recorder) -> None:
         self.standin.gate.clear()
         prompt_id = prompt_id_for(run)
-        await wait_for(lambda: any(p[0] == prompt_id for p in self.standin.pending))
+        # the stand-in's in-memory queue: nothing announces it
+        await poll(lambda: any(p[0] == prompt_id for p in self.standin.pending))
 
     async def undone(self, run: Run, progress: Recorder, was: Was) -> None:
         prompt_id = prompt_id_for(run)
@@ -153,7 +154,7 @@ class ComfyHarness(Harness):
                    if kind == "interrupt"), "a global interrupt was sent"  # fmt: skip
         assert not any(p[0] == prompt_id for p in self.standin.pending)
         if was == "running":
-            await wait_for(lambda: prompt_id in self.standin.history)
+            await poll(lambda: prompt_id in self.standin.history)  # the stand-in's memory
             assert self.standin.history[prompt_id]["status"]["status_str"] == "error"
 
 
