@@ -69,9 +69,6 @@ async def poll(predicate, timeout: float = 10.0, interval: float = 0.02):  # typ
         await asyncio.sleep(interval)
 
 
-wait_for = poll  # the old name, while tests move to events
-
-
 Where = Callable[[Event], Any] | None
 """A filter on events: truthy keeps one."""
 

@@ -18,6 +18,7 @@ from services.cloud.service import CloudService
 from services.runtime.bus import Bus
 from services.runtime.clock import Clock
 from services.runtime.config import Config
+from tests.support import EventWatch, Folds
 
 
 @contextlib.asynccontextmanager
@@ -47,7 +48,7 @@ async def running_cloud(
         await bus.close()
 
 
-async def stored(bus: Bus, patterns: list[str]) -> list[Event]:
+async def read_stored(bus: Bus, patterns: list[str]) -> list[Event]:
     """Every stored event matching ``patterns``, in log order."""
     out: list[Event] = []
     after = 0
@@ -59,6 +60,44 @@ async def stored(bus: Bus, patterns: list[str]) -> list[Event]:
             after = item.seq
         if not page.more:
             return out
+
+
+async def cloud_folded(
+    watch: EventWatch, cloud: CloudService, *followers: Folds, timeout: float = 5.0
+) -> None:
+    """Wait until every ``cloud.pod.*`` event ``cloud`` has written so far is
+    stored and folded by ``followers`` (the schedulers' pod views): the service
+    applies its own events as it writes them (``state.n`` counts them), everyone
+    else folds them from the store. A follower's position moves only with the
+    events it follows, so the wait is for the last pod event, not the last one."""
+    n = cloud.state.n
+    if n == 0:
+        return
+    await watch.first("cloud.>", where=lambda e: e.payload.n >= n, timeout=timeout)
+    last = max(seq for seq, e in watch.events
+               if e.type.startswith("cloud.pod.") and e.payload.n <= n)  # fmt: skip
+    for follower in followers:
+        assert await follower.wait_position(last, timeout), f"cloud.pod.* at {last} not folded"
+
+
+async def folded_all(
+    watch: EventWatch, follower: Folds, n: int, pattern: str, where: Any, timeout: float = 10.0
+) -> None:
+    """Wait until ``n`` events of ``pattern`` (and ``where``) are stored and ``follower``
+    folded them all (:meth:`EventWatch.folded` waits for the first one only)."""
+    ids = {e.id for e in await watch.count(n, pattern, where, timeout)}
+    last = max(seq for seq, e in watch.events if e.id in ids)
+    assert await follower.wait_position(last, timeout), f"{pattern} at {last} not folded"
+
+
+async def read_through(
+    watch: EventWatch, bus: Bus, n: int, patterns: list[str], timeout: float = 10.0
+) -> list[Event]:
+    """Every stored event matching ``patterns`` (:func:`read_stored`) once the
+    cloud service's ``n``-th event (its ``state.n``) is stored."""
+    if n:
+        await watch.first("cloud.>", where=lambda e: e.payload.n >= n, timeout=timeout)
+    return await read_stored(bus, patterns)
 
 
 def cap_violations(events: list[Event], cap_usd: float) -> list[str]:

@@ -20,16 +20,16 @@ from services.runtime.clock import ManualClock
 from services.runtime.config import Config
 from services.scheduler.executors.synthetic import SyntheticExecutor
 from tests.advisor.service_support import running_advisor
-from tests.cloud.cloud_support import running_cloud, stored
+from tests.cloud.cloud_support import cloud_folded, folded_all, read_stored, running_cloud
 from tests.cloud.runpod_v2_standin import RunPodV2Standin
 from tests.scheduler.support import Client, running_scheduler
-from tests.support import wait_for
+from tests.support import EventWatch
 
 JOBS = 50
 
 
 async def test_burst_spawns_runs_and_idles_out(
-    config: Config, store: object, bus: Bus, runpod_v2: RunPodV2Standin,
+    config: Config, store: object, bus: Bus, stored: EventWatch, runpod_v2: RunPodV2Standin,
     live_pods: RunPodV2Client, pod_clock: ManualClock,
 ) -> None:  # fmt: skip
     runpod_v2.boot_s = 10.0  # booting on the stand-in's clock
@@ -42,20 +42,26 @@ async def test_burst_spawns_runs_and_idles_out(
         running_cloud(config, clock=clock, client=live_pods, max_pods=3,
                       autoscale_threshold=2, idle_timeout_s=30.0) as cloud,
     ):  # fmt: skip
-        await wait_for(lambda: cloud.state.compute, timeout=5)
-        client = Client(bus)
+        await stored.folded(cloud.follower, "flags.changed", timeout=5)
+        assert cloud.state.compute
+        client = Client(bus, sched.follower)
         payload = {"duration_s": 0.05, "steps": 1}
         accepted = await asyncio.gather(*(client.submit(payload=payload) for _ in range(JOBS)))
-        await wait_for(lambda: len(cloud.state.waiting) > 2, timeout=10)
+        ids = {a.job_id for a in accepted}
+        mine = lambda e: e.key in ids  # noqa: E731
+        await folded_all(stored, cloud.follower, JOBS, "job.submitted", mine)
+        assert len(cloud.state.waiting) > 2
         await cloud.check()  # queue over the threshold: spawn up to max_pods
         assert len(cloud.state.live_pods()) == 3
         pod_clock.advance(11)
         clock.advance(11)
         await cloud.check()  # RUNNING with their port: ready
-        await wait_for(lambda: len(sched.cloud.follower.state.pods) == 3, timeout=5)
+        await cloud_folded(stored, cloud, sched.cloud.follower)
+        assert len(sched.cloud.follower.state.pods) == 3
         views = [await client.ended(a.job_id, timeout=30) for a in accepted]
         assert all(v.state == "succeeded" for v in views)
-        await wait_for(lambda: cloud.state.jobs_processed > 0, timeout=5)
+        await folded_all(stored, cloud.follower, JOBS, "job.succeeded", mine)
+        assert cloud.state.jobs_processed > 0
         claims = sorted(p.claims for p in cloud.state.pods.values())
         assert min(claims) >= sum(claims) // 6, claims  # spread (the least used is claimed)
         clock.advance(31)
@@ -64,7 +70,7 @@ async def test_burst_spawns_runs_and_idles_out(
         assert cloud.state.live_pods() == []
         cost = await bus.call(COST, NoBody(), CloudCost, 10)
 
-    events = await stored(bus, ["cloud.pod.>"])
+    events = await read_stored(bus, ["cloud.pod.>"])
     ended = [e.payload for e in events if e.type == "cloud.pod.terminated"]
     assert sorted(e.code for e in ended) == ["idle"] * 3
     spawned = {e.payload.pod_id: e for e in events if e.type == "cloud.pod.spawned"}

@@ -18,14 +18,14 @@ from schemas.cloud import (
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.runtime.projection import state_hash
-from tests.cloud.cloud_support import cap_violations, fold, running_cloud, stored
-from tests.support import wait_for
+from tests.cloud.cloud_support import cap_violations, fold, read_through, running_cloud
+from tests.support import EventWatch
 
 CAP = {"daily_cost_limit": 0.05, "serverless_price_per_s": 0.0001, "serverless_max_s": 10.0}
 
 
 async def test_200_concurrent_reserves_never_pass_the_cap(
-    config: Config, store: object, bus: Bus
+    config: Config, store: object, bus: Bus, stored: EventWatch
 ) -> None:
     async with running_cloud(config, **CAP) as cloud:
 
@@ -48,7 +48,7 @@ async def test_200_concurrent_reserves_never_pass_the_cap(
         live = cloud.follower.projector.hash()
         n = cloud.state.n
 
-    events = await wait_for_events(bus, n)
+    events = await read_through(stored, bus, n, ["cloud.>"])
     assert cap_violations(events, CAP["daily_cost_limit"]) == []
     assert sum(e.type == "cloud.cost_limit_reached" for e in events) == 1
     state = fold(events)
@@ -57,14 +57,3 @@ async def test_200_concurrent_reserves_never_pass_the_cap(
     from services.cloud.ledger import LedgerProjection
 
     assert state_hash(LedgerProjection().to_builtins(state)) == live
-
-
-async def wait_for_events(bus: Bus, n: int) -> list:  # type: ignore[type-arg]
-    events: list = []  # type: ignore[type-arg]
-
-    async def all_stored() -> bool:
-        events[:] = await stored(bus, ["cloud.>"])
-        return max((e.payload.n for e in events), default=0) >= n
-
-    await wait_for(all_stored, timeout=10)
-    return events

@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 
-from schemas import Event
 from schemas.cloud import SpawnRequest
 from schemas.flags import ENABLE_COMPUTE, FlagsChanged
 from services.runtime.bus import Bus
@@ -22,10 +21,10 @@ from services.scheduler.cloud import capped
 from services.scheduler.executors import build_executors
 from services.scheduler.executors.base import Executor, Outcome, Progress, Run
 from tests.advisor.service_support import running_advisor
-from tests.cloud.cloud_support import cap_violations, running_cloud, stored
+from tests.cloud.cloud_support import cap_violations, cloud_folded, read_through, running_cloud
 from tests.cloud.test_routing import running_adapters
 from tests.scheduler.support import Client, running_scheduler
-from tests.support import wait_for
+from tests.support import EventWatch, poll
 
 CAP = 0.03
 """The pod's spawn holds $1/h x 60 s = $0.016667; $0.013333 is left: 13 calls."""
@@ -74,7 +73,7 @@ class GatedRemote(Gated):
 
 
 async def test_200_concurrent_submits_never_pass_the_cap(
-    config: Config, store: Any, bus: Bus
+    config: Config, store: Any, bus: Bus, stored: EventWatch
 ) -> None:
     runpod = msgspec.structs.replace(config.adapters.runpod, dry_run=True)
     config.adapters = msgspec.structs.replace(config.adapters, runpod=runpod)
@@ -91,20 +90,24 @@ async def test_200_concurrent_submits_never_pass_the_cap(
         running_scheduler(config, executors=capped({"synthetic": local, "remote": remote},
                                                    bus), max_running=1) as sched,
     ):  # fmt: skip
-        await wait_for(lambda: sched.cloud.follower.state.compute, timeout=5)
+        await stored.folded(sched.cloud.follower, "flags.changed", timeout=5)
+        assert sched.cloud.follower.state.compute
         await cloud.spawn_pod(SpawnRequest())
         await cloud.check()  # the dry-run pod is RUNNING at once: ready
-        await wait_for(lambda: len(sched.cloud.follower.state.pods) == 1, timeout=5)
-        client = Client(bus)
+        await cloud_folded(stored, cloud, sched.cloud.follower)
+        assert len(sched.cloud.follower.state.pods) == 1
+        client = Client(bus, sched.follower)
         await client.submit(payload={"hold": True})  # the one local slot stays busy
-        await wait_for(lambda: local.waiting == 1, timeout=5)
+        await poll(lambda: local.waiting == 1, timeout=5)  # the executor's own count: no event
 
         bodies = [REMOTE] * EXPLICIT + [{"payload": ONE_OFF}] * (BURST - EXPLICIT)
         accepted = await asyncio.gather(*(client.submit(**b) for b in bodies))
-        await wait_for(lambda: remote.waiting == CALLS, timeout=10)
-        await wait_for(lambda: sched.cloud.follower.state.limit_days != [], timeout=5)
+        await poll(lambda: remote.waiting == CALLS, timeout=10)  # as local.waiting
+        await stored.folded(sched.cloud.follower, "cloud.cost_limit_reached", timeout=5)
+        assert sched.cloud.follower.state.limit_days != []
         later = [await client.submit(payload=ONE_OFF) for _ in range(LATER)]
-        await wait_for(lambda: sched.cloud.waiting >= LATER, timeout=5)
+        # the scheduler's own count of attempts waiting for a slot: no event
+        await poll(lambda: sched.cloud.waiting >= LATER, timeout=5)
         remote.gate.set()
         local.gate.set()
         views = await asyncio.gather(*(client.ended(a.job_id, timeout=30)
@@ -112,12 +115,7 @@ async def test_200_concurrent_submits_never_pass_the_cap(
         await cloud.check()  # past the cap: the pod is terminated
         n = cloud.state.n
 
-    async def all_stored() -> list[Event] | None:
-        events = await stored(bus, ["cloud.>", "job.>"])
-        done = max((e.payload.n for e in events if e.type.startswith("cloud.")), default=0)
-        return events if done >= n else None
-
-    events: list[Event] = await wait_for(all_stored, timeout=10)
+    events = await read_through(stored, bus, n, ["cloud.>", "job.>"])
     assert cap_violations(events, CAP) == []
     [limit] = [e for e in events if e.type == "cloud.cost_limit_reached"]
     assert limit.payload.cap_usd == CAP and limit.payload.reason.startswith("cost_cap:")

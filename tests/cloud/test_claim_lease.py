@@ -11,9 +11,9 @@ from schemas.cloud import CLAIM, ClaimAnswer, ClaimRequest, SpawnRequest
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from tests.advisor.service_support import running_advisor
-from tests.cloud.cloud_support import running_cloud
+from tests.cloud.cloud_support import cloud_folded, running_cloud
 from tests.scheduler.support import Client, Quick, running_scheduler
-from tests.support import EventWatch, wait_for
+from tests.support import EventWatch, poll
 
 HOLD = {"hold": True}
 
@@ -30,13 +30,14 @@ async def test_a_dead_schedulers_pod_claim_expires_and_the_pod_is_idle_again(
         pod = (await cloud.spawn_pod(SpawnRequest())).pod.id
         await cloud.check()  # dry-run pod RUNNING at once: ready
         async with running_scheduler(config, held, lease_s=1.0, max_running=1) as dying:
-            await wait_for(lambda: len(dying.cloud.follower.state.pods) == 1, timeout=5)
+            await cloud_folded(stored, cloud, dying.cloud.follower)
+            assert len(dying.cloud.follower.state.pods) == 1
             client = Client(bus)
             await client.submit(payload=HOLD)  # the local slot
             on_pod = await client.submit(payload=HOLD)
             claimed = await stored.first("cloud.pod.claimed")
             assert claimed.payload.job_id == on_pod.job_id and claimed.payload.lease_s == 1.0
-            await wait_for(lambda: len(held.runs) == 2, timeout=5)
+            await poll(lambda: len(held.runs) == 2, timeout=5)  # the executor's list: no event
             await stored.first("job.lease.renewed")
             await dying.bus.nc.close()  # dies mid-job: no release, no lease renewal
         assert cloud.state.pods[pod].busy == on_pod.job_id
@@ -45,7 +46,8 @@ async def test_a_dead_schedulers_pod_claim_expires_and_the_pod_is_idle_again(
             await cloud.check()  # what the check loop does every check_interval_s
             return cloud.state.pods[pod].busy is None
 
-        await wait_for(released, timeout=10, interval=0.25)
+        # the lease expires on the clock, seen only by a check: each poll runs one
+        await poll(released, timeout=10, interval=0.25)
         event = await stored.first("cloud.pod.released")
         assert event.payload.job_id == on_pod.job_id
         assert "claim lease expired" in event.payload.reason

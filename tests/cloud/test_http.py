@@ -8,7 +8,7 @@ from typing import Any
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from tests.advisor.service_support import running_gateway
-from tests.cloud.cloud_support import running_cloud, stored
+from tests.cloud.cloud_support import read_stored, running_cloud
 
 
 async def test_every_cloud_route_over_http(config: Config, store: Any, bus: Bus) -> None:
@@ -81,5 +81,5 @@ async def test_config_put_validates_and_a_foreign_origin_is_refused(
         assert cloud.state.pods == {}
         assert cloud.settings.max_pods == 3
 
-    updates = await stored(bus, ["cloud.config.updated"])
+    updates = await read_stored(bus, ["cloud.config.updated"])
     assert [e.payload.changed for e in updates] == [["max_pods"]]

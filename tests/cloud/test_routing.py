@@ -24,9 +24,9 @@ from services.scheduler.cloud import capped
 from services.scheduler.executors import build_executors
 from services.scheduler.executors.base import Executor, Outcome, Progress, Run
 from tests.advisor.service_support import running_advisor
-from tests.cloud.cloud_support import running_cloud, stored
+from tests.cloud.cloud_support import read_stored, running_cloud
 from tests.scheduler.support import Client, running_scheduler
-from tests.support import wait_for
+from tests.support import EventWatch, poll
 
 HOLD = {"duration_s": 0.01, "steps": 1, "hold": True}
 QUICK = {"duration_s": 0.01, "steps": 1}
@@ -68,19 +68,10 @@ async def running_adapters(config: Config) -> AsyncIterator[AdaptersService]:
         await bus.close()
 
 
-async def job_events(bus: Bus, job_id: str, until: str) -> list[Event]:
+async def job_events(stored: EventWatch, job_id: str, until: str) -> list[Event]:
     """The job's stored events, once one of type ``until`` is among them."""
-    found: list[Event] = []
-
-    async def seen() -> bool:
-        found[:] = [e for e in await stored(bus, ["job.>"]) if e.key == job_id]
-        return any(e.type == until for e in found)
-
-    try:
-        await wait_for(seen, timeout=15)
-    except AssertionError:
-        raise AssertionError(f"no {until} in {[(e.type, e.payload) for e in found]}") from None
-    return found
+    await stored.first(until, where=lambda e: e.key == job_id, timeout=15)
+    return stored.matching("job.>", where=lambda e: e.key == job_id)
 
 
 def started(events: list[Event]) -> list[Any]:
@@ -88,7 +79,7 @@ def started(events: list[Event]) -> list[Any]:
 
 
 async def test_one_off_goes_serverless_a_batch_waits_for_local(
-    config: Config, store: Any, bus: Bus
+    config: Config, store: Any, bus: Bus, stored: EventWatch
 ) -> None:
     runpod = msgspec.structs.replace(config.adapters.runpod, dry_run=True)
     config.adapters = msgspec.structs.replace(config.adapters, runpod=runpod)
@@ -100,17 +91,21 @@ async def test_one_off_goes_serverless_a_batch_waits_for_local(
         running_cloud(config, prefer_serverless=True) as cloud,
         running_scheduler(config, executors=run_with, max_running=1) as sched,
     ):  # fmt: skip
-        await wait_for(lambda: sched.cloud.follower.state.compute, timeout=5)
+        await stored.folded(sched.cloud.follower, "flags.changed", timeout=5)
+        assert sched.cloud.follower.state.compute
         client = Client(bus)
         long = await client.submit(payload=HOLD)
-        await job_events(bus, long.job_id, "job.started")
+        await job_events(stored, long.job_id, "job.started")
         one = await client.submit(payload=QUICK)
-        one_events = await job_events(bus, one.job_id, "job.succeeded")
+        one_events = await job_events(stored, one.job_id, "job.succeeded")
         batch = await client.submit(payload=QUICK, batch=4)
-        await wait_for(lambda: sched.cloud.waiting == 1, timeout=5)  # the batch: no serverless
+        # the batch: no serverless; the scheduler's own count of waiting attempts, no event
+        await poll(lambda: sched.cloud.waiting == 1, timeout=5)
         held.gate.set()
-        batch_events = await job_events(bus, batch.job_id, "job.succeeded")
-        await wait_for(lambda: cloud.state.jobs_processed == 1, timeout=5)
+        batch_events = await job_events(stored, batch.job_id, "job.succeeded")
+        mine = lambda e: e.key == batch.job_id  # noqa: E731
+        await stored.folded(cloud.follower, "job.succeeded", where=mine, timeout=5)
+        assert cloud.state.jobs_processed == 1
 
     [attempt] = started(one_events)
     assert (attempt.target, attempt.provider) == ("serverless", "runpod")
@@ -119,12 +114,12 @@ async def test_one_off_goes_serverless_a_batch_waits_for_local(
     assert done.dry_run is True and done.provider == "runpod"
     [attempt] = started(batch_events)
     assert attempt.target not in ("serverless", "cloud_pod") and attempt.reason is None
-    money = await stored(bus, ["cloud.cost.>"])
+    money = await read_stored(bus, ["cloud.cost.>"])
     assert [e.payload.job_id for e in money if e.type == "cloud.cost.reserved"] == [one.job_id]
 
 
 async def test_a_serverless_failure_falls_back_to_a_pod(
-    config: Config, store: Any, bus: Bus
+    config: Config, store: Any, bus: Bus, stored: EventWatch
 ) -> None:
     await bus.emit(FlagsChanged(flags={ENABLE_COMPUTE: True}), key="flags")
     run_with, held = executors(config, bus)
@@ -135,15 +130,16 @@ async def test_a_serverless_failure_falls_back_to_a_pod(
         running_cloud(config, max_pods=1, pods=pods) as cloud,
         running_scheduler(config, executors=run_with, max_running=1) as sched,
     ):  # fmt: skip
-        await wait_for(lambda: sched.cloud.follower.state.compute, timeout=5)
+        await stored.folded(sched.cloud.follower, "flags.changed", timeout=5)
+        assert sched.cloud.follower.state.compute
         client = Client(bus)
         long = await client.submit(payload=HOLD)
-        await job_events(bus, long.job_id, "job.started")
+        await job_events(stored, long.job_id, "job.started")
         one = await client.submit(payload=QUICK)
-        await job_events(bus, one.job_id, "job.rerouted")
+        await job_events(stored, one.job_id, "job.rerouted")
         await cloud.spawn_pod(SpawnRequest())
         await cloud.check()  # dry-run pod RUNNING at once: ready
-        events = await job_events(bus, one.job_id, "job.succeeded")
+        events = await job_events(stored, one.job_id, "job.succeeded")
         held.gate.set()
 
     first, second = started(events)

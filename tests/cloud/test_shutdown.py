@@ -17,10 +17,10 @@ from services.runtime.http import HttpOptions
 from services.runtime.secrets import Secret
 from tests.adapters.conftest import SleepRecorder
 from tests.advisor.service_support import running_gateway
-from tests.cloud.cloud_support import running_cloud, stored
+from tests.cloud.cloud_support import read_stored, running_cloud
 from tests.cloud.conftest import API_KEY
 from tests.cloud.runpod_v2_standin import RunPodV2Standin
-from tests.support import wait_for
+from tests.support import EventWatch
 
 
 def client(settings: PodsSettings) -> RunPodV2Client:
@@ -30,7 +30,12 @@ def client(settings: PodsSettings) -> RunPodV2Client:
 
 
 async def test_shutdown_terminates_this_instances_pods_and_shutdown_all_every_pod(
-    config: Config, store: Any, bus: Bus, runpod_v2: RunPodV2Standin, pods_settings: PodsSettings
+    config: Config,
+    store: Any,
+    bus: Bus,
+    stored: EventWatch,
+    runpod_v2: RunPodV2Standin,
+    pods_settings: PodsSettings,
 ) -> None:
     async with running_cloud(config, client=client(pods_settings), max_pods=3,
                              terminate_on_shutdown=False) as first:  # fmt: skip
@@ -55,11 +60,8 @@ async def test_shutdown_terminates_this_instances_pods_and_shutdown_all_every_po
     assert runpod_v2.pods[kept].status == "TERMINATED"
     assert runpod_v2.count("DELETE", "/v2/pods") + runpod_v2.count("POST", "/v2/pods/") == 2
 
-    async def both() -> list[Any] | None:  # the store commits after JetStream acks
-        found = [e.payload for e in await stored(bus, ["cloud.pod.terminated"])]
-        return found if len(found) >= 2 else None
-
-    ended = await wait_for(both, timeout=5)
+    await stored.count(2, "cloud.pod.terminated", timeout=5)  # committed after JetStream acks
+    ended = [e.payload for e in await read_stored(bus, ["cloud.pod.terminated"])]
     assert [(t.pod_id, t.code) for t in ended] == [(mine, "shutdown"), (kept, "shutdown_all")]
     assert all(t.billed_s >= 0 and t.cost_usd >= 0 and t.dry_run is False for t in ended)
     assert "cloud service stopped" in ended[0].reason

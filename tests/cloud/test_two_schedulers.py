@@ -15,9 +15,9 @@ from schemas.flags import ENABLE_COMPUTE, FlagsChanged
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from tests.advisor.service_support import running_advisor
-from tests.cloud.cloud_support import cap_violations, running_cloud, stored
+from tests.cloud.cloud_support import cap_violations, cloud_folded, read_through, running_cloud
 from tests.scheduler.support import Client, running_scheduler
-from tests.support import wait_for
+from tests.support import EventWatch
 
 JOBS = 24
 CAP = 0.035
@@ -48,7 +48,7 @@ def overlaps(events: list[Event]) -> list[str]:
 
 
 async def test_two_schedulers_never_share_a_pod_and_the_cap_holds(
-    config: Config, store: Any, bus: Bus
+    config: Config, store: Any, bus: Bus, stored: EventWatch
 ) -> None:
     await bus.emit(FlagsChanged(flags={ENABLE_COMPUTE: True}), key="flags")
     pods = msgspec.structs.replace(config.cloud.pods, dry_run=True, dry_boot_s=0.0)
@@ -60,14 +60,16 @@ async def test_two_schedulers_never_share_a_pod_and_the_cap_holds(
         running_scheduler(config, max_running=1) as one,
         running_scheduler(config, max_running=1) as two,
     ):  # fmt: skip
-        await wait_for(lambda: cloud.state.compute, timeout=5)
-        client = Client(bus)
+        await stored.folded(cloud.follower, "flags.changed", timeout=5)
+        assert cloud.state.compute
+        client = Client(bus, one.follower, two.follower)
         payload = {"duration_s": 0.02, "steps": 1}
         for _ in range(2):
             await cloud.spawn_pod(SpawnRequest())
         await cloud.check()  # dry-run pods are RUNNING at once: ready
-        await wait_for(lambda: len(one.cloud.follower.state.pods) == 2, timeout=5)
-        await wait_for(lambda: len(two.cloud.follower.state.pods) == 2, timeout=5)
+        await cloud_folded(stored, cloud, one.cloud.follower, two.cloud.follower)
+        assert len(one.cloud.follower.state.pods) == 2
+        assert len(two.cloud.follower.state.pods) == 2
         accepted = await asyncio.gather(*(client.submit(payload=payload) for _ in range(JOBS)))
         views = [await client.ended(a.job_id, timeout=30) for a in accepted]
         assert all(v.state == "succeeded" for v in views)
@@ -79,12 +81,7 @@ async def test_two_schedulers_never_share_a_pod_and_the_cap_holds(
         assert 0 < sum(a.ok for a in answers) < 50
         n = cloud.state.n
 
-    async def all_stored() -> list[Event] | None:
-        events = await stored(bus, ["cloud.>", "job.>"])
-        done = max((e.payload.n for e in events if e.type.startswith("cloud.")), default=0)
-        return events if done >= n else None
-
-    events = await wait_for(all_stored, timeout=10)
+    events = await read_through(stored, bus, n, ["cloud.>", "job.>"])
     assert cap_violations(events, CAP) == []
     assert overlaps(events) == []
     claims = [e.payload for e in events if e.type == "cloud.pod.claimed"]

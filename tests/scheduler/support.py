@@ -9,13 +9,17 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from nats.aio.msg import Msg
+
+from schemas import decode_event
 from schemas import scheduler as s
 from schemas.subjects import STORED_PREFIX
+from schemas.system import decode_stored
 from services.runtime.bus import Bus
 from services.runtime.config import Config
 from services.scheduler.executors.base import Artifact, Executor, Outcome, Progress, Run
 from services.scheduler.service import SchedulerService
-from tests.support import EventWatch, Folds, poll
+from tests.support import Folds, poll
 
 
 class Quick(Executor):
@@ -96,15 +100,26 @@ class Client:
     def __init__(self, bus: Bus, *folds: Folds) -> None:
         self.bus = bus
         self.folds = folds
-        self._ends: EventWatch | None = None
+        self._ends: dict[str, tuple[int, str]] | None = None
+        """job id -> (store position, type) of its end event, stored since the
+        first submit (or wait): a dict, so 200 waiters cost no scan each."""
+        self._ended = asyncio.Condition()
 
-    async def _watch(self) -> EventWatch:
-        """The ends stored since this client's first submit (or first wait)."""
+    async def _watch(self) -> dict[str, tuple[int, str]]:
         if self._ends is None:
-            self._ends = EventWatch()
-            await self.bus.nc.subscribe(STORED_PREFIX + "job.*", cb=self._ends.on_message)
+            self._ends = {}
+            for subject in ENDED:
+                await self.bus.nc.subscribe(STORED_PREFIX + subject, cb=self._on_end)
             await self.bus.nc.flush()
         return self._ends
+
+    async def _on_end(self, msg: Msg) -> None:
+        item = decode_stored(msg.data)
+        event = decode_event(bytes(item.event))
+        assert self._ends is not None
+        self._ends.setdefault(event.key, (item.seq, event.type))
+        async with self._ended:
+            self._ended.notify_all()
 
     async def submit(self, **body: Any) -> s.JobAccepted:
         await self._watch()  # before the job can end
@@ -128,10 +143,14 @@ class Client:
         view = await self.get(job_id)
         if ENDED.intersection(view.history):  # "infeasible" is terminal before job.failed
             return view
-        end = await ends.first("job.*", lambda e: e.key == job_id and e.type in ENDED, timeout)
-        seq = next(q for q, e in ends.events if e is end)
+        try:
+            async with self._ended:
+                await asyncio.wait_for(self._ended.wait_for(lambda: job_id in ends), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no end of {job_id} within {timeout}s: {view}") from None
+        seq, end = ends[job_id]
         for follower in self.folds:
-            assert await follower.wait_position(seq, timeout), f"{end.type} of {job_id} not folded"
+            assert await follower.wait_position(seq, timeout), f"{end} of {job_id} not folded"
         if self.folds:
             return await self.get(job_id)
 
