@@ -129,7 +129,7 @@ class Driver(Service):
         self.writer = Writer(bus)
         self.waiting = Waiting(self.placement, self.spawn, self.log)
         self._remote_owned = 0
-        self.budget = Presence(NO_BUDGET_RECHECK_S)
+        self.budget = Presence(NO_BUDGET_RECHECK_S, self.clock)
         self._remote_depth = -1
 
     def own(self, job: Job) -> None:

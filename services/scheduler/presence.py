@@ -24,6 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from services.runtime.clock import Clock, SystemClock
 from services.runtime.errors import ServiceCallError
 
 T = TypeVar("T")
@@ -32,8 +33,9 @@ ABSENT = 503
 
 
 class Presence:
-    def __init__(self, recheck_s: float) -> None:
+    def __init__(self, recheck_s: float, clock: Clock | None = None) -> None:
         self.recheck_s = recheck_s
+        self._clock = clock or SystemClock()
         self.asked = 0
         """Calls that went to the service (a test reads it)."""
         self._absent: tuple[float, ServiceCallError] | None = None
@@ -44,7 +46,10 @@ class Presence:
         """``await ask()``, or the remembered 503 without asking."""
         loop = asyncio.get_running_loop()
         while not self._known:
-            if self._absent is not None and loop.time() - self._absent[0] < self.recheck_s:
+            if (
+                self._absent is not None
+                and self._clock.monotonic() - self._absent[0] < self.recheck_s
+            ):
                 e = self._absent[1]
                 raise ServiceCallError(e.subject, e.code, e.description)
             if self._probe is None:
@@ -60,7 +65,7 @@ class Presence:
             return answer
         except ServiceCallError as e:
             if e.code == ABSENT:
-                self._known, self._absent = False, (loop.time(), e)
+                self._known, self._absent = False, (self._clock.monotonic(), e)
             raise
         finally:
             if probing and self._probe is not None:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from services.runtime.clock import ManualClock
 from services.runtime.errors import ServiceCallError
 from services.scheduler.presence import Presence
 
@@ -31,20 +32,21 @@ async def many(presence: Presence, far: Far, n: int) -> list[object]:
 
 
 async def test_an_absent_service_is_asked_once_for_concurrent_calls_then_after_recheck() -> None:
-    presence, far = Presence(recheck_s=0.05), Far(503)
+    clock = ManualClock()
+    presence, far = Presence(recheck_s=0.05, clock=clock), Far(503)
     answers = await many(presence, far, 50)
     assert far.calls == 1
     assert all(isinstance(a, ServiceCallError) and a.code == 503 for a in answers)
     await many(presence, far, 50)
     assert far.calls == 1  # remembered
-    await asyncio.sleep(0.06)
+    clock.advance(0.06)
     far.code = None  # the service started
     assert await many(presence, far, 50) == ["ok"] * 50
     assert far.calls == 2 + 49  # one probe, then every call asks
 
 
 async def test_a_present_service_gets_every_call_and_other_errors_are_not_remembered() -> None:
-    presence, far = Presence(recheck_s=10), Far(None)
+    presence, far = Presence(recheck_s=10, clock=ManualClock()), Far(None)
     assert await many(presence, far, 20) == ["ok"] * 20
     assert far.calls == 20
     far.code = 504  # a timeout says nothing about presence
