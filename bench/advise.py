@@ -42,6 +42,8 @@ import nats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import workload  # noqa: E402
+
 from schemas.advisor import ADVISE_SUBJECT, FLAGS_SET_SUBJECT  # noqa: E402
 from services.runtime.natsserver import EmbeddedNats  # noqa: E402
 
@@ -180,14 +182,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 )
             await nc.drain()
         finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            workload.stop_all(procs, 10)
             server.stop()
     e, a, u = summary(echo_runs), summary(advise_runs), summary(unique_runs)
     ratio = round(float(a["throughput_rps"]) / float(e["throughput_rps"]), 3)

@@ -47,7 +47,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import psutil  # noqa: E402
+import workload  # noqa: E402
 from advise import ECHO_SUBJECT, measure, spawn, summary  # noqa: E402
 from gateway import cpu_seconds  # noqa: E402
 from lifecycle import PROFILED  # noqa: E402
@@ -221,14 +221,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 profiled_runs.append(await cycles(nc, args.seconds, args.inflight, f"on{r}"))
             await nc.drain()
         finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            workload.stop_all(procs, 10)
             server.stop()
     e, c, p = summary(echo_runs), summary(budget_runs), summary(profiled_runs)
     ec, jc = summary(echo_cycle_runs), summary(js_runs)

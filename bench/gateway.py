@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -176,14 +175,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                             cpu[name][proc] += used - before[proc]
             await nc.drain()
         finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            workload.stop_all(procs, 20)
             server.stop()
     out = {name: summary(r) for name, r in runs.items()}
     per_request = {

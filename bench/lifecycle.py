@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -50,6 +49,8 @@ from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import workload
 
 from schemas import decode_event
 from schemas.scheduler import SUBMIT
@@ -243,13 +244,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
             await nc.drain()
         finally:
-            for p in procs.values():
-                p.send_signal(signal.SIGTERM)
-            for p in procs.values():
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            workload.stop_all(procs.values(), 30)
             server.stop()
     return out
 

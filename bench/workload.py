@@ -10,7 +10,9 @@ artifact paths. Deterministic for a given seed.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import signal
+import subprocess
+from collections.abc import Iterable, Iterator
 
 from schemas import Event
 from schemas.advisor import JobAdvised
@@ -131,3 +133,17 @@ def events(n: int, *, seed: int = 7, start: float = 1_767_000_000.0) -> Iterator
         if i >= n:
             return
         yield ev
+
+
+def stop_all(procs: Iterable[subprocess.Popen[bytes]], wait_s: float = 20.0) -> None:
+    """SIGTERM every benchmark process at once, then wait for each; one that
+    outlives ``wait_s`` is killed (a bench never leaves a process behind)."""
+    procs = list(procs)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
