@@ -18,12 +18,8 @@ nats-py turning each delivered message into a ``Msg`` (header parsing alone
 18%: every event carries ``Nats-Msg-Id``), queueing it and running a callback
 task. The store needs none of that: only the subject, the body, and the
 ``$JS.ACK`` reply subject (the stream position; the ack goes to it). So the
-deliver subject is a plain core subscription, and the feed taps the client's
-message hook (``Client._process_msg``, which nats-py's parser awaits for
-every message; nats-py is pinned below 3): a message of that subscription
-(by its sid: JetStream delivers each message under its own subject) goes to
-``on_message`` as a :data:`Delivered` tuple, everything else to nats-py as
-before. JetStream
+deliver subject is a tapped subscription (``services/runtime/tap.py``): each
+message reaches :meth:`Feed._deliver` as bytes, in the parser's step. JetStream
 status messages (idle heartbeats, flow control requests) are answered or
 skipped; a message without a ``$JS.ACK`` reply did not come from the
 consumer and is counted in :attr:`Feed.foreign` and logged, never stored.
@@ -37,13 +33,12 @@ from dataclasses import dataclass
 
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
-from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from schemas.subjects import STREAM
 from services.runtime.bus import Bus
 from services.runtime.logs import get_logger
+from services.runtime.tap import RawSubscription, subscribe_raw
 from services.store.eventlog import EventLog
 
 MAX_ACK_PENDING = 20_000
@@ -88,11 +83,9 @@ class Feed:
         self.durable = durable
         self._on_message = on_message
         self._ensure_streams = ensure_streams
-        self.sub: Subscription | None = None
-        self._unbound_checks = 0
-        self._sid: int | None = None
+        self.sub: RawSubscription | None = None
         """The subscription whose messages go to ``on_message`` (None: none)."""
-        self._tapped: Client | None = None
+        self._unbound_checks = 0
         self.foreign = 0
         """Messages on the deliver subject that did not come from the consumer."""
 
@@ -152,55 +145,34 @@ class Feed:
                 idle_heartbeat=IDLE_HEARTBEAT_S,
             )
             info = await js.add_consumer(STREAM, config)
-        nc = self.bus.nc
-        self._tap(nc)
-        # known before SUB is sent, for the first message may follow at once:
-        # nats-py numbers a subscription before its first pause
-        self._sid = nc._sid + 1
-        self.sub = await nc.subscribe(info.config.deliver_subject or "")
-        if self.sub._id != self._sid:
-            self._sid = None
-            raise AssertionError("nats-py numbers subscriptions differently: cannot feed the store")
+        self.sub = await subscribe_raw(
+            self.bus.nc, info.config.deliver_subject or "", self._deliver
+        )
         self._unbound_checks = 0
 
-    def _tap(self, nc: Client) -> None:
-        """Route the deliver subject's messages around nats-py (once per client)."""
-        if self._tapped is nc:
-            return
-        process = nc._process_msg
-        on_message, stats = self._on_message, nc.stats
-
-        async def process_msg(
-            sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
-        ) -> None:
-            if sid != self._sid:
-                return await process(sid, subject, reply, data, headers)  # type: ignore[arg-type]
-            stats["in_msgs"] += 1
-            stats["in_bytes"] += len(data)
-            if headers is not None and headers[8:9] == b" ":  # "NATS/1.0 100 Idle Heartbeat"
-                if reply:  # a flow control request
-                    await nc.publish(reply.decode())
-                return
-            position = stream_position(reply)
-            if position is None:
-                self.foreign += 1
-                log.warning(
-                    "message on the store's deliver subject without a JetStream reply: ignored",
-                    extra={"fields": {"reply": reply[:100].decode(errors="replace"),
-                                      "size": len(data), "count": self.foreign}},
-                )  # fmt: skip
-                return
-            on_message((subject, position, reply, data))
-
-        nc._process_msg = process_msg  # type: ignore[method-assign]
-        self._tapped = nc
+    def _deliver(
+        self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> Awaitable[None] | None:
+        if headers is not None and headers[8:9] == b" ":  # "NATS/1.0 100 Idle Heartbeat"
+            if reply:  # a flow control request
+                return self.bus.nc.publish(reply.decode())
+            return None
+        position = stream_position(reply)
+        if position is None:
+            self.foreign += 1
+            log.warning(
+                "message on the store's deliver subject without a JetStream reply: ignored",
+                extra={"fields": {"reply": reply[:100].decode(errors="replace"),
+                                  "size": len(data), "count": self.foreign}},
+            )  # fmt: skip
+            return None
+        self._on_message((subject, position, reply, data))
+        return None
 
     async def unsubscribe(self) -> None:
-        self._sid = None  # what arrives from now on goes to nats-py, which drops it
         sub, self.sub = self.sub, None
         if sub is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await sub.unsubscribe()
 
     async def healthy(self) -> str | None:
         """None when the consumer exists and delivers to this subscription, else
@@ -208,7 +180,7 @@ class Feed:
         sub = self.sub
         if sub is None:
             return "not subscribed"
-        if sub._closed or sub._conn is not self.bus.nc:
+        if not sub.active or sub.nc is not self.bus.nc:
             return "its subscription ended"
         try:
             info = await self.bus.js.consumer_info(STREAM, self.durable)

@@ -159,7 +159,8 @@ async def test_a_forged_message_on_the_deliver_subject_stops_nothing(
 async def test_jetstream_status_messages_are_not_events(bus, fast_store):
     """Idle heartbeats (status 100, no reply) are skipped, not stored or counted."""
     nc = fast_store.bus.nc
-    sid = fast_store.feed._sid
+    assert fast_store.feed.sub is not None
+    sid = fast_store.feed.sub.sid
     await nc._process_msg(sid, b"_INBOX.x", b"", b"", b"NATS/1.0 100 Idle Heartbeat\r\n\r\n")
     assert fast_store._buffer == [] and fast_store.feed.foreign == 0
 
