@@ -12,10 +12,17 @@ Table ``dead_letters`` keeps messages that failed validation, whole, by
 stream and stream position, apart from the events. Table ``notices`` keeps
 what an operator must acknowledge (a stream reset) across restarts.
 
-:class:`EventLog` is the async writer/reader of the store service (aiosqlite,
-WAL; one aiosqlite connection writes, and reads run on
+:class:`EventLog` is the async writer/reader of the store service (WAL). One
+plain ``sqlite3`` connection writes, on a thread of its own: each operation
+(a whole append transaction: BEGIN IMMEDIATE, the inserts, dead letters, the
+position, the select of new rows when some were redeliveries, COMMIT or
+ROLLBACK) is ONE function run there, one hop from the event loop and back.
+Through aiosqlite an append was 4+ hops (each a queue put, a
+``call_soon_threadsafe`` and a self-pipe wake-up of the loop), which at a few
+events per batch cost more than the events. A cancelled caller never cuts a
+transaction in half (:meth:`EventLog._writing`). Reads run on
 :class:`~services.store.reads.Readers`, plain connections on threads of their
-own, so reads never queue behind a batch nor behind each other). It keeps
+own, so reads never queue behind a batch nor behind each other. It keeps
 the set of distinct event types in the log (loaded at open by an index
 skip-scan, grown before each commit) so that reads resolve type filters to
 exact types (:mod:`services.store.reads`). :func:`iter_events` is
@@ -25,12 +32,12 @@ a plain synchronous reader for replays that run without NATS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
-
-import aiosqlite
 
 from services.runtime.datadir import private_file
 from services.runtime.errors import StoreError
@@ -94,41 +101,98 @@ def type_range(prefix: str) -> tuple[str, str]:
     return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-async def _migrate(w: aiosqlite.Connection) -> None:
+def _migrate(w: sqlite3.Connection) -> None:
     """Additive migrations of a log written by an older version."""
-    async with w.execute("SELECT name FROM pragma_table_info('tracking')") as cur:
-        if "stream_created" not in {r[0] for r in await cur.fetchall()}:
-            await w.execute("ALTER TABLE tracking ADD COLUMN stream_created TEXT")
-    async with w.execute("SELECT name FROM pragma_table_info('dead_letters')") as cur:
-        columns = {r[0] for r in await cur.fetchall()}
+    if "stream_created" not in _columns(w, "tracking"):
+        w.execute("ALTER TABLE tracking ADD COLUMN stream_created TEXT")
+    columns = _columns(w, "dead_letters")
     if "stream_created" in columns:
         return
-    await w.execute("BEGIN IMMEDIATE")
-    if columns:  # keyed by stream_seq alone: rebuild it, keeping every row
-        await w.execute("ALTER TABLE dead_letters RENAME TO dead_letters_v1")
-        await w.execute(DEAD_LETTERS)
-        await w.execute(
-            "INSERT INTO dead_letters (stream_seq, subject, reason, body) "
-            "SELECT stream_seq, subject, reason, body FROM dead_letters_v1"
-        )
-        await w.execute("DROP TABLE dead_letters_v1")
-    else:
-        await w.execute(DEAD_LETTERS)
-    await w.execute("COMMIT")
+
+    def rebuild(w: sqlite3.Connection) -> None:
+        if columns:  # keyed by stream_seq alone: rebuild it, keeping every row
+            w.execute("ALTER TABLE dead_letters RENAME TO dead_letters_v1")
+            w.execute(DEAD_LETTERS)
+            w.execute(
+                "INSERT INTO dead_letters (stream_seq, subject, reason, body) "
+                "SELECT stream_seq, subject, reason, body FROM dead_letters_v1"
+            )
+            w.execute("DROP TABLE dead_letters_v1")
+        else:
+            w.execute(DEAD_LETTERS)
+
+    transaction(w, rebuild)
+
+
+def _columns(w: sqlite3.Connection, table: str) -> set[str]:
+    return {str(r[0]) for r in w.execute("SELECT name FROM pragma_table_info(?)", (table,))}
+
+
+def transaction(w: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """``body(w)`` between ``BEGIN IMMEDIATE`` and ``COMMIT``, synchronously.
+    On any failure it is rolled back and the failure raised: a ROLLBACK that
+    fails too is a note on that failure, never raised in its place."""
+    w.execute("BEGIN IMMEDIATE")
+    try:
+        result = body(w)
+        w.execute("COMMIT")
+    except BaseException as e:
+        if w.in_transaction:  # a failed COMMIT may have ended it already
+            try:
+                w.execute("ROLLBACK")
+            except sqlite3.Error as rollback:
+                e.add_note(f"ROLLBACK failed too: {rollback}")
+        raise
+    return result
+
+
+def _track(w: sqlite3.Connection, name: str, position: int, stream_created: str | None) -> None:
+    w.execute(
+        "INSERT INTO tracking (name, position, stream_created) VALUES (?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET position = excluded.position, "
+        "stream_created = excluded.stream_created",
+        (name, position, stream_created),
+    )
+
+
+def _tracking(w: sqlite3.Connection, name: str) -> tuple[int, str | None]:
+    row = w.execute(
+        "SELECT position, stream_created FROM tracking WHERE name = ?", (name,)
+    ).fetchone()
+    return (int(row[0]), row[1]) if row else (0, None)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    w = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        for pragma in PRAGMAS:
+            w.execute(pragma)
+        w.executescript(SCHEMA)
+        _migrate(w)
+    except BaseException:
+        w.close()
+        raise
+    return w
 
 
 class EventLog:
     def __init__(
         self,
         path: Path,
-        writer: aiosqlite.Connection,
+        writer: sqlite3.Connection,
+        pool: ThreadPoolExecutor,
         tracking_name: str,
     ) -> None:
         self.path = path
         self.tracking_name = tracking_name
         self._w = writer
+        self._pool = pool
+        """The writer's one thread: every statement of ``_w`` runs on it."""
         self._readers = reads.Readers(path)
         self.last_seq = 0
+        """The newest position in the log; set on the writer thread right after
+        each COMMIT, so it is never behind a committed batch however the
+        append's caller ends."""
         self.types: set[str] = set()
         """Every event type in the log (a superset for a moment while a batch commits)."""
         self.stream_created: str | None = None
@@ -140,35 +204,62 @@ class EventLog:
         for name in (path.name, path.name + "-wal", path.name + "-shm"):
             if name == path.name or (path.parent / name).exists():  # SQLite copies the mode
                 private_file(path.parent / name)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="store-write")
+        loop = asyncio.get_running_loop()
         try:
-            writer = await aiosqlite.connect(path, isolation_level=None)
-            for pragma in PRAGMAS:
-                await writer.execute(pragma)
-            await writer.executescript(SCHEMA)
-            await _migrate(writer)
-            log = cls(path, writer, tracking_name)
-            async with writer.execute("SELECT coalesce(max(seq), 0) FROM events") as cur:
-                row = await cur.fetchone()
-                log.last_seq = int(row[0]) if row else 0
-            async with writer.execute(DISTINCT_TYPES) as cur:
-                log.types = {str(r[0]) for r in await cur.fetchall()}
-            _, log.stream_created = await log.tracking()
+            writer = await loop.run_in_executor(pool, _connect, path)
         except sqlite3.Error as e:
+            pool.shutdown(wait=False)
             raise StoreError(f"cannot open event log {path}: {e}") from e
+        log = cls(path, writer, pool, tracking_name)
+
+        def load(w: sqlite3.Connection) -> None:
+            log.last_seq = int(w.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+            log.types = {str(r[0]) for r in w.execute(DISTINCT_TYPES)}
+            _, log.stream_created = _tracking(w, tracking_name)
+
+        try:
+            await log._writing(load, "cannot open event log")
+        except BaseException:
+            await log.close()
+            raise
         return log
 
     async def close(self) -> None:
-        await self._w.close()
-        await asyncio.to_thread(self._readers.close)
+        """Wait for the write under way (if any), then close every connection."""
+
+        def close() -> None:
+            self._pool.shutdown(wait=True)
+            self._w.close()
+            self._readers.close()
+
+        await asyncio.to_thread(close)
+
+    async def _writing(self, fn: Callable[[sqlite3.Connection], T], failure: str) -> T:
+        """``fn(writer connection)`` on the writer's thread: one hop there and
+        back, whatever ``fn`` does. A cancelled caller never cuts it short: it
+        runs to its end (a transaction commits or rolls back, and records what
+        it did), the caller waits for that end, and only then is its
+        CancelledError raised (a stop then closes the log after it).
+        ``sqlite3.Error`` is raised as ``StoreError("<failure>: ...")``."""
+        done = asyncio.get_running_loop().run_in_executor(self._pool, fn, self._w)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            while not done.done():
+                with contextlib.suppress(asyncio.CancelledError):  # cancelled again: still wait
+                    await asyncio.wait((done,))
+            if not done.cancelled():
+                done.exception()  # its outcome is in the log; the cancel is what the caller gets
+            raise
+        except sqlite3.Error as e:
+            raise StoreError(f"{failure} ({self.path}): {e}") from e
 
     async def tracking(self) -> tuple[int, str | None]:
         """(the stream position the log holds every event up to, 0: none;
         the ``created`` time of the stream it belongs to, None: not recorded)."""
-        async with self._w.execute(
-            "SELECT position, stream_created FROM tracking WHERE name = ?", (self.tracking_name,)
-        ) as cur:
-            row = await cur.fetchone()
-        return (int(row[0]), row[1]) if row else (0, None)
+        name = self.tracking_name
+        return await self._writing(lambda w: _tracking(w, name), "cannot read the position")
 
     async def position(self) -> int:
         return (await self.tracking())[0]
@@ -178,80 +269,67 @@ class EventLog:
     ) -> list[Stored]:
         """Append ``rows`` (ignoring ids already held), record dead letters and
         the stream ``position`` (of stream :attr:`stream_created`), all in one
-        transaction. Returns what was new."""
-        w = self._w
+        transaction, run whole on the writer thread. Returns what was new."""
         self.types.update(r[1] for r in rows)  # before COMMIT: a read must never miss a type
-        try:
-            await w.execute("BEGIN IMMEDIATE")
-            try:
-                before = self.last_seq
-                cur = await w.executemany(
-                    "INSERT OR IGNORE INTO events (id, type, key, ts, body) VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-                inserted = cur.rowcount
-                if dead:
-                    created = self.stream_created or ""
-                    await w.executemany(
-                        "INSERT OR IGNORE INTO dead_letters "
-                        "(stream_created, stream_seq, subject, reason, body) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        [(created, *d) for d in dead],
-                    )
-                await self._track(position)
-                if inserted == len(rows):
-                    stored = [(before + i + 1, r[1], r[4]) for i, r in enumerate(rows)]
-                else:  # some were redeliveries: ask which rows are new
-                    async with w.execute(
-                        "SELECT seq, type, body FROM events WHERE seq > ? ORDER BY seq", (before,)
-                    ) as c:
-                        stored = [(int(s), str(t), bytes(b)) for s, t, b in await c.fetchall()]
-                await w.execute("COMMIT")
-            except BaseException:
-                await w.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise StoreError(f"append to {self.path} failed: {e}") from e
-        if stored:
-            self.last_seq = stored[-1][0]
-        return stored
+        created = self.stream_created
 
-    async def _track(self, position: int) -> None:
-        await self._w.execute(
-            "INSERT INTO tracking (name, position, stream_created) VALUES (?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET position = excluded.position, "
-            "stream_created = excluded.stream_created",
-            (self.tracking_name, position, self.stream_created),
-        )
+        def insert(w: sqlite3.Connection) -> list[Stored]:
+            before = self.last_seq
+            inserted = w.executemany(
+                "INSERT OR IGNORE INTO events (id, type, key, ts, body) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            ).rowcount
+            if dead:
+                w.executemany(
+                    "INSERT OR IGNORE INTO dead_letters "
+                    "(stream_created, stream_seq, subject, reason, body) VALUES (?, ?, ?, ?, ?)",
+                    [(created or "", *d) for d in dead],
+                )
+            _track(w, self.tracking_name, position, created)
+            if inserted == len(rows):
+                return [(before + i + 1, r[1], r[4]) for i, r in enumerate(rows)]
+            # some were redeliveries: ask which rows are new
+            return [
+                (int(s), str(t), bytes(b))
+                for s, t, b in w.execute(
+                    "SELECT seq, type, body FROM events WHERE seq > ? ORDER BY seq", (before,)
+                )
+            ]
+
+        def append(w: sqlite3.Connection) -> list[Stored]:
+            stored = transaction(w, insert)
+            if stored:
+                self.last_seq = stored[-1][0]
+            return stored
+
+        return await self._writing(append, "append failed")
 
     async def restart_tracking(self, stream_created: str, notice: str | None = None) -> None:
         """Record that the log now follows the stream created at ``stream_created``
         from its start (position 0), with ``notice`` for the operator, in one
-        transaction."""
-        w = self._w
-        try:
-            await w.execute("BEGIN IMMEDIATE")
-            try:
-                self.stream_created = stream_created
-                await self._track(0)
-                if notice is not None:
-                    await w.execute("INSERT INTO notices (text) VALUES (?)", (notice,))
-                await w.execute("COMMIT")
-            except BaseException:
-                await w.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot record the stream position in {self.path}: {e}") from e
+        transaction (:attr:`stream_created` changes when it commits)."""
+
+        def restart(w: sqlite3.Connection) -> None:
+            _track(w, self.tracking_name, 0, stream_created)
+            if notice is not None:
+                w.execute("INSERT INTO notices (text) VALUES (?)", (notice,))
+
+        def run(w: sqlite3.Connection) -> None:
+            transaction(w, restart)
+            self.stream_created = stream_created
+
+        await self._writing(run, "cannot record the stream position")
 
     async def adopt_stream(self, stream_created: str) -> None:
         """Record which stream the current position belongs to (first start
         with this version, or an empty log)."""
-        self.stream_created = stream_created
-        position = await self.position()
-        try:
-            await self._track(position)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot record the stream in {self.path}: {e}") from e
+
+        def adopt(w: sqlite3.Connection) -> None:
+            position, _ = _tracking(w, self.tracking_name)
+            _track(w, self.tracking_name, position, stream_created)
+            self.stream_created = stream_created
+
+        await self._writing(adopt, "cannot record the stream")
 
     async def notices(self) -> list[str]:
         def query(conn: sqlite3.Connection) -> list[str]:
@@ -261,11 +339,9 @@ class EventLog:
 
     async def acknowledge(self) -> int:
         """Forget every notice; returns how many there were."""
-        try:
-            cur = await self._w.execute("DELETE FROM notices")
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot acknowledge notices in {self.path}: {e}") from e
-        return int(cur.rowcount)
+        return await self._writing(
+            lambda w: int(w.execute("DELETE FROM notices").rowcount), "cannot acknowledge notices"
+        )
 
     async def read(self, query: reads.Query, max_bytes: int | None = None) -> reads.Page:
         """The page of ``query`` (see :meth:`query`): at most ``max_bytes`` of

@@ -1,0 +1,169 @@
+"""A cancelled caller (a service stop) never cuts a write of the event log in
+half: the transaction runs to its end, ``last_seq`` and ``stream_created``
+follow what committed, the CancelledError reaches the caller (never turned
+into a StoreError that the writer would retry), and what was committed but
+not acknowledged is redelivered and ignored by id."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from services.runtime.bus import Bus
+from services.runtime.config import Config
+from services.store.eventlog import EventLog, Row, transaction
+from services.store.service import StoreService
+from tests.support import lifecycle, watch_stored
+
+
+def batch(n: int, start: int) -> list[Row]:
+    return [
+        (f"id-{i}", "job.submitted", f"job-{i}", 1.0, b'{"i":%d}' % i)
+        for i in range(start, start + n)
+    ]
+
+
+def on_disk(db: Path) -> tuple[int, int, int, str | None, list[str]]:
+    """(max seq, count, position, stream, notices) as another connection sees them."""
+    with sqlite3.connect(db) as conn:
+        last, count = conn.execute("SELECT coalesce(max(seq), 0), count(*) FROM events").fetchone()
+        position, stream = conn.execute(
+            "SELECT coalesce(max(position), 0), max(stream_created) FROM tracking"
+        ).fetchone()
+        notices = [r[0] for r in conn.execute("SELECT text FROM notices ORDER BY id")]
+    return int(last), int(count), int(position), stream, notices
+
+
+async def cancel_after(task: asyncio.Task[object], i: int) -> None:
+    """Cancel ``task`` at a moment that varies with ``i``: before it starts,
+    after some loop turns, or after a short sleep while its thread works."""
+    for _ in range(i % 5):
+        await asyncio.sleep(0)
+    if i % 4 == 3:
+        await asyncio.sleep(0.0002 * (i % 7))
+    task.cancel()
+
+
+async def test_cancelled_appends_keep_the_log_consistent(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    log = await EventLog.open(db)
+    announced: list[bytes] = []  # what appends returned as new (what the store broadcasts)
+    redelivered: set[bytes] = set()
+    unacked: list[Row] = []  # rows of cancelled appends: JetStream redelivers them
+    cut_after_commit = 0
+    try:
+        for i in range(60):
+            rows = unacked + batch(5, 5 * i)
+            task = asyncio.create_task(log.append(rows, position=i + 1))
+            await cancel_after(task, i)
+            try:
+                stored = await task
+            except asyncio.CancelledError:  # never a StoreError: nothing to retry
+                assert task.cancelled()
+                unacked = rows
+                redelivered.update(r[4] for r in rows)
+            else:
+                announced += [body for _, _, body in stored]
+                unacked = []
+            last, count, position, _, _ = on_disk(db)
+            assert log.last_seq == last == count, f"round {i}: last_seq went stale"
+            if unacked and count >= 5 * i + 5:  # committed, then the caller saw the cancel
+                cut_after_commit += 1
+                assert position == i + 1
+        announced += [body for _, _, body in await log.append(unacked, position=61)]
+    finally:
+        await log.close()
+    assert cut_after_commit > 0, "no cancel came while a transaction ran"
+    with sqlite3.connect(db) as conn:
+        table = conn.execute("SELECT seq, id, body FROM events ORDER BY seq").fetchall()
+    assert [r[0] for r in table] == list(range(1, 301))
+    assert sorted(r[1] for r in table) == sorted(r[0] for r in batch(300, 0))
+    assert len(announced) == len(set(announced)), "an event was announced twice"
+    # each stored event was announced by its append, or its batch is redelivered
+    assert {r[2] for r in table} == set(announced) | redelivered
+
+
+async def test_cancelled_restart_tracking_keeps_the_stream_consistent(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    log = await EventLog.open(db)
+    try:
+        await log.append(batch(3, 0), position=3)
+        for i in range(30):
+            task = asyncio.create_task(log.restart_tracking(f"stream-{i}", f"notice {i}"))
+            await cancel_after(task, i)
+            with contextlib.suppress(asyncio.CancelledError):  # or it ended before the cancel
+                await task
+            _, _, position, stream, notices = on_disk(db)
+            assert log.stream_created == stream, f"round {i}"
+            assert (stream is None) == (position == 3)
+            assert len(notices) == len(set(notices))
+            assert await log.tracking() == (position, stream)
+    finally:
+        await log.close()
+
+
+def test_a_failed_transaction_raises_its_own_error_and_keeps_nothing(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (x INTEGER)")
+
+    def body(w: sqlite3.Connection) -> None:
+        w.execute("INSERT INTO t VALUES (1)")
+        raise ValueError("the body failed")
+
+    with pytest.raises(ValueError, match="the body failed"):
+        transaction(conn, body)
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+    def commits_early(w: sqlite3.Connection) -> None:  # no transaction left to roll back
+        w.execute("INSERT INTO t VALUES (2)")
+        w.execute("COMMIT")
+        raise ValueError("after its commit")
+
+    with pytest.raises(ValueError, match="after its commit"):
+        transaction(conn, commits_early)
+    conn.close()
+
+
+async def test_stopping_the_store_mid_ingest_loses_duplicates_and_retries_nothing(
+    bus: Bus, config: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stops at varied moments while events arrive: each stop ends at once
+    (no retry loop), and the next store stores every event exactly once."""
+    caplog.set_level(logging.WARNING)
+    published: list[str] = []
+    for round_ in range(4):
+        store_bus = await Bus.connect(config.nats.url or "", source="store")
+        store = StoreService(store_bus, config)
+        await store.start()
+        events = [e for j in range(50) for e in lifecycle(bus, f"job-{round_}-{j}")]
+        published += [e.id for e in events]
+        await bus.publish_many(events)
+        for _ in range(round_ * 3):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(store.stop(), 5)
+        await store_bus.close()
+    store_bus = await Bus.connect(config.nats.url or "", source="store")
+    store = StoreService(store_bus, config)
+    try:
+        async with watch_stored(bus) as stored:
+            await store.start()
+            marker = lifecycle(bus, "marker")[0]
+            await bus.publish(marker)
+            await stored.first(where=lambda e: e.id == marker.id)
+    finally:
+        await store.stop()
+        await store_bus.close()
+    with sqlite3.connect(config.events_db) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM events ORDER BY seq")]
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")]
+    assert len(ids) == len(set(ids)), "an event was stored twice"
+    assert set(ids) == {*published, marker.id}
+    assert seqs == list(range(1, len(seqs) + 1))
+    failures = [r.getMessage() for r in caplog.records if "batch write failed" in r.getMessage()]
+    assert failures == []
