@@ -42,7 +42,6 @@ previous one wrote), the id can.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections import deque
 from collections.abc import AsyncIterator, MutableMapping
@@ -50,8 +49,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Union
 
 import msgspec
-import nats.errors
-from nats.aio.msg import Msg
 
 from schemas import Event, decode_event, event_types, limits
 from schemas.subjects import STORE_READ, STORED_PREFIX
@@ -65,6 +62,7 @@ from schemas.system import (
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError, ServiceCallError
 from services.runtime.logs import get_logger
+from services.runtime.tap import subscribe_raw
 
 PAGE = 1000
 MAX_BUFFER_BYTES = 4 * 1024 * 1024
@@ -251,7 +249,7 @@ async def _follow(
     stats = stats if stats is not None else FollowStats()
     live = _Live(stats, max_buffer_bytes, local)
     store = _Store(bus, patterns, stats, typed=typed)
-    subs = [await bus.nc.subscribe(STORED_PREFIX + p, cb=live.on_message) for p in patterns]
+    subs = [await subscribe_raw(bus.nc, STORED_PREFIX + p, live.on_message) for p in patterns]
     try:
         await bus.flush()
         last = after if after is not None else await store.position()
@@ -288,8 +286,7 @@ async def _follow(
                 break
     finally:
         for sub in subs:
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await sub.unsubscribe()
 
 
 async def _check(store: _Store, queued: list[Item], last: int | None) -> AsyncIterator[Item]:
@@ -335,13 +332,14 @@ class _Live:
         self.overflow = False
         self._wake = asyncio.Event()
 
-    async def on_message(self, msg: Msg) -> None:
+    def on_message(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        """A ``stored.*`` message, tapped (``services/runtime/tap.py``)."""
         if self.overflow:
             return
-        item = _valid_live(msg.subject, msg.data, self.stats, self.local)
+        item = _valid_live(subject.decode(errors="replace"), data, self.stats, self.local)
         if item is None:
             return
-        size = len(msg.data)
+        size = len(data)
         if self.bytes + size > self.max_bytes:
             self.overflow = self.stats.behind = True  # free the memory now; the
             self.items.clear()  # consumer learns on its next step

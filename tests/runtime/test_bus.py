@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import nats.errors
+
+from schemas import decode_event
+from services.runtime import bus as bus_module
 from tests.support import lifecycle, restart_bus
 
 
@@ -26,3 +30,43 @@ async def test_republishing_the_same_event_is_dropped_by_jetstream(bus):
     assert first == again == 1
     info = await bus.js.stream_info("GPUROUTE")
     assert info.state.messages == 1
+
+
+async def stream_ids(bus, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """The event ids in the stream, in stream order, with their headers' ids."""
+    ids = []
+    for seq in range(1, count + 1):
+        msg = await bus.js.get_msg("GPUROUTE", seq)
+        event = decode_event(msg.data or b"")
+        assert (msg.headers or {}).get("Nats-Msg-Id") == event.id
+        ids.append(event.id)
+    return ids
+
+
+async def test_a_burst_past_the_window_is_stored_once_in_order(bus, monkeypatch):
+    """send_many hands a burst to the client as raw HPUB frames, flushed at each
+    window: every event is stored once, in order, with its Nats-Msg-Id."""
+    monkeypatch.setattr(bus_module, "PUBLISH_WINDOW", 8)
+    events = [e for i in range(10) for e in lifecycle(bus, f"job-{i}")]  # 40
+    assert await bus.publish_many(events) == 40
+    assert await stream_ids(bus, 40) == [e.id for e in events]
+
+
+async def test_frames_the_client_refuses_are_resent_in_order(bus, monkeypatch):
+    """When the client refuses a burst's frames (its buffer), those events go
+    back to the burst and are re-sent one by one, in order, once."""
+    send = bus.nc._send_command
+    refused = 0
+
+    async def refuse_once(cmd: bytes, priority: bool = False) -> None:
+        nonlocal refused
+        if cmd.startswith(b"HPUB") and not refused:
+            refused += 1
+            raise nats.errors.OutboundBufferLimitError
+        await send(cmd, priority)
+
+    monkeypatch.setattr(bus.nc, "_send_command", refuse_once)
+    events = lifecycle(bus, "job-1") + lifecycle(bus, "job-2")
+    assert await bus.publish_many(events) == 8
+    assert refused == 1
+    assert await stream_ids(bus, 8) == [e.id for e in events]
