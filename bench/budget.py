@@ -23,7 +23,14 @@ cycle during the rounds without the profiler flag (client: this process),
 JetStream publish of a 600-byte message that waits for its ack (a stream of
 its own, the same ``--sync``): what three acknowledged writes per cycle cost
 with no service at all, the floor of any budget that records a change before
-answering it.
+answering it. ``recorded_echo_cycles``: the same cycles against a responder
+that records each request as a ``budget.state``-sized event through
+``Bus.send_many`` (the store consuming it) and answers once its burst is
+acknowledged, pipelined as the budget is, with no decision, state or follower:
+what recording a command before answering costs here with gpuroute's own
+writer, so ``recorded_echo_ratio`` is the most a budget could score on this
+machine (the budget's ``ratio`` / ``recorded_echo_ratio`` is what its
+decisions leave of it).
 
 Both loops are closed: each of the ``--inflight`` workers sends its next
 request when the previous answer is in. By Little's law the mean cycle then
@@ -52,6 +59,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nats
@@ -88,6 +96,7 @@ max_mem_mb = 16000000
 max_cpu_percent = 100
 """
 ERROR = "Nats-Service-Error-Code"
+RECORDING_SUBJECT = "bench.recording-echo"
 JS_SUBJECT = "benchjs.write"
 JS_BODY = b"x" * 600
 
@@ -99,6 +108,7 @@ async def cycles(
     tag: str,
     echo: bool = False,
     jetstream: bool = False,
+    recording: bool = False,
 ) -> tuple[int, int, float, list[float]]:
     """(cycles, errors, elapsed s, cycle latencies s) of ``inflight`` loops;
     ``echo``: the same requests, each to the echo subject."""
@@ -123,7 +133,8 @@ async def cycles(
                     await js.publish(JS_SUBJECT, JS_BODY, timeout=10,
                                      headers={"Nats-Msg-Id": f"{tag}-{i}-{n}-{k}"})  # fmt: skip
                     continue
-                msg = await nc.request(ECHO_SUBJECT if echo else subject, body, timeout=10)
+                to = ECHO_SUBJECT if echo else RECORDING_SUBJECT if recording else subject
+                msg = await nc.request(to, body, timeout=10)
                 if msg.headers and ERROR in msg.headers:
                     errors += 1
                     break
@@ -132,6 +143,58 @@ async def cycles(
     start = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(inflight)))
     return len(latencies) - errors, errors, time.perf_counter() - start, latencies
+
+
+async def recording_echo(url: str) -> None:
+    """The floor of a service that records each command before it answers:
+    requests gathered per burst by a plain nats-py subscription, each recorded
+    as a ``budget.state`` event as big as the budget's (``Bus.send_many``, the
+    store consuming them as it does the budget's), answered with its request
+    once the burst is acknowledged. No decision, no state, no follower."""
+    import signal
+
+    from schemas.budget import BudgetChange, BudgetState, Inputs
+    from services.runtime.bus import Bus
+
+    bus = await Bus.connect(url, source="bench")
+    stop, wake = asyncio.Event(), asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    queue: list[nats.aio.msg.Msg] = []
+    reason = "x" * 230  # the budget's events carry a reason twice and their answer
+
+    async def on_request(msg: nats.aio.msg.Msg) -> None:
+        queue.append(msg)
+        wake.set()
+
+    unacked: asyncio.Queue[tuple[Any, list[nats.aio.msg.Msg]]] = asyncio.Queue(32)
+
+    async def writer() -> None:  # sends the next burst while earlier acks travel
+        nonlocal queue
+        while True:
+            await wake.wait()
+            wake.clear()
+            burst, queue = queue, []
+            events = [bus.event(BudgetState(trigger="job.started", timestamp=time.time(),
+                                            payload=BudgetChange(n=i, inputs=Inputs(),
+                                                                 job_id=reason)), key="bench")
+                      for i, _ in enumerate(burst)]  # fmt: skip
+            await unacked.put((await bus.send_many(events), burst))
+
+    async def answers() -> None:
+        while True:
+            sent, burst = await unacked.get()
+            await sent.acked()
+            for msg in burst:
+                await bus.nc.publish(msg.reply, msg.data)
+
+    await bus.nc.subscribe(RECORDING_SUBJECT, queue="rec", cb=on_request)
+    await bus.nc.flush()
+    tasks = [asyncio.create_task(writer()), asyncio.create_task(answers())]
+    print("ready", flush=True)
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await bus.close()
 
 
 async def set_flag(nc: nats.NATS, name: str, value: bool) -> None:
@@ -185,16 +248,21 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             echo = spawn(sys.executable, str(ROOT / "bench" / "advise.py"), "--echo-server",
                          url, stdout=subprocess.PIPE)  # fmt: skip
             procs.append(echo)
-            assert echo.stdout is not None
-            await asyncio.to_thread(echo.stdout.readline)
+            recorder = spawn(sys.executable, __file__, "--recording-echo", url,
+                             stdout=subprocess.PIPE)  # fmt: skip
+            procs.append(recorder)
+            for ready in (echo, recorder):
+                assert ready.stdout is not None
+                await asyncio.to_thread(ready.stdout.readline)
             await wait_ready(nc)
             await measure(nc, ECHO_SUBJECT, 1.0, args.inflight)  # warm-up
             await cycles(nc, 1.0, args.inflight, "warm")
             echo_runs, echo_cycle_runs, budget_runs, profiled_runs, js_runs = [], [], [], [], []
+            recorded_runs = []
             await nc.jetstream().add_stream(name="BENCHJS", subjects=[JS_SUBJECT])
             nats_pid = [c.pid for c in psutil.Process().children() if "nats" in c.name()]
             pids = {"client": os.getpid(), "nats": nats_pid[0], "store": procs[0].pid,
-                    "budget": procs[1].pid, "echo": echo.pid}  # fmt: skip
+                    "budget": procs[1].pid, "echo": echo.pid, "recorder": recorder.pid}  # fmt: skip
             spent = dict.fromkeys(pids, 0.0)
             echo_spent = dict.fromkeys(pids, 0.0)
             for r in range(args.rounds):
@@ -208,6 +276,9 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                     echo_spent[name] += after[name] - before[name]
                 js_runs.append(
                     await cycles(nc, args.seconds, args.inflight, f"js{r}", jetstream=True)
+                )
+                recorded_runs.append(
+                    await cycles(nc, args.seconds, args.inflight, f"rec{r}", recording=True)
                 )
                 await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, False)
                 await asyncio.sleep(0.3)
@@ -224,7 +295,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             workload.stop_all(procs, 10)
             server.stop()
     e, c, p = summary(echo_runs), summary(budget_runs), summary(profiled_runs)
-    ec, jc = summary(echo_cycle_runs), summary(js_runs)
+    ec, jc, rc = summary(echo_cycle_runs), summary(js_runs), summary(recorded_runs)
     done = max(1, sum(run[0] for run in budget_runs))
     per_cycle = {name: round(s / done * 1e6) for name, s in spent.items()}
     echo_done = max(1, sum(run[0] for run in echo_cycle_runs))
@@ -242,6 +313,8 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         "echo": e,
         "echo_cycles": ec,
         "jetstream_cycles": jc,
+        "recorded_echo_cycles": rc,
+        "recorded_echo_ratio": round(float(rc["throughput_rps"]) / float(ec["throughput_rps"]), 3),
         "cycles": c,
         "cycles_profiled": p,
         "ratio": ratio,
@@ -302,6 +375,7 @@ def main() -> None:
     p.add_argument("--sync", default="always",
                    help="JetStream sync_interval: always (fsync before each ack, as up runs) "
                         "or a duration such as 2m")  # fmt: skip
+    p.add_argument("--recording-echo", metavar="URL", help=argparse.SUPPRESS)
     p.add_argument(
         "--fold-only",
         type=int,
@@ -310,6 +384,9 @@ def main() -> None:
         help="time the decision alone with TRACKED jobs running (no NATS)",
     )
     args = p.parse_args()
+    if args.recording_echo:
+        asyncio.run(recording_echo(args.recording_echo))
+        return
     if args.fold_only is not None:
         print(json.dumps(fold_only(args.fold_only)))
         return
