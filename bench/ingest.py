@@ -2,6 +2,7 @@
 
     python bench/ingest.py [--events N] [--chunk C] [--store subprocess|inproc]
                            [--catchup-only] [--profile FILE] [--sync always]
+                           [--trickle RATE [--seconds S]]
 
 Starts its own nats-server (embedded, port 0, temp dir) and a store, either as
 a subprocess (``gpuroute serve store``, the default: on a 2-core machine the
@@ -29,6 +30,12 @@ nats-server's default ``sync_interval`` (``2m``: acknowledged from memory)
 and then on one with the given value (``always``: fsync before every ack),
 in the same run, under ``"sync"`` in the output. Everything else measured
 runs on the default.
+``--trickle RATE`` measures the store at a low rate instead (issue 12: the
+budget's 3 events per cycle at ~3,500 events/s): ``TRICKLE_WORKERS``
+publishers each send ``TRICKLE_BURST`` events with ``publish_many`` on a
+schedule that totals RATE events/s, for ``--seconds``; it prints the store
+process's CPU microseconds per event and the latency from a burst's publish
+call to its last event's ``stored.<type>`` broadcast (p50/p99, ms).
 Prints one JSON object; asserts nothing about time.
 """
 
@@ -48,6 +55,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats
 import psutil
 from nats.aio.msg import Msg
@@ -58,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workload
 
 from schemas import encode_event
-from schemas.subjects import STORE_STATS, STREAM
+from schemas.subjects import STORE_STATS, STORED_PREFIX, STREAM
 from schemas.system import StoreStats
 from services.runtime.bus import Bus
 from services.runtime.config import load_config
@@ -72,6 +80,8 @@ NATS_DEFAULT_SYNC = "2m"
 """nats-server's own ``sync_interval``: what the figures without ``--sync`` use."""
 RAW_ACK_EVERY = 1000
 """The raw consumer acks every this many messages (AckAll), like a store batch."""
+TRICKLE_WORKERS = 16
+TRICKLE_BURST = 3
 
 
 async def store_stats(bus: Bus) -> StoreStats:
@@ -142,6 +152,73 @@ async def end_to_end(
         }
     finally:
         await bus.close()
+
+
+async def trickle(url: str, data_dir: Path, rate: float, seconds: float) -> dict[str, Any]:
+    """Store CPU per event and publish-to-stored latency at ``rate`` events/s."""
+    proc = start_store_subprocess(url, data_dir)
+    bus = await Bus.connect(url, source="bench")
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def on_stored(msg: Msg) -> None:
+        t = sent.pop(msgspec.json.decode(msg.data)["event"]["id"], None)
+        if t is not None:
+            latencies.append(time.perf_counter() - t)
+
+    async def worker(w: int, until: float) -> int:
+        interval = TRICKLE_WORKERS * TRICKLE_BURST / rate
+        nxt, n = time.perf_counter() + w * interval / TRICKLE_WORKERS, 0
+        while nxt < until:
+            await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
+            burst = list(workload.events(TRICKLE_BURST, seed=w * 1_000_003 + n, start=time.time()))
+            burst = [msgspec.structs.replace(e, id=bus.ids.new()) for e in burst]
+            sent[burst[-1].id] = time.perf_counter()
+            await bus.publish_many(burst)
+            n, nxt = n + 1, nxt + interval
+        return n * TRICKLE_BURST
+
+    try:
+        await wait_store_ready(bus, proc)
+        sub = await bus.nc.subscribe(STORED_PREFIX + ">", cb=on_stored)
+        await bus.nc.flush()
+        warm = time.perf_counter() + 1.0  # warm-up second, not counted
+        await asyncio.gather(*(worker(w, warm) for w in range(TRICKLE_WORKERS)))
+        await wait_stored(bus, sent)
+        latencies.clear()
+        cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+        counts = await asyncio.gather(*(worker(w, t0 + seconds) for w in range(TRICKLE_WORKERS)))
+        await wait_stored(bus, sent)
+        cpu = cpu_seconds(proc.pid) - cpu0
+        elapsed = time.perf_counter() - t0
+        await sub.unsubscribe()
+        n = sum(counts)
+        latencies.sort()
+        return {
+            "trickle_rate": rate,
+            "trickle_events": n,
+            "trickle_events_per_s": round(n / elapsed),
+            "trickle_burst": TRICKLE_BURST,
+            "store_cpu_us_per_event": round(cpu / n * 1e6, 1),
+            "stored_latency_ms": {
+                "p50": round(latencies[len(latencies) // 2] * 1e3, 2),
+                "p99": round(latencies[int(len(latencies) * 0.99)] * 1e3, 2),
+            },
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
+    finally:
+        await bus.close()
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 20)
+
+
+async def wait_stored(bus: Bus, sent: dict[str, float], timeout: float = 30.0) -> None:
+    """Until every burst sent has been broadcast as stored."""
+    deadline = time.monotonic() + timeout
+    while sent:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{len(sent)} bursts not stored after {timeout} s")
+        await asyncio.sleep(0.01)
 
 
 async def store_catchup(
@@ -354,6 +431,17 @@ async def sync_compare(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 async def main_async(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     out_sync: dict[str, Any] = {"bench": "ingest", "events": args.events, "chunk": args.chunk}
+    if args.trickle is not None:
+        server = EmbeddedNats(tmp / "nats", port=0, sync=NATS_DEFAULT_SYNC)
+        url = await asyncio.to_thread(server.start)
+        (tmp / "store").mkdir()
+        try:
+            return {
+                "bench": "ingest",
+                **await trickle(url, tmp / "store", args.trickle, args.seconds),
+            }
+        finally:
+            await asyncio.to_thread(server.stop)
     if args.sync is not None:
         out_sync["sync"] = await sync_compare(args, tmp)
         out_sync["cpus"] = os.cpu_count()
@@ -437,6 +525,10 @@ def main() -> None:
         help=f"compare the end-to-end rate at sync_interval {NATS_DEFAULT_SYNC} (nats-server's "
         "default) with this value, in the same run, instead of the other measurements",
     )
+    p.add_argument(
+        "--trickle", type=float, metavar="RATE", help="store CPU per event at RATE events/s"
+    )
+    p.add_argument("--seconds", type=float, default=5.0, help="length of the --trickle run")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gpuroute-bench-ingest-", dir="/tmp"))
     try:

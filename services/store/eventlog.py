@@ -13,14 +13,18 @@ stream and stream position, apart from the events. Table ``notices`` keeps
 what an operator must acknowledge (a stream reset) across restarts.
 
 :class:`EventLog` is the async writer/reader of the store service (WAL). One
-plain ``sqlite3`` connection writes, on a thread of its own: each operation
-(a whole append transaction: BEGIN IMMEDIATE, the inserts, dead letters, the
-position, the select of new rows when some were redeliveries, COMMIT or
-ROLLBACK) is ONE function run there, one hop from the event loop and back.
+plain ``sqlite3`` connection writes. Each operation (a whole append
+transaction: BEGIN IMMEDIATE, the inserts, dead letters, the position, the
+select of new rows when some were redeliveries, COMMIT or ROLLBACK) is ONE
+function, run on the event loop itself when it is small (``INLINE_ROWS``) and
+the writer's thread is idle, else on that thread: one hop there and back,
+while the loop goes on receiving (a catching-up store's large batches).
 Through aiosqlite an append was 4+ hops (each a queue put, a
-``call_soon_threadsafe`` and a self-pipe wake-up of the loop), which at a few
-events per batch cost more than the events. A cancelled caller never cuts a
-transaction in half (:meth:`EventLog._writing`). Reads run on
+``call_soon_threadsafe`` and a self-pipe wake-up of the loop, ~100-130 us of
+CPU here), which at a few events per batch cost more than the events. WAL
+checkpoints run on the thread, never inside a COMMIT on the loop
+(``WRITER_PRAGMAS``). A cancelled caller never cuts a transaction in half
+(:meth:`EventLog._writing`). Reads run on
 :class:`~services.store.reads.Readers`, plain connections on threads of their
 own, so reads never queue behind a batch nor behind each other. It keeps
 the set of distinct event types in the log (loaded at open by an index
@@ -37,7 +41,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from services.runtime.datadir import private_file
 from services.runtime.errors import StoreError
@@ -77,6 +81,23 @@ CREATE TABLE dead_letters (
 """Keyed by stream as well as position: a recreated stream numbers from 1 again."""
 
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000")
+WRITER_PRAGMAS = ("PRAGMA wal_autocheckpoint=0",)
+"""The writer never checkpoints inside a COMMIT (that COMMIT may run on the
+event loop): :meth:`EventLog._grown` runs a PASSIVE checkpoint on the writer
+thread instead, as SQLite's own auto-checkpoint would at about 1000 pages."""
+INLINE_ROWS = 32
+"""Appends of at most this many rows run on the event loop itself when the
+writer thread is idle (well under a millisecond of SQLite work): a hop to the
+thread and back cost ~100-130 us of CPU on a loaded 2-core machine, more than
+a transaction of a few events (~120 us)."""
+CHECKPOINT_BYTES = 4 * 1024 * 1024
+"""Estimated WAL growth after which a checkpoint is run (SQLite's default is
+1000 pages of 4 KiB)."""
+TRANSACTION_BYTES = 5 * 4096
+"""What one transaction adds to the WAL besides its bodies, at least (a leaf
+page of the table, of each of the three indexes and of the tracking table).
+Bodies count twice: a page half filled before is written whole again, and so
+are the index pages a batch touches (measured: 32 rows of 1 KB added ~97 KB)."""
 
 DISTINCT_TYPES = """
 WITH RECURSIVE t(type) AS (
@@ -162,10 +183,14 @@ def _tracking(w: sqlite3.Connection, name: str) -> tuple[int, str | None]:
     return (int(row[0]), row[1]) if row else (0, None)
 
 
+def _checkpoint(w: sqlite3.Connection) -> None:
+    w.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     w = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        for pragma in PRAGMAS:
+        for pragma in (*PRAGMAS, *WRITER_PRAGMAS):
             w.execute(pragma)
         w.executescript(SCHEMA)
         _migrate(w)
@@ -187,7 +212,13 @@ class EventLog:
         self.tracking_name = tracking_name
         self._w = writer
         self._pool = pool
-        """The writer's one thread: every statement of ``_w`` runs on it."""
+        """The writer's thread; ``_w`` runs there, or on the event loop while
+        nothing runs there (:meth:`_writing`), never on both at once."""
+        self._busy = 0
+        """Calls handed to the writer thread and not yet seen back on the loop."""
+        self._wal_bytes = 0
+        """Estimated WAL growth since the last checkpoint."""
+        self._closed = False
         self._readers = reads.Readers(path)
         self.last_seq = 0
         """The newest position in the log; set on the writer thread right after
@@ -219,14 +250,16 @@ class EventLog:
             _, log.stream_created = _tracking(w, tracking_name)
 
         try:
-            await log._writing(load, "cannot open event log")
+            await log._writing(load, "cannot open event log", inline=False)
         except BaseException:
             await log.close()
             raise
         return log
 
     async def close(self) -> None:
-        """Wait for the write under way (if any), then close every connection."""
+        """Wait for the write under way (if any), then close every connection;
+        a write asked for afterwards raises StoreError."""
+        self._closed = True
 
         def close() -> None:
             self._pool.shutdown(wait=True)
@@ -235,25 +268,52 @@ class EventLog:
 
         await asyncio.to_thread(close)
 
-    async def _writing(self, fn: Callable[[sqlite3.Connection], T], failure: str) -> T:
-        """``fn(writer connection)`` on the writer's thread: one hop there and
-        back, whatever ``fn`` does. A cancelled caller never cuts it short: it
-        runs to its end (a transaction commits or rolls back, and records what
-        it did), the caller waits for that end, and only then is its
-        CancelledError raised (a stop then closes the log after it).
+    async def _writing(
+        self, fn: Callable[[sqlite3.Connection], T], failure: str, inline: bool = True
+    ) -> T:
+        """``fn(writer connection)``, whole: on the event loop when ``inline``
+        and the writer thread is idle (no hop at all), else on the writer
+        thread (one hop there and back). A cancelled caller never cuts it
+        short: it runs to its end (a transaction commits or rolls back, and
+        records what it did), the caller waits for that end, and only then is
+        its CancelledError raised (a stop then closes the log after it).
         ``sqlite3.Error`` is raised as ``StoreError("<failure>: ...")``."""
-        done = asyncio.get_running_loop().run_in_executor(self._pool, fn, self._w)
+        if self._closed:
+            raise StoreError(f"{failure} ({self.path}): the event log is closed")
         try:
-            return await asyncio.shield(done)
-        except asyncio.CancelledError:
-            while not done.done():
-                with contextlib.suppress(asyncio.CancelledError):  # cancelled again: still wait
-                    await asyncio.wait((done,))
-            if not done.cancelled():
-                done.exception()  # its outcome is in the log; the cancel is what the caller gets
-            raise
+            if inline and self._busy == 0:
+                return fn(self._w)
+            done = self._on_thread(fn)
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                while not done.done():
+                    with contextlib.suppress(asyncio.CancelledError):  # cancelled again: wait
+                        await asyncio.wait((done,))
+                raise
         except sqlite3.Error as e:
             raise StoreError(f"{failure} ({self.path}): {e}") from e
+
+    def _on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        self._busy += 1
+        done = asyncio.get_running_loop().run_in_executor(self._pool, fn, self._w)
+        done.add_done_callback(self._back)
+        return done
+
+    def _back(self, done: asyncio.Future[Any]) -> None:
+        self._busy -= 1
+        if not done.cancelled():
+            done.exception()  # retrieved: a cancelled caller's outcome is in the log
+
+    def _grown(self, rows: Sequence[Row]) -> None:
+        """Count what a commit added to the WAL; past ``CHECKPOINT_BYTES``,
+        checkpoint it on the writer thread (PASSIVE: it never waits for
+        readers nor blocks the next appends, which queue behind it). A failed
+        checkpoint leaves the WAL to the next one."""
+        self._wal_bytes += TRANSACTION_BYTES + 2 * sum(len(r[4]) for r in rows)
+        if self._wal_bytes >= CHECKPOINT_BYTES:
+            self._wal_bytes = 0
+            self._on_thread(_checkpoint)
 
     async def tracking(self) -> tuple[int, str | None]:
         """(the stream position the log holds every event up to, 0: none;
@@ -269,7 +329,8 @@ class EventLog:
     ) -> list[Stored]:
         """Append ``rows`` (ignoring ids already held), record dead letters and
         the stream ``position`` (of stream :attr:`stream_created`), all in one
-        transaction, run whole on the writer thread. Returns what was new."""
+        transaction, run whole on the event loop (at most ``INLINE_ROWS`` rows) or
+        on the writer thread. Returns what was new."""
         self.types.update(r[1] for r in rows)  # before COMMIT: a read must never miss a type
         created = self.stream_created
 
@@ -302,7 +363,9 @@ class EventLog:
                 self.last_seq = stored[-1][0]
             return stored
 
-        return await self._writing(append, "append failed")
+        stored = await self._writing(append, "append failed", len(rows) <= INLINE_ROWS)
+        self._grown(rows)
+        return stored
 
     async def restart_tracking(self, stream_created: str, notice: str | None = None) -> None:
         """Record that the log now follows the stream created at ``stream_created``

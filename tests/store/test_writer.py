@@ -1,8 +1,11 @@
-"""A cancelled caller (a service stop) never cuts a write of the event log in
-half: the transaction runs to its end, ``last_seq`` and ``stream_created``
-follow what committed, the CancelledError reaches the caller (never turned
-into a StoreError that the writer would retry), and what was committed but
-not acknowledged is redelivered and ignored by id."""
+"""The event log's writer. Small appends run on the event loop, large ones on
+the writer thread, and the WAL is checkpointed off the loop (the writer's
+auto-checkpoint is off), so it stays bounded. A cancelled caller (a service
+stop) never cuts a write of the event log in half: the transaction runs to
+its end, ``last_seq`` and ``stream_created`` follow what committed, the
+CancelledError reaches the caller (never turned into a StoreError that the
+writer would retry), and what was committed but not acknowledged is
+redelivered and ignored by id."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import pytest
 
 from services.runtime.bus import Bus
 from services.runtime.config import Config
-from services.store.eventlog import EventLog, Row, transaction
+from services.store.eventlog import CHECKPOINT_BYTES, INLINE_ROWS, EventLog, Row, transaction
 from services.store.service import StoreService
 from tests.support import lifecycle, watch_stored
 
@@ -50,15 +53,19 @@ async def cancel_after(task: asyncio.Task[object], i: int) -> None:
 
 
 async def test_cancelled_appends_keep_the_log_consistent(tmp_path: Path) -> None:
+    """Batches too big to write on the event loop alternate with small ones
+    (written there while the writer thread is idle, else queued on it)."""
     db = tmp_path / "events.db"
     log = await EventLog.open(db)
     announced: list[bytes] = []  # what appends returned as new (what the store broadcasts)
     redelivered: set[bytes] = set()
     unacked: list[Row] = []  # rows of cancelled appends: JetStream redelivers them
-    cut_after_commit = 0
+    cut_after_commit = total = 0
     try:
         for i in range(60):
-            rows = unacked + batch(5, 5 * i)
+            size = INLINE_ROWS + 1 if i % 3 else 2
+            rows = unacked + batch(size, total)
+            total += size
             task = asyncio.create_task(log.append(rows, position=i + 1))
             await cancel_after(task, i)
             try:
@@ -72,7 +79,7 @@ async def test_cancelled_appends_keep_the_log_consistent(tmp_path: Path) -> None
                 unacked = []
             last, count, position, _, _ = on_disk(db)
             assert log.last_seq == last == count, f"round {i}: last_seq went stale"
-            if unacked and count >= 5 * i + 5:  # committed, then the caller saw the cancel
+            if unacked and count == total:  # committed, then the caller saw the cancel
                 cut_after_commit += 1
                 assert position == i + 1
         announced += [body for _, _, body in await log.append(unacked, position=61)]
@@ -81,8 +88,8 @@ async def test_cancelled_appends_keep_the_log_consistent(tmp_path: Path) -> None
     assert cut_after_commit > 0, "no cancel came while a transaction ran"
     with sqlite3.connect(db) as conn:
         table = conn.execute("SELECT seq, id, body FROM events ORDER BY seq").fetchall()
-    assert [r[0] for r in table] == list(range(1, 301))
-    assert sorted(r[1] for r in table) == sorted(r[0] for r in batch(300, 0))
+    assert [r[0] for r in table] == list(range(1, total + 1))
+    assert sorted(r[1] for r in table) == sorted(r[0] for r in batch(total, 0))
     assert len(announced) == len(set(announced)), "an event was announced twice"
     # each stored event was announced by its append, or its batch is redelivered
     assert {r[2] for r in table} == set(announced) | redelivered
@@ -94,17 +101,44 @@ async def test_cancelled_restart_tracking_keeps_the_stream_consistent(tmp_path: 
     try:
         await log.append(batch(3, 0), position=3)
         for i in range(30):
+            # a batch on the writer thread first (or not): the restart queues behind it
+            busy = log.append(batch(INLINE_ROWS + 1, 100 * i + 100), position=3) if i % 2 else None
+            appending = asyncio.create_task(busy) if busy else None
+            await asyncio.sleep(0)
             task = asyncio.create_task(log.restart_tracking(f"stream-{i}", f"notice {i}"))
             await cancel_after(task, i)
             with contextlib.suppress(asyncio.CancelledError):  # or it ended before the cancel
                 await task
+            if appending:
+                await appending
             _, _, position, stream, notices = on_disk(db)
             assert log.stream_created == stream, f"round {i}"
-            assert (stream is None) == (position == 3)
             assert len(notices) == len(set(notices))
             assert await log.tracking() == (position, stream)
     finally:
         await log.close()
+
+
+async def test_small_appends_run_on_the_loop_and_the_wal_stays_bounded(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    log = await EventLog.open(db)
+    body = b"x" * 1000
+    try:
+        rows = [(f"id-{i}", "job.submitted", "k", 1.0, body) for i in range(INLINE_ROWS)]
+        coro = log.append(rows, position=1)
+        with pytest.raises(StopIteration):  # done in one step: it never awaited a thread
+            coro.send(None)
+        n = 3 * CHECKPOINT_BYTES // (len(body) * INLINE_ROWS)
+        for b in range(n):
+            rows = [(f"id-{b}-{i}", "job.submitted", "k", 1.0, body) for i in range(INLINE_ROWS)]
+            await log.append(rows, position=b + 2)
+        # its high-water mark: a checkpointed WAL is written again from its start
+        wal = await asyncio.to_thread(lambda: Path(f"{db}-wal").stat().st_size)
+    finally:
+        await log.close()
+    assert wal < 2 * CHECKPOINT_BYTES, f"WAL grew to {wal} bytes: no checkpoint ran"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == ((n + 1) * INLINE_ROWS,)
 
 
 def test_a_failed_transaction_raises_its_own_error_and_keeps_nothing(tmp_path: Path) -> None:
