@@ -80,11 +80,16 @@ CREATE TABLE dead_letters (
 """
 """Keyed by stream as well as position: a recreated stream numbers from 1 again."""
 
-PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=5000")
-WRITER_PRAGMAS = ("PRAGMA wal_autocheckpoint=0",)
-"""The writer never checkpoints inside a COMMIT (that COMMIT may run on the
-event loop): :meth:`EventLog._grown` runs a PASSIVE checkpoint on the writer
-thread instead, as SQLite's own auto-checkpoint would at about 1000 pages."""
+WAIT = "PRAGMA busy_timeout=5000"
+NO_WAIT = "PRAGMA busy_timeout=0"
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", WAIT)
+WRITER_PRAGMAS = ("PRAGMA wal_autocheckpoint=0", NO_WAIT)
+"""Set once the log is open. The writer never checkpoints inside a COMMIT
+(that COMMIT may run on the event loop): :meth:`EventLog._grown` runs a
+PASSIVE checkpoint on the writer thread instead, as SQLite's own
+auto-checkpoint would at about 1000 pages. And it never waits for a lock on
+the loop: a write another process's lock refuses there is done on the
+thread, which waits as long as ``WAIT`` says."""
 INLINE_ROWS = 32
 """Appends of at most this many rows run on the event loop itself when the
 writer thread is idle (well under a millisecond of SQLite work): a hop to the
@@ -190,10 +195,12 @@ def _checkpoint(w: sqlite3.Connection) -> None:
 def _connect(path: Path) -> sqlite3.Connection:
     w = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        for pragma in (*PRAGMAS, *WRITER_PRAGMAS):
+        for pragma in PRAGMAS:
             w.execute(pragma)
         w.executescript(SCHEMA)
         _migrate(w)
+        for pragma in WRITER_PRAGMAS:
+            w.execute(pragma)
     except BaseException:
         w.close()
         raise
@@ -282,7 +289,11 @@ class EventLog:
             raise StoreError(f"{failure} ({self.path}): the event log is closed")
         try:
             if inline and self._busy == 0:
-                return fn(self._w)
+                try:
+                    return fn(self._w)
+                except sqlite3.OperationalError as e:
+                    if e.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                        raise  # else nothing was done: wait for the lock on the thread
             done = self._on_thread(fn)
             try:
                 return await asyncio.shield(done)
@@ -295,8 +306,15 @@ class EventLog:
             raise StoreError(f"{failure} ({self.path}): {e}") from e
 
     def _on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        def waiting(w: sqlite3.Connection) -> T:
+            w.execute(WAIT)
+            try:
+                return fn(w)
+            finally:
+                w.execute(NO_WAIT)
+
         self._busy += 1
-        done = asyncio.get_running_loop().run_in_executor(self._pool, fn, self._w)
+        done = asyncio.get_running_loop().run_in_executor(self._pool, waiting, self._w)
         done.add_done_callback(self._back)
         return done
 

@@ -141,6 +141,28 @@ async def test_small_appends_run_on_the_loop_and_the_wal_stays_bounded(tmp_path:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == ((n + 1) * INLINE_ROWS,)
 
 
+async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    """Another connection (a second process on the same file) holds the write
+    lock: a small append waits for it on the writer thread while the event
+    loop goes on, and commits once the lock is released."""
+    db = tmp_path / "events.db"
+    log = await EventLog.open(db)
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(log.append(batch(2, 0), position=2))
+        loop = asyncio.get_running_loop()
+        before = loop.time()
+        await asyncio.sleep(0.05)  # the loop runs: the append did not block it
+        assert loop.time() - before < 1.0 and not task.done()
+        other.execute("COMMIT")
+        assert [s for s, _, _ in await task] == [1, 2]
+        assert log.last_seq == 2
+    finally:
+        other.close()
+        await log.close()
+
+
 def test_a_failed_transaction_raises_its_own_error_and_keeps_nothing(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
     conn.execute("CREATE TABLE t (x INTEGER)")
