@@ -13,18 +13,12 @@ stream and stream position, apart from the events. Table ``notices`` keeps
 what an operator must acknowledge (a stream reset) across restarts.
 
 :class:`EventLog` is the async writer/reader of the store service (WAL). One
-plain ``sqlite3`` connection writes. Each operation (a whole append
-transaction: BEGIN IMMEDIATE, the inserts, dead letters, the position, the
-select of new rows when some were redeliveries, COMMIT or ROLLBACK) is ONE
-function, run on the event loop itself when it is small (``INLINE_ROWS``) and
-the writer's thread is idle, else on that thread: one hop there and back,
-while the loop goes on receiving (a catching-up store's large batches).
-Through aiosqlite an append was 4+ hops (each a queue put, a
-``call_soon_threadsafe`` and a self-pipe wake-up of the loop, ~100-130 us of
-CPU here), which at a few events per batch cost more than the events. WAL
-checkpoints run on the thread, never inside a COMMIT on the loop
-(``WRITER_PRAGMAS``). A cancelled caller never cuts a transaction in half
-(:meth:`EventLog._writing`). Reads run on
+plain ``sqlite3`` connection writes (:mod:`services.store.writer`): each
+operation (a whole append transaction: BEGIN IMMEDIATE, the inserts, dead
+letters, the position, the select of new rows when some were redeliveries,
+COMMIT or ROLLBACK) is ONE function, run on the event loop when it is small
+(``INLINE_ROWS``) and the writer's thread is idle, else on that thread, and
+never cut in half by a cancelled caller. Reads run on
 :class:`~services.store.reads.Readers`, plain connections on threads of their
 own, so reads never queue behind a batch nor behind each other. It keeps
 the set of distinct event types in the log (loaded at open by an index
@@ -36,16 +30,15 @@ a plain synchronous reader for replays that run without NATS.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from services.runtime.datadir import private_file
 from services.runtime.errors import StoreError
 from services.store import reads
+from services.store.writer import WAIT, Writer, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -80,29 +73,12 @@ CREATE TABLE dead_letters (
 """
 """Keyed by stream as well as position: a recreated stream numbers from 1 again."""
 
-WAIT = "PRAGMA busy_timeout=5000"
-NO_WAIT = "PRAGMA busy_timeout=0"
 PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", WAIT)
-WRITER_PRAGMAS = ("PRAGMA wal_autocheckpoint=0", NO_WAIT)
-"""Set once the log is open. The writer never checkpoints inside a COMMIT
-(that COMMIT may run on the event loop): :meth:`EventLog._grown` runs a
-PASSIVE checkpoint on the writer thread instead, as SQLite's own
-auto-checkpoint would at about 1000 pages. And it never waits for a lock on
-the loop: a write another process's lock refuses there is done on the
-thread, which waits as long as ``WAIT`` says."""
 INLINE_ROWS = 32
 """Appends of at most this many rows run on the event loop itself when the
 writer thread is idle (well under a millisecond of SQLite work): a hop to the
 thread and back cost ~100-130 us of CPU on a loaded 2-core machine, more than
 a transaction of a few events (~120 us)."""
-CHECKPOINT_BYTES = 4 * 1024 * 1024
-"""Estimated WAL growth after which a checkpoint is run (SQLite's default is
-1000 pages of 4 KiB)."""
-TRANSACTION_BYTES = 5 * 4096
-"""What one transaction adds to the WAL besides its bodies, at least (a leaf
-page of the table, of each of the three indexes and of the tracking table).
-Bodies count twice: a page half filled before is written whole again, and so
-are the index pages a batch touches (measured: 32 rows of 1 KB added ~97 KB)."""
 
 DISTINCT_TYPES = """
 WITH RECURSIVE t(type) AS (
@@ -154,24 +130,6 @@ def _columns(w: sqlite3.Connection, table: str) -> set[str]:
     return {str(r[0]) for r in w.execute("SELECT name FROM pragma_table_info(?)", (table,))}
 
 
-def transaction(w: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-    """``body(w)`` between ``BEGIN IMMEDIATE`` and ``COMMIT``, synchronously.
-    On any failure it is rolled back and the failure raised: a ROLLBACK that
-    fails too is a note on that failure, never raised in its place."""
-    w.execute("BEGIN IMMEDIATE")
-    try:
-        result = body(w)
-        w.execute("COMMIT")
-    except BaseException as e:
-        if w.in_transaction:  # a failed COMMIT may have ended it already
-            try:
-                w.execute("ROLLBACK")
-            except sqlite3.Error as rollback:
-                e.add_note(f"ROLLBACK failed too: {rollback}")
-        raise
-    return result
-
-
 def _track(w: sqlite3.Connection, name: str, position: int, stream_created: str | None) -> None:
     w.execute(
         "INSERT INTO tracking (name, position, stream_created) VALUES (?, ?, ?) "
@@ -188,10 +146,6 @@ def _tracking(w: sqlite3.Connection, name: str) -> tuple[int, str | None]:
     return (int(row[0]), row[1]) if row else (0, None)
 
 
-def _checkpoint(w: sqlite3.Connection) -> None:
-    w.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     w = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
@@ -199,8 +153,6 @@ def _connect(path: Path) -> sqlite3.Connection:
             w.execute(pragma)
         w.executescript(SCHEMA)
         _migrate(w)
-        for pragma in WRITER_PRAGMAS:
-            w.execute(pragma)
     except BaseException:
         w.close()
         raise
@@ -211,26 +163,17 @@ class EventLog:
     def __init__(
         self,
         path: Path,
-        writer: sqlite3.Connection,
-        pool: ThreadPoolExecutor,
+        writer: Writer,
         tracking_name: str,
     ) -> None:
         self.path = path
         self.tracking_name = tracking_name
-        self._w = writer
-        self._pool = pool
-        """The writer's thread; ``_w`` runs there, or on the event loop while
-        nothing runs there (:meth:`_writing`), never on both at once."""
-        self._busy = 0
-        """Calls handed to the writer thread and not yet seen back on the loop."""
-        self._wal_bytes = 0
-        """Estimated WAL growth since the last checkpoint."""
-        self._closed = False
+        self._writer = writer
         self._readers = reads.Readers(path)
         self.last_seq = 0
-        """The newest position in the log; set on the writer thread right after
-        each COMMIT, so it is never behind a committed batch however the
-        append's caller ends."""
+        """The newest position in the log; set right after each COMMIT, where
+        the transaction ran, so it is never behind a committed batch however
+        the append's caller ends."""
         self.types: set[str] = set()
         """Every event type in the log (a superset for a moment while a batch commits)."""
         self.stream_created: str | None = None
@@ -242,14 +185,11 @@ class EventLog:
         for name in (path.name, path.name + "-wal", path.name + "-shm"):
             if name == path.name or (path.parent / name).exists():  # SQLite copies the mode
                 private_file(path.parent / name)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="store-write")
-        loop = asyncio.get_running_loop()
         try:
-            writer = await loop.run_in_executor(pool, _connect, path)
+            writer = await Writer.open(path, lambda: _connect(path))
         except sqlite3.Error as e:
-            pool.shutdown(wait=False)
             raise StoreError(f"cannot open event log {path}: {e}") from e
-        log = cls(path, writer, pool, tracking_name)
+        log = cls(path, writer, tracking_name)
 
         def load(w: sqlite3.Connection) -> None:
             log.last_seq = int(w.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
@@ -257,7 +197,7 @@ class EventLog:
             _, log.stream_created = _tracking(w, tracking_name)
 
         try:
-            await log._writing(load, "cannot open event log", inline=False)
+            await writer.run(load, "cannot open event log", inline=False)
         except BaseException:
             await log.close()
             raise
@@ -266,78 +206,14 @@ class EventLog:
     async def close(self) -> None:
         """Wait for the write under way (if any), then close every connection;
         a write asked for afterwards raises StoreError."""
-        self._closed = True
-
-        def close() -> None:
-            self._pool.shutdown(wait=True)
-            self._w.close()
-            self._readers.close()
-
-        await asyncio.to_thread(close)
-
-    async def _writing(
-        self, fn: Callable[[sqlite3.Connection], T], failure: str, inline: bool = True
-    ) -> T:
-        """``fn(writer connection)``, whole: on the event loop when ``inline``
-        and the writer thread is idle (no hop at all), else on the writer
-        thread (one hop there and back). A cancelled caller never cuts it
-        short: it runs to its end (a transaction commits or rolls back, and
-        records what it did), the caller waits for that end, and only then is
-        its CancelledError raised (a stop then closes the log after it).
-        ``sqlite3.Error`` is raised as ``StoreError("<failure>: ...")``."""
-        if self._closed:
-            raise StoreError(f"{failure} ({self.path}): the event log is closed")
-        try:
-            if inline and self._busy == 0:
-                try:
-                    return fn(self._w)
-                except sqlite3.OperationalError as e:
-                    if e.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                        raise  # else nothing was done: wait for the lock on the thread
-            done = self._on_thread(fn)
-            try:
-                return await asyncio.shield(done)
-            except asyncio.CancelledError:
-                while not done.done():
-                    with contextlib.suppress(asyncio.CancelledError):  # cancelled again: wait
-                        await asyncio.wait((done,))
-                raise
-        except sqlite3.Error as e:
-            raise StoreError(f"{failure} ({self.path}): {e}") from e
-
-    def _on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        def waiting(w: sqlite3.Connection) -> T:
-            w.execute(WAIT)
-            try:
-                return fn(w)
-            finally:
-                w.execute(NO_WAIT)
-
-        self._busy += 1
-        done = asyncio.get_running_loop().run_in_executor(self._pool, waiting, self._w)
-        done.add_done_callback(self._back)
-        return done
-
-    def _back(self, done: asyncio.Future[Any]) -> None:
-        self._busy -= 1
-        if not done.cancelled():
-            done.exception()  # retrieved: a cancelled caller's outcome is in the log
-
-    def _grown(self, rows: Sequence[Row]) -> None:
-        """Count what a commit added to the WAL; past ``CHECKPOINT_BYTES``,
-        checkpoint it on the writer thread (PASSIVE: it never waits for
-        readers nor blocks the next appends, which queue behind it). A failed
-        checkpoint leaves the WAL to the next one."""
-        self._wal_bytes += TRANSACTION_BYTES + 2 * sum(len(r[4]) for r in rows)
-        if self._wal_bytes >= CHECKPOINT_BYTES:
-            self._wal_bytes = 0
-            self._on_thread(_checkpoint)
+        await self._writer.close()
+        await asyncio.to_thread(self._readers.close)
 
     async def tracking(self) -> tuple[int, str | None]:
         """(the stream position the log holds every event up to, 0: none;
         the ``created`` time of the stream it belongs to, None: not recorded)."""
         name = self.tracking_name
-        return await self._writing(lambda w: _tracking(w, name), "cannot read the position")
+        return await self._writer.run(lambda w: _tracking(w, name), "cannot read the position")
 
     async def position(self) -> int:
         return (await self.tracking())[0]
@@ -381,8 +257,8 @@ class EventLog:
                 self.last_seq = stored[-1][0]
             return stored
 
-        stored = await self._writing(append, "append failed", len(rows) <= INLINE_ROWS)
-        self._grown(rows)
+        stored = await self._writer.run(append, "append failed", len(rows) <= INLINE_ROWS)
+        self._writer.grown(sum(len(r[4]) for r in rows))
         return stored
 
     async def restart_tracking(self, stream_created: str, notice: str | None = None) -> None:
@@ -399,7 +275,7 @@ class EventLog:
             transaction(w, restart)
             self.stream_created = stream_created
 
-        await self._writing(run, "cannot record the stream position")
+        await self._writer.run(run, "cannot record the stream position")
 
     async def adopt_stream(self, stream_created: str) -> None:
         """Record which stream the current position belongs to (first start
@@ -410,7 +286,7 @@ class EventLog:
             _track(w, self.tracking_name, position, stream_created)
             self.stream_created = stream_created
 
-        await self._writing(adopt, "cannot record the stream")
+        await self._writer.run(adopt, "cannot record the stream")
 
     async def notices(self) -> list[str]:
         def query(conn: sqlite3.Connection) -> list[str]:
@@ -420,7 +296,7 @@ class EventLog:
 
     async def acknowledge(self) -> int:
         """Forget every notice; returns how many there were."""
-        return await self._writing(
+        return await self._writer.run(
             lambda w: int(w.execute("DELETE FROM notices").rowcount), "cannot acknowledge notices"
         )
 

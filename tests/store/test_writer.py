@@ -19,8 +19,9 @@ import pytest
 
 from services.runtime.bus import Bus
 from services.runtime.config import Config
-from services.store.eventlog import CHECKPOINT_BYTES, INLINE_ROWS, EventLog, Row, transaction
+from services.store.eventlog import INLINE_ROWS, EventLog, Row
 from services.store.service import StoreService
+from services.store.writer import CHECKPOINT_BYTES, transaction
 from tests.support import lifecycle, watch_stored
 
 
