@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -53,6 +54,13 @@ DEDUPE_WINDOW_S = 120.0
 PUBLISH_WINDOW = 4096
 """Most publishes one :meth:`Bus.publish_many` keeps in flight; past it, it
 waits until half of them are acknowledged."""
+
+FRAMES_BYTES = 512 * 1024
+"""Bytes of a burst framed before they are handed to the client (under
+nats-py's 2 MiB pending buffer, at which ``publish`` flushes)."""
+_PLAIN_ID = re.compile(r"[0-9A-Za-z._:-]{1,128}")
+"""Ids written into a frame's header as they are (ours are UUIDs); any other
+goes through ``publish``, which cleans header values."""
 
 _PENDING, _ACKED, _FAILED = 0, 1, 2
 
@@ -187,8 +195,10 @@ class _Frames:
 
     def add(self, event: Event, payload: bytes, reply: str) -> bool:
         nc = self.nc
+        if not nc.is_connected or nc.is_draining_pubs or not _PLAIN_ID.fullmatch(event.id):
+            return False  # publish refuses (draining) or cleans (an odd id) what frames would not
         header = b"NATS/1.0\r\nNats-Msg-Id: %s\r\n\r\n" % event.id.encode()
-        if not nc.is_connected or len(header) + len(payload) > nc.max_payload:
+        if len(header) + len(payload) > nc.max_payload:
             return False
         if not self.parts:
             self.first = len(self.sent.sent)
@@ -197,6 +207,12 @@ class _Frames:
             header, payload))  # fmt: skip
         self.size += len(payload)
         return True
+
+    @property
+    def full(self) -> bool:
+        """Enough bytes framed to hand over (what ``publish`` would have
+        flushed by now): the burst is not held in memory whole."""
+        return self.size >= FRAMES_BYTES
 
     async def flush(self) -> bool:
         """Hand the frames to the client; False when it refused them (their
@@ -457,6 +473,10 @@ class Bus:
         it = iter(encoded)
         try:
             for event, payload in it:
+                if frames.full and not await frames.flush():
+                    sent.unsent.append((event, payload))
+                    sent.unsent.extend(it)
+                    break
                 if burst.outstanding >= PUBLISH_WINDOW:
                     if not await frames.flush() or not await burst.wait(
                         PUBLISH_WINDOW // 2, self.publish_timeout

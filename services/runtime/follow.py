@@ -62,7 +62,7 @@ from schemas.system import (
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError, ServiceCallError
 from services.runtime.logs import get_logger
-from services.runtime.tap import subscribe_raw
+from services.runtime.tap import RawSubscription, subscribe_raw
 
 PAGE = 1000
 MAX_BUFFER_BYTES = 4 * 1024 * 1024
@@ -249,8 +249,10 @@ async def _follow(
     stats = stats if stats is not None else FollowStats()
     live = _Live(stats, max_buffer_bytes, local)
     store = _Store(bus, patterns, stats, typed=typed)
-    subs = [await subscribe_raw(bus.nc, STORED_PREFIX + p, live.on_message) for p in patterns]
+    subs: list[RawSubscription] = []
     try:
+        for p in patterns:  # inside the try: a failure ends the ones made before it
+            subs.append(await subscribe_raw(bus.nc, STORED_PREFIX + p, live.on_message))
         await bus.flush()
         last = after if after is not None else await store.position()
         stats.last = last

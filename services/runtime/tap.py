@@ -92,8 +92,13 @@ class RawSubscription:
 
     @property
     def active(self) -> bool:
-        """Still subscribed on this client (False once unsubscribed or closed)."""
-        return not self.sub._closed and _tap(self.nc).handlers.get(self.sid) is not None
+        """Still subscribed on this client (False once unsubscribed, or once the
+        client is closed: nats-py then drops its subscriptions without marking them)."""
+        return (
+            not self.sub._closed
+            and not self.nc.is_closed
+            and _tap(self.nc).handlers.get(self.sid) is not None
+        )
 
     async def unsubscribe(self) -> None:
         _tap(self.nc).handlers.pop(self.sid, None)  # what arrives now goes to nats-py: dropped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import nats.errors
 
 from schemas import decode_event
@@ -47,8 +48,20 @@ async def test_a_burst_past_the_window_is_stored_once_in_order(bus, monkeypatch)
     """send_many hands a burst to the client as raw HPUB frames, flushed at each
     window: every event is stored once, in order, with its Nats-Msg-Id."""
     monkeypatch.setattr(bus_module, "PUBLISH_WINDOW", 8)
+    monkeypatch.setattr(bus_module, "FRAMES_BYTES", 1500)  # handed over every ~3 events
     events = [e for i in range(10) for e in lifecycle(bus, f"job-{i}")]  # 40
+    # an id frames do not write as it is goes through publish, in its place in line
+    events[17] = msgspec.structs.replace(events[17], id="odd id 17")
+    send, commands = bus.nc._send_command, []
+
+    async def counting(cmd: bytes, priority: bool = False) -> None:
+        commands.append(cmd.count(b"HPUB "))
+        await send(cmd, priority)
+
+    monkeypatch.setattr(bus.nc, "_send_command", counting)
     assert await bus.publish_many(events) == 40
+    framed = [n for n in commands if n > 1]
+    assert framed and max(framed) <= 4  # ~600-byte events: handed over every few
     assert await stream_ids(bus, 40) == [e.id for e in events]
 
 
