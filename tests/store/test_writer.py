@@ -19,9 +19,9 @@ import pytest
 
 from services.runtime.bus import Bus
 from services.runtime.config import Config
-from services.store.eventlog import INLINE_ROWS, EventLog, Row
+from services.store.eventlog import INLINE_BYTES, INLINE_ROWS, Dead, EventLog, Row
 from services.store.service import StoreService
-from services.store.writer import CHECKPOINT_BYTES, transaction
+from services.store.writer import CHECKPOINT_BYTES, RETRY_BYTES, transaction
 from tests.support import lifecycle, watch_stored
 
 
@@ -140,6 +140,84 @@ async def test_small_appends_run_on_the_loop_and_the_wal_stays_bounded(tmp_path:
     assert wal < 2 * CHECKPOINT_BYTES, f"WAL grew to {wal} bytes: no checkpoint ran"
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == ((n + 1) * INLINE_ROWS,)
+
+
+def dead(n: int, start: int, size: int) -> list[Dead]:
+    return [(i, "job.submitted", "not an event", b"d" * size) for i in range(start, start + n)]
+
+
+async def ran_on_the_loop(log: EventLog, rows: list[Row], dead: list[Dead] = []) -> bool:  # noqa: B006
+    """Whether the append was done in its task's first step (no thread awaited)."""
+    task = asyncio.create_task(log.append(rows, log.last_seq + len(rows) + len(dead), dead))
+    await asyncio.sleep(0)  # the task's first step runs before this returns
+    inline = task.done()
+    await task
+    return inline
+
+
+async def test_only_appends_small_in_rows_dead_letters_and_bytes_run_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    """A batch of dead letters only, or of large bodies, blocked the loop for
+    tens of milliseconds (64 dead letters of 256 KiB: 60 ms)."""
+    log = await EventLog.open(tmp_path / "events.db")
+    try:
+        assert await ran_on_the_loop(log, batch(2, 0), dead(2, 1, 100))
+        assert not await ran_on_the_loop(log, [], dead(INLINE_ROWS + 1, 10, 100))
+        assert not await ran_on_the_loop(log, batch(INLINE_ROWS - 2, 10), dead(3, 100, 10))
+        assert not await ran_on_the_loop(log, [], dead(1, 200, INLINE_BYTES + 1))
+        big = [(f"big-{i}", "job.submitted", "k", 1.0, b"x" * 4096) for i in range(INLINE_ROWS)]
+        assert not await ran_on_the_loop(log, big)
+    finally:
+        await log.close()
+
+
+async def test_dead_letters_count_toward_the_checkpoint(tmp_path: Path) -> None:
+    """Batches of dead letters only grew the WAL without a checkpoint (30 of
+    8 x 256 KiB: 63.9 MB)."""
+    db = tmp_path / "events.db"
+    log = await EventLog.open(db)
+    size = 64 * 1024
+    n = 3 * CHECKPOINT_BYTES // (8 * size)
+    try:
+        for b in range(n):
+            await log.append([], position=b + 1, dead=dead(8, 8 * b, size))
+        await log.tracking()  # queued behind a checkpoint under way
+        wal = await asyncio.to_thread(lambda: Path(f"{db}-wal").stat().st_size)
+    finally:
+        await log.close()
+    assert wal < 2 * CHECKPOINT_BYTES, f"WAL grew to {wal} bytes: no checkpoint ran"
+
+
+async def test_a_checkpoint_a_reader_cut_short_is_retried_soon(tmp_path: Path) -> None:
+    """A reader's snapshot keeps a PASSIVE checkpoint from copying the WAL;
+    once it ends, the next ``RETRY_BYTES`` of writes retry (they waited for
+    another ``CHECKPOINT_BYTES``)."""
+    db = tmp_path / "events.db"
+    log = await EventLog.open(db)
+    reader = sqlite3.connect(db, isolation_level=None)
+    body = b"x" * (32 * 1024)
+
+    def rows(n: int, tag: str) -> list[Row]:
+        return [(f"{tag}-{i}", "job.submitted", "k", 1.0, body) for i in range(n)]
+
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()  # holds its snapshot
+        before = db.stat().st_size
+        for b in range(CHECKPOINT_BYTES // (2 * 8 * len(body)) + 1):
+            await log.append(rows(8, f"r{b}"), position=b + 1)
+        await log.tracking()  # queued behind the checkpoint
+        # it copied at most the frames before the snapshot (the schema)
+        assert db.stat().st_size - before < RETRY_BYTES, "it copied past the reader's snapshot"
+        reader.execute("COMMIT")
+        await log.append(rows(RETRY_BYTES // (2 * len(body)) + 1, "after"), position=100)
+        await log.tracking()
+        copied = db.stat().st_size - before
+    finally:
+        reader.close()
+        await log.close()
+    assert copied > CHECKPOINT_BYTES // 2, f"only {copied} bytes checkpointed: no retry ran"
 
 
 async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: Path) -> None:
