@@ -56,8 +56,9 @@ class StoreReadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
     """The store's state. Counters (``consumer_recreated``, ``stream_resets``,
-    ``broadcast_failures``, ``dlq_publish_failures``) count since the store
-    started. ``problems``: one sentence each for what stops or threatens
+    ``broadcast_failures``, ``dlq_publish_failures``, ``delivery_gaps``: the
+    consumer's deliveries found lost, each repaired by recreating it) count
+    since the store started. ``problems``: one sentence each for what stops or threatens
     storing now, or what an operator must acknowledge
     (``gpuroute.store.acknowledge``); empty when all is well.
     ``stream_created``: the JetStream stream the stored position belongs to."""
@@ -74,6 +75,7 @@ class StoreStats(msgspec.Struct, frozen=True, kw_only=True):
     problems: list[str] = msgspec.field(default_factory=list)
     stream_created: str | None = None
     dlq_publish_failures: int = 0
+    delivery_gaps: int = 0
 
 
 class StoreAcknowledgeRequest(

@@ -13,6 +13,18 @@ with the stream, its subscription closed with a connection): :meth:`Feed.healthy
 says whether the consumer exists and is bound to this subscription, and
 :meth:`Feed.subscribe` (re)creates it to start right after the log's position.
 
+Deliveries can vanish as well: what the server had pushed into a connection
+that dropped never arrives, and after nats-py's reconnect (the same
+subscription, subscribed again) delivery goes on after it; it would not be
+redelivered, for the store acks a later message with AckAll, which acks every
+one before it. So the feed checks that each delivery's consumer sequence
+(also in the ``$JS.ACK`` reply; a redelivery gets a new one too) follows the
+last one, and an idle heartbeat's ``Nats-Last-Consumer`` that it saw them all.
+On a gap it takes nothing more, :meth:`Feed.healthy` names the lost deliveries,
+and :attr:`Feed.broken` is set so the service repairs at once: it commits what
+came before the gap and :meth:`Feed.subscribe` recreates the consumer at the
+log's position, from where JetStream delivers again.
+
 Receiving: a catching-up store spent more than half of its main thread in
 nats-py turning each delivered message into a ``Msg`` (header parsing alone
 18%: every event carries ``Nats-Msg-Id``), queueing it and running a callback
@@ -27,6 +39,7 @@ consumer and is counted in :attr:`Feed.foreign` and logged, never stored.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,14 +64,33 @@ Delivered = tuple[bytes, int, bytes, bytes]
 reply subject to ack it on, body)."""
 
 
-def stream_position(reply: bytes) -> int | None:
-    """The stream position in a ``$JS.ACK`` reply subject (9 tokens, or 11 and
-    more with a domain and an account hash); None when it is not one."""
+def ack_sequences(reply: bytes) -> tuple[int, int] | None:
+    """(stream position, consumer sequence) of a ``$JS.ACK`` reply subject:
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>``,
+    or 11 tokens and more with a domain and an account hash after ``ACK``;
+    None when it is not one."""
     tokens = reply.split(b".")
-    if len(tokens) < 9 or tokens[0] != b"$JS" or tokens[1] != b"ACK":
+    if len(tokens) < 9 or tokens[0] != b"$JS" or tokens[1] != b"ACK" or len(tokens) == 10:
         return None
-    token = tokens[5] if len(tokens) == 9 else tokens[7] if len(tokens) >= 11 else b""
-    return int(token) if token.isdigit() else None
+    stream, consumer = tokens[5:7] if len(tokens) == 9 else tokens[7:9]
+    if not (stream.isdigit() and consumer.isdigit()):
+        return None
+    return int(stream), int(consumer)
+
+
+def stream_position(reply: bytes) -> int | None:
+    """The stream position in a ``$JS.ACK`` reply subject; None when it is not one."""
+    sequences = ack_sequences(reply)
+    return None if sequences is None else sequences[0]
+
+
+def last_consumer_sequence(headers: bytes) -> int | None:
+    """``Nats-Last-Consumer`` of an idle heartbeat's header block (None: absent)."""
+    at = headers.find(b"Nats-Last-Consumer:")
+    if at < 0:
+        return None
+    value = headers[at + len(b"Nats-Last-Consumer:") :].split(b"\r\n", 1)[0].strip()
+    return int(value) if value.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -88,6 +120,14 @@ class Feed:
         self._unbound_checks = 0
         self.foreign = 0
         """Messages on the deliver subject that did not come from the consumer."""
+        self._next = 1
+        """The consumer sequence the next delivery must have."""
+        self._lost: str | None = None
+        """The deliveries found missing since the last subscribe (None: none)."""
+        self.gaps = 0
+        """Gaps found in the deliveries (each repaired by a new subscribe)."""
+        self.broken = asyncio.Event()
+        """Set when a gap is found: the consumer must be recreated now."""
 
     async def stream(self) -> StreamCheck:
         """The stream on the server (created again when missing) and whether the
@@ -145,6 +185,9 @@ class Feed:
                 idle_heartbeat=IDLE_HEARTBEAT_S,
             )
             info = await js.add_consumer(STREAM, config)
+        # nothing is pending (else it was recreated): the next delivery is the next sequence
+        self._next, self._lost = info.delivered.consumer_seq + 1, None
+        self.broken.clear()
         self.sub = await subscribe_raw(
             self.bus.nc, info.config.deliver_subject or "", self._deliver
         )
@@ -156,9 +199,12 @@ class Feed:
         if headers is not None and headers[8:9] == b" ":  # "NATS/1.0 100 Idle Heartbeat"
             if reply:  # a flow control request
                 return self.bus.nc.publish(reply.decode())
+            last = last_consumer_sequence(headers)
+            if last is not None and last >= self._next and self._lost is None:  # a lost tail
+                self._gap(self._next, last)
             return None
-        position = stream_position(reply)
-        if position is None:
+        sequences = ack_sequences(reply)
+        if sequences is None:
             self.foreign += 1
             log.warning(
                 "message on the store's deliver subject without a JetStream reply: ignored",
@@ -166,8 +212,25 @@ class Feed:
                                   "size": len(data), "count": self.foreign}},
             )  # fmt: skip
             return None
+        position, delivery = sequences
+        if self._lost is not None:  # delivered again once the consumer is recreated
+            return None
+        if delivery != self._next:
+            self._gap(self._next, delivery - 1)
+            return None
+        self._next = delivery + 1
         self._on_message((subject, position, reply, data))
         return None
+
+    def _gap(self, first: int, last: int) -> None:
+        self._lost = (
+            f"deliveries {first}..{last} of the consumer were lost (a reconnect?)"
+            if last >= first
+            else f"delivery {last + 1} of the consumer came again after {first - 1}"
+        )
+        self.gaps += 1
+        self.broken.set()
+        log.warning("store consumer lost deliveries", extra={"fields": {"problem": self._lost}})
 
     async def unsubscribe(self) -> None:
         sub, self.sub = self.sub, None
@@ -175,8 +238,11 @@ class Feed:
             await sub.unsubscribe()
 
     async def healthy(self) -> str | None:
-        """None when the consumer exists and delivers to this subscription, else
-        what is wrong. Raises ``nats.errors.Error`` when JetStream does not answer."""
+        """None when the consumer exists and delivers to this subscription, all
+        of its deliveries arrived, else what is wrong. Raises
+        ``nats.errors.Error`` when JetStream does not answer."""
+        if self._lost is not None:
+            return self._lost
         sub = self.sub
         if sub is None:
             return "not subscribed"

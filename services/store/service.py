@@ -17,7 +17,9 @@ followers repair a lost broadcast from the store).
 
 A watch task checks every ``CHECK_S`` seconds that the stream is the one the
 log's position belongs to and that the consumer still exists and delivers to
-this process; it repairs either (counted in ``StoreStats``). A stream reset
+this process, and at once when the feed finds deliveries lost (a reconnect
+dropped what the server had pushed: AckAll of a later message would ack them);
+it repairs each (counted in ``StoreStats``). A stream reset
 is also a notice in ``StoreStats.problems`` until ``gpuroute.store.acknowledge``.
 
 After each commit the new events are rebroadcast on ``stored.<type>`` as
@@ -142,7 +144,9 @@ class StoreService(Service):
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.check_s)
+            with contextlib.suppress(TimeoutError):  # a gap in the deliveries: repair now
+                await asyncio.wait_for(self.feed.broken.wait(), self.check_s)
+            self.feed.broken.clear()  # a repair that fails is tried again after check_s
             try:
                 await self._repair()
                 self._conditions.pop("watch", None)
@@ -277,6 +281,7 @@ class StoreService(Service):
             problems=[*problems, *self._conditions.values()],
             stream_created=self.eventlog.stream_created,
             dlq_publish_failures=self.dlq_publish_failures,
+            delivery_gaps=self.feed.gaps,
         )
 
     async def ack(self, _: StoreAcknowledgeRequest) -> StoreStats:

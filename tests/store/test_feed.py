@@ -3,14 +3,16 @@ stores every acknowledged event."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
+from collections.abc import AsyncIterator
 
 from schemas.subjects import DLQ_STREAM, STORE_ACKNOWLEDGE, STREAM
 from schemas.system import StoreStats
 from services.runtime.bus import Bus
 from services.runtime.errors import GpurouteError
-from services.store.feed import stream_position
+from services.store.feed import ack_sequences, last_consumer_sequence, stream_position
 from services.store.service import StoreService
 from tests.store.support import dead_letters, stats, stored_ids
 from tests.support import lifecycle, poll, restart_bus, watch_stored
@@ -163,6 +165,90 @@ async def test_jetstream_status_messages_are_not_events(bus, fast_store):
     sid = fast_store.feed.sub.sid
     await nc._process_msg(sid, b"_INBOX.x", b"", b"", b"NATS/1.0 100 Idle Heartbeat\r\n\r\n")
     assert fast_store._buffer == [] and fast_store.feed.foreign == 0
+
+
+@contextlib.asynccontextmanager
+async def losing_store(config, lost: set[int]) -> AsyncIterator[tuple[StoreService, list[str]]]:  # type: ignore[no-untyped-def]
+    """A store whose connection loses its consumer's deliveries numbered
+    ``lost`` (counted from 1 as they come) before its parser hands them over,
+    as a connection that drops loses what the server had pushed into it; it
+    checks the consumer only every minute. With it, a list of the appends
+    that recorded a position past the log's last event (the stream holds only
+    the test's events: stream position n is event n)."""
+    store = StoreService(await Bus.connect(config.nats.url or "", source="store"), config)
+    store.check_s = 60.0
+    await store.start()
+    assert store.feed.sub is not None
+    nc, sid = store.bus.nc, store.feed.sub.sid
+    process, seen = nc._process_msg, 0
+
+    async def losing(sid_, subject, reply, data, headers):  # type: ignore[no-untyped-def]
+        nonlocal seen
+        if sid_ == sid and reply.startswith(b"$JS.ACK"):
+            seen += 1
+            if seen in lost:
+                return None
+        return await process(sid_, subject, reply, data, headers)
+
+    append, passed = store.eventlog.append, []
+
+    async def appending(rows, position, dead=()):  # type: ignore[no-untyped-def]
+        stored = await append(rows, position, dead)
+        if position > store.eventlog.last_seq:
+            passed.append(
+                f"position {position} recorded with events up to {store.eventlog.last_seq}"
+            )
+        return stored
+
+    nc._process_msg = losing
+    store.eventlog.append = appending  # type: ignore[method-assign]
+    try:
+        yield store, passed
+    finally:
+        await store.stop()
+        await store.bus.close()
+
+
+async def test_deliveries_lost_with_a_connection_are_stored_all_the_same(bus, config, stored):
+    """After nats-py's reconnect (same sid) delivery goes on after what the
+    dropped connection lost: AckAll of a later message acked the lost ones,
+    never stored. The feed sees the consumer sequence jump and the store
+    repairs at once (not at its next check, a minute away)."""
+    async with losing_store(config, lost={5, 6}) as (_, passed):
+        events = burst(bus, 40, "g")
+        await bus.publish_many(events)
+        await stored.count(40, timeout=3)
+        assert stored_ids(config.events_db) == [e.id for e in events]
+        s = await stats(bus)
+        assert (s.consumer_recreated, s.delivery_gaps, s.problems, passed) == (1, 1, [], [])
+
+
+async def test_deliveries_lost_at_the_end_are_found_by_the_idle_heartbeat(bus, config, stored):
+    """Nothing follows the lost deliveries: the idle heartbeat's
+    Nats-Last-Consumer shows them (else they waited for ack_wait, 30 s)."""
+    async with losing_store(config, lost={7, 8}) as (store, passed):
+        events = burst(bus, 8, "h")
+        await bus.publish_many(events)
+        await stored.count(6, timeout=3)
+        info = await bus.js.consumer_info(STREAM, "store")
+        assert info.delivered.consumer_seq == 8 and store.feed.sub is not None
+        heartbeat = (
+            b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 8\r\nNats-Last-Stream: 8\r\n\r\n"
+        )
+        await store.bus.nc._process_msg(store.feed.sub.sid, b"_INBOX.x", b"", b"", heartbeat)
+        await stored.count(8, timeout=3)
+        assert stored_ids(config.events_db) == [e.id for e in events]
+        assert (store.feed.gaps, passed) == (1, [])
+
+
+def test_the_consumer_sequence_is_read_from_the_ack_subject_and_heartbeat():
+    assert ack_sequences(b"$JS.ACK.GPUROUTE.store.1.4711.12.1796020093905562753.0") == (4711, 12)
+    v2 = b"$JS.ACK.hub.ACCHASH.GPUROUTE.store.2.815.13.1796020093905562753.3.tok"
+    assert ack_sequences(v2) == (815, 13)
+    assert ack_sequences(b"$JS.ACK.S.c.1.4.x.1.0") is None
+    assert last_consumer_sequence(b"NATS/1.0 100 Idle Heartbeat\r\n\r\n") is None
+    block = b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 12\r\nNats-Last-Stream: 40\r\n\r\n"
+    assert last_consumer_sequence(block) == 12
 
 
 async def test_dead_letters_of_a_batch_are_republished_concurrently(bus, config):
