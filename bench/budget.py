@@ -24,7 +24,8 @@ JetStream publish of a 600-byte message that waits for its ack (a stream of
 its own, the same ``--sync``): what three acknowledged writes per cycle cost
 with no service at all, the floor of any budget that records a change before
 answering it. ``recorded_echo_cycles``: the same cycles against a responder
-that records each request as a ``budget.state``-sized event through
+that records each request as an event as big as the budget's (a
+``job.advised``, which the budget does not follow) through
 ``Bus.send_many`` (the store consuming it) and answers once its burst is
 acknowledged, pipelined as the budget is, with no decision, state or follower:
 what recording a command before answering costs here with gpuroute's own
@@ -148,19 +149,20 @@ async def cycles(
 async def recording_echo(url: str) -> None:
     """The floor of a service that records each command before it answers:
     requests gathered per burst by a plain nats-py subscription, each recorded
-    as a ``budget.state`` event as big as the budget's (``Bus.send_many``, the
-    store consuming them as it does the budget's), answered with its request
-    once the burst is acknowledged. No decision, no state, no follower."""
+    as an event as big as the budget's (``Bus.send_many``, the store consuming
+    it as it does the budget's; a ``job.advised``, which the budget does not
+    follow), answered with its request once the burst is acknowledged. No
+    decision, no state, no follower."""
     import signal
 
-    from schemas.budget import BudgetChange, BudgetState, Inputs
+    from schemas.advisor import JobAdvised
     from services.runtime.bus import Bus
 
     bus = await Bus.connect(url, source="bench")
     stop, wake = asyncio.Event(), asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     queue: list[nats.aio.msg.Msg] = []
-    reason = "x" * 230  # the budget's events carry a reason twice and their answer
+    reason = "x" * 560  # an event of ~750 bytes, as the budget's (its reason twice, its answer)
 
     async def on_request(msg: nats.aio.msg.Msg) -> None:
         queue.append(msg)
@@ -174,10 +176,8 @@ async def recording_echo(url: str) -> None:
             await wake.wait()
             wake.clear()
             burst, queue = queue, []
-            events = [bus.event(BudgetState(trigger="job.started", timestamp=time.time(),
-                                            payload=BudgetChange(n=i, inputs=Inputs(),
-                                                                 job_id=reason)), key="bench")
-                      for i, _ in enumerate(burst)]  # fmt: skip
+            events = [bus.event(JobAdvised(target="local", rule="bench", reason=reason),
+                                key="bench") for _ in burst]  # fmt: skip
             await unacked.put((await bus.send_many(events), burst))
 
     async def answers() -> None:
@@ -265,6 +265,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                     "budget": procs[1].pid, "echo": echo.pid, "recorder": recorder.pid}  # fmt: skip
             spent = dict.fromkeys(pids, 0.0)
             echo_spent = dict.fromkeys(pids, 0.0)
+            recorded_spent = dict.fromkeys(pids, 0.0)
             for r in range(args.rounds):
                 echo_runs.append(await measure(nc, ECHO_SUBJECT, args.seconds, args.inflight))
                 before = cpu_seconds(pids)
@@ -277,9 +278,13 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 js_runs.append(
                     await cycles(nc, args.seconds, args.inflight, f"js{r}", jetstream=True)
                 )
+                before = cpu_seconds(pids)
                 recorded_runs.append(
                     await cycles(nc, args.seconds, args.inflight, f"rec{r}", recording=True)
                 )
+                after = cpu_seconds(pids)
+                for name in pids:
+                    recorded_spent[name] += after[name] - before[name]
                 await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, False)
                 await asyncio.sleep(0.3)
                 before = cpu_seconds(pids)
@@ -301,6 +306,9 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
     echo_done = max(1, sum(run[0] for run in echo_cycle_runs))
     echo_per_cycle = {name: round(s / echo_done * 1e6) for name, s in echo_spent.items()
                       if name in ("client", "nats", "echo")}  # fmt: skip
+    recorded_done = max(1, sum(run[0] for run in recorded_runs))
+    recorded_per_cycle = {name: round(s / recorded_done * 1e6) for name, s in
+                          recorded_spent.items() if name != "echo"}  # fmt: skip
     ratio = round(float(c["throughput_rps"]) / float(ec["throughput_rps"]), 3)
     per_request = round(float(c["throughput_rps"]) / float(e["throughput_rps"]), 3)
     cost = round(1 - float(p["throughput_rps"]) / float(c["throughput_rps"]), 3)
@@ -324,6 +332,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         "meets_goal": ratio >= 0.3 and float(c["p99_ms"]) < 10,
         "cpu_us_per_cycle": per_cycle,
         "echo_cpu_us_per_cycle": echo_per_cycle,
+        "recorded_echo_cpu_us_per_cycle": recorded_per_cycle,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
