@@ -56,7 +56,15 @@ from services.budget.fold import BudgetFold, BudgetProjection, Outcome
 from services.runtime.bus import Bus, Sent
 from services.runtime.catch_up import catch_up
 from services.runtime.config import Config
-from services.runtime.endpoints import EndpointError, InFlight, Pending, endpoint, reply_many
+from services.runtime.endpoints import (
+    EndpointError,
+    InFlight,
+    Pending,
+    Taking,
+    endpoint,
+    reply_many,
+    tap_requests,
+)
 from services.runtime.errors import BusError
 from services.runtime.follower import Follower
 from services.runtime.profiling import HotPaths
@@ -150,6 +158,8 @@ class BudgetService(BudgetEndpoints, Service):
             take = None if make is None else self._taker(make)
             handle = endpoint(request_type, handler, in_flight=in_flight, take=take)
             await self.micro.add_endpoint(name=name, subject=subject, handler=handle)
+            if isinstance(handle, Taking):  # a command: taken in the parser's step
+                tap_requests(self.micro, name, handle, self.spawn)
         self.supervise(self.follower.run, "follow")
         self.spawn(self._go_live(), "live")
 

@@ -106,6 +106,18 @@ class RawSubscription:
             await self.sub.unsubscribe()
 
 
+def tap_sid(nc: Client, sid: int, handler: Handler) -> None:
+    """Tap an existing subscription (a ``nats.micro`` endpoint's): from now on
+    its messages go to ``handler``; what arrived before went its usual way."""
+    if inspect.iscoroutinefunction(handler):
+        raise TypeError("a tapped handler is a plain function (it may return an awaitable)")
+    _tap(nc).handlers[sid] = handler
+
+
+def untap_sid(nc: Client, sid: int) -> None:
+    _tap(nc).handlers.pop(sid, None)
+
+
 async def subscribe_raw(
     nc: Client, subject: str, handler: Handler, queue: str = ""
 ) -> RawSubscription:
