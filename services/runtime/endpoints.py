@@ -25,7 +25,10 @@ taken the request and answers it later through :class:`Pending` (the writer
 answers, in order, once its events are acknowledged); False serves it as
 usual. Each task costs a few tens of microseconds of scheduling per request,
 as much as the decision it waits for. The ``nats.micro`` processing time of a
-taken request covers its decoding and queuing only.
+taken request covers its decoding and queuing only. :func:`tap_requests`
+goes further for a service whose commands are hot: the endpoint's messages
+come from the client's tap (``services/runtime/tap.py``) and are taken in the
+parser's step.
 """
 
 from __future__ import annotations
