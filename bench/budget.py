@@ -59,8 +59,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -98,6 +99,7 @@ max_cpu_percent = 100
 """
 ERROR = "Nats-Service-Error-Code"
 RECORDING_SUBJECT = "bench.recording-echo"
+T = TypeVar("T")
 JS_SUBJECT = "benchjs.write"
 JS_BODY = b"x" * 600
 
@@ -197,6 +199,16 @@ async def recording_echo(url: str) -> None:
     await bus.close()
 
 
+async def charged(spent: dict[str, float], pids: dict[str, int], run: Awaitable[T]) -> T:
+    """``await run``, adding the CPU seconds each process spent meanwhile to ``spent``."""
+    before = cpu_seconds(pids)
+    result = await run
+    after = cpu_seconds(pids)
+    for name in pids:
+        spent[name] += after[name] - before[name]
+    return result
+
+
 async def set_flag(nc: nats.NATS, name: str, value: bool) -> None:
     ids = IdGenerator()
     event = make_event(FlagsChanged(flags={name: value}), id=ids.new(), key="flags",
@@ -268,30 +280,17 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
             recorded_spent = dict.fromkeys(pids, 0.0)
             for r in range(args.rounds):
                 echo_runs.append(await measure(nc, ECHO_SUBJECT, args.seconds, args.inflight))
-                before = cpu_seconds(pids)
-                echo_cycle_runs.append(
-                    await cycles(nc, args.seconds, args.inflight, f"echo{r}", echo=True)
-                )
-                after = cpu_seconds(pids)
-                for name in pids:
-                    echo_spent[name] += after[name] - before[name]
+                echo_cycle_runs.append(await charged(echo_spent, pids, cycles(
+                    nc, args.seconds, args.inflight, f"echo{r}", echo=True)))  # fmt: skip
                 js_runs.append(
                     await cycles(nc, args.seconds, args.inflight, f"js{r}", jetstream=True)
                 )
-                before = cpu_seconds(pids)
-                recorded_runs.append(
-                    await cycles(nc, args.seconds, args.inflight, f"rec{r}", recording=True)
-                )
-                after = cpu_seconds(pids)
-                for name in pids:
-                    recorded_spent[name] += after[name] - before[name]
+                recorded_runs.append(await charged(recorded_spent, pids, cycles(
+                    nc, args.seconds, args.inflight, f"rec{r}", recording=True)))  # fmt: skip
                 await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, False)
                 await asyncio.sleep(0.3)
-                before = cpu_seconds(pids)
-                budget_runs.append(await cycles(nc, args.seconds, args.inflight, f"off{r}"))
-                after = cpu_seconds(pids)
-                for name in pids:
-                    spent[name] += after[name] - before[name]
+                budget_runs.append(await charged(spent, pids, cycles(
+                    nc, args.seconds, args.inflight, f"off{r}")))  # fmt: skip
                 await set_flag(nc, ENABLE_PERF_PROFILER_DASHBOARD, True)
                 await asyncio.sleep(0.3)
                 profiled_runs.append(await cycles(nc, args.seconds, args.inflight, f"on{r}"))
