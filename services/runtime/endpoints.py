@@ -258,6 +258,8 @@ def tap_requests(
         msg._sid = sid
         rest: Awaitable[None]
         if waiting >= limit:
+            ep._num_requests += 1
+            ep._num_errors += 1
             rest = _error(Request(msg), "503", f"busy: {waiting} requests waiting; retry")
         elif headers is not None:
             rest = with_headers(msg, headers)

@@ -105,6 +105,8 @@ async def test_refused_requests_wait_in_tasks_and_past_the_limit_are_503(bus, ta
     busy = await request(bus, b'{"n": 9}')
     assert busy.headers["Nats-Service-Error-Code"] == "503"
     assert "3 requests waiting" in busy.headers["Nats-Service-Error"]
+    ep = taker.micro._endpoints[0]  # type: ignore[union-attr]
+    assert (ep._num_requests, ep._num_errors) == (4, 1)  # $SRV.STATS counts the refusal
     taker.gate.set()
     replies = [json.loads(m.data) for m in await asyncio.gather(*waiting)]
     assert replies == [{"served": i} for i in range(3)]
