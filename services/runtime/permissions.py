@@ -109,19 +109,31 @@ def _jetstream(use: JetStreamUse) -> list[str]:
 
 
 def _event_reads(types: set[str]) -> list[str]:
-    """Subscriptions for reading ``types``: whole nouns as ``<noun>.>`` when
-    every type of the noun is read, ``stored.>`` when every type is."""
+    """Subscriptions for reading ``types``: each as the shortest prefix
+    wildcard whose every type is read (``cloud.>`` when all of ``cloud.*`` is,
+    else ``cloud.pod.>`` when all of ``cloud.pod.*`` is, else the type itself),
+    ``stored.>`` when every type is. A follower may subscribe with any of
+    these (the scheduler follows ``cloud.pod.>``), and nothing more."""
     everything = list(event_types())
     if types and types >= set(everything):
         nouns = sorted({t.split(".", 1)[0] for t in everything})
         return [f"{n}.>" for n in nouns] + [STORED_PREFIX + ">"]
     patterns: list[str] = []
-    for noun in sorted({t.split(".", 1)[0] for t in types}):
-        members = [t for t in everything if t.split(".", 1)[0] == noun]
-        if all(t in types for t in members):
-            patterns.append(noun + ".>")
+    covered: set[str] = set()
+    for t in sorted(types):
+        if t in covered:
+            continue
+        tokens = t.split(".")
+        for k in range(1, len(tokens)):
+            prefix = ".".join(tokens[:k]) + "."
+            members = {x for x in everything if x.startswith(prefix)}
+            if members <= types:
+                patterns.append(prefix + ">")
+                covered |= members
+                break
         else:
-            patterns += [t for t in members if t in types]
+            patterns.append(t)
+            covered.add(t)
     return patterns + [STORED_PREFIX + p for p in patterns]
 
 

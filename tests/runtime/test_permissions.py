@@ -278,7 +278,7 @@ async def test_up_runs_every_service_as_its_own_user(
     from services.runtime.runner import NATS_URL_FILE, run
     from tests.support import poll, watch_stored
 
-    names = ["store", "adapters", "advisor", "telemetry", "cloud", "gateway"]
+    names = ["store", "adapters", "advisor", "telemetry", "budget", "scheduler", "cloud", "gateway"]
     config = load_config(data_dir=str(tmp_path / "data"), nats__port=0, http__port=0)
     config.advisor.ready_timeout_s = 5
     running, stop = asyncio.Event(), asyncio.Event()
