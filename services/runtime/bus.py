@@ -55,6 +55,8 @@ PUBLISH_WINDOW = 4096
 """Most publishes one :meth:`Bus.publish_many` keeps in flight; past it, it
 waits until half of them are acknowledged."""
 
+MAX_REFUSALS = 8
+"""Distinct permission refusals a bus remembers (``Bus.refused``)."""
 FRAMES_BYTES = 512 * 1024
 """Bytes of a burst framed before they are handed to the client (under
 nats-py's 2 MiB pending buffer, at which ``publish`` flushes)."""
@@ -162,12 +164,13 @@ class Sent:
 class _ConnState:
     """What the connection callbacks need to know about their bus."""
 
-    __slots__ = ("closing", "connected_once", "lost")
+    __slots__ = ("closing", "connected_once", "lost", "refused")
 
     def __init__(self) -> None:
         self.closing = False  # set by close(): a disconnect we asked for is not news
         self.connected_once = False  # before it, the connect deadline's one error says it all
         self.lost = asyncio.Event()  # closed for good, and not by close()
+        self.refused: dict[str, None] = {}  # the server's permission refusals, newest last
 
 
 def _check_size(what: str, size: int, limit: int = limits.MAX_EVENT_BYTES) -> None:
@@ -291,6 +294,12 @@ class Bus:
             log.info("nats reconnected", extra={"fields": {"service": source}})
 
         async def on_error(e: Exception) -> None:
+            text = " ".join(str(e).split())[:300]
+            if "permissions violation" in text.lower():  # a subscription that gets nothing
+                conn.refused.pop(text, None)
+                conn.refused[text] = None
+                while len(conn.refused) > MAX_REFUSALS:
+                    del conn.refused[next(iter(conn.refused))]
             if conn.connected_once:
                 log.warning("nats error", extra={"fields": {"service": source, "error": str(e)}})
 
@@ -338,6 +347,13 @@ class Bus:
     @property
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
+
+    @property
+    def refused(self) -> list[str]:
+        """What the server refused this connection (a subscription or a
+        publish its permissions do not allow), at most ``MAX_REFUSALS``,
+        newest last: a part that silently gets nothing, shown in heartbeats."""
+        return list(self._conn.refused)
 
     @property
     def lost(self) -> bool:

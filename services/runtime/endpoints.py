@@ -34,6 +34,7 @@ parser's step.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -185,7 +186,7 @@ def endpoint(
         return handle if in_flight is None else in_flight.wrap(handle)
     took = take
 
-    def fast(req: Request) -> Awaitable[None] | None:
+    def fast(req: Request) -> Coroutine[Any, Any, None] | None:
         try:
             request = decode(req)
             if took(request, Pending(req)):
@@ -207,7 +208,7 @@ class Taking:
 
     __slots__ = ("fast",)
 
-    def __init__(self, fast: Callable[[Request], Awaitable[None] | None]) -> None:
+    def __init__(self, fast: Callable[[Request], Coroutine[Any, Any, None] | None]) -> None:
         self.fast = fast
 
     async def __call__(self, req: Request) -> None:
@@ -216,61 +217,65 @@ class Taking:
             await rest
 
 
-SLOW_WAITING = 4096
-"""Requests of a tapped endpoint that ``take`` refused and that wait in
-tasks (for readiness or an ``InFlight`` slot); past it, a 503."""
+BACKLOG = 65_536
+"""Requests of a tapped endpoint waiting behind one that ``take`` refused
+(as nats-py's subscription queue held them); past it, a 503."""
 
 
 def tap_requests(
-    micro: Any, name: str, handler: Taking, spawn: Spawn, limit: int = SLOW_WAITING
+    micro: Any, name: str, handler: Taking, spawn: Spawn, limit: int = BACKLOG
 ) -> None:
     """Serve endpoint ``name`` of ``micro`` (a started ``nats.micro`` service,
     added with ``handler``) from the client's tap (``services/runtime/tap.py``):
     each request is decoded and taken in the parser's step, with no ``Msg``
     header parsing, subscription queue, task wake-up or micro dispatch (about
-    10-15 us of a taken request's CPU). The read loop never waits: what
-    ``take`` refuses is awaited in a task (``spawn``), at most ``limit`` at
-    once (then a 503 naming the backlog); a request with headers goes the
-    whole micro way in a task. ``$SRV.STATS`` counts every request; its
-    processing time covers the untapped ones only. nats-py is pinned below 3:
-    this reads the endpoint's subscription from ``nats.micro``'s internals."""
+    10-15 us of a taken request's CPU). The read loop never waits: once
+    ``take`` refuses a request (not ready, or its writer has enough waiting),
+    that request and every one after it, in arrival order, are served by one
+    task as the micro callback served them (waiting for readiness or an
+    ``InFlight`` slot), until none waits; past ``limit`` waiting, a 503 naming
+    the backlog. Request headers are not read (no endpoint here reads them).
+    ``$SRV.STATS`` counts every request; its processing time covers the
+    untapped ones only. nats-py is pinned below 3: this reads the endpoint's
+    subscription from ``nats.micro``'s internals."""
     found = [e for e in micro._endpoints if e._name == name]
     sub = found[0]._subscription if found else None
     if sub is None:
         raise ValueError(f"no started endpoint {name!r} to tap")
     ep, nc, sid = found[0], sub._conn, sub._id
-    waiting = 0
+    backlog: deque[Coroutine[Any, Any, None]] = deque()
+    draining = False
 
-    async def later(rest: Awaitable[None]) -> None:
-        nonlocal waiting
+    async def drain() -> None:
+        nonlocal draining
         try:
-            await rest
+            while backlog:
+                await backlog.popleft()
         finally:
-            waiting -= 1
-
-    async def with_headers(msg: Msg, headers: bytes) -> None:
-        msg.headers = await nc._process_headers(headers)
-        await ep._handle_request(msg)
+            draining = False
+            while backlog:  # stopped: what never ran must not linger as coroutines
+                backlog.popleft().close()
 
     def on_request(subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        nonlocal waiting
+        nonlocal draining
         msg = Msg(nc, subject.decode(errors="replace"), reply.decode(errors="replace"), data)
         msg._sid = sid
-        rest: Awaitable[None]
-        if waiting >= limit:
-            ep._num_requests += 1
-            ep._num_errors += 1
-            rest = _error(Request(msg), "503", f"busy: {waiting} requests waiting; retry")
-        elif headers is not None:
-            rest = with_headers(msg, headers)
+        req = Request(msg)
+        ep._num_requests += 1
+        if draining:  # behind what waits (or is being served), in arrival order
+            if len(backlog) >= limit:
+                ep._num_errors += 1
+                spawn(_error(req, "503", f"busy: {len(backlog)} requests waiting; retry"), "busy")
+                return
+            backlog.append(handler(req))
         else:
-            ep._num_requests += 1
-            left = handler.fast(Request(msg))
-            if left is None:
+            rest = handler.fast(req)
+            if rest is None:
                 return  # taken: answered later, in order, by its writer
-            rest = left
-        waiting += 1
-        spawn(later(rest), "request")
+            backlog.append(rest)
+        if not draining:
+            draining = True
+            spawn(drain(), "backlog")
 
     tap_sid(nc, sid, on_request)
 

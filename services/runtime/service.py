@@ -202,9 +202,11 @@ class Service:
             self._died(task.get_name().removeprefix(f"{self.name}."), error, "the service restarts")
 
     def faults(self) -> list[str]:
-        """One sentence per dead or restarting task (empty when all is well)."""
+        """One sentence per dead or restarting task and per permission the
+        server refused this service's connection (empty when all is well)."""
         loops = [s.fault for s in self._loops.values() if s.fault is not None]
-        return [*self._dead.values(), *loops]
+        refused = [f"NATS refused: {r}" for r in self.bus.refused]
+        return [*self._dead.values(), *loops, *refused]
 
     # -- stop, heartbeats --------------------------------------------------------
 

@@ -203,6 +203,34 @@ async def test_each_service_publishes_only_its_own_subjects(login: object, user:
     assert len(me.errors) == 1, me.errors
 
 
+async def test_a_refused_subscription_is_a_fault_in_the_heartbeat(
+    secured: tuple[EmbeddedNats, dict[str, Credentials]], config: object
+) -> None:
+    """A subscription the server refuses gets nothing, silently: the bus
+    remembers the refusal (bounded) and the service's heartbeat names it."""
+    from services.runtime.bus import MAX_REFUSALS
+    from services.runtime.service import Service
+    from tests.support import poll
+
+    server, creds = secured
+    bus = await Bus.connect(server.url, source="budget", credentials=creds["budget"])
+    try:
+        service = Service(bus, config)  # type: ignore[arg-type]
+        assert service.faults() == []
+        for i in range(MAX_REFUSALS + 3):
+            await bus.nc.subscribe(f"stored.job.x{i}")
+        await bus.nc.flush()
+        await poll(lambda: len(bus.refused) == MAX_REFUSALS)  # nothing announces a refusal
+        faults = service.heartbeat().faults
+        assert len(faults) == MAX_REFUSALS
+        assert (
+            faults[-1].startswith("NATS refused:")
+            and f"stored.job.x{MAX_REFUSALS + 2}" in (faults[-1])
+        )
+    finally:
+        await bus.close()
+
+
 def test_credentials_are_private_and_kept(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = ensure_credentials(data)

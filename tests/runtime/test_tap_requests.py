@@ -1,7 +1,7 @@
 """A taking endpoint served from the tap (``endpoints.tap_requests``): taken
-requests are answered later in order, refused ones are served in tasks, a
-request with headers goes the whole micro way, a backlog past the limit is a
-503, bad bodies are a 400, and ``$SRV.STATS`` counts every request."""
+requests are answered later in order, refused ones (and the ones after them)
+are served in arrival order by one task, a backlog past the limit is a 503,
+bad bodies are a 400, and ``$SRV.STATS`` counts every request."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class Taker(Service):
         self.gate = asyncio.Event()
         self.served: list[int] = []
         self.took = asyncio.Event()
+        self.serving = asyncio.Event()
 
     async def setup(self) -> None:
         assert self.micro is not None
@@ -51,6 +52,7 @@ class Taker(Service):
         tap_requests(self.micro, "cmd", handle, self.spawn, limit=self.limit)
 
     async def serve(self, req: Cmd) -> dict[str, int]:
+        self.serving.set()
         await self.gate.wait()
         self.served.append(req.n)
         return {"served": req.n}
@@ -95,30 +97,59 @@ async def test_a_bad_body_is_a_400_naming_the_field(bus, taker):
     assert "$.n" in msg.headers["Nats-Service-Error"]
 
 
-async def test_refused_requests_wait_in_tasks_and_past_the_limit_are_503(bus, taker):
-    """The read loop never waits: refused requests wait in tasks (at most 3
-    here), a fourth is told the backlog at once, and a taken request answered
-    meanwhile shows the loop kept reading."""
+async def ready_inbox(bus: Bus, taker: Taker) -> None:
+    """One request through, so that nats-py's reply inbox is set up: from here
+    on each request is published in the order its task was made."""
+    first = asyncio.create_task(request(bus, b'{"n": 100}'))
+    await taker.wait_taken(1)
+    await taker.release()
+    await first
+
+
+async def test_refused_requests_wait_in_order_and_past_the_limit_are_503(bus, taker):
+    """The read loop never waits: once take refuses, that request and the ones
+    after it are handled by one task in arrival order (served here, each
+    waiting for the gate); past 3 waiting, a request is told the backlog at
+    once, which also shows the loop kept reading."""
+    await ready_inbox(bus, taker)
     taker.open = False
-    waiting = [asyncio.create_task(request(bus, b'{"n": %d}' % i)) for i in range(3)]
+    waiting = [asyncio.create_task(request(bus, b'{"n": 0}'))]
+    await asyncio.wait_for(taker.serving.wait(), 5)  # refused: served, it waits for the gate
+    waiting += [asyncio.create_task(request(bus, b'{"n": %d}' % i)) for i in range(1, 4)]
     await bus.nc.flush()
     busy = await request(bus, b'{"n": 9}')
     assert busy.headers["Nats-Service-Error-Code"] == "503"
     assert "3 requests waiting" in busy.headers["Nats-Service-Error"]
     ep = taker.micro._endpoints[0]  # type: ignore[union-attr]
-    assert (ep._num_requests, ep._num_errors) == (4, 1)  # $SRV.STATS counts the refusal
+    assert (ep._num_requests, ep._num_errors) == (6, 1)  # $SRV.STATS counts the refusal
     taker.gate.set()
     replies = [json.loads(m.data) for m in await asyncio.gather(*waiting)]
-    assert replies == [{"served": i} for i in range(3)]
+    assert replies == [{"served": i} for i in range(4)]
+    assert taker.served == [0, 1, 2, 3]
+
+
+async def test_a_request_take_would_accept_waits_behind_the_refused_ones(bus, taker):
+    await ready_inbox(bus, taker)
+    taker.open = False
+    waiting = [asyncio.create_task(request(bus, b'{"n": 0}'))]
+    await asyncio.wait_for(taker.serving.wait(), 5)
+    waiting.append(asyncio.create_task(request(bus, b'{"n": 1}')))  # refused: behind 0
+    await bus.nc.flush()
     taker.open = True
-    taken = asyncio.create_task(request(bus, b'{"n": 5}'))
+    waiting.append(asyncio.create_task(request(bus, b'{"n": 2}')))  # takeable: still behind
+    await bus.nc.flush()
+    assert taker.taken == []
+    taker.gate.set()  # 0 is served; 1 and 2 are offered to take again, in order
+    await taker.wait_taken(2)
+    assert [n for n, _ in taker.taken] == [1, 2]
+    await taker.release()
+    replies = [json.loads(m.data) for m in await asyncio.gather(*waiting)]
+    assert replies == [{"served": 0}, {"taken": 1}, {"taken": 2}]
+
+
+async def test_a_request_with_headers_is_served_like_any_other(bus, taker):
+    taker.gate.set()
+    sent = asyncio.create_task(request(bus, b'{"n": 7}', headers={"X-Trace": "abc"}))
     await taker.wait_taken(1)
     await taker.release()
-    assert json.loads((await taken).data) == {"taken": 5}
-
-
-async def test_a_request_with_headers_goes_the_micro_way(bus, taker):
-    taker.open = False
-    taker.gate.set()
-    msg = await request(bus, b'{"n": 7}', headers={"X-Trace": "abc"})
-    assert json.loads(msg.data) == {"served": 7}
+    assert json.loads((await sent).data) == {"taken": 7}
