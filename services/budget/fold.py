@@ -52,7 +52,9 @@ from services.budget.assets import Asset, Shelf
 from services.budget.errors import Refused
 from services.budget.profiler import Dash
 
-FOLLOWED = ("budget.>", "asset.>", "profiler.>", "flags.changed", "telemetry.sampled")
+WRITTEN = ("budget.>", "asset.>", "profiler.>")
+"""Subject patterns of the events only the budget writes (each with its ``n``)."""
+FOLLOWED = (*WRITTEN, "flags.changed", "telemetry.sampled")
 """Subject patterns of the events the budget folds."""
 
 

@@ -4,7 +4,9 @@ On start the state is rebuilt by the runtime :class:`Follower` from the
 store (``fold.FOLLOWED``: the budget's own events, flags and telemetry), then
 live. Before answering, the service also waits until it has folded the
 newest change JetStream holds (``services/runtime/catch_up.py``): an event acknowledged by
-the stream but not stored yet must not be decided past.
+the stream but not stored yet must not be decided past. From then on it writes
+its own events alone and folds each as it decides it, so it no longer follows
+them live (``Follower.own``): only flags and telemetry come back from the store.
 
 Every change goes through one writer (:meth:`BudgetService._write_loop`):
 requests queue a build function (a command's request straight from the
@@ -176,6 +178,9 @@ class BudgetService(BudgetEndpoints, Service):
         await self.follower.loaded.wait()
         await catch_up(self.follower, WRITTEN, lambda: self.state.n, log=self.log,
                        number=_change_n, patience_s=self.settings.ready_timeout_s)  # fmt: skip
+        # from here on only this instance writes them, folded as decided: the
+        # store's copies of them are not read back (``Follower.own``)
+        self.follower.own(fold.WRITTEN)
         self.spawn(self._write_loop(), "writer")
         self.hot.on = self.state.dashboard_on()
         if not self.state.book.limits_set:
@@ -241,9 +246,6 @@ class BudgetService(BudgetEndpoints, Service):
                 answers.append((sink, answer))
             sent = None
             if events:
-                # folded here already: when the store sends them back, the
-                # follower only moves its position past them
-                self.follower.applied_here(e.id for e in events)
                 try:
                     sent = await self.bus.send_many(events)
                 except BusError as e:

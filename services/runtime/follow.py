@@ -31,12 +31,16 @@ decoded once (the services' :class:`~services.runtime.follower.Follower`):
 history pages are decoded straight into typed events in one pass, live
 messages keep the event their check decoded.
 
-A consumer that folds its own events before publishing them (the budget's
-writer) names their ids in ``local``: a live message carrying one of them is
-read only as far as its position and id (``Item.local``), not decoded, and
-the id leaves ``local``. The subject cannot tell this (another instance of
-the same service writes the same types: a restarted one must fold what the
-previous one wrote), the id can.
+A consumer that leaves out of its patterns events it wrote and folded itself
+(:meth:`~services.runtime.follower.Follower.own`: the budget's writer) still
+needs its position to move past them, or a snapshot would name a position long
+behind its state. With ``advance``, a quiet spell also asks the store for its
+newest event *before* the read for anything new: every matching event up to
+that one is then in the read, so once it is yielded the position moves to that
+event (an :class:`Item` with ``moved``: its id, nothing to fold).
+
+:class:`Stop` ends a follow from outside at its next step (the follower then
+follows again with other patterns).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Union
 
@@ -94,8 +98,9 @@ class Item(NamedTuple):
     raw: bytes | None
     event: Event | None = None
     error: str | None = None
-    local: str | None = None
-    """The id of an event the consumer named in ``local``: neither decoded nor kept."""
+    moved: str | None = None
+    """No event: every matching event up to ``seq`` was yielded, and ``moved`` is the
+    id of the (unmatched) event the store holds at ``seq`` (``advance``)."""
 
 
 class FollowerBehind(FollowError):
@@ -128,8 +133,8 @@ class FollowStats:
     """Position of the last yielded event (or of the start, before any)."""
     received: int = 0
     """Live messages taken into the buffer."""
-    local: int = 0
-    """Of those, events the consumer had folded already (read up to their id only)."""
+    moved: int = 0
+    """Quiet spells that moved the position past unmatched events (``advance``)."""
     waiting: int = 0
     """Bytes of live messages waiting in the buffer now."""
     behind: bool = False
@@ -209,16 +214,18 @@ async def follow_events(
     stats: FollowStats | None = None,
     max_buffer_bytes: int = MAX_BUFFER_BYTES,
     quiet_s: float = QUIET_S,
-    local: MutableMapping[str, None] | None = None,
+    advance: bool = False,
+    stop: Stop | None = None,
 ) -> AsyncIterator[Item]:
     """Like :func:`follow`, but each :class:`Item` carries the decoded event
     (``event``), or ``error`` for a stored event that no longer decodes (a
-    schema change, a bug): one bad event never stops a follower. ``local``:
-    ids of events the consumer already folded (see the module docstring)."""
+    schema change, a bug): one bad event never stops a follower. ``advance``:
+    quiet spells also move the position (``Item.moved``); ``stop``: return at
+    the next step once it is set (see the module docstring)."""
     items = _follow(bus, patterns, after, stats, max_buffer_bytes, quiet_s, typed=True,
-                    local=local)  # fmt: skip
+                    advance=advance, stop=stop)  # fmt: skip
     async for item in items:
-        if item.event is not None or item.error is not None or item.local is not None:
+        if item.event is not None or item.error is not None or item.moved is not None:
             yield item
             continue
         assert item.raw is not None
@@ -237,7 +244,8 @@ async def _follow(
     quiet_s: float,
     *,
     typed: bool,
-    local: MutableMapping[str, None] | None = None,
+    advance: bool = False,
+    stop: Stop | None = None,
 ) -> AsyncIterator[Item]:
     bad = [p for p in patterns if not valid_pattern(p)]
     if bad or not patterns:
@@ -247,9 +255,11 @@ async def _follow(
             f"{len(patterns)} subject patterns, over the limit of {limits.MAX_PATTERNS}"
         )
     stats = stats if stats is not None else FollowStats()
-    live = _Live(stats, max_buffer_bytes, local)
+    live = _Live(stats, max_buffer_bytes)
     store = _Store(bus, patterns, stats, typed=typed)
     subs: list[RawSubscription] = []
+    if stop is not None:
+        stop.wakes.append(live.wake)
     try:
         for p in patterns:  # inside the try: a failure ends the ones made before it
             subs.append(await subscribe_raw(bus.nc, STORED_PREFIX + p, live.on_message))
@@ -261,7 +271,9 @@ async def _follow(
                 live.check(last)
                 last = stats.last = item.seq
                 yield item
-        while True:
+                if stop is not None and stop.is_set:
+                    return
+        while stop is None or not stop.is_set:
             live.check(last)
             batch = live.take()
             if not batch:
@@ -269,10 +281,15 @@ async def _follow(
                     if last is None:
                         last = stats.last = await store.position()
                         continue
+                    newest = await store.newest() if advance else None
                     async for item in store.read(last, None, check=True):
                         stats.recovered += 1
                         last = stats.last = item.seq
                         yield item
+                    if newest is not None and newest.seq > last:
+                        stats.moved += 1
+                        last = stats.last = newest.seq
+                        yield newest
                 continue
             for i, item in enumerate(batch):
                 seq = item.seq
@@ -287,6 +304,8 @@ async def _follow(
                     yield checked
                 break
     finally:
+        if stop is not None:
+            stop.wakes.remove(live.wake)
         for sub in subs:
             await sub.unsubscribe()
 
@@ -320,25 +339,36 @@ def _forged(store: _Store, forged: set[int], unconfirmed: set[int]) -> None:
     )  # fmt: skip
 
 
+class Stop:
+    """Set from outside to end a follow at its next step (a follow waiting
+    for a live message wakes); it returns, its subscriptions ended."""
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self.wakes: list[asyncio.Event] = []
+
+    def set(self) -> None:
+        self.is_set = True
+        for wake in self.wakes:
+            wake.set()
+
+
 class _Live:
     """The live side: checked ``stored.*`` messages in arrival order, bounded in bytes."""
 
-    def __init__(
-        self, stats: FollowStats, max_bytes: int, local: MutableMapping[str, None] | None = None
-    ) -> None:
+    def __init__(self, stats: FollowStats, max_bytes: int) -> None:
         self.stats = stats
-        self.local = local
         self.max_bytes = max_bytes
         self.items: deque[Item] = deque()
         self.bytes = 0
         self.overflow = False
-        self._wake = asyncio.Event()
+        self.wake = asyncio.Event()
 
     def on_message(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         """A ``stored.*`` message, tapped (``services/runtime/tap.py``)."""
         if self.overflow:
             return
-        item = _valid_live(subject.decode(errors="replace"), data, self.stats, self.local)
+        item = _valid_live(subject.decode(errors="replace"), data, self.stats)
         if item is None:
             return
         size = len(data)
@@ -351,7 +381,7 @@ class _Live:
             self.bytes += size
             self.stats.received += 1
         self.stats.waiting = self.bytes
-        self._wake.set()
+        self.wake.set()
 
     def check(self, last: int | None) -> None:
         if self.overflow:
@@ -361,13 +391,13 @@ class _Live:
         items = list(self.items)
         self.items.clear()
         self.bytes = self.stats.waiting = 0
-        self._wake.clear()
+        self.wake.clear()
         return items
 
     async def wait(self, timeout: float) -> bool:
         """Wait for a live message; False after ``timeout`` seconds without one."""
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.wait_for(self.wake.wait(), timeout)
             return True
         except TimeoutError:
             return False
@@ -396,6 +426,21 @@ class _Store:
             log.debug("store position unknown", extra={"fields": {"error": str(e)}})
             return None
         return page.last_seq
+
+    async def newest(self) -> Item | None:
+        """The newest event the store holds, as an :class:`Item` that moves the
+        position to it (``moved``: its id); None when there is none or the
+        store cannot be read now."""
+        try:
+            raw = await self._call(msgspec.json.encode(StoreReadRequest(limit=1, last=True)), 1)
+            page = self._decode(raw)
+            if not page.events:
+                return None
+            stored = page.events[-1]
+            return Item(stored.seq, None, moved=_head_decoder.decode(stored.event).id)
+        except (FollowError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            log.debug("newest stored event unknown", extra={"fields": {"error": str(e)}})
+            return None
 
     async def read(
         self, after: int, until: int | None, *, check: bool = False
@@ -466,33 +511,16 @@ class _Head(msgspec.Struct):
     id: str
 
 
-class _StoredHead(msgspec.Struct):
-    """A ``stored.*`` message read only as far as its position and event id."""
-
-    seq: int
-    event: _Head
+_head_decoder = msgspec.json.Decoder(_Head)
 
 
-_head_decoder = msgspec.json.Decoder(_StoredHead)
-
-
-def _valid_live(
-    subject: str,
-    data: bytes,
-    stats: FollowStats,
-    local: MutableMapping[str, None] | None = None,
-) -> Item | None:
+def _valid_live(subject: str, data: bytes, stats: FollowStats) -> Item | None:
     """The event of a ``stored.*`` message, or None (logged and skipped)
     when it is not a stored event of the type its subject names: anyone can
-    publish on a subject, and one bad message must not stop a follower. An
-    event whose id is in ``local`` is not decoded: ``Item.local`` names it."""
+    publish on a subject, and one bad message must not stop a follower."""
     try:
         if len(data) > MAX_STORED_BYTES:
             raise ValueError(f"{len(data)} bytes, over the limit of {MAX_STORED_BYTES}")
-        if local:
-            head = _local_head(data, local, stats)
-            if head is not None:
-                return head
         stored = decode_stored(data)
         event = decode_event(stored.event)
         if STORED_PREFIX + event.type != subject:
@@ -509,20 +537,6 @@ def _valid_live(
             extra={"fields": {"subject": subject, "reason": " ".join(str(e).split())}},
         )
         return None
-
-
-def _local_head(data: bytes, local: MutableMapping[str, None], stats: FollowStats) -> Item | None:
-    """The item of an event named in ``local`` (its id then leaves it), else None
-    (decoded in full by the caller, which names what is wrong with it)."""
-    try:
-        head = _head_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    if head.event.id not in local or not 0 < head.seq <= limits.MAX_SEQ:
-        return None
-    del local[head.event.id]
-    stats.local += 1
-    return Item(head.seq, None, local=head.event.id)
 
 
 @functools.cache

@@ -24,10 +24,17 @@ does not decode or fold is skipped and counted per follower
 (:attr:`Follower.skipped`); the log says so for the first few and then once
 per ``SKIP_LOG_EVERY``, so a log full of them cannot flood the service's log.
 
-A service that folds its own events before publishing them says so with
-:meth:`Follower.applied_here`: when such an event comes back from the store
-live, the follower moves its position past it without decoding or folding it
-(the fold would skip it anyway; decoding it cost as much as deciding it).
+A service that alone writes some of the types it follows, and folds each of
+its events before publishing it (the budget), says so with :meth:`Follower.own`
+once it has caught up with what an earlier instance wrote: from then on those
+types are not taken back from the store live at all (the store broadcast, the
+server delivered and the service read a copy of every event it wrote, only to
+move its position). The position then moves past them when the store is quiet
+(``advance`` in ``follow.py``: no other followed event for ``quiet_s``, the
+store's newest event becomes the position) or when a followed event after them
+arrives. So a snapshot may hold changes of its own past its position; the
+projection must skip an event it already folded when it reads it again after a
+restart (the budget's fold skips a change number it has).
 
 Snapshots are saved every ``snapshot_every`` events or ``snapshot_every_s``
 seconds once loaded (only by time while loading), and on :meth:`close`.
@@ -53,7 +60,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from logging import Logger
 from typing import Generic, Protocol, TypeVar, cast, runtime_checkable
 
@@ -65,7 +72,7 @@ from schemas.system import StoreReadRequest, decode_page
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
 from services.runtime.errors import GpurouteError
-from services.runtime.follow import FollowError, FollowStats, Item, follow_events
+from services.runtime.follow import QUIET_S, FollowError, FollowStats, Item, Stop, follow_events
 from services.runtime.profiling import HotPaths
 from services.runtime.projection import Projection, Projector, gc_paused, state_hash
 from services.runtime.snapshots import Snapshots
@@ -83,9 +90,6 @@ SNAPSHOT_EVERY_S = 60.0
 SKIPS_KEPT = 16
 SKIP_LOG_FIRST = 10
 SKIP_LOG_EVERY = 1000
-MAX_APPLIED_HERE = 65_536
-"""Ids remembered by :meth:`Follower.applied_here`; past it the oldest are
-forgotten, and such an event is decoded and folded as any other."""
 LATEST_PAGE = 1000
 """Events of a latest-wins type read (newest first) to find the newest one taken."""
 
@@ -154,7 +158,10 @@ class Follower(Generic[S]):
         self.recent_skips: deque[str] = deque(maxlen=SKIPS_KEPT)
         self._fold_skipped = 0
         self._applied: dict[str, asyncio.Future[bool]] = {}
-        self._here: dict[str, None] = {}
+        self.live_patterns = list(patterns)
+        """The patterns followed live (all of them until :meth:`own`)."""
+        self.quiet_s = QUIET_S
+        self._stop = Stop()
         self._last_id: str | None = None
         self._snapshot_done = snapshots is None
         self._saved_position = 0
@@ -233,17 +240,20 @@ class Follower(Generic[S]):
             for event in events:
                 self._applied.pop(event.id, None)
 
-    def applied_here(self, ids: Iterable[str]) -> None:
-        """The events with these ids are already folded into :attr:`state` (by
-        the service itself, before publishing them): when the store sends them
-        back live, only the position moves. The projection must still tolerate
-        folding them again (an id forgotten past ``MAX_APPLIED_HERE``, or read
-        back by a gap repair, is folded as usual)."""
-        here = self._here
-        for i in ids:
-            here[i] = None
-        while len(here) > MAX_APPLIED_HERE:
-            del here[next(iter(here))]
+    def own(self, patterns: Sequence[str]) -> None:
+        """From now on only this service writes events matching ``patterns`` (some
+        of the follower's patterns), and it folds each into :attr:`state` before
+        publishing it: they are no longer followed live (see the module's
+        docstring). Call it once loaded and caught up with what an earlier
+        instance wrote; :meth:`publish_and_wait` and :meth:`wait_position` on
+        such events then wait for a quiet spell or a later followed event."""
+        unknown = [p for p in patterns if p not in self.patterns]
+        live = [p for p in self.patterns if p not in patterns]
+        if unknown or not live:
+            raise ValueError(f"own({list(patterns)}): {unknown or 'every pattern'} "
+                             f"of {self.patterns}")  # fmt: skip
+        self.live_patterns = live
+        self._stop.set()  # the follow in progress returns; the next one follows these
 
     # -- the loop ------------------------------------------------------------
 
@@ -269,8 +279,10 @@ class Follower(Generic[S]):
                 self.head = await self._head()
             await self._check_loaded()
             self._moved.set()
-        items = follow_events(self.bus, self.patterns, self.position, stats=self.stats,
-                              local=self._here)  # fmt: skip
+        self._stop = stop = Stop()
+        owned = self.live_patterns != self.patterns
+        items = follow_events(self.bus, self.live_patterns, self.position, stats=self.stats,
+                              quiet_s=self.quiet_s, advance=owned, stop=stop)  # fmt: skip
         async for item in items:
             self._delay = RETRY_MIN_S
             self._apply(item)
@@ -282,10 +294,10 @@ class Follower(Generic[S]):
 
     def _apply(self, item: Item) -> None:
         seq, event = item.seq, item.event
-        if item.local is not None:  # folded by the service itself
+        if item.moved is not None:  # past events of its own (folded) and unfollowed ones
             self.projector.position = max(self.projector.position, seq)
-            self._last_id = item.local
-            waiting = self._applied.pop(item.local, None)  # publish_and_wait of it
+            self._last_id = item.moved
+            waiting = self._applied.pop(item.moved, None)  # publish_and_wait of it
             if waiting is not None and not waiting.done():
                 waiting.set_result(True)
             return

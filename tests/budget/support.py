@@ -26,15 +26,18 @@ from tests.support import watch_stored
 
 @contextlib.asynccontextmanager
 async def running_budget(
-    config: Config, clock: Clock | None = None, **limits: Any
+    config: Config, clock: Clock | None = None, *, quiet_s: float | None = None, **limits: Any
 ) -> AsyncIterator[BudgetService]:
     """The budget service with first-start ``limits`` (timer and profiler periods
-    long, so only what a test does changes anything) and ``clock``."""
+    long, so only what a test does changes anything) and ``clock``; ``quiet_s``:
+    its follower's quiet spell (``Follower.quiet_s``)."""
     config.budget.limits = b.BudgetLimits(**{"evaluation_interval": 3600, **limits})
     config.budget.snapshot_interval_s = 0
     config.budget.profile_flush_s = 3600
     bus = await Bus.connect(config.nats.url or "", source="budget", clock=clock)
     service = BudgetService(bus, config)
+    if quiet_s is not None:
+        service.follower.quiet_s = quiet_s
     try:
         await service.start()
         assert await service.follower.wait_ready(15), "the budget did not get ready"

@@ -1,7 +1,7 @@
 """The budget's commands skip the per-request task (``endpoint(..., take=...)``)
-and its follower skips decoding the budget's own events coming back from the
-store (``Follower.applied_here``); answers, errors and the folded state are
-what they were."""
+and its follower does not take the budget's own events back from the store
+(``Follower.own``); answers, errors and the folded state are what they were,
+and a restart from the snapshot it saves skips the changes it already holds."""
 
 from __future__ import annotations
 
@@ -73,11 +73,12 @@ async def test_a_taken_request_is_answered_later_and_the_rest_as_usual(bus: Bus)
     await service.stop()
 
 
-async def test_commands_run_without_a_task_and_own_events_are_not_decoded(
+async def test_commands_run_without_a_task_and_own_events_are_not_read_back(
     bus: Bus, config: Any, stored: EventWatch
 ) -> None:
     await budgets_on(bus)
-    async with running_budget(config, max_running_jobs=64, max_vram_mb=100_000) as service:
+    async with running_budget(config, quiet_s=0.2, max_running_jobs=64,
+                              max_vram_mb=100_000) as service:  # fmt: skip
         spawned: list[str] = []
         spawn = service.spawn
 
@@ -88,7 +89,8 @@ async def test_commands_run_without_a_task_and_own_events_are_not_decoded(
         service.spawn = counting  # type: ignore[method-assign]
         api = Client(bus)
         assert service.state.enforce()  # stored before the start: folded while loading
-        local_before = service.follower.stats.local
+        assert service.follower.live_patterns == ["flags.changed", "telemetry.sampled"]
+        received_before = service.follower.stats.received
         n_before = service.state.n
         ids = [f"job-{i}" for i in range(20)]
         answers = await asyncio.gather(*(api.register(j, vram_mb=10) for j in ids))
@@ -107,13 +109,46 @@ async def test_commands_run_without_a_task_and_own_events_are_not_decoded(
         assert "request" not in spawned, "a command ran in a task of its own"
         assert service._taken == 0
 
-        # all 60 changes came back from the store and only moved the position
+        # none of the 60 changes came back live; a quiet spell moved the position past them
         last = service.state.n
-        await stored.folded(service.follower, "budget.state",
-                            where=lambda e: e.payload.payload.n == last)  # fmt: skip
-        assert not service.follower._here  # every applied id seen back
-        assert service.follower.stats.local - local_before >= 60
+        seq = await stored_at(stored, last)
+        assert await service.follower.wait_position(seq, 10), service.follower.progress()
+        assert service.follower.stats.received == received_before
+        assert service.follower.stats.moved >= 1
         assert service.follower.skipped == 0
         assert service.state.n == last, "an own event was folded twice"
+        await budgets_on(bus, budget=service)  # a followed event still arrives live
+        assert service.follower.stats.received == received_before + 1
         snap = await api.snapshot()
         assert snap.queued == snap.running == [] and snap.n == last
+
+
+async def stored_at(stored: EventWatch, n: int) -> int:
+    """The store position of the budget's change ``n``, once stored."""
+    seq: int = (await stored.until(
+        lambda: next((q for q, e in stored.events
+                      if e.type == "budget.state" and e.payload.payload.n == n), None),
+        f"change {n}"))  # fmt: skip
+    return seq
+
+
+async def test_a_restart_skips_the_changes_its_snapshot_holds_past_its_position(
+    bus: Bus, config: Any, stored: EventWatch
+) -> None:
+    await budgets_on(bus)
+    async with running_budget(config, quiet_s=0.2, max_vram_mb=100_000) as service:
+        api = Client(bus)
+        for i in range(5):
+            await api.register(f"job-{i}", vram_mb=10)
+        seq = await stored_at(stored, service.state.n)
+        assert await service.follower.wait_position(seq, 10)  # a quiet spell moved it
+        await api.register("job-5", vram_mb=10)  # in the state, past the position
+        n, saved_at = service.state.n, service.follower.position
+        assert saved_at == seq
+    # stopping saved a snapshot at ``seq`` holding change ``n`` (> every change up to seq)
+    await stored_at(stored, n)
+    async with running_budget(config, quiet_s=0.2, max_vram_mb=100_000) as again:
+        assert again.follower.restored_from == saved_at
+        assert again.state.n == n and again.follower.skipped == 0
+        assert sorted(again.state.book.jobs) == [f"job-{i}" for i in range(6)]
+        assert (await Client(bus).register("job-6", vram_mb=10)).n == n + 1

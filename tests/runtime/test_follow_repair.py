@@ -10,6 +10,7 @@ position the log never had (a forged one). One test runs the real store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -19,7 +20,14 @@ from schemas import encode_event, limits
 from schemas.subjects import STORE_READ, STORED_PREFIX
 from schemas.system import StoreReadRequest, encode_stored
 from services.runtime.bus import Bus
-from services.runtime.follow import FollowerBehind, FollowStats, follow, subject_matches
+from services.runtime.follow import (
+    FollowerBehind,
+    FollowStats,
+    Stop,
+    follow,
+    follow_events,
+    subject_matches,
+)
 from tests.support import lifecycle, poll
 
 
@@ -99,6 +107,48 @@ async def test_a_quiet_follower_asks_the_store_what_it_missed(double, bus):
     assert await take(agen, 2) == [2, 3]
     assert stats.recovered == 2
     await agen.aclose()
+
+
+async def test_advance_moves_the_position_past_unmatched_events_when_quiet(double, bus):
+    stats = FollowStats()
+    agen = follow_events(bus, ["job.submitted"], after=0, stats=stats, quiet_s=0.2, advance=True)
+    events = lifecycle(bus, "job-1")
+    await double.append(events)  # 1 matches; 2..4 do not
+    first = await asyncio.wait_for(anext(agen), 10)
+    assert (first.seq, first.moved) == (1, None) and first.event is not None
+    moved = await asyncio.wait_for(anext(agen), 10)  # the quiet spell
+    assert (moved.seq, moved.moved, moved.event, moved.raw) == (4, events[3].id, None, None)
+    assert (stats.moved, stats.last) == (1, 4)
+    await double.append(lifecycle(bus, "job-2"))  # 5 is the next position: taken live
+    assert (await asyncio.wait_for(anext(agen), 10)).seq == 5
+    await agen.aclose()
+
+
+async def test_without_advance_a_quiet_spell_moves_nothing(double, bus):
+    stats = FollowStats()
+    agen = follow_events(bus, ["job.submitted"], after=0, stats=stats, quiet_s=0.2)
+    await double.append(lifecycle(bus, "job-1"))
+    assert (await asyncio.wait_for(anext(agen), 10)).seq == 1
+    step = asyncio.ensure_future(anext(agen))
+    await poll(lambda: stats.reads >= 2)  # two quiet spells read the store
+    assert not step.done() and (stats.moved, stats.last) == (0, 1)
+    step.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await step
+
+
+async def test_stop_ends_a_follow_that_waits_for_live_events(double, bus):
+    stop = Stop()
+    subs = len(bus.nc._subs)
+    agen = follow_events(bus, ["job.>"], after=0, quiet_s=30, stop=stop)
+    await double.append(lifecycle(bus, "job-1")[:1])
+    assert (await asyncio.wait_for(anext(agen), 10)).seq == 1
+    step = asyncio.ensure_future(anext(agen))  # waits for a live message
+    await asyncio.sleep(0.1)
+    stop.set()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(step, 5)
+    assert len(bus.nc._subs) == subs and stop.wakes == []  # its subscription ended
 
 
 async def test_a_forged_position_is_dropped_and_real_events_still_arrive(double, bus):
