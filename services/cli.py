@@ -40,7 +40,7 @@ from services.runtime.credentials import (
     load_credentials,
 )
 from services.runtime.errors import GpurouteError
-from services.runtime.logs import setup_logging
+from services.runtime.logs import get_logger, setup_logging
 from services.runtime.runner import NATS_URL_FILE
 from services.runtime.service import VERSION
 
@@ -290,10 +290,11 @@ default, collections of the older generations, which walk every live object
 
 async def _serve(
     config: Config, names: Sequence[str], connect_deadline: float,
-    metrics_port: int | None = None,
+    metrics_port: int | None = None, loop: str = "asyncio",
 ) -> None:  # fmt: skip
     from services.runtime.runner import run
 
+    get_logger("runner").debug("event loop", extra={"fields": {"loop": loop}})
     factories = [(n, _load(SERVICES[n])) for n in names]
     gc.set_threshold(*GC_THRESHOLDS)
     gc.freeze()  # what is loaded by now (modules, config) lives as long as the process
@@ -423,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = command
     try:
         if args.command in ("up", "serve"):
+            from services.runtime import eventloop
+
+            loop = eventloop.loop_name()  # a bad GPUROUTE_LOOP is said before anything starts
             config = _config(args)
             if args.command == "serve":
                 config.nats.url = nats_url(config.nats.url, config.data_path)
@@ -442,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # serve: an unreachable NATS is said within CONNECT_DEADLINE_S, not 10 s
             deadline = CONNECT_DEADLINE_S if args.command == "serve" else 10.0
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_serve(config, names, deadline, getattr(args, "metrics_port", None)))
+                metrics_port = getattr(args, "metrics_port", None)
+                eventloop.run(_serve(config, names, deadline, metrics_port, loop), loop)
         elif args.command == "tail":
             setup_logging("WARNING")
             url = nats_url(args.nats_url, args.data_dir)
