@@ -249,6 +249,7 @@ class BudgetService(BudgetEndpoints, Service):
                 try:
                     sent = await self.bus.send_many(events)
                 except BusError as e:
+                    self.follower.stop_saving(f"a change was not recorded: {e}")
                     await _fail(answers, e)
                     raise  # the state is ahead of the log: a fresh instance rebuilds it
             await unacked.put((sent, answers))
@@ -262,6 +263,7 @@ class BudgetService(BudgetEndpoints, Service):
                 if sent is not None:
                     await sent.acked()
             except BusError as e:
+                self.follower.stop_saving(f"a change was not acknowledged: {e}")
                 await _fail(answers, e)
                 while not unacked.empty():
                     await _fail(unacked.get_nowait()[1], e)

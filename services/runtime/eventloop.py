@@ -11,7 +11,6 @@ services in-process on asyncio's loop and as ``gpuroute`` processes on this one.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -28,13 +27,19 @@ def loop_name() -> str:
     """``uvloop`` or ``asyncio``: what :func:`run` will use. Raises
     :class:`ConfigError` naming ``GPUROUTE_LOOP`` when it holds anything else,
     or asks for uvloop where it is not installed."""
-    wanted = os.environ.get(LOOP_ENV, "").strip().lower()
+    raw = os.environ.get(LOOP_ENV, "")
+    wanted = raw.strip().lower()
     if wanted not in ("", *LOOPS):
-        raise ConfigError(LOOP_ENV, f"{wanted[:40]!r}: expected one of {', '.join(LOOPS)}")
-    installed = importlib.util.find_spec("uvloop") is not None
-    if wanted == "uvloop" and not installed:
-        raise ConfigError(LOOP_ENV, "'uvloop', but uvloop is not installed here")
-    return "uvloop" if installed and wanted != "asyncio" else "asyncio"
+        raise ConfigError(LOOP_ENV, f"{raw[:40]!r}: expected one of {', '.join(LOOPS)}")
+    if wanted == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError as e:
+        if wanted == "uvloop":
+            raise ConfigError(LOOP_ENV, f"'uvloop', but it does not load here: {e}") from e
+        return "asyncio"
+    return "uvloop"
 
 
 def run(main: Coroutine[Any, Any, T], loop: str | None = None) -> T:

@@ -72,7 +72,15 @@ from schemas.system import StoreReadRequest, decode_page
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError
 from services.runtime.errors import GpurouteError
-from services.runtime.follow import QUIET_S, FollowError, FollowStats, Item, Stop, follow_events
+from services.runtime.follow import (
+    QUIET_S,
+    FollowError,
+    FollowStats,
+    Item,
+    Stop,
+    follow_events,
+    subject_matches,
+)
 from services.runtime.profiling import HotPaths
 from services.runtime.projection import Projection, Projector, gc_paused, state_hash
 from services.runtime.snapshots import Snapshots
@@ -162,6 +170,8 @@ class Follower(Generic[S]):
         """The patterns followed live (all of them until :meth:`own`)."""
         self.quiet_s = QUIET_S
         self._stop = Stop()
+        self._owned: list[str] = []
+        self._no_saves = False
         self._last_id: str | None = None
         self._snapshot_done = snapshots is None
         self._saved_position = 0
@@ -226,7 +236,12 @@ class Follower(Generic[S]):
 
     async def publish_and_wait(self, events: list[Event], timeout: float) -> bool:
         """Publish ``events``; True once every one came back folded, False after
-        ``timeout`` seconds (published, not folded yet) or if one did not fold."""
+        ``timeout`` seconds (published, not folded yet) or if one did not fold.
+        ValueError for an event of a type this follower :meth:`own`s (it never
+        comes back)."""
+        owned = [e.type for e in events for p in self._owned if subject_matches(p, e.type)]
+        if owned:
+            raise ValueError(f"publish_and_wait of {owned[0]}: its events are owned (own())")
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in events]
         for event, future in zip(events, futures, strict=True):
@@ -245,15 +260,29 @@ class Follower(Generic[S]):
         of the follower's patterns), and it folds each into :attr:`state` before
         publishing it: they are no longer followed live (see the module's
         docstring). Call it once loaded and caught up with what an earlier
-        instance wrote; :meth:`publish_and_wait` and :meth:`wait_position` on
-        such events then wait for a quiet spell or a later followed event."""
+        instance wrote (before, it raises: the rest of the history would never
+        be folded). :meth:`wait_position` at such an event then returns after
+        a quiet spell or a later followed event; :meth:`publish_and_wait`
+        refuses them."""
+        if not self.loaded.is_set():
+            raise RuntimeError("own() before the state is loaded: its history would be lost")
         unknown = [p for p in patterns if p not in self.patterns]
         live = [p for p in self.patterns if p not in patterns]
         if unknown or not live:
             raise ValueError(f"own({list(patterns)}): {unknown or 'every pattern'} "
                              f"of {self.patterns}")  # fmt: skip
         self.live_patterns = live
+        self._owned = list(patterns)
         self._stop.set()  # the follow in progress returns; the next one follows these
+
+    def stop_saving(self, reason: str) -> None:
+        """Save no more snapshots (:meth:`save` and :meth:`close` do nothing):
+        the state holds a change the log may never get (a service that folded
+        its own event before publishing it, and the publish failed). The next
+        start rebuilds from the last snapshot saved before and the store."""
+        if not self._no_saves:
+            self.log.warning("snapshots stopped", extra={"fields": {"reason": reason}})
+        self._no_saves = True
 
     # -- the loop ------------------------------------------------------------
 
@@ -488,7 +517,7 @@ class Follower(Generic[S]):
 
     async def save(self) -> None:
         """Save a snapshot of the state now (errors are logged, never raised)."""
-        if self.snapshots is None:
+        if self.snapshots is None or self._no_saves:
             return
         async with self._saving:  # one at a time: a stop may come during a save
             await self._save(self.snapshots)

@@ -13,9 +13,12 @@ import pytest
 from nats.micro import add_service
 
 from schemas import budget as b
+from services.budget import fold
+from services.budget.fold import BudgetProjection
 from services.runtime.bus import Bus
 from services.runtime.endpoints import EndpointError, Pending, endpoint
 from services.runtime.errors import ServiceCallError
+from services.runtime.follower import Follower
 from tests.budget.support import Client, budgets_on, running_budget
 from tests.support import EventWatch
 
@@ -119,6 +122,11 @@ async def test_commands_run_without_a_task_and_own_events_are_not_read_back(
         assert service.state.n == last, "an own event was folded twice"
         await budgets_on(bus, budget=service)  # a followed event still arrives live
         assert service.follower.stats.received == received_before + 1
+        with pytest.raises(ValueError, match="owned"):  # an own event never comes back
+            await service.follower.publish_and_wait(
+                [bus.event(b.ProfilerReset(n=last + 1), key="x")], 1)  # fmt: skip
+        with pytest.raises(RuntimeError, match="before the state is loaded"):
+            Follower(bus, BudgetProjection(), fold.FOLLOWED, log=service.log).own(fold.WRITTEN)
         snap = await api.snapshot()
         assert snap.queued == snap.running == [] and snap.n == last
 
@@ -152,3 +160,24 @@ async def test_a_restart_skips_the_changes_its_snapshot_holds_past_its_position(
         assert again.state.n == n and again.follower.skipped == 0
         assert sorted(again.state.book.jobs) == [f"job-{i}" for i in range(6)]
         assert (await Client(bus).register("job-6", vram_mb=10)).n == n + 1
+
+
+async def test_after_stop_saving_no_snapshot_holds_what_the_log_may_lack(
+    bus: Bus, config: Any, stored: EventWatch
+) -> None:
+    """What the writer does when a change cannot be recorded: the state is ahead
+    of the log, so no snapshot may keep it; the next start reads the store."""
+    await budgets_on(bus)
+    async with running_budget(config, quiet_s=0.2, max_vram_mb=100_000) as service:
+        api = Client(bus)
+        await api.register("job-0", vram_mb=10)
+        seq = await stored_at(stored, service.state.n)
+        assert await service.follower.wait_position(seq, 10)
+        service.follower.stop_saving("test")
+        await api.register("job-1", vram_mb=10)
+        n = service.state.n
+    await stored_at(stored, n)
+    async with running_budget(config, quiet_s=0.2, max_vram_mb=100_000) as again:
+        restored = again.follower.restored_from
+        assert restored is None or restored < seq, "a snapshot was saved after stop_saving"
+        assert again.state.n == n and sorted(again.state.book.jobs) == ["job-0", "job-1"]

@@ -28,10 +28,19 @@ def test_uvloop_unless_asyncio_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(eventloop.LOOP_ENV, "trio")
+    monkeypatch.setenv(eventloop.LOOP_ENV, "Trio")
     with pytest.raises(ConfigError) as e:
         eventloop.loop_name()
-    assert str(e.value) == "GPUROUTE_LOOP: 'trio': expected one of uvloop, asyncio"
+    assert str(e.value) == "GPUROUTE_LOOP: 'Trio': expected one of uvloop, asyncio"
+
+
+def test_uvloop_that_does_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    monkeypatch.delenv(eventloop.LOOP_ENV, raising=False)
+    assert eventloop.loop_name() == "asyncio"  # the default falls back
+    monkeypatch.setenv(eventloop.LOOP_ENV, "uvloop")
+    with pytest.raises(ConfigError, match="GPUROUTE_LOOP: 'uvloop', but it does not load here"):
+        eventloop.loop_name()
 
 
 def test_serve_refuses_a_bad_loop_before_starting(tmp_path: Path) -> None:
