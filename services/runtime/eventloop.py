@@ -3,8 +3,8 @@
 uvloop (libuv's loop for asyncio) when it is installed, a dependency on every
 platform it supports, and ``asyncio``'s own loop otherwise or when
 ``GPUROUTE_LOOP=asyncio`` says so. The services are the same code on both;
-uvloop spends less CPU in the loop and its sockets (the budget and the store
-each ~10% less per change in ``bench/budget.py``, docs/perf.md). Tests run the
+uvloop spends less CPU in the loop and its sockets (in ``bench/budget.py``
+the budget ~10% and the store ~6% less per change, docs/perf.md). Tests run the
 services in-process on asyncio's loop and as ``gpuroute`` processes on this one.
 """
 
