@@ -432,8 +432,7 @@ class _Store:
         position to it (``moved``: its id); None when there is none or the
         store cannot be read now."""
         try:
-            raw = await self._call(msgspec.json.encode(StoreReadRequest(limit=1, last=True)), 1)
-            page = self._decode(raw)
+            page = await self._page(StoreReadRequest(limit=1, last=True), attempts=1)
             if not page.events:
                 return None
             stored = page.events[-1]

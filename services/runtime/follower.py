@@ -309,9 +309,9 @@ class Follower(Generic[S]):
             await self._check_loaded()
             self._moved.set()
         self._stop = stop = Stop()
-        owned = self.live_patterns != self.patterns
         items = follow_events(self.bus, self.live_patterns, self.position, stats=self.stats,
-                              quiet_s=self.quiet_s, advance=owned, stop=stop)  # fmt: skip
+                              quiet_s=self.quiet_s, advance=bool(self._owned),
+                              stop=stop)  # fmt: skip
         async for item in items:
             self._delay = RETRY_MIN_S
             self._apply(item)
