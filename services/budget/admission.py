@@ -23,6 +23,7 @@ the limit itself: refused, never left waiting).
 from __future__ import annotations
 
 import bisect
+import functools
 
 import msgspec
 
@@ -83,6 +84,12 @@ def limit_of(limits: BudgetLimits, resource: str) -> float:
     return value
 
 
+@functools.lru_cache(maxsize=16)
+def caps(limits: BudgetLimits) -> tuple[float, float, float]:
+    """Each resource's limit, in ``RESOURCES`` order (``limit_of`` of each)."""
+    return float(limits.max_vram_mb), float(limits.max_mem_mb), float(limits.max_cpu_percent)
+
+
 def in_use(metrics: Metrics | None, resource: str) -> float | None:
     if metrics is None:
         return None
@@ -129,6 +136,11 @@ def bases(book: Book, unseen_assets: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def waiting(book: Book) -> bool:
+    """Whether any job is delayed (a registered one is, until it is evaluated)."""
+    return bool(ledger.of(book).delayed)
+
+
 def counts(book: Book) -> dict[str, int]:
     """Jobs per state (``queued``, ``delayed``, ``running``)."""
     return dict(ledger.of(book).counts)
@@ -138,15 +150,17 @@ def num(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
+UNIT = {"vram": " MB", "ram": " MB", "cpu": "%"}
+
+
 def _unit(resource: str) -> str:
-    return "%" if resource == "cpu" else " MB"
+    return UNIT[resource]
 
 
 def infeasible(job: Job, limits: BudgetLimits) -> str | None:
-    for r in RESOURCES:
-        need, cap = demand(job.perf, r), limit_of(limits, r)
+    for r, need, cap in zip(RESOURCES, ledger.demands(job.perf), caps(limits), strict=True):
         if need > cap:
-            u = _unit(r)
+            u = UNIT[r]
             return (
                 f"infeasible: {num(need)}{u} {WORD[r]} requested, above {LIMIT_NAME[r]} "
                 f"{num(cap)} itself: it can never run under these limits"
@@ -176,12 +190,10 @@ def verdict(
     """Why ``job`` must wait, or None when it may go. ``slots_taken``: queued
     plus running jobs; ``ahead``: waiting jobs before it in line."""
     limits = book.limits
-    for r in RESOURCES:
-        need = demand(job.perf, r)
-        cap = limit_of(limits, r)
+    for r, need, cap in zip(RESOURCES, ledger.demands(job.perf), caps(limits), strict=True):
         free = cap - now_held[r]
         if need > 0 and need > free:
-            u = _unit(r)
+            u = UNIT[r]
             return r, (
                 f"{r}: {num(need)}{u} requested, {num(max(free, 0))}{u} free under "
                 f"{LIMIT_NAME[r]} {num(cap)} ({_holders(book, r)})"
@@ -206,11 +218,10 @@ def fits_reason(job: Job, book: Book, now_held: dict[str, float]) -> tuple[str, 
             "features.enable_perf_budgets are false): queued without checks"
         )
     parts = []
-    for r in RESOURCES:
-        need = demand(job.perf, r)
+    for r, need, cap in zip(RESOURCES, ledger.demands(job.perf), caps(book.limits), strict=True):
         if need > 0:
-            free = limit_of(book.limits, r) - now_held[r]
-            parts.append(f"{num(need)}{_unit(r)} {WORD[r]} of {num(free)}{_unit(r)} free")
+            u = UNIT[r]
+            parts.append(f"{num(need)}{u} {WORD[r]} of {num(cap - now_held[r])}{u} free")
     return "fits", "fits: " + (", ".join(parts) if parts else "it declares no CPU, RAM or VRAM")
 
 
@@ -253,8 +264,8 @@ def evaluate(
         if why is None:
             job.code, job.reason = fits_reason(job, book, now_held)
             ledger.update(book, job, state="queued", since=now)
-            for r in RESOURCES:
-                now_held[r] += demand(job.perf, r)
+            for r, need in zip(RESOURCES, ledger.demands(job.perf), strict=True):
+                now_held[r] += need
             taken += 1
             transitions.append(_t(n, job, "queued", previous, job.code, job.reason))
         else:

@@ -51,6 +51,14 @@ def demands(perf: Perf) -> tuple[float, float, float]:
     return float(perf.vram_mb), float(perf.ram_mb), float(perf.cpu_percent)
 
 
+@functools.lru_cache(maxsize=4096)
+def exact_demands(perf: Perf) -> tuple[int, int, int]:
+    """:func:`demands` in units of ``2**-SCALE`` (equal ``perf`` give equal
+    sums: ``-0.0`` and ``0.0`` are both 0)."""
+    vram, ram, cpu = demands(perf)
+    return exact(vram), exact(ram), exact(cpu)
+
+
 def shown(metrics: Metrics | None, ts: float | None) -> bool:
     """Whether the sample ``metrics`` can show what began at ``ts``."""
     return ts is not None and metrics is not None and ts <= metrics.ts
@@ -97,9 +105,11 @@ class Ledger:
             else:
                 del self.queued[bisect.bisect_left(self.queued, place)]
         if counted(book, job):
-            for i, d in enumerate(demands(job.perf)):
-                if d:
-                    self.sums[i] += sign * exact(d)
+            vram, ram, cpu = exact_demands(job.perf)
+            sums = self.sums
+            sums[0] += sign * vram
+            sums[1] += sign * ram
+            sums[2] += sign * cpu
 
     def total(self, base: float, i: int) -> float:
         """``base`` plus the counted demands of resource ``i``, rounded once."""
