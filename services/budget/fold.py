@@ -136,6 +136,13 @@ def apply(state: BudgetFold, event: Event) -> Outcome | None:
     Raises :class:`Refused`, having changed nothing, for a change that cannot
     be made (the service then publishes nothing)."""
     data = event.payload
+    if isinstance(data, BudgetState):  # one per change: looked at first
+        n = data.payload.n
+        if n <= state.n:
+            return None
+        outcome = change(state, data)
+        state.n = n
+        return outcome
     if isinstance(data, TelemetrySample):
         if state.node is None or data.node in (None, state.node):
             state.sample = metrics_of(data)
@@ -144,14 +151,9 @@ def apply(state: BudgetFold, event: Event) -> Outcome | None:
         state.flags = dict(sorted(apply_flags(state.flags, data).items()))
         return None
     n = getattr(data, "n", None)
-    if isinstance(data, BudgetState):
-        n = data.payload.n
     if n is None or n <= state.n:
         return None
-    outcome = None
     match data:
-        case BudgetState():
-            outcome = change(state, data)
         case AssetRegistered():
             assets.register(state.shelf, data, event.ts)
         case AssetTouched():
@@ -165,7 +167,7 @@ def apply(state: BudgetFold, event: Event) -> Outcome | None:
         case _:
             return None
     state.n = n
-    return outcome
+    return None
 
 
 def change(state: BudgetFold, data: BudgetState) -> Outcome:
