@@ -43,8 +43,8 @@ here; ``--inflight 8`` shows the latency at a lighter load.
 not wall time (``bench/lifecycle.py``'s runner; stats in FILE).
 
 ``--fold-only N`` measures no NATS at all: the budget's decision alone
-(``fold.apply`` of a register, start and finish, with each change's event built
-as the service does and its record encoded) while N other jobs run, in
+(``fold.decide`` of a register, start and finish, each change's record
+wrapped in its event and encoded as the service does) while N other jobs run, in
 microseconds per change: the part of a change that grows with the jobs tracked.
 """
 
@@ -354,11 +354,11 @@ def fold_only(tracked: int, changes: int = 3000) -> dict[str, object]:
         inputs = request.pop("inputs", Inputs())
         data = BudgetChange(n=state.n + 1, inputs=inputs, **request)  # type: ignore[arg-type]
         stamp = BudgetState(trigger=trigger, payload=data, timestamp=time.time())  # type: ignore[arg-type]
-        event = make_event(stamp, id=ids.new(), key="bench", ts=time.time(), source="budget")
-        outcome = fold.apply(state, event)
+        outcome = fold.decide(state, stamp)
         assert outcome is not None, trigger
-        encode_event(make_event(msgspec.structs.replace(stamp, payload=outcome.record(data, state)),
-                                id=ids.new(), key="bench", ts=1.0, source="budget"))  # fmt: skip
+        recorded = msgspec.structs.replace(stamp, payload=outcome.record(data, state))
+        now = time.time()
+        encode_event(make_event(recorded, id=ids.new(), key="bench", ts=now, source="budget"))
 
     change("limits.updated", inputs=Inputs(limits=limits, enforce=True))
     for i in range(tracked):

@@ -1,9 +1,10 @@
 """The budget's fold: every decision is a pure function of the budget's events.
 
-The service and a replay run the same :func:`apply`. The service builds a
-change's input event (a ``budget.state`` whose payload holds the request and
-the inputs that changed: limits, the telemetry figures, the budgets flag),
-applies it here, and publishes it with the decisions filled in (answer,
+The service and a replay decide each change with the same :func:`decide`
+(:func:`apply` calls it for a ``budget.state`` event). The service builds a
+change's input (a ``budget.state`` whose payload holds the request and the
+inputs that changed: limits, the telemetry figures, the budgets flag),
+decides it here, and publishes it with the decisions filled in (answer,
 transitions, evictions, counts). A replay folds the log with the same
 function and compares what it decides with what was recorded
 (:func:`replay`): equal byte for byte, or the mismatch is named.
@@ -137,12 +138,7 @@ def apply(state: BudgetFold, event: Event) -> Outcome | None:
     be made (the service then publishes nothing)."""
     data = event.payload
     if isinstance(data, BudgetState):  # one per change: looked at first
-        n = data.payload.n
-        if n <= state.n:
-            return None
-        outcome = change(state, data)
-        state.n = n
-        return outcome
+        return decide(state, data)
     if isinstance(data, TelemetrySample):
         if state.node is None or data.node in (None, state.node):
             state.sample = metrics_of(data)
@@ -168,6 +164,19 @@ def apply(state: BudgetFold, event: Event) -> Outcome | None:
             return None
     state.n = n
     return None
+
+
+def decide(state: BudgetFold, data: BudgetState) -> Outcome | None:
+    """Fold one change (what :func:`apply` does with a ``budget.state``
+    event, whose envelope a decision never reads): its outcome, or None for
+    a change the state already holds. The service decides a change before it
+    wraps the record in its envelope."""
+    n = data.payload.n
+    if n <= state.n:
+        return None
+    outcome = change(state, data)
+    state.n = n
+    return outcome
 
 
 def change(state: BudgetFold, data: BudgetState) -> Outcome:

@@ -11,8 +11,8 @@ them live (``Follower.own``): only flags and telemetry come back from the store.
 Every change goes through one writer (:meth:`BudgetService._write_loop`):
 requests queue a build function (a command's request straight from the
 subscription's callback, no task: ``endpoint(..., take=...)``); the writer
-runs the queued builds in order (each applies its input event to the state
-with ``fold.apply`` and returns the events to publish) and sends the batch at
+runs the queued builds in order (each decides its change on the state with
+``fold.decide`` and returns the events that record it) and sends the batch at
 once; a second loop answers each request once JetStream acknowledged its
 batch, while the writer already decides and sends the next ones (in order on
 the wire). One writer means one order: the log's, so a replay decides what the
@@ -301,14 +301,13 @@ class BudgetService(BudgetEndpoints, Service):
         # no encode/decode round trip before folding: requests and samples were
         # decoded to their schema types, limits pass through _as_logged, so the
         # state folds the values the log will hold (the replay test compares)
-        event = self.bus.event(stamp, key=key)
         with self.hot.span(trigger):
-            outcome = fold.apply(state, event)
+            outcome = fold.decide(state, stamp)
         assert outcome is not None
         recorded = msgspec.structs.replace(stamp, payload=outcome.record(data, state))
         self.recent.extend(outcome.transitions)
         self._log(trigger, outcome)
-        return msgspec.structs.replace(event, data=recorded), outcome
+        return self.bus.event(recorded, key=key), outcome
 
     def _changed(self, trigger: Trigger, **request: Any) -> tuple[list[Event], Outcome]:
         """A change plus its ``asset.evicted`` outputs."""
@@ -362,7 +361,7 @@ class BudgetService(BudgetEndpoints, Service):
             trial = copy.deepcopy(self.state)
             data = BudgetChange(n=trial.n + 1, inputs=self._inputs())
             stamp = BudgetState(trigger=trigger, timestamp=self.clock.now(), payload=data)
-            outcome = fold.apply(trial, self.bus.event(stamp, key="budget"))
+            outcome = fold.decide(trial, stamp)
             if outcome is None or not (outcome.transitions or outcome.evicted):
                 return [], []
             events, outcome = self._changed(trigger)
