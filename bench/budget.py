@@ -46,6 +46,14 @@ not wall time (``bench/lifecycle.py``'s runner; stats in FILE).
 (``fold.decide`` of a register, start and finish, each change's record
 wrapped in its event and encoded as the service does) while N other jobs run, in
 microseconds per change: the part of a change that grows with the jobs tracked.
+
+``--build-only N`` runs N register -> start -> finish cycles through the
+service's own build path (``BudgetService`` on a client that never connects:
+each request decoded, decided and recorded, its event and answer encoded) with
+64 jobs running, and prints CPU microseconds per change. Its instruction count
+does not drift with the machine's load as times do: run it under ``valgrind
+--tool=callgrind`` at two values of N and divide the difference by 3 x their
+difference (``docs/perf.md``, fifth pass).
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -375,6 +384,48 @@ def fold_only(tracked: int, changes: int = 3000) -> dict[str, object]:
             "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
+def build_only(n: int, tracked: int = 64) -> dict[str, object]:
+    """CPU microseconds per change of the service's build path, no NATS."""
+    from schemas.budget import JobFinish, JobRef, JobRegister, Perf
+    from services.budget.service import BudgetService
+    from services.runtime.bus import Bus
+    from services.runtime.config import load_config
+
+    with tempfile.TemporaryDirectory(prefix="gpuroute-build-") as tmp:
+        config = load_config(data_dir=tmp, http__port=0)
+        config.budget.limits = msgspec.convert(tomllib.loads(CONFIG)["budget"]["limits"],
+                                               type(config.budget.limits))  # fmt: skip
+        service = BudgetService(Bus(nats.NATS(), source="budget"), config)
+        service.state.flags = {ENABLE_PERF_BUDGETS: True}
+        service._limits(config.budget.limits, "config")
+        register = msgspec.json.Decoder(JobRegister)
+        ref, finish = msgspec.json.Decoder(JobRef), msgspec.json.Decoder(JobFinish)
+        encoder = msgspec.json.Encoder()
+        perf = Perf(cpu_percent=0.1, ram_mb=10, vram_mb=10)
+        for i in range(tracked):
+            service._register_build(JobRegister(job_id=f"bg{i}", perf=perf))()
+            service._start_build(JobRef(job_id=f"bg{i}"))()
+
+        def cycle(i: int) -> None:
+            job = msgspec.json.encode({"job_id": f"j{i}"})
+            body = msgspec.json.encode({"job_id": f"j{i}", "job_type": "render", "perf": perf})
+            for build in (service._register_build(register.decode(body)),
+                          service._start_build(ref.decode(job)),
+                          service._finish_build(finish.decode(job))):  # fmt: skip
+                events, answer = build()
+                encoder.encode(answer)
+                for event in events:
+                    encode_event(event)
+
+        start = time.process_time()
+        for i in range(n):
+            cycle(i)
+        took = time.process_time() - start
+    return {"bench": "budget-build", "tracked_jobs": tracked, "changes": 3 * n,
+            "cpu_us_per_change": round(took / max(1, 3 * n) * 1e6, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.0, help="per measured round and target")
@@ -391,9 +442,19 @@ def main() -> None:
         metavar="TRACKED",
         help="time the decision alone with TRACKED jobs running (no NATS)",
     )
+    p.add_argument(
+        "--build-only",
+        type=int,
+        default=None,
+        metavar="CYCLES",
+        help="time the service's build path alone for CYCLES cycles (no NATS)",
+    )
     args = p.parse_args()
     if args.recording_echo:
         asyncio.run(recording_echo(args.recording_echo))
+        return
+    if args.build_only is not None:
+        print(json.dumps(build_only(args.build_only)))
         return
     if args.fold_only is not None:
         print(json.dumps(fold_only(args.fold_only)))
