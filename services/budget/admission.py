@@ -84,10 +84,17 @@ def limit_of(limits: BudgetLimits, resource: str) -> float:
     return value
 
 
-@functools.lru_cache(maxsize=16)
+_caps: tuple[BudgetLimits | None, tuple[float, float, float]] = (None, (0.0, 0.0, 0.0))
+
+
 def caps(limits: BudgetLimits) -> tuple[float, float, float]:
-    """Each resource's limit, in ``RESOURCES`` order (``limit_of`` of each)."""
-    return float(limits.max_vram_mb), float(limits.max_mem_mb), float(limits.max_cpu_percent)
+    """Each resource's limit, in ``RESOURCES`` order (``limit_of`` of each);
+    remembered for the last limits object (hashing one costs more than this)."""
+    global _caps
+    if _caps[0] is not limits:
+        _caps = (limits, (float(limits.max_vram_mb), float(limits.max_mem_mb),
+                          float(limits.max_cpu_percent)))  # fmt: skip
+    return _caps[1]
 
 
 def in_use(metrics: Metrics | None, resource: str) -> float | None:
@@ -119,16 +126,19 @@ def held(book: Book, unseen_assets: dict[str, float]) -> dict[str, float]:
     """What each resource holds now (see the module docstring): the sample's
     base plus the admitted jobs it cannot show, summed exactly and rounded
     once (``ledger``; equal to ``ledger.recount(book, bases(...))``)."""
-    kept = ledger.of(book)
+    total = ledger.of(book).total
     base = bases(book, unseen_assets)
-    return {r: kept.total(base[r], i) for i, r in enumerate(RESOURCES)}
+    # in RESOURCES order, as a comprehension over it would give
+    return {"vram": total(base["vram"], 0), "ram": total(base["ram"], 1),
+            "cpu": total(base["cpu"], 2)}  # fmt: skip
 
 
 def bases(book: Book, unseen_assets: dict[str, float]) -> dict[str, float]:
     """Per resource: the sample's figure less credits, plus unseen assets."""
     out: dict[str, float] = {}
+    metrics = book.metrics
     for r in RESOURCES:
-        used = in_use(book.metrics, r)
+        used = None if metrics is None else in_use(metrics, r)
         base = 0.0
         if used is not None:
             base = max(0.0, used - sum(getattr(c, r) for c in book.credits))
@@ -147,7 +157,18 @@ def counts(book: Book) -> dict[str, int]:
 
 
 def num(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    """``value`` as the reasons print it: whole numbers without a decimal,
+    others to one decimal (``f"{value:.0f}"`` or ``f"{value:.1f}"``)."""
+    v = float(value)
+    return _num(v) if v else f"{v:.0f}"  # zero keeps its sign ("-0"): 0.0 == -0.0 in a cache
+
+
+@functools.lru_cache(maxsize=4096)
+def _num(v: float) -> str:
+    """:func:`num` of a non-zero float, remembered: the same figures recur in
+    every reason (a job's demands, the free MB), and formatting a float costs
+    more than looking it up."""
+    return f"{v:.0f}" if v.is_integer() else f"{v:.1f}"
 
 
 UNIT = {"vram": " MB", "ram": " MB", "cpu": "%"}
@@ -217,12 +238,22 @@ def fits_reason(job: Job, book: Book, now_held: dict[str, float]) -> tuple[str, 
             "budgets_off: budgets are off (features.enable_perf and "
             "features.enable_perf_budgets are false): queued without checks"
         )
+    vram, ram, cpu = caps(book.limits)
+    free = (vram - now_held["vram"], ram - now_held["ram"], cpu - now_held["cpu"])
+    return "fits", _fits(ledger.demands(job.perf), free)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fits(needs: tuple[float, float, float], free: tuple[float, float, float]) -> str:
+    """The sentence of a job that fits, remembered: the same demands and free
+    figures recur. Only a resource with a demand above 0 is printed, and its
+    free figure is then above 0 too, so no -0.0 reaches a cached sentence."""
     parts = []
-    for r, need, cap in zip(RESOURCES, ledger.demands(job.perf), caps(book.limits), strict=True):
+    for r, need, left in zip(RESOURCES, needs, free, strict=True):
         if need > 0:
             u = UNIT[r]
-            parts.append(f"{num(need)}{u} {WORD[r]} of {num(cap - now_held[r])}{u} free")
-    return "fits", "fits: " + (", ".join(parts) if parts else "it declares no CPU, RAM or VRAM")
+            parts.append(f"{num(need)}{u} {WORD[r]} of {num(left)}{u} free")
+    return "fits: " + (", ".join(parts) if parts else "it declares no CPU, RAM or VRAM")
 
 
 def add(book: Book, job: Job) -> None:
@@ -323,4 +354,14 @@ def finish(book: Book, job_id: str, status: str, now: float, n: int) -> Transiti
 
 
 def _declared(perf: Perf) -> str:
-    return f"{num(perf.vram_mb)} MB VRAM, {num(perf.ram_mb)} MB RAM, {num(perf.cpu_percent)}% CPU"
+    needs = ledger.demands(perf)
+    if needs[2] == 0:  # num tells -0.0 from 0.0, a cache key does not
+        return _holds.__wrapped__(needs)
+    return _holds(needs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _holds(needs: tuple[float, float, float]) -> str:
+    """What a job declares, remembered (its MB are ints, never -0.0)."""
+    vram, ram, cpu = needs
+    return f"{num(vram)} MB VRAM, {num(ram)} MB RAM, {num(cpu)}% CPU"

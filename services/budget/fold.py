@@ -47,7 +47,7 @@ from schemas.flags import (
     apply_flags,
 )
 from schemas.telemetry import TelemetrySample
-from services.budget import admission, assets, profiler
+from services.budget import admission, assets, ledger, profiler
 from services.budget.admission import Book, Job
 from services.budget.assets import Asset, Shelf
 from services.budget.errors import Refused
@@ -127,7 +127,7 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 
 def counts(state: BudgetFold) -> Counts:
-    c = admission.counts(state.book)
+    c = ledger.of(state.book).counts
     return Counts(queued=c["queued"], delayed=c["delayed"], running=c["running"],
                   assets=len(state.shelf))  # fmt: skip
 

@@ -107,9 +107,14 @@ class Ledger:
         if counted(book, job):
             vram, ram, cpu = exact_demands(job.perf)
             sums = self.sums
-            sums[0] += sign * vram
-            sums[1] += sign * ram
-            sums[2] += sign * cpu
+            if sign > 0:  # no multiplication: the sums are ~1,100-bit ints
+                sums[0] += vram
+                sums[1] += ram
+                sums[2] += cpu
+            else:
+                sums[0] -= vram
+                sums[1] -= ram
+                sums[2] -= cpu
 
     def total(self, base: float, i: int) -> float:
         """``base`` plus the counted demands of resource ``i``, rounded once."""

@@ -23,6 +23,8 @@ class IdGenerator:
         self._randbytes = randbytes
         self._last_ms = -1
         self._counter = 0
+        self._prefix = ""
+        """The first 15 characters of this millisecond's ids (``_uuid7``'s)."""
 
     def new(self) -> str:
         ms = int(self._clock.now() * 1000)
@@ -34,9 +36,13 @@ class IdGenerator:
                 self._counter = 0
         else:
             self._counter = int.from_bytes(self._randbytes(2), "big") & 0x7FF
+        if ms != self._last_ms or not self._prefix:
+            self._prefix = f"{ms >> 16 & 0xFFFFFFFF:08x}-{ms & 0xFFFF:04x}-7"
         self._last_ms = ms
         rand_b = int.from_bytes(self._randbytes(8), "big") & ((1 << 62) - 1)
-        return _uuid7(ms, self._counter, rand_b)
+        # what _uuid7(ms, counter, rand_b) returns, without its 128-bit int
+        low = rand_b & 0xFFFFFFFFFFFF
+        return f"{self._prefix}{self._counter:03x}-{0x8000 | rand_b >> 48:04x}-{low:012x}"
 
 
 def derived_id(parent: str, purpose: str) -> str:

@@ -76,6 +76,41 @@ def test_ids_are_time_ordered_and_unique():
     assert all(i[14] == "7" for i in ids)  # UUID version 7
 
 
+def test_ids_are_the_uuid7_of_their_millisecond_counter_and_random_bits():
+    """``new`` formats an id without building its 128-bit int: the same string
+    ``_uuid7`` makes of the same millisecond, counter and random bits, when
+    the millisecond changes, repeats, goes back, or borrows the next one."""
+    import random
+    import uuid
+
+    from services.runtime.ids import _uuid7
+
+    clock, taken = ManualClock(), random.Random(12)
+    drawn: list[bytes] = []
+
+    def randbytes(k: int) -> bytes:
+        drawn.append(taken.randbytes(k))
+        return drawn[-1]
+
+    gen, last_ms, counter, borrowed = IdGenerator(clock, randbytes=randbytes), -1, 0, 0
+    steps = {3000: -0.5, 7000: 0.001, 9000: 1.0}  # back (the counter goes on), on
+    for i in range(12000):
+        clock.advance(steps.get(i, 0.0))
+        drawn.clear()
+        new = gen.new()
+        ms = int(clock.now() * 1000)
+        if ms > last_ms:
+            counter = int.from_bytes(drawn.pop(0), "big") & 0x7FF
+        else:
+            ms, counter = last_ms, counter + 1
+            if counter > 0xFFF:
+                ms, counter, borrowed = ms + 1, 0, borrowed + 1
+        last_ms = ms
+        rand_b = int.from_bytes(drawn.pop(0), "big") & ((1 << 62) - 1)
+        assert new == _uuid7(ms, counter, rand_b) == str(uuid.UUID(new)), i
+    assert borrowed >= 2
+
+
 def test_follow_reads_only_the_type_prefixes_its_patterns_name():
     from services.runtime.follow import literal_prefixes, subject_matches
 
