@@ -199,14 +199,15 @@ class BudgetEndpoints:
         perf = _perf(request)
 
         def build() -> tuple[list[Event], JobAnswer]:
-            job = self.state.book.jobs.get(request.job_id)
+            state = self.state
+            job = state.book.jobs.get(request.job_id)
             if job is not None:  # a retried register: the same answer, nothing new
                 if job.perf != perf:
                     other = f"job {request.job_id!r} is registered with other perf"
                     raise Refused(409, "registered", other)
                 return [], JobAnswer(job_id=job.job_id, queue_state=job.state, code=job.code,
-                                     reason=job.reason, n=self.state.n)  # fmt: skip
-            if len(self.state.book.jobs) >= MAX_JOBS:
+                                     reason=job.reason, n=state.n)  # fmt: skip
+            if len(state.book.jobs) >= MAX_JOBS:
                 raise Refused(429, "full", f"the budget tracks {MAX_JOBS} jobs (MAX_JOBS): "
                                            "finish some first")  # fmt: skip
             events, outcome = self._changed("job.registered", job_id=request.job_id,

@@ -210,11 +210,12 @@ def change(state: BudgetFold, data: BudgetState) -> Outcome:
             chosen = assets.evict_lru(state.shelf, book, c.target_mb or 0, c.device, now)
             out.evicted = [(a, f"requested: evict {c.target_mb} MB, least recently used first")
                            for a in chosen]  # fmt: skip
-    if trigger != "job.started" and (state.shelf or admission.waiting(book)):
+    shelf = state.shelf
+    if trigger != "job.started" and (shelf or admission.waiting(book)):
         # with no job waiting and no asset to evict there is nothing to decide
-        now_held = admission.held(book, assets.unseen(state.shelf, book))
-        if book.enforce:
-            pressed = assets.pressure(state.shelf, book, now_held, now)
+        now_held = admission.held(book, assets.unseen(shelf, book) if shelf else {})
+        if book.enforce and shelf:  # pressure evicts assets: none, nothing to do
+            pressed = assets.pressure(shelf, book, now_held, now)
             if pressed:
                 out.evicted.extend(pressed)
                 now_held = admission.held(book, assets.unseen(state.shelf, book))

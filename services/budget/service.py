@@ -280,7 +280,8 @@ class BudgetService(BudgetEndpoints, Service):
 
     def _inputs(self, limits: BudgetLimits | None = None) -> Inputs:
         """What changed since the last change: the newest sample, the flag, limits."""
-        state, book = self.state, self.state.book
+        state = self.state
+        book = state.book
         sample = state.sample if state.sample is not None and state.sample != book.metrics else None
         enforce = state.enforce()
         return Inputs(
