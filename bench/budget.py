@@ -49,8 +49,10 @@ microseconds per change: the part of a change that grows with the jobs tracked.
 
 ``--build-only N`` runs N register -> start -> finish cycles through the
 service's own build path (``BudgetService`` on a client that never connects:
-each request decoded, decided and recorded, its event and answer encoded) with
-64 jobs running, and prints CPU microseconds per change. Its instruction count
+each request body encoded and decoded to its type, as the endpoint does but
+without its size check, then decided and recorded, its event and answer
+encoded) with 64 jobs running, and prints CPU microseconds per change. It is
+the bench's case: no job waits, no asset, no telemetry. Its instruction count
 does not drift with the machine's load as times do: run it under ``valgrind
 --tool=callgrind`` at two values of N and divide the difference by 3 x their
 difference (``docs/perf.md``, fifth pass).

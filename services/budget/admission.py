@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 
 import msgspec
 
@@ -91,10 +92,11 @@ def caps(limits: BudgetLimits) -> tuple[float, float, float]:
     """Each resource's limit, in ``RESOURCES`` order (``limit_of`` of each);
     remembered for the last limits object (hashing one costs more than this)."""
     global _caps
-    if _caps[0] is not limits:
-        _caps = (limits, (float(limits.max_vram_mb), float(limits.max_mem_mb),
-                          float(limits.max_cpu_percent)))  # fmt: skip
-    return _caps[1]
+    known = _caps  # read once: another thread may replace it meanwhile
+    if known[0] is not limits:
+        known = _caps = (limits, (float(limits.max_vram_mb), float(limits.max_mem_mb),
+                                  float(limits.max_cpu_percent)))  # fmt: skip
+    return known[1]
 
 
 def in_use(metrics: Metrics | None, resource: str) -> float | None:
@@ -355,13 +357,13 @@ def finish(book: Book, job_id: str, status: str, now: float, n: int) -> Transiti
 
 def _declared(perf: Perf) -> str:
     needs = ledger.demands(perf)
-    if needs[2] == 0:  # num tells -0.0 from 0.0, a cache key does not
-        return _holds.__wrapped__(needs)
+    if 0.0 in needs and any(math.copysign(1.0, x) < 0 for x in needs):
+        return _holds.__wrapped__(needs)  # num prints -0.0 as "-0": a cache key cannot tell
     return _holds(needs)
 
 
 @functools.lru_cache(maxsize=4096)
 def _holds(needs: tuple[float, float, float]) -> str:
-    """What a job declares, remembered (its MB are ints, never -0.0)."""
+    """What a job declares, remembered (never for a -0.0: see ``_declared``)."""
     vram, ram, cpu = needs
     return f"{num(vram)} MB VRAM, {num(ram)} MB RAM, {num(cpu)}% CPU"
