@@ -176,10 +176,6 @@ def _num(v: float) -> str:
 UNIT = {"vram": " MB", "ram": " MB", "cpu": "%"}
 
 
-def _unit(resource: str) -> str:
-    return UNIT[resource]
-
-
 def infeasible(job: Job, limits: BudgetLimits) -> str | None:
     for r, need, cap in zip(RESOURCES, ledger.demands(job.perf), caps(limits), strict=True):
         if need > cap:
@@ -194,7 +190,7 @@ def infeasible(job: Job, limits: BudgetLimits) -> str | None:
 def _holders(book: Book, resource: str) -> str:
     running = [j for j in book.jobs.values() if j.state == "running"]
     queued = [j for j in book.jobs.values() if j.state == "queued"]
-    u = _unit(resource)
+    u = UNIT[resource]
     parts = [
         f"{len(js)} job{'s' if len(js) != 1 else ''} {what} "
         f"{num(sum(demand(j.perf, resource) for j in js))}{u}"

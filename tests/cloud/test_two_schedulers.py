@@ -72,7 +72,8 @@ async def test_two_schedulers_never_share_a_pod_and_the_cap_holds(
         assert len(two.cloud.follower.state.pods) == 2
         accepted = await asyncio.gather(*(client.submit(payload=payload) for _ in range(JOBS)))
         views = [await client.ended(a.job_id, timeout=30) for a in accepted]
-        assert all(v.state == "succeeded" for v in views)
+        unfinished = [(v.job_id, v.state, v.history) for v in views if v.state != "succeeded"]
+        assert not unfinished, unfinished
 
         async def reserve(i: int) -> ReserveAnswer:  # serverless calls against what is left
             return await bus.call(RESERVE, ReserveRequest(ref=f"call-{i}"), ReserveAnswer, 10)
